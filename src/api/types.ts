@@ -1,0 +1,120 @@
+/**
+ * Wire types of the `/v1` API (design §4), shared by the server, the TypeScript SDK
+ * and the CLI. JSON is camelCase; timestamps are ISO-8601 strings.
+ *
+ * Invariant: these shapes match `openapi/roset-v1.json`; change both together.
+ */
+
+export type NodeType = 'file' | 'folder';
+export type NodeState = 'staging' | 'sealing' | 'committed';
+export type CommitStatus = 'pending' | 'completed' | 'failed';
+export type GroupStatus = 'pending' | 'committed' | 'failed';
+
+export interface Mount {
+  id: string;
+  name: string;
+  store: string;
+  createdAt: string;
+  /** Local mountpoints of agents currently serving this mount. */
+  mountpoints: string[];
+}
+
+export interface Node {
+  id: string;
+  mountId: string;
+  parentId: string | null;
+  path: string;
+  name: string;
+  type: NodeType;
+  size: number;
+  state: NodeState;
+  commitId: string | null;
+  createdAt: string;
+  updatedAt: string;
+  deletedAt: string | null;
+}
+
+export interface CommitStats {
+  files: number;
+  bytes: number;
+  uploadedBytes: number;
+  dedupedBytes: number;
+}
+
+export interface CommitErrorInfo {
+  code: string;
+  message: string;
+}
+
+export interface Commit {
+  id: string;
+  mountId: string;
+  nodeId: string;
+  path: string;
+  message: string;
+  groupId: string | null;
+  status: CommitStatus;
+  error: CommitErrorInfo | null;
+  stats: CommitStats;
+  createdAt: string;
+  completedAt: string | null;
+}
+
+export interface Ref {
+  name: string;
+  mountId: string;
+  commitId: string;
+  commit: Commit;
+  updatedAt: string;
+  updatedBy: string;
+}
+
+export interface RefLogEntry {
+  name: string;
+  mountId: string;
+  fromCommitId: string | null;
+  toCommitId: string | null;
+  updatedAt: string;
+  updatedBy: string;
+}
+
+export interface CommitGroup {
+  id: string;
+  message: string;
+  status: GroupStatus;
+  commitIds: string[];
+  createdAt: string;
+  committedAt: string | null;
+}
+
+export interface ManifestFile {
+  /** Path relative to the committed folder, with `/` separators and no leading `/`. */
+  path: string;
+  size: number;
+  mode: number;
+  /** Modification time in milliseconds since the epoch. */
+  mtime: number;
+  sha256: string;
+  /** Object key relative to the store prefix: `objects/<sha[0:2]>/<sha>`. */
+  key: string;
+}
+
+export interface Manifest {
+  id: string;
+  mountId: string;
+  path: string;
+  message: string;
+  groupId: string | null;
+  parentCommitId: string | null;
+  createdAt: string;
+  files: ManifestFile[];
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string; details: Record<string, unknown> };
+}
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}

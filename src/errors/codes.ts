@@ -1,0 +1,86 @@
+/**
+ * The one table of Roset error codes.
+ *
+ * Owns: every stable error code, its HTTP status and its errno. Nothing else in the
+ * code base may map a code to a status or an errno; the API (errors → HTTP) and the
+ * FUSE adapter (errors → errno) both read this table.
+ *
+ * Invariant: codes are never renamed or reused; clients match on them. The wire code is
+ * the bare name (`SEALED`); JavaScript error objects carry it as `ROSET_E_SEALED`.
+ */
+export type Errno =
+  | 'EACCES' | 'EPERM' | 'EINVAL' | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR'
+  | 'ENOTEMPTY' | 'EROFS' | 'EIO' | 'ENOSPC' | 'ENAMETOOLONG' | 'EBUSY' | 'EAGAIN'
+  | 'ENOTSUP' | 'EXDEV' | 'ETIMEDOUT' | 'EBADF';
+
+interface CodeInfo {
+  readonly status: number;
+  readonly errno: Errno;
+  readonly description: string;
+}
+
+function def(status: number, errno: Errno, description: string): CodeInfo {
+  return { status, errno, description };
+}
+
+export const ERROR_CODES = {
+  // Request and authentication
+  UNAUTHORIZED: def(401, 'EACCES', 'Missing or invalid API key'),
+  BAD_REQUEST: def(400, 'EINVAL', 'The request is malformed or a field is invalid'),
+  INVALID_JSON: def(400, 'EINVAL', 'The request body is not valid JSON'),
+  INVALID_PATH: def(400, 'EINVAL', 'The path is not absolute, contains "..", "." or NUL, or is otherwise invalid'),
+  NAME_TOO_LONG: def(400, 'ENAMETOOLONG', 'A path component is longer than 255 bytes'),
+  PAYLOAD_TOO_LARGE: def(413, 'EINVAL', 'The request body is too large'),
+  ROUTE_NOT_FOUND: def(404, 'ENOENT', 'No such route'),
+  METHOD_NOT_ALLOWED: def(405, 'EINVAL', 'The route does not accept this method'),
+  // Namespace
+  MOUNT_NOT_FOUND: def(404, 'ENOENT', 'No such mount'),
+  NODE_NOT_FOUND: def(404, 'ENOENT', 'No such file or folder'),
+  NODE_EXISTS: def(409, 'EEXIST', 'A file or folder with this name already exists'),
+  CONFLICT: def(409, 'EEXIST', 'Another writer owns this file: it was created from another node'),
+  NOT_A_FOLDER: def(409, 'ENOTDIR', 'The node is not a folder'),
+  IS_A_FOLDER: def(409, 'EISDIR', 'The node is a folder'),
+  FOLDER_NOT_EMPTY: def(409, 'ENOTEMPTY', 'The folder is not empty'),
+  CROSS_DEVICE: def(409, 'EXDEV', 'The operation would cross a commit boundary'),
+  // Write barrier and immutability
+  SEALED: def(409, 'EROFS', 'The folder is sealing for a commit: writes are refused'),
+  COMMITTED: def(409, 'EROFS', 'The folder is committed and immutable'),
+  READ_ONLY_MOUNT: def(409, 'EROFS', 'The mount is read-only'),
+  // Commits
+  COMMIT_NOT_FOUND: def(404, 'ENOENT', 'No such commit'),
+  COMMIT_IN_PROGRESS: def(409, 'EBUSY', 'A commit of this folder, or of a folder around or inside it, is in progress'),
+  COMMIT_NOT_COMPLETED: def(409, 'EINVAL', 'The commit is not completed'),
+  OPEN_HANDLES: def(409, 'EBUSY', 'Files were still open for writing when the seal timed out'),
+  INTERRUPTED: def(503, 'EIO', 'The commit was interrupted by a daemon restart'),
+  AGENT_UNAVAILABLE: def(503, 'EIO', 'No data-plane agent holds the staged files for this folder'),
+  // Refs
+  REF_NOT_FOUND: def(404, 'ENOENT', 'No such ref'),
+  REF_CONFLICT: def(409, 'EAGAIN', 'The ref does not point at the expected commit'),
+  INVALID_REF_NAME: def(400, 'EINVAL', 'Ref names are 1-128 characters of [A-Za-z0-9._-], not starting with "."'),
+  // Commit groups
+  GROUP_NOT_FOUND: def(404, 'ENOENT', 'No such commit group'),
+  GROUP_NOT_PENDING: def(409, 'EINVAL', 'The commit group is already sealed or failed'),
+  GROUP_FAILED: def(409, 'EIO', 'Another commit in the group failed'),
+  // Storage and integrity
+  STORAGE_ERROR: def(502, 'EIO', 'The object store failed'),
+  OBJECT_NOT_FOUND: def(404, 'EIO', 'An object is missing from the store'),
+  PRECONDITION_FAILED: def(412, 'EEXIST', 'A conditional write lost: the object exists or changed'),
+  INTEGRITY_ERROR: def(502, 'EIO', 'Fetched bytes do not match the manifest sha256'),
+  NO_SPACE: def(507, 'ENOSPC', 'The cache disk is full'),
+  // Everything else
+  INTERNAL: def(500, 'EIO', 'Internal error'),
+} as const satisfies Record<string, CodeInfo>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, value);
+}
+
+export function httpStatusOf(code: ErrorCode): number {
+  return ERROR_CODES[code].status;
+}
+
+export function errnoOf(code: ErrorCode): Errno {
+  return ERROR_CODES[code].errno;
+}

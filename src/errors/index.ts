@@ -1,0 +1,52 @@
+/**
+ * Roset error classes: one per area, all carrying a stable code from `codes.ts`.
+ *
+ * Owns: the error hierarchy and `toRosetError`, which turns anything thrown into a
+ * RosetError without losing the original (kept as `cause`).
+ * Invariant: a RosetError's `code` is always in ERROR_CODES; `message` never contains
+ * a credential.
+ */
+import { ERROR_CODES, isErrorCode, type ErrorCode } from './codes.js';
+
+export { ERROR_CODES, httpStatusOf, errnoOf, isErrorCode, type ErrorCode, type Errno } from './codes.js';
+
+export class RosetError extends Error {
+  /** Wire code, e.g. `SEALED`. */
+  readonly rosetCode: ErrorCode;
+  /** Node-style code, e.g. `ROSET_E_SEALED`. */
+  readonly code: string;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message?: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message ?? ERROR_CODES[code].description, options);
+    this.rosetCode = code;
+    this.code = `ROSET_E_${code}`;
+    this.details = details;
+    this.name = new.target.name;
+  }
+}
+
+/** Request validation, auth and routing (the HTTP API). */
+export class ApiError extends RosetError {}
+/** Namespace, barrier and immutability (control-plane metadata and filesystem core). */
+export class NamespaceError extends RosetError {}
+/** Commit, ref and group lifecycle. */
+export class CommitError extends RosetError {}
+/** The object store. */
+export class StoreError extends RosetError {}
+/** The local cache and staging index. */
+export class CacheError extends RosetError {}
+
+export function toRosetError(err: unknown): RosetError {
+  if (err instanceof RosetError) return err;
+  const e = err as NodeJS.ErrnoException | undefined;
+  if (e && e.code === 'ENOSPC') return new CacheError('NO_SPACE', 'The cache disk is full', {}, { cause: err });
+  const message = e && typeof e.message === 'string' ? e.message : String(err);
+  return new RosetError('INTERNAL', message, {}, { cause: err });
+}
+
+export function codeOf(err: unknown): ErrorCode | undefined {
+  if (err instanceof RosetError) return err.rosetCode;
+  const c = (err as { rosetCode?: unknown } | undefined)?.rosetCode;
+  return isErrorCode(c) ? c : undefined;
+}

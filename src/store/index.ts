@@ -1,0 +1,33 @@
+/**
+ * Store selection: turns a `--store` URL into an ObjectStore.
+ *
+ * Owns: parsing of store URLs (`file:///dir`, a bare directory, `s3://bucket/prefix`).
+ * Invariant: the returned store's keys are relative to the prefix; callers never see
+ * the prefix.
+ */
+import { StoreError } from '../errors/index.js';
+import { LocalStore } from './local.js';
+import type { ObjectStore } from './types.js';
+
+export type { ObjectStore } from './types.js';
+
+export interface StoreOptions {
+  /** S3 endpoint URL, e.g. `http://127.0.0.1:7480`; absent for AWS. */
+  s3Endpoint?: string;
+  s3Region?: string;
+  s3ForcePathStyle?: boolean;
+  /** Multipart part size in bytes. */
+  partSize?: number;
+  /** Parts in flight at once per upload. */
+  uploadConcurrency?: number;
+}
+
+export async function openStore(url: string, options: StoreOptions = {}): Promise<ObjectStore> {
+  if (url.startsWith('s3://')) {
+    const { S3Store } = await import('./s3.js');
+    return S3Store.fromUrl(url, options);
+  }
+  if (url.startsWith('file://')) return LocalStore.open(new URL(url).pathname);
+  if (url.startsWith('/') || url.startsWith('.')) return LocalStore.open(url);
+  throw new StoreError('BAD_REQUEST', `Unsupported store URL ${JSON.stringify(url)}: use file:///DIR or s3://BUCKET/PREFIX`);
+}

@@ -1,0 +1,104 @@
+/**
+ * The object-store interface that every backend (local directory, S3) implements.
+ *
+ * Owns: the contract of put / put-if-absent / put-if-match / ranged get / head / list /
+ * delete and multipart uploads. Backends are interchangeable: the store conformance
+ * suite (test/store/conformance.ts) runs the same assertions against each.
+ *
+ * Invariants:
+ * - A put is atomic: a reader sees the old object, the new one, or none; never a part.
+ * - `putIfAbsent` and `putIfMatch` throw StoreError('PRECONDITION_FAILED') when they
+ *   lose; exactly one of N concurrent `putIfAbsent` calls on a key wins, provided that
+ *   `capabilities.conditionalWrites` is true.
+ * - ETags are returned unquoted.
+ * - `get` of a missing key throws StoreError('OBJECT_NOT_FOUND'); `head` returns null.
+ */
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  etag: string;
+  lastModified: Date;
+}
+
+export interface PutResult {
+  etag: string;
+}
+
+export interface ByteRange {
+  /** First byte, inclusive. */
+  offset: number;
+  /** Number of bytes; the result is shorter only at the end of the object. */
+  length: number;
+}
+
+export interface ListPage {
+  objects: ObjectInfo[];
+  /** Pass back to `list` for the next page; absent on the last page. */
+  cursor?: string;
+}
+
+export interface MultipartUploadInfo {
+  key: string;
+  uploadId: string;
+  initiated: Date;
+}
+
+export interface PartResult {
+  partNumber: number;
+  etag: string;
+}
+
+export interface StoreCapabilities {
+  /** `If-None-Match: *` and `If-Match` are enforced by the backend itself. */
+  conditionalWrites: boolean;
+  /** Multipart uploads can be listed and aborted. */
+  multipart: boolean;
+}
+
+export interface PutFileOptions {
+  /** Bytes per part for multipart uploads. */
+  partSize?: number;
+  /** Parts in flight at once. */
+  concurrency?: number;
+  /** Fail with PRECONDITION_FAILED instead of overwriting an existing key. */
+  ifAbsent?: boolean;
+  /** Called with the number of bytes uploaded so far. */
+  onProgress?: (uploadedBytes: number) => void;
+}
+
+export interface ObjectStore {
+  /** Human-readable location with no credentials in it, e.g. `file:///var/lib/roset/store`. */
+  readonly description: string;
+  readonly capabilities: StoreCapabilities;
+
+  put(key: string, body: Buffer | string): Promise<PutResult>;
+  putIfAbsent(key: string, body: Buffer | string): Promise<PutResult>;
+  putIfMatch(key: string, body: Buffer | string, etag: string): Promise<PutResult>;
+  /** Upload a local file, using multipart above `partSize`, with bounded memory. */
+  putFile(key: string, filePath: string, options?: PutFileOptions): Promise<PutResult>;
+
+  get(key: string, range?: ByteRange): Promise<Buffer>;
+  head(key: string): Promise<ObjectInfo | null>;
+  /** One page of keys under `prefix`, in lexicographic order. */
+  list(prefix: string, options?: { cursor?: string; limit?: number }): Promise<ListPage>;
+  delete(key: string): Promise<void>;
+
+  createMultipartUpload(key: string): Promise<string>;
+  uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<PartResult>;
+  completeMultipartUpload(key: string, uploadId: string, parts: PartResult[], options?: { ifAbsent?: boolean }): Promise<PutResult>;
+  abortMultipartUpload(key: string, uploadId: string): Promise<void>;
+  listMultipartUploads(prefix: string): Promise<MultipartUploadInfo[]>;
+
+  close(): Promise<void>;
+}
+
+/** Every key under `prefix`, following pagination. */
+export async function* listAll(store: ObjectStore, prefix: string): AsyncGenerator<ObjectInfo> {
+  let cursor: string | undefined;
+  do {
+    const page = await store.list(prefix, { cursor });
+    yield* page.objects;
+    cursor = page.cursor;
+  } while (cursor);
+}
