@@ -84,6 +84,8 @@ export interface CommitGroup {
   status: GroupStatus;
   commitIds: string[];
   createdAt: string;
+  /** Set when the group is sealed; its commits then complete or fail together. */
+  sealedAt: string | null;
   committedAt: string | null;
 }
 
@@ -117,4 +119,48 @@ export interface ErrorBody {
 export interface Page<T> {
   items: T[];
   nextCursor: string | null;
+}
+
+export interface Health {
+  status: 'ok';
+  version: string;
+}
+
+// Request and response bodies that are not one of the objects above.
+
+export interface CreateMountRequest {
+  name: string;
+}
+
+export interface ResolveRequest {
+  /** Mount-relative absolute paths, e.g. `/checkpoints/step-1`. */
+  paths: string[];
+}
+
+export interface ResolveResponse {
+  /** One entry per requested path; `null` when nothing lives there. */
+  nodes: Record<string, Node | null>;
+}
+
+/** Exactly one of `parentPath` and `parentId`. */
+export interface CreateNodeRequest {
+  parentPath?: string;
+  parentId?: string;
+  name: string;
+  type: NodeType;
+}
+
+export interface CommitRequest {
+  message?: string;
+  groupId?: string;
+}
+
+export interface UpdateRefRequest {
+  commitId: string;
+  /** Compare-and-swap: absent = unconditional; `null` = the ref must not exist yet. */
+  expectedCommitId?: string | null;
+}
+
+export interface CreateCommitGroupRequest {
+  message?: string;
 }

@@ -67,6 +67,12 @@ export const ERROR_CODES = {
   PRECONDITION_FAILED: def(412, 'EEXIST', 'A conditional write lost: the object exists or changed'),
   INTEGRITY_ERROR: def(502, 'EIO', 'Fetched bytes do not match the manifest sha256'),
   NO_SPACE: def(507, 'ENOSPC', 'The cache disk is full'),
+  // Client side (SDK and CLI): never sent by the server; the status is what a proxy
+  // would most likely have answered, so callers can treat them like wire codes.
+  NETWORK_ERROR: def(503, 'EIO', 'The API could not be reached'),
+  TIMEOUT: def(504, 'ETIMEDOUT', 'Timed out waiting for the API or for a commit'),
+  NOT_MOUNTED: def(400, 'EINVAL', 'The path is not a Roset mountpoint'),
+  UNMOUNT_FAILED: def(500, 'EBUSY', 'The mountpoint could not be unmounted'),
   // Everything else
   INTERNAL: def(500, 'EIO', 'Internal error'),
 } as const satisfies Record<string, CodeInfo>;
