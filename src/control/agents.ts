@@ -1,0 +1,56 @@
+/**
+ * The control plane's view of data-plane agents: the daemons that stage bytes for a
+ * mount. At seal time the control plane asks every agent of the mount to finish.
+ *
+ * Invariant: an agent answers for the files it owns (`NodeRecord.ownerAgent`) and for
+ * nothing else; the engine refuses to commit a folder holding files of an agent that is
+ * not registered, rather than committing without them.
+ */
+import type { ManifestFile } from '../api/types.js';
+
+export interface AgentFile extends ManifestFile {
+  nodeId: string;
+}
+
+export interface AgentUploadResult {
+  files: AgentFile[];
+  uploadedBytes: number;
+  dedupedBytes: number;
+}
+
+export interface Agent {
+  readonly id: string;
+  readonly mountId: string;
+  /** Local directory where this agent serves the mount, if it is a FUSE agent. */
+  readonly mountpoint: string | null;
+  /**
+   * Waits until no handle open for writing remains under `folderPath` (the control
+   * plane has already raised the barrier), then records the snapshot of the closed
+   * files. Rejects with OPEN_HANDLES after `timeoutMs`.
+   */
+  seal(commitId: string, folderPath: string, timeoutMs: number): Promise<void>;
+  /** Uploads the snapshot's bytes as content-addressed objects (deduplicated). */
+  upload(commitId: string, folderPath: string): Promise<AgentUploadResult>;
+  /** Forgets the snapshot once the commit is completed or failed. */
+  release(commitId: string): Promise<void>;
+}
+
+export class AgentRegistry {
+  private readonly agents = new Map<string, Agent>();
+
+  register(agent: Agent): void {
+    this.agents.set(agent.id, agent);
+  }
+
+  unregister(id: string): void {
+    this.agents.delete(id);
+  }
+
+  get(id: string): Agent | undefined {
+    return this.agents.get(id);
+  }
+
+  forMount(mountId: string): Agent[] {
+    return [...this.agents.values()].filter((a) => a.mountId === mountId);
+  }
+}

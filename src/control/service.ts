@@ -1,0 +1,452 @@
+/**
+ * The control plane: namespace, commits, refs, groups, mounts and API keys, with their
+ * rules. The HTTP API is a thin layer over this class, and the in-process data plane
+ * reaches the control plane only through the `ControlApi` interface it implements.
+ *
+ * Owns: validation and the write barrier's source of truth (folder states), ref
+ * compare-and-swap and its bucket mirror, key verification.
+ *
+ * Invariants:
+ * - A folder is writable only if neither it nor any folder above it is sealing or
+ *   committed (`assertWritable`); a commit is refused while any folder around or inside
+ *   the target is sealing.
+ * - A ref only ever points at a `completed` commit of its own mount.
+ * - API keys are stored as sha256 hashes and compared in constant time.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Commit, CommitGroup, Manifest, Mount, Node, NodeType, Ref, RefLogEntry } from '../api/types.js';
+import { CommitEngine } from '../commit/engine.js';
+import { manifestKey, refKey } from '../commit/layout.js';
+import { ApiError, CommitError, NamespaceError, StoreError } from '../errors/index.js';
+import type { ObjectStore } from '../store/types.js';
+import { AgentRegistry, type Agent } from './agents.js';
+import { ids } from './ids.js';
+import type { ApiKeyRecord, CommitPhase, CommitRecord, GroupRecord, MetadataStore, NodeRecord, RefRecord } from './meta/types.js';
+import { ancestorsOf, baseName, isWithin, joinPath, normalizePath, parentOf, validateName } from './paths.js';
+
+export const REF_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
+const DEFAULT_FILE_MODE = 0o100644;
+const DEFAULT_DIR_MODE = 0o40755;
+
+/** What the data plane needs from the control plane. */
+export interface ControlApi {
+  lookup(mountId: string, path: string): Promise<NodeRecord | null>;
+  children(nodeId: string): Promise<NodeRecord[]>;
+  createNode(req: { mountId: string; parentPath: string; name: string; type: NodeType; mode?: number; ownerAgent?: string | null }): Promise<NodeRecord>;
+  /** Removes a staging file or an empty staging folder (unlink, rmdir). */
+  removeNode(mountId: string, path: string, type: NodeType): Promise<NodeRecord>;
+  rename(mountId: string, from: string, to: string): Promise<{ replaced: NodeRecord | null }>;
+  setAttrs(mountId: string, path: string, attrs: { size?: number; mode?: number; mtimeMs?: number }): Promise<void>;
+  /** Throws SEALED or COMMITTED unless `path` may be changed. */
+  assertWritable(mountId: string, path: string): Promise<void>;
+  /** Staging files under `folderPath` that `agentId` owns. */
+  stagedFiles(mountId: string, folderPath: string, agentId: string): Promise<NodeRecord[]>;
+  registerAgent(agent: Agent): void;
+  unregisterAgent(id: string): void;
+}
+
+export interface ControlPlaneOptions {
+  sealTimeoutMs: number;
+}
+
+export class ControlPlane implements ControlApi {
+  readonly agents = new AgentRegistry();
+  readonly engine: CommitEngine;
+  private defaultMountId: string | null = null;
+
+  constructor(
+    readonly meta: MetadataStore,
+    readonly store: ObjectStore,
+    private readonly log: Logger,
+    options: ControlPlaneOptions,
+  ) {
+    this.engine = new CommitEngine(meta, store, this.agents, log.child({ component: 'commit' }), options);
+  }
+
+  // ---- Mounts -----------------------------------------------------------------
+
+  /** Returns the id of the mount named `name`, creating it on first start. */
+  async ensureMount(name: string): Promise<string> {
+    const existing = (await this.meta.listMounts()).find((m) => m.name === name);
+    const id = existing ? existing.id : (await this.meta.createMount({ id: ids.mount(), name, store: this.store.description, createdAt: new Date().toISOString() })).id;
+    this.defaultMountId ??= id;
+    return id;
+  }
+
+  async mountIdFor(header: string | undefined): Promise<string> {
+    if (header) {
+      if (!(await this.meta.getMount(header))) throw new NamespaceError('MOUNT_NOT_FOUND', `No mount ${header}`);
+      return header;
+    }
+    if (!this.defaultMountId) throw new NamespaceError('MOUNT_NOT_FOUND', 'No default mount');
+    return this.defaultMountId;
+  }
+
+  async listMounts(): Promise<Mount[]> {
+    return (await this.meta.listMounts()).map((m) => ({
+      ...m, mountpoints: this.agents.forMount(m.id).map((a) => a.mountpoint).filter((p): p is string => !!p),
+    }));
+  }
+
+  async createMount(name: unknown): Promise<Mount> {
+    const n = validateName(name);
+    const m = await this.meta.createMount({ id: ids.mount(), name: n, store: this.store.description, createdAt: new Date().toISOString() });
+    return { ...m, mountpoints: [] };
+  }
+
+  // ---- Namespace ----------------------------------------------------------------
+
+  async lookup(mountId: string, path: string): Promise<NodeRecord | null> {
+    return this.meta.getNodeByPath(mountId, path);
+  }
+
+  async children(nodeId: string): Promise<NodeRecord[]> {
+    return this.meta.listChildren(nodeId);
+  }
+
+  async resolve(mountId: string, paths: unknown): Promise<Record<string, Node | null>> {
+    if (!Array.isArray(paths) || paths.length > 1000) throw new ApiError('BAD_REQUEST', 'paths must be an array of at most 1000 strings');
+    const out: Record<string, Node | null> = {};
+    for (const p of paths) {
+      const n = await this.meta.getNodeByPath(mountId, normalizePath(p));
+      out[p as string] = n ? toNode(n) : null;
+    }
+    return out;
+  }
+
+  async getNode(mountId: string, id: string): Promise<NodeRecord> {
+    const n = await this.meta.getNode(id);
+    if (!n || n.mountId !== mountId) throw new NamespaceError('NODE_NOT_FOUND', `No node ${id}`);
+    return n;
+  }
+
+  async listChildrenPage(mountId: string, id: string, cursor: string | undefined, limit: number): Promise<{ items: NodeRecord[]; nextCursor: string | null }> {
+    const n = await this.getNode(mountId, id);
+    if (n.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `${n.path} is not a folder`);
+    const items = await this.meta.listChildren(id, { cursor, limit: limit + 1 });
+    const more = items.length > limit;
+    const page = items.slice(0, limit);
+    return { items: page, nextCursor: more ? page[page.length - 1]!.name : null };
+  }
+
+  async assertWritable(mountId: string, path: string): Promise<void> {
+    const chain = await this.meta.getNodesByPaths(mountId, [...ancestorsOf(path), path]);
+    for (const n of chain) {
+      if (n.state === 'sealing') throw new NamespaceError('SEALED', `${n.path} is sealing for a commit`, { path: n.path });
+      if (n.state === 'committed') throw new NamespaceError('COMMITTED', `${n.path} is committed and immutable`, { path: n.path });
+    }
+  }
+
+  async createNode(req: { mountId: string; parentPath?: unknown; parentId?: unknown; name: unknown; type: unknown; mode?: number; ownerAgent?: string | null }): Promise<NodeRecord> {
+    const name = validateName(req.name);
+    if (req.type !== 'file' && req.type !== 'folder') throw new ApiError('BAD_REQUEST', 'type must be "file" or "folder"');
+    let parent: NodeRecord | null;
+    if (req.parentId !== undefined && req.parentId !== null) {
+      if (typeof req.parentId !== 'string') throw new ApiError('BAD_REQUEST', 'parentId must be a string');
+      parent = await this.meta.getNode(req.parentId);
+      if (parent && (parent.mountId !== req.mountId || parent.deletedAt)) parent = null;
+    } else if (req.parentPath !== undefined) {
+      parent = await this.meta.getNodeByPath(req.mountId, normalizePath(req.parentPath));
+    } else {
+      throw new ApiError('BAD_REQUEST', 'parentPath or parentId is required');
+    }
+    if (!parent) throw new NamespaceError('NODE_NOT_FOUND', 'The parent folder does not exist');
+    if (parent.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `${parent.path} is not a folder`);
+    const path = joinPath(parent.path, name);
+    await this.assertWritable(req.mountId, path);
+    const existing = await this.meta.getNodeByPath(req.mountId, path);
+    if (existing) {
+      if (existing.type === 'file' && req.type === 'file' && existing.ownerAgent && req.ownerAgent && existing.ownerAgent !== req.ownerAgent) {
+        throw new NamespaceError('CONFLICT', `${path} is being written from another node`, { path });
+      }
+      throw new NamespaceError('NODE_EXISTS', `${path} already exists`, { path });
+    }
+    return this.meta.insertNode({
+      mountId: req.mountId, parentId: parent.id, parentPath: parent.path, name, type: req.type,
+      mode: req.mode ?? (req.type === 'folder' ? DEFAULT_DIR_MODE : DEFAULT_FILE_MODE), ownerAgent: req.type === 'file' ? req.ownerAgent ?? null : null,
+    });
+  }
+
+  async removeNode(mountId: string, path: string, type: NodeType): Promise<NodeRecord> {
+    const n = await this.meta.getNodeByPath(mountId, path);
+    if (!n) throw new NamespaceError('NODE_NOT_FOUND', `${path} does not exist`);
+    if (n.path === '/') throw new NamespaceError('CROSS_DEVICE', 'The root folder cannot be removed');
+    if (type === 'file' && n.type === 'folder') throw new NamespaceError('IS_A_FOLDER', `${path} is a folder`);
+    if (type === 'folder' && n.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `${path} is not a folder`);
+    await this.assertWritable(mountId, path);
+    if (n.type === 'folder' && (await this.meta.listChildren(n.id, { limit: 1 })).length > 0) {
+      throw new NamespaceError('FOLDER_NOT_EMPTY', `${path} is not empty`);
+    }
+    await this.meta.removeNode(n.id);
+    return n;
+  }
+
+  async rename(mountId: string, from: string, to: string): Promise<{ replaced: NodeRecord | null }> {
+    const src = await this.meta.getNodeByPath(mountId, from);
+    if (!src) throw new NamespaceError('NODE_NOT_FOUND', `${from} does not exist`);
+    if (from === '/' || isWithin(to, from)) throw new ApiError('BAD_REQUEST', `Cannot move ${from} into itself`);
+    await this.assertWritable(mountId, from);
+    await this.assertWritable(mountId, to);
+    // A folder holding sealing or committed folders keeps them where their commits say they are.
+    if (src.type === 'folder' && await this.meta.hasDescendantInState(mountId, from, ['sealing', 'committed'])) {
+      throw new NamespaceError('COMMITTED', `${from} contains committed or sealing folders and cannot be moved`);
+    }
+    const parent = await this.meta.getNodeByPath(mountId, parentOf(to));
+    if (!parent) throw new NamespaceError('NODE_NOT_FOUND', `${parentOf(to)} does not exist`);
+    if (parent.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `${parent.path} is not a folder`);
+    const dest = await this.meta.getNodeByPath(mountId, to);
+    if (dest && dest.id === src.id) return { replaced: null };
+    if (dest) {
+      if (dest.type === 'folder' && src.type !== 'folder') throw new NamespaceError('IS_A_FOLDER', `${to} is a folder`);
+      if (dest.type !== 'folder' && src.type === 'folder') throw new NamespaceError('NOT_A_FOLDER', `${to} is not a folder`);
+      if (dest.type === 'folder' && (await this.meta.listChildren(dest.id, { limit: 1 })).length > 0) {
+        throw new NamespaceError('FOLDER_NOT_EMPTY', `${to} is not empty`);
+      }
+    }
+    await this.meta.moveNode(src.id, parent, baseName(to), dest ? dest.id : null);
+    return { replaced: dest };
+  }
+
+  async setAttrs(mountId: string, path: string, attrs: { size?: number; mode?: number; mtimeMs?: number }): Promise<void> {
+    const n = await this.meta.getNodeByPath(mountId, path);
+    if (!n) throw new NamespaceError('NODE_NOT_FOUND', `${path} does not exist`);
+    await this.meta.updateNodeAttrs(n.id, attrs);
+  }
+
+  async stagedFiles(mountId: string, folderPath: string, agentId: string): Promise<NodeRecord[]> {
+    return (await this.meta.listDescendants(mountId, folderPath)).filter((n) => n.type === 'file' && n.state !== 'committed' && n.ownerAgent === agentId);
+  }
+
+  /** API soft delete: the node goes to the trash; staged or committed data stays until purged. */
+  async deleteNode(mountId: string, id: string): Promise<NodeRecord> {
+    const n = await this.getNode(mountId, id);
+    if (n.deletedAt) return n;
+    if (n.path === '/') throw new ApiError('BAD_REQUEST', 'The root folder cannot be deleted');
+    const chain = await this.meta.getNodesByPaths(mountId, [...ancestorsOf(n.path), n.path]);
+    if (chain.some((c) => c.state === 'sealing') || await this.meta.hasDescendantInState(mountId, n.path, ['sealing'])) {
+      throw new NamespaceError('SEALED', `${n.path} is sealing for a commit`);
+    }
+    return this.meta.softDeleteNode(id, new Date().toISOString());
+  }
+
+  registerAgent(agent: Agent): void {
+    this.agents.register(agent);
+  }
+
+  unregisterAgent(id: string): void {
+    this.agents.unregister(id);
+  }
+
+  // ---- Commits ------------------------------------------------------------------
+
+  async commit(mountId: string, nodeId: string, body: { message?: unknown; groupId?: unknown }): Promise<CommitRecord> {
+    if (body.message !== undefined && body.message !== null && typeof body.message !== 'string') throw new ApiError('BAD_REQUEST', 'message must be a string');
+    if (typeof body.message === 'string' && body.message.length > 4096) throw new ApiError('BAD_REQUEST', 'message is longer than 4096 characters');
+    if (body.groupId !== undefined && body.groupId !== null && typeof body.groupId !== 'string') throw new ApiError('BAD_REQUEST', 'groupId must be a string');
+    const node = await this.getNode(mountId, nodeId);
+    if (node.deletedAt) throw new NamespaceError('NODE_NOT_FOUND', `${node.path} is deleted`);
+    if (node.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', 'Only folders can be committed');
+    const groupId = (body.groupId as string | undefined) ?? null;
+    if (groupId) {
+      const g = await this.meta.getGroup(groupId);
+      if (!g || g.mountId !== mountId) throw new CommitError('GROUP_NOT_FOUND', `No commit group ${groupId}`);
+      if (g.status !== 'pending' || g.sealedAt) throw new CommitError('GROUP_NOT_PENDING', `Commit group ${groupId} is already sealed`);
+    }
+    for (const a of await this.meta.getNodesByPaths(mountId, ancestorsOf(node.path))) {
+      if (a.state === 'committed') throw new NamespaceError('COMMITTED', `${a.path} is already committed`);
+      if (a.state === 'sealing') throw new CommitError('COMMIT_IN_PROGRESS', `${a.path} is being committed`);
+    }
+    if (node.state === 'committed') throw new NamespaceError('COMMITTED', `${node.path} is already committed`);
+    if (await this.meta.hasDescendantInState(mountId, node.path, ['sealing'])) {
+      throw new CommitError('COMMIT_IN_PROGRESS', `A folder inside ${node.path} is being committed`);
+    }
+    const parent = await this.meta.latestCompletedCommit(mountId);
+    const commit = await this.meta.beginCommit({
+      id: ids.commit(), mountId, nodeId: node.id, path: node.path, message: (body.message as string | undefined) ?? '', groupId,
+      parentCommitId: parent?.id ?? null, phase: 'sealing', error: null,
+      stats: { files: 0, bytes: 0, uploadedBytes: 0, dedupedBytes: 0 }, createdAt: new Date().toISOString(), completedAt: null,
+    });
+    this.engine.start(commit);
+    return commit;
+  }
+
+  async getCommit(mountId: string, id: string): Promise<CommitRecord> {
+    const c = await this.meta.getCommit(id);
+    if (!c || c.mountId !== mountId) throw new CommitError('COMMIT_NOT_FOUND', `No commit ${id}`);
+    return c;
+  }
+
+  async listCommits(mountId: string, q: { nodeId?: string; status?: string; cursor?: string; limit: number }): Promise<{ items: CommitRecord[]; nextCursor: string | null }> {
+    let phases: CommitPhase[] | undefined;
+    switch (q.status) {
+      case undefined: break;
+      case 'pending': phases = ['sealing', 'uploading', 'manifested']; break;
+      case 'completed': phases = ['completed']; break;
+      case 'failed': phases = ['failed']; break;
+      default: throw new ApiError('BAD_REQUEST', 'status must be pending, completed or failed');
+    }
+    if (q.cursor !== undefined && !/^\d{1,15}$/.test(q.cursor)) throw new ApiError('BAD_REQUEST', 'Invalid cursor');
+    const items = await this.meta.listCommits(mountId, { nodeId: q.nodeId, phases }, { cursor: q.cursor, limit: q.limit + 1 });
+    const more = items.length > q.limit;
+    const page = items.slice(0, q.limit);
+    const last = page[page.length - 1];
+    return { items: page, nextCursor: more && last ? await this.meta.commitCursor(last.id) : null };
+  }
+
+  async getManifest(mountId: string, id: string): Promise<Manifest> {
+    const c = await this.getCommit(mountId, id);
+    if (c.phase !== 'manifested' && c.phase !== 'completed') throw new CommitError('COMMIT_NOT_COMPLETED', `Commit ${id} has no manifest (${toCommit(c).status})`);
+    return JSON.parse((await this.store.get(manifestKey(id))).toString('utf8')) as Manifest;
+  }
+
+  // ---- Refs ---------------------------------------------------------------------
+
+  private refName(name: string): string {
+    if (!REF_NAME.test(name)) throw new CommitError('INVALID_REF_NAME', `Invalid ref name ${JSON.stringify(name)}`);
+    return name;
+  }
+
+  async getRef(mountId: string, name: string): Promise<Ref> {
+    const r = await this.meta.getRef(mountId, this.refName(name));
+    if (!r) throw new CommitError('REF_NOT_FOUND', `No ref ${name}`);
+    return this.toRef(r);
+  }
+
+  async listRefs(mountId: string): Promise<Ref[]> {
+    return Promise.all((await this.meta.listRefs(mountId)).map((r) => this.toRef(r)));
+  }
+
+  async setRef(mountId: string, name: string, body: { commitId?: unknown; expectedCommitId?: unknown }, by: string): Promise<Ref> {
+    this.refName(name);
+    if (typeof body.commitId !== 'string') throw new ApiError('BAD_REQUEST', 'commitId is required');
+    if (body.expectedCommitId !== undefined && body.expectedCommitId !== null && typeof body.expectedCommitId !== 'string') {
+      throw new ApiError('BAD_REQUEST', 'expectedCommitId must be a string or null');
+    }
+    const c = await this.meta.getCommit(body.commitId);
+    if (!c || c.mountId !== mountId) throw new CommitError('COMMIT_NOT_FOUND', `No commit ${body.commitId}`);
+    if (c.phase !== 'completed') throw new CommitError('COMMIT_NOT_COMPLETED', `Commit ${c.id} is ${toCommit(c).status}; a ref can only point at a completed commit`);
+    const rec: RefRecord = { mountId, name, commitId: c.id, updatedAt: new Date().toISOString(), updatedBy: by };
+    const set = await this.meta.setRef(rec, body.expectedCommitId as string | null | undefined);
+    if (!set) {
+      const cur = await this.meta.getRef(mountId, name);
+      throw new CommitError('REF_CONFLICT', `Ref ${name} points at ${cur?.commitId ?? 'nothing'}, not ${String(body.expectedCommitId)}`,
+        { currentCommitId: cur?.commitId ?? null });
+    }
+    await this.mirrorRef(rec);
+    return this.toRef(set);
+  }
+
+  async deleteRef(mountId: string, name: string, by: string): Promise<void> {
+    this.refName(name);
+    if (!(await this.meta.deleteRef(mountId, name, by, new Date().toISOString()))) throw new CommitError('REF_NOT_FOUND', `No ref ${name}`);
+    try {
+      await this.store.delete(refKey(name));
+    } catch (err) {
+      this.log.error({ ref: name, err: (err as Error).message }, 'could not delete the ref mirror from the bucket');
+    }
+  }
+
+  async refLog(mountId: string, name: string): Promise<RefLogEntry[]> {
+    this.refName(name);
+    const log = await this.meta.refLog(mountId, name);
+    if (log.length === 0) throw new CommitError('REF_NOT_FOUND', `No ref ${name}`);
+    return log.map(({ seq: _seq, ...e }) => e);
+  }
+
+  /**
+   * The bucket's ref mirror makes the bucket recoverable on its own. The metadata
+   * store is the authority: a failed mirror write is logged and repaired by the next
+   * move or by `resyncRefMirrors` at start.
+   */
+  private async mirrorRef(r: RefRecord): Promise<void> {
+    try {
+      await this.store.put(refKey(r.name), `${JSON.stringify({ name: r.name, commitId: r.commitId, updatedAt: r.updatedAt })}\n`);
+    } catch (err) {
+      this.log.error({ ref: r.name, err: (err as StoreError).message }, 'could not mirror the ref to the bucket');
+    }
+  }
+
+  async resyncRefMirrors(mountId: string): Promise<void> {
+    for (const r of await this.meta.listRefs(mountId)) await this.mirrorRef(r);
+  }
+
+  private async toRef(r: RefRecord): Promise<Ref> {
+    const c = await this.meta.getCommit(r.commitId);
+    if (!c) throw new CommitError('INTERNAL', `Ref ${r.name} points at a missing commit`);
+    return { name: r.name, mountId: r.mountId, commitId: r.commitId, commit: toCommit(c), updatedAt: r.updatedAt, updatedBy: r.updatedBy };
+  }
+
+  // ---- Commit groups ------------------------------------------------------------
+
+  async createGroup(mountId: string, body: { message?: unknown }): Promise<CommitGroup> {
+    if (body.message !== undefined && body.message !== null && typeof body.message !== 'string') throw new ApiError('BAD_REQUEST', 'message must be a string');
+    const g: GroupRecord = { id: ids.group(), mountId, message: (body.message as string | undefined) ?? '', status: 'pending', createdAt: new Date().toISOString(), sealedAt: null, committedAt: null };
+    await this.meta.createGroup(g);
+    return this.toGroup(g);
+  }
+
+  async getGroup(mountId: string, id: string): Promise<CommitGroup> {
+    const g = await this.meta.getGroup(id);
+    if (!g || g.mountId !== mountId) throw new CommitError('GROUP_NOT_FOUND', `No commit group ${id}`);
+    return this.toGroup(g);
+  }
+
+  async sealGroup(mountId: string, id: string): Promise<CommitGroup> {
+    await this.getGroup(mountId, id);
+    const sealed = await this.meta.markGroupSealed(id, new Date().toISOString());
+    if (!sealed) throw new CommitError('GROUP_NOT_PENDING', `Commit group ${id} is already sealed`);
+    await this.engine.tryCompleteGroup(id);
+    return this.getGroup(mountId, id);
+  }
+
+  private async toGroup(g: GroupRecord): Promise<CommitGroup> {
+    const commits = await this.meta.listGroupCommits(g.id);
+    return { id: g.id, message: g.message, status: g.status, commitIds: commits.map((c) => c.id), createdAt: g.createdAt, committedAt: g.committedAt, sealedAt: g.sealedAt };
+  }
+
+  // ---- API keys -----------------------------------------------------------------
+
+  async createApiKey(name: string): Promise<{ token: string; record: ApiKeyRecord }> {
+    const token = `rsk_${randomBytes(24).toString('base64url')}`;
+    const record: ApiKeyRecord = { id: ids.apiKey(), name, hash: hashToken(token), createdAt: new Date().toISOString() };
+    await this.meta.insertApiKey(record);
+    return { token, record };
+  }
+
+  /** The key matching `token`, compared in constant time against every stored hash. */
+  async verifyApiKey(token: string): Promise<ApiKeyRecord | null> {
+    const candidate = Buffer.from(hashToken(token), 'hex');
+    let found: ApiKeyRecord | null = null;
+    for (const k of await this.meta.listApiKeys()) {
+      // No early exit: the time taken does not depend on which key matched.
+      if (timingSafeEqual(candidate, Buffer.from(k.hash, 'hex')) && !found) found = k;
+    }
+    return found;
+  }
+}
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+export function toNode(n: NodeRecord): Node {
+  return {
+    id: n.id, mountId: n.mountId, parentId: n.parentId, path: n.path, name: n.name, type: n.type, size: n.size, state: n.state,
+    commitId: n.commitId, createdAt: n.createdAt, updatedAt: n.updatedAt, deletedAt: n.deletedAt,
+  };
+}
+
+export function toCommit(c: CommitRecord): Commit {
+  let status: Commit['status'];
+  switch (c.phase) {
+    case 'sealing': case 'uploading': case 'manifested': status = 'pending'; break;
+    case 'completed': status = 'completed'; break;
+    case 'failed': status = 'failed'; break;
+    default: { const never: never = c.phase; throw new Error(`unknown phase ${String(never)}`); }
+  }
+  return {
+    id: c.id, mountId: c.mountId, nodeId: c.nodeId, path: c.path, message: c.message, groupId: c.groupId, status, error: c.error,
+    stats: c.stats, createdAt: c.createdAt, completedAt: c.completedAt,
+  };
+}
