@@ -118,7 +118,8 @@ interface RequestSpec<T> {
   recover?: (err: SdkError) => Promise<{ value: T } | undefined>;
 }
 
-/** Request bodies are capped at 1 MiB by the server; resolve batches stay well below. */
+/** The server takes up to 1000 paths and 1 MiB per resolve; batches stay well below both. */
+const RESOLVE_BATCH_PATHS = 500;
 const RESOLVE_BATCH_BYTES = 256 * 1024;
 
 /** Errno codes that mean the connection was never made, so the server cannot have acted. */
@@ -242,7 +243,7 @@ export class RosetClient {
     };
     for (const p of paths) {
       const size = Buffer.byteLength(p) + 8;
-      if (bytes + size > RESOLVE_BATCH_BYTES) await flush();
+      if (bytes + size > RESOLVE_BATCH_BYTES || batch.length >= RESOLVE_BATCH_PATHS) await flush();
       batch.push(p);
       bytes += size;
     }
@@ -546,7 +547,9 @@ export class RosetClient {
           ambiguous = true;
         } else {
           const code = networkCode(e);
-          err = new SdkNetworkError(`${what}: cannot reach ${this.config.apiUrl}${code ? `: ${code}` : ''}`, code ? { errno: code } : {}, { cause: e });
+          const cause = (e as { cause?: { message?: unknown } } | null)?.cause?.message;
+          const why = code ?? (typeof cause === 'string' && cause !== '' ? cause : (e as Error)?.message);
+          err = new SdkNetworkError(`${what}: cannot reach ${this.config.apiUrl}${why ? `: ${why}` : ''}`, code ? { errno: code } : {}, { cause: e });
           const neverSent = code !== undefined && CONNECT_CODES.has(code);
           retryable = neverSent || spec.resendable;
           if (!neverSent) ambiguous = true;

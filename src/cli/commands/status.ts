@@ -1,0 +1,99 @@
+/**
+ * `roset status` and `roset log [PATH]`: what the API and the local daemon are doing.
+ *
+ * `status` exits 1 when the API cannot be reached (so scripts can wait on it); the
+ * error's details then still name the endpoint and where it came from.
+ */
+import type { Command } from 'commander';
+import type { Commit, Health, Mount } from '../../api/types.js';
+import { RosetError } from '../../errors/index.js';
+import { SdkError } from '../../sdk/index.js';
+import { action, clientFor, parsePositiveInt, printJson, println } from '../context.js';
+import { readDaemonState } from '../daemon-state.js';
+import { commitProgress, commitStats } from '../format.js';
+import { resolveTarget } from '../paths.js';
+
+export function registerStatus(program: Command): void {
+  program
+    .command('status')
+    .description('Show the API endpoint and health, the local daemon, mounts with their mountpoints, and pending commits')
+    .option('--json', 'print the status as JSON')
+    .action(action(async (opts: { json?: boolean }, cmd: Command) => {
+      const client = clientFor(cmd);
+      const { config } = client;
+      const daemon = readDaemonState(config.stateDir) ?? null;
+      let health: Health;
+      try {
+        health = await client.getHealth();
+      } catch (err) {
+        if (err instanceof RosetError) {
+          throw new SdkError(err instanceof SdkError ? err.wireCode : err.rosetCode, err.message, err instanceof SdkError ? err.status : 0, {
+            ...err.details, endpoint: config.apiUrl, endpointSource: config.sources.apiUrl, daemon,
+          });
+        }
+        throw err;
+      }
+      const mounts = await client.listAll((o) => client.listMounts(o));
+      const pending: Commit[] = [];
+      for (const m of mounts) {
+        const c = client.withMountId(m.id);
+        pending.push(...(await c.listAll((o) => c.listCommits({ ...o, status: 'pending' }))));
+      }
+
+      if (opts.json) {
+        printJson({ endpoint: config.apiUrl, endpointSource: config.sources.apiUrl, stateDir: config.stateDir, health, daemon, mounts, pendingCommits: pending });
+        return;
+      }
+      println(`endpoint  ${config.apiUrl} (from ${config.sources.apiUrl})`);
+      println(`api       ${health.status}, version ${health.version}`);
+      if (daemon) println(`daemon    pid ${daemon.pid} on ${daemon.mountpoint} (${daemon.running ? 'running' : 'not running'})`);
+      println(`mounts    ${mounts.length === 0 ? '(none)' : ''}`);
+      for (const m of mounts) println(`  ${describeMount(m)}`);
+      println(`pending   ${pending.length === 0 ? '(none)' : ''}`);
+      for (const c of pending) {
+        const p = commitProgress(c);
+        println(`  ${c.id}  ${c.path}  ${commitStats(c)}${p === undefined ? '' : ` (${Math.floor(p * 100)}%)`}  since ${c.createdAt}`);
+      }
+    }));
+}
+
+function describeMount(m: Mount): string {
+  return `${m.id}  ${m.name}  ${m.store}  ${m.mountpoints.length ? m.mountpoints.join(', ') : '(not mounted)'}`;
+}
+
+export function registerLog(program: Command): void {
+  program
+    .command('log')
+    .description('List commits, newest first: of the folder at PATH, or all of the mount')
+    .argument('[path]', 'folder under a mountpoint, or a mount-relative path')
+    .option('-n, --limit <count>', 'show at most this many commits', parsePositiveInt)
+    .option('--json', 'print an array of commits as JSON')
+    .action(action(async (path: string | undefined, opts: { limit?: number; json?: boolean }, cmd: Command) => {
+      let client = clientFor(cmd);
+      let nodeId: string | undefined;
+      if (path !== undefined) {
+        const target = await resolveTarget(client, path);
+        client = target.client;
+        nodeId = target.node.id;
+      }
+      const commits: Commit[] = [];
+      for await (const c of client.paginate((o) => client.listCommits({ ...o, nodeId }), { limit: opts.limit ? Math.min(opts.limit, 100) : undefined })) {
+        commits.push(c);
+        if (opts.limit !== undefined && commits.length >= opts.limit) break;
+      }
+      if (opts.json) {
+        printJson(commits);
+        return;
+      }
+      // Decorate like `git log`: which refs point at each commit.
+      const refsByCommit = new Map<string, string[]>();
+      for (const r of await client.listAll((o) => client.listRefs(o))) {
+        refsByCommit.set(r.commitId, [...(refsByCommit.get(r.commitId) ?? []), r.name]);
+      }
+      for (const c of commits) {
+        const refs = refsByCommit.get(c.id);
+        const extra = c.status === 'failed' && c.error ? `  ${c.error.code}: ${c.error.message}` : c.message ? `  ${c.message}` : '';
+        println(`${c.id}  ${c.status.padEnd(9)}  ${c.createdAt}  ${c.path}${refs ? `  (${refs.join(', ')})` : ''}${extra}`);
+      }
+    }));
+}
