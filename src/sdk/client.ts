@@ -215,15 +215,15 @@ export class RosetClient {
 
   // ---- health and mounts ------------------------------------------------------------
 
-  getHealth(): Promise<Health> {
+  async getHealth(): Promise<Health> {
     return this.request({ method: 'GET', path: '/health', resendable: true, auth: false });
   }
 
-  listMounts(opts: ListOptions = {}): Promise<Page<Mount>> {
+  async listMounts(opts: ListOptions = {}): Promise<Page<Mount>> {
     return this.request({ method: 'GET', path: '/v1/mounts', query: { ...opts }, resendable: true });
   }
 
-  createMount(name: string): Promise<Mount> {
+  async createMount(name: string): Promise<Mount> {
     return this.request({ method: 'POST', path: '/v1/mounts', body: { name }, resendable: false });
   }
 
@@ -257,15 +257,15 @@ export class RosetClient {
     return nodes[path] ?? null;
   }
 
-  getNode(id: string): Promise<Node> {
+  async getNode(id: string): Promise<Node> {
     return this.request({ method: 'GET', path: `/v1/nodes/${seg(id, 'node id')}`, resendable: true });
   }
 
-  listChildren(id: string, opts: ListOptions = {}): Promise<Page<Node>> {
+  async listChildren(id: string, opts: ListOptions = {}): Promise<Page<Node>> {
     return this.request({ method: 'GET', path: `/v1/nodes/${seg(id, 'node id')}/children`, query: { ...opts }, resendable: true });
   }
 
-  createNode(req: CreateNodeRequest): Promise<Node> {
+  async createNode(req: CreateNodeRequest): Promise<Node> {
     return this.request({ method: 'POST', path: '/v1/nodes', body: req, resendable: false });
   }
 
@@ -273,17 +273,17 @@ export class RosetClient {
    * Creates a folder. `parent` is a mount-relative path ("/checkpoints") when it starts
    * with "/", else a node id, as in the Python SDK's `create_folder(parent, name)`.
    */
-  createFolder(parent: string, name: string): Promise<Node> {
+  async createFolder(parent: string, name: string): Promise<Node> {
     return this.createChild(parent, name, 'folder');
   }
 
-  createChild(parent: string, name: string, type: NodeType): Promise<Node> {
+  async createChild(parent: string, name: string, type: NodeType): Promise<Node> {
     const where = parent.startsWith('/') ? { parentPath: parent } : { parentId: parent };
     return this.createNode({ ...where, name, type });
   }
 
   /** Soft-deletes a node and returns it with `deletedAt` set. */
-  deleteNode(id: string): Promise<Node> {
+  async deleteNode(id: string): Promise<Node> {
     return this.request<Node>({
       method: 'DELETE',
       path: `/v1/nodes/${seg(id, 'node id')}`,
@@ -299,24 +299,24 @@ export class RosetClient {
   // ---- commits ----------------------------------------------------------------------
 
   /** Seals the folder and starts its commit; returns at once with a `pending` commit. */
-  commit(nodeId: string, opts: { message?: string; groupId?: string } = {}): Promise<Commit> {
+  async commit(nodeId: string, opts: { message?: string; groupId?: string } = {}): Promise<Commit> {
     const body: CommitRequest = {};
     if (opts.message !== undefined) body.message = opts.message;
     if (opts.groupId !== undefined) body.groupId = opts.groupId;
     return this.request({ method: 'POST', path: `/v1/nodes/${seg(nodeId, 'node id')}/commit`, body, resendable: false });
   }
 
-  getCommit(id: string): Promise<Commit> {
+  async getCommit(id: string): Promise<Commit> {
     return this.request({ method: 'GET', path: `/v1/commits/${seg(id, 'commit id')}`, resendable: true });
   }
 
   /** Commits, newest first. */
-  listCommits(opts: ListCommitsOptions = {}): Promise<Page<Commit>> {
+  async listCommits(opts: ListCommitsOptions = {}): Promise<Page<Commit>> {
     return this.request({ method: 'GET', path: '/v1/commits', query: { ...opts }, resendable: true });
   }
 
   /** The manifest of a completed commit (COMMIT_NOT_COMPLETED before that). */
-  getManifest(id: string): Promise<Manifest> {
+  async getManifest(id: string): Promise<Manifest> {
     return this.request({ method: 'GET', path: `/v1/commits/${seg(id, 'commit id')}/manifest`, resendable: true });
   }
 
@@ -341,7 +341,7 @@ export class RosetClient {
 
   // ---- refs -------------------------------------------------------------------------
 
-  listRefs(opts: ListOptions = {}): Promise<Page<Ref>> {
+  async listRefs(opts: ListOptions = {}): Promise<Page<Ref>> {
     return this.request({ method: 'GET', path: '/v1/refs', query: { ...opts }, resendable: true });
   }
 
@@ -360,7 +360,7 @@ export class RosetClient {
    * (409 REF_CONFLICT on mismatch); `expectedCommitId: null` requires that the ref does
    * not exist yet.
    */
-  updateRef(name: string, commitId: string, opts: { expectedCommitId?: string | null } = {}): Promise<Ref> {
+  async updateRef(name: string, commitId: string, opts: { expectedCommitId?: string | null } = {}): Promise<Ref> {
     const body: UpdateRefRequest = { commitId };
     if (opts.expectedCommitId !== undefined) body.expectedCommitId = opts.expectedCommitId;
     return this.request<Ref>({
@@ -386,18 +386,18 @@ export class RosetClient {
   }
 
   /** Every move of the ref, oldest first. */
-  getRefLog(name: string, opts: ListOptions = {}): Promise<Page<RefLogEntry>> {
+  async getRefLog(name: string, opts: ListOptions = {}): Promise<Page<RefLogEntry>> {
     return this.request({ method: 'GET', path: `/v1/refs/${seg(name, 'ref name', 'INVALID_REF_NAME')}/log`, query: { ...opts }, resendable: true });
   }
 
   // ---- commit groups ----------------------------------------------------------------
 
-  createCommitGroup(opts: { message?: string } = {}): Promise<CommitGroup> {
+  async createCommitGroup(opts: { message?: string } = {}): Promise<CommitGroup> {
     const body = opts.message !== undefined ? { message: opts.message } : {};
     return this.request({ method: 'POST', path: '/v1/commit-groups', body, resendable: false });
   }
 
-  getCommitGroup(id: string): Promise<CommitGroup> {
+  async getCommitGroup(id: string): Promise<CommitGroup> {
     return this.request({ method: 'GET', path: `/v1/commit-groups/${seg(id, 'group id')}`, resendable: true });
   }
 
@@ -406,7 +406,7 @@ export class RosetClient {
    * ambiguous failure, a seal answers GROUP_NOT_PENDING: then `sealedAt` tells whether
    * the first one took.
    */
-  sealCommitGroup(id: string): Promise<CommitGroup> {
+  async sealCommitGroup(id: string): Promise<CommitGroup> {
     return this.request<CommitGroup>({
       method: 'POST',
       path: `/v1/commit-groups/${seg(id, 'group id')}/seal`,
