@@ -15,7 +15,15 @@ export interface StoreOptions {
   /** S3 endpoint URL, e.g. `http://127.0.0.1:7480`; absent for AWS. */
   s3Endpoint?: string;
   s3Region?: string;
+  /** Path-style requests (`endpoint/bucket/key`). Default: on with `s3Endpoint`, off for AWS. */
   s3ForcePathStyle?: boolean;
+  /** Shared-config profile for credentials and region; default: AWS_PROFILE, then `default`. */
+  s3Profile?: string;
+  /**
+   * Whether the server enforces If-None-Match / If-Match. Default `'probe'`: measured at
+   * open with a throw-away key under the prefix. `true`/`false` skip the probe.
+   */
+  s3ConditionalWrites?: boolean | 'probe';
   /** Multipart part size in bytes. */
   partSize?: number;
   /** Parts in flight at once per upload. */

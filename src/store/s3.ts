@@ -1,13 +1,554 @@
 /**
- * S3 object store. Not yet implemented: selecting `s3://` fails with a clear error
- * until the S3 store lands.
+ * S3 object store: AWS S3 and the S3-compatible servers (Cloudflare R2, MinIO, Ceph
+ * RGW, GCS through its interoperability endpoint). See docs/STORAGE.md.
+ *
+ * Owns: every object under `s3://<bucket>/<prefix>`. Keys given to and returned by
+ * this class are relative to the prefix. `<prefix>.roset/` is this store's own work
+ * area (the capability probe); callers cannot name it and `list` never shows it, as
+ * with LocalStore's `.roset/`.
+ *
+ * Invariants:
+ * - Credentials come only from the SDK's default chain (env vars, shared config and
+ *   credentials files, profiles, SSO, IMDS), and never appear in a message, a detail
+ *   or a cause: S3 errors are rebuilt from their code, status and request id, and the
+ *   SDK's error object (which carries the raw response) is not kept.
+ * - ETags are returned unquoted, and `putIfMatch` sends them unquoted (Ceph RGW
+ *   matches only that form; AWS accepts both).
+ * - `capabilities.conditionalWrites` is measured (`probeCapabilities`) unless the
+ *   caller states it, never assumed: servers that ignore If-None-Match exist.
+ * - `putFile` holds at most `concurrency` part buffers of `partSize` bytes, whatever
+ *   the file size; each worker reuses its own buffer, reading it with pread.
+ * - A multipart upload that fails is aborted; if even the abort fails, the upload is
+ *   left for the start-up sweep (`listMultipartUploads` + abort), never completed.
  */
+import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
 import { StoreError } from '../errors/index.js';
-import type { ObjectStore } from './types.js';
+import type {
+  ByteRange, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PartResult, PutFileOptions, PutResult, StoreCapabilities,
+} from './types.js';
 import type { StoreOptions } from './index.js';
 
-export class S3Store {
-  static async fromUrl(_url: string, _options: StoreOptions): Promise<ObjectStore> {
-    throw new StoreError('BAD_REQUEST', 'The s3:// store is not available in this build');
+const MiB = 1024 * 1024;
+/** S3's floor for every part but the last. */
+const MIN_PART_SIZE = 5 * MiB;
+const MAX_PARTS = 10_000;
+export const DEFAULT_PART_SIZE = 32 * MiB;
+export const DEFAULT_UPLOAD_CONCURRENCY = 4;
+const DEFAULT_LIST_LIMIT = 1000;
+const WORK_DIR = '.roset';
+/** Attempts for a conditional write answered 409 ConditionalRequestConflict. */
+const CONFLICT_ATTEMPTS = 5;
+
+export interface S3StoreConfig {
+  bucket: string;
+  /** Key prefix, '' or ending in '/'. */
+  prefix?: string;
+  endpoint?: string;
+  region?: string;
+  forcePathStyle?: boolean;
+  /** Shared-config profile; otherwise AWS_PROFILE or `default`, as the SDK decides. */
+  profile?: string;
+  partSize?: number;
+  uploadConcurrency?: number;
+  /** Attempts per request for transient failures (5xx, throttling, resets). */
+  maxAttempts?: number;
+  /** Measured by `probeCapabilities` when absent. */
+  capabilities?: StoreCapabilities;
+  /** Tests only: fixed credentials instead of the default chain. */
+  credentials?: S3ClientConfig['credentials'];
+}
+
+type S3Failure = Error & { name: string; $metadata?: { httpStatusCode?: number; requestId?: string }; Code?: string };
+
+function statusOf(err: unknown): number | undefined {
+  return (err as S3Failure | undefined)?.$metadata?.httpStatusCode;
+}
+
+function nameOf(err: unknown): string {
+  const e = err as S3Failure | undefined;
+  return e?.Code ?? e?.name ?? 'Error';
+}
+
+function isNotFound(err: unknown): boolean {
+  const n = nameOf(err);
+  return n === 'NoSuchKey' || n === 'NotFound' || (statusOf(err) === 404 && n !== 'NoSuchBucket' && n !== 'NoSuchUpload');
+}
+
+function isPreconditionFailed(err: unknown): boolean {
+  return statusOf(err) === 412 || nameOf(err) === 'PreconditionFailed';
+}
+
+function isConditionalConflict(err: unknown): boolean {
+  return statusOf(err) === 409 && nameOf(err) !== 'BucketAlreadyExists' && nameOf(err) !== 'BucketAlreadyOwnedByYou';
+}
+
+function isNotImplemented(err: unknown): boolean {
+  return statusOf(err) === 501 || nameOf(err) === 'NotImplemented';
+}
+
+function unquote(etag: string | undefined): string {
+  return (etag ?? '').replace(/"/g, '');
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** `s3://bucket/some/prefix` → bucket and a prefix that is '' or ends in '/'. */
+export function parseS3Url(url: string): { bucket: string; prefix: string } {
+  const m = /^s3:\/\/([^/]+)(?:\/(.*))?$/.exec(url);
+  if (!m) throw new StoreError('BAD_REQUEST', `Invalid S3 URL ${JSON.stringify(url)}: use s3://BUCKET/PREFIX`);
+  const bucket = m[1]!;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$/.test(bucket)) {
+    throw new StoreError('BAD_REQUEST', `Invalid bucket name ${JSON.stringify(bucket)} in ${JSON.stringify(url)}`);
+  }
+  const parts = (m[2] ?? '').split('/').filter((p) => p !== '');
+  if (parts.some((p) => p === '.' || p === '..' || p.includes('\0'))) {
+    throw new StoreError('BAD_REQUEST', `Invalid prefix in ${JSON.stringify(url)}`);
+  }
+  return { bucket, prefix: parts.length ? `${parts.join('/')}/` : '' };
+}
+
+export class S3Store implements ObjectStore {
+  readonly description: string;
+  readonly client: S3Client;
+  readonly bucket: string;
+  readonly prefix: string;
+  private caps: StoreCapabilities;
+  private readonly partSize: number;
+  private readonly concurrency: number;
+
+  get capabilities(): StoreCapabilities {
+    return this.caps;
+  }
+
+  constructor(config: S3StoreConfig) {
+    this.bucket = config.bucket;
+    this.prefix = config.prefix ?? '';
+    if (this.prefix && !this.prefix.endsWith('/')) this.prefix += '/';
+    this.partSize = Math.max(MIN_PART_SIZE, config.partSize ?? DEFAULT_PART_SIZE);
+    this.concurrency = Math.max(1, Math.floor(config.uploadConcurrency ?? DEFAULT_UPLOAD_CONCURRENCY));
+    // Until probed, claim nothing we have not seen.
+    this.caps = config.capabilities ?? { conditionalWrites: false, multipart: true };
+    const endpoint = config.endpoint;
+    this.client = new S3Client({
+      endpoint,
+      region: config.region,
+      // Custom endpoints (MinIO, RGW, a bare IP) rarely resolve <bucket>.<host>.
+      forcePathStyle: config.forcePathStyle ?? Boolean(endpoint),
+      profile: config.profile,
+      credentials: config.credentials,
+      maxAttempts: config.maxAttempts ?? 4,
+      followRegionRedirects: !endpoint,
+      // The SDK's default adds CRC32 checksum headers to every PUT and part; several
+      // S3-compatible servers (older RGW, GCS interop) reject or mishandle them. Roset
+      // checks sha256 end to end itself.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: {
+        // Idle-socket timeout: a stalled server fails the request (and it is retried)
+        // instead of hanging a commit forever.
+        requestTimeout: 120_000,
+        connectionTimeout: 10_000,
+        httpAgent: { keepAlive: true, maxSockets: Math.max(50, this.concurrency * 2) },
+        httpsAgent: { keepAlive: true, maxSockets: Math.max(50, this.concurrency * 2) },
+      },
+    });
+    let where = '';
+    if (endpoint) {
+      try {
+        const u = new URL(endpoint);
+        where = ` at ${u.protocol}//${u.host}${u.pathname === '/' ? '' : u.pathname}`;
+      } catch {
+        where = ' at a custom endpoint';
+      }
+    }
+    this.description = `s3://${this.bucket}/${this.prefix}${where}`;
+  }
+
+  /**
+   * Opens `s3://bucket/prefix`. Unless `options.s3ConditionalWrites` states the answer,
+   * it probes the bucket to learn whether conditional writes are enforced.
+   */
+  static async fromUrl(url: string, options: StoreOptions = {}): Promise<S3Store> {
+    const { bucket, prefix } = parseS3Url(url);
+    const stated = options.s3ConditionalWrites;
+    const base: S3StoreConfig = {
+      bucket,
+      prefix,
+      endpoint: options.s3Endpoint,
+      region: options.s3Region,
+      forcePathStyle: options.s3ForcePathStyle,
+      profile: options.s3Profile,
+      partSize: options.partSize,
+      uploadConcurrency: options.uploadConcurrency,
+      capabilities: typeof stated === 'boolean' ? { conditionalWrites: stated, multipart: true } : undefined,
+    };
+    let store = new S3Store(base);
+    if (!base.region) {
+      // No region from flags, AWS_REGION or the profile. Custom endpoints mostly ignore
+      // it, and AWS redirects are followed, so us-east-1 is a safe signing default.
+      try {
+        await store.client.config.region();
+      } catch {
+        store.client.destroy();
+        store = new S3Store({ ...base, region: 'us-east-1' });
+      }
+    }
+    if (typeof stated !== 'boolean') {
+      try {
+        await store.probeCapabilities();
+      } catch (err) {
+        await store.close();
+        throw err;
+      }
+    }
+    return store;
+  }
+
+  /**
+   * Measures what the server enforces, with a throw-away key under `<prefix>.roset/`:
+   * creates it with If-None-Match: *, tries that again (must be 412), tries If-Match
+   * with a wrong ETag (must be 412), then deletes it; and lists multipart uploads
+   * (501 means no multipart management). Sets and returns `capabilities`. Also proves
+   * that the credentials can write and delete under the prefix, so a bad setup fails
+   * at start-up rather than at the first commit.
+   */
+  async probeCapabilities(): Promise<StoreCapabilities> {
+    const key = `${WORK_DIR}/probe/${randomUUID()}`;
+    const full = this.prefix + key;
+    let conditionalWrites = true;
+    try {
+      try {
+        await this.send('probe', key, () => new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: 'probe', IfNoneMatch: '*' }));
+      } catch (err) {
+        // Servers without conditional writes either ignore the header or refuse it.
+        if (!(err instanceof StoreError && err.details.status === 501) && !(err instanceof StoreError && err.details.status === 400)) throw err;
+        conditionalWrites = false;
+        await this.send('probe', key, () => new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: 'probe' }));
+      }
+      if (conditionalWrites) conditionalWrites = await this.refused(key, { IfNoneMatch: '*' });
+      if (conditionalWrites) conditionalWrites = await this.refused(key, { IfMatch: 'roset-probe-0000000000000000' });
+    } finally {
+      await this.send('probe cleanup', key, () => new DeleteObjectCommand({ Bucket: this.bucket, Key: full })).catch(() => {});
+    }
+    let multipart = true;
+    try {
+      await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.prefix + WORK_DIR, MaxUploads: 1 }));
+    } catch (err) {
+      if (!isNotImplemented(err)) throw this.mapError('list multipart uploads', WORK_DIR, err);
+      multipart = false;
+    }
+    this.caps = { conditionalWrites, multipart };
+    return this.caps;
+  }
+
+  /** True when a conditional overwrite of the existing probe key is refused. */
+  private async refused(key: string, cond: { IfNoneMatch?: string; IfMatch?: string }): Promise<boolean> {
+    try {
+      await this.conditional('probe', key, () => new PutObjectCommand({ Bucket: this.bucket, Key: this.prefix + key, Body: 'overwritten', ...cond }));
+      return false;
+    } catch (err) {
+      if (err instanceof StoreError && err.rosetCode === 'PRECONDITION_FAILED') return true;
+      if (err instanceof StoreError && (err.details.status === 501 || err.details.status === 400)) return false;
+      throw err;
+    }
+  }
+
+  private fullKey(key: string): string {
+    if (!key || key.startsWith('/') || key.split('/').some((p) => p === '' || p === '.' || p === '..') || key.includes('\0')
+      || key === WORK_DIR || key.startsWith(`${WORK_DIR}/`)) {
+      throw new StoreError('BAD_REQUEST', `Invalid object key: ${JSON.stringify(key)}`);
+    }
+    return this.prefix + key;
+  }
+
+  /**
+   * A StoreError that says what failed and where, with no trace of the request's
+   * signature or credentials: only the S3 error code, status and request id survive.
+   */
+  private mapError(op: string, key: string, err: unknown): StoreError {
+    if (err instanceof StoreError) return err;
+    const status = statusOf(err);
+    const code = nameOf(err);
+    const requestId = (err as S3Failure | undefined)?.$metadata?.requestId;
+    const details: Record<string, unknown> = { key, op, status, s3Code: code, requestId };
+    const summary = new Error(`${code}${status ? ` (HTTP ${status})` : ''}: ${(err as Error | undefined)?.message ?? String(err)}`);
+    if (isPreconditionFailed(err)) {
+      return new StoreError('PRECONDITION_FAILED', `Conditional ${op} of ${key} lost: the object exists or changed`, details, { cause: summary });
+    }
+    if (isNotFound(err)) return new StoreError('OBJECT_NOT_FOUND', `No such object: ${key}`, details, { cause: summary });
+    if (code === 'NoSuchUpload') return new StoreError('OBJECT_NOT_FOUND', `No such multipart upload for ${key}`, details, { cause: summary });
+    const where = code === 'NoSuchBucket' ? ` (bucket ${this.bucket} does not exist)` : '';
+    return new StoreError('STORAGE_ERROR', `S3 ${op} of ${this.prefix}${key} in bucket ${this.bucket} failed${where}: ${summary.message}`, details, { cause: summary });
+  }
+
+  private async send<T>(op: string, key: string, make: () => { input: unknown } & object): Promise<T> {
+    try {
+      return (await this.client.send(make() as never)) as T;
+    } catch (err) {
+      throw this.mapError(op, key, err);
+    }
+  }
+
+  /**
+   * A conditional write. RGW (and AWS, under contention) answers 409
+   * ConditionalRequestConflict when another conditional write on the key is in flight;
+   * the outcome is then unknown, so try again: the retry gets the real answer, 200 or
+   * 412.
+   */
+  private async conditional<T>(op: string, key: string, make: () => { input: unknown } & object): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await this.client.send(make() as never)) as T;
+      } catch (err) {
+        if (isConditionalConflict(err) && attempt < CONFLICT_ATTEMPTS) {
+          await sleep(25 * 2 ** attempt * (0.5 + Math.random()));
+          continue;
+        }
+        throw this.mapError(op, key, err);
+      }
+    }
+  }
+
+  async put(key: string, body: Buffer | string): Promise<PutResult> {
+    const Key = this.fullKey(key);
+    const res = await this.send<{ ETag?: string }>('put', key, () => new PutObjectCommand({ Bucket: this.bucket, Key, Body: body }));
+    return { etag: unquote(res.ETag) };
+  }
+
+  async putIfAbsent(key: string, body: Buffer | string): Promise<PutResult> {
+    const Key = this.fullKey(key);
+    const res = await this.conditional<{ ETag?: string }>('put-if-absent', key,
+      () => new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, IfNoneMatch: '*' }));
+    return { etag: unquote(res.ETag) };
+  }
+
+  async putIfMatch(key: string, body: Buffer | string, etag: string): Promise<PutResult> {
+    const Key = this.fullKey(key);
+    try {
+      const res = await this.conditional<{ ETag?: string }>('put-if-match', key,
+        () => new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, IfMatch: unquote(etag) }));
+      return { etag: unquote(res.ETag) };
+    } catch (err) {
+      // AWS answers If-Match on a missing key with 404: for the caller the object it
+      // read has changed (it is gone), the same loss as a 412.
+      if (err instanceof StoreError && err.rosetCode === 'OBJECT_NOT_FOUND') {
+        throw new StoreError('PRECONDITION_FAILED', `Conditional put-if-match of ${key} lost: the object is gone`, err.details, { cause: err.cause });
+      }
+      throw err;
+    }
+  }
+
+  async putFile(key: string, filePath: string, options: PutFileOptions = {}): Promise<PutResult> {
+    const Key = this.fullKey(key);
+    let partSize = Math.max(MIN_PART_SIZE, options.partSize ?? this.partSize);
+    const concurrency = Math.max(1, Math.floor(options.concurrency ?? this.concurrency));
+    const fh = await fs.open(filePath, 'r').catch((err: NodeJS.ErrnoException) => {
+      throw new StoreError('STORAGE_ERROR', `Cannot read ${filePath} to upload as ${key}: ${err.code ?? err.message}`, { key }, { cause: err });
+    });
+    try {
+      const size = (await fh.stat()).size;
+      if (size <= partSize) {
+        const buf = Buffer.allocUnsafe(size);
+        await readFully(fh, buf, size, 0, key);
+        const result = options.ifAbsent ? await this.putIfAbsent(key, buf) : await this.put(key, buf);
+        options.onProgress?.(size);
+        return result;
+      }
+      // 10,000 parts at most: grow the parts (to whole MiB) for very large files.
+      if (Math.ceil(size / partSize) > MAX_PARTS) partSize = Math.ceil(size / MAX_PARTS / MiB) * MiB;
+      const partCount = Math.ceil(size / partSize);
+      if (options.ifAbsent && await this.head(key)) {
+        // Lose before sending gigabytes. This check alone is racy; the If-None-Match
+        // on completion below is what AWS, R2 and MinIO enforce (Ceph RGW 16 ignores
+        // it there, see docs/STORAGE.md).
+        throw new StoreError('PRECONDITION_FAILED', `Object already exists: ${key}`, { key });
+      }
+      const uploadId = await this.createMultipartUpload(key);
+      const parts: PartResult[] = new Array(partCount);
+      let next = 0;
+      let uploaded = 0;
+      let failed: unknown;
+      const worker = async (): Promise<void> => {
+        // One buffer per worker, reused for each of its parts: memory is bounded by
+        // concurrency × partSize, whatever the file size.
+        let buf: Buffer | undefined;
+        while (failed === undefined && next < partCount) {
+          const index = next++;
+          const offset = index * partSize;
+          const length = Math.min(partSize, size - offset);
+          buf ??= Buffer.allocUnsafeSlow(Math.min(partSize, size));
+          const body = buf.subarray(0, length);
+          await readFully(fh, body, length, offset, key);
+          const res = await this.send<{ ETag?: string }>('upload part', key, () => new UploadPartCommand({
+            Bucket: this.bucket, Key, UploadId: uploadId, PartNumber: index + 1, Body: body, ContentLength: length,
+          }));
+          parts[index] = { partNumber: index + 1, etag: unquote(res.ETag) };
+          uploaded += length;
+          options.onProgress?.(uploaded);
+        }
+      };
+      const workers = Array.from({ length: Math.min(concurrency, partCount) }, () => worker().catch((err) => { failed ??= err; }));
+      await Promise.all(workers);
+      if (failed !== undefined) {
+        await this.abortMultipartUpload(key, uploadId).catch(() => {});
+        throw failed instanceof StoreError ? failed : new StoreError('STORAGE_ERROR', `Upload of ${key} failed: ${(failed as Error).message}`, { key }, { cause: failed });
+      }
+      try {
+        return await this.completeMultipartUpload(key, uploadId, parts, { ifAbsent: options.ifAbsent });
+      } catch (err) {
+        await this.abortMultipartUpload(key, uploadId).catch(() => {});
+        throw err;
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Buffer> {
+    const Key = this.fullKey(key);
+    if (range && range.length <= 0) return Buffer.alloc(0);
+    const Range = range ? `bytes=${range.offset}-${range.offset + range.length - 1}` : undefined;
+    try {
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range }));
+      const bytes = await res.Body!.transformToByteArray();
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    } catch (err) {
+      // A range that starts at or past the end: empty, as a short read of a file is.
+      if (range && (statusOf(err) === 416 || nameOf(err) === 'InvalidRange')) {
+        if (await this.head(key)) return Buffer.alloc(0);
+      }
+      throw this.mapError('get', key, err);
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    const Key = this.fullKey(key);
+    try {
+      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
+      return { key, size: res.ContentLength ?? 0, etag: unquote(res.ETag), lastModified: res.LastModified ?? new Date(0) };
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw this.mapError('head', key, err);
+    }
+  }
+
+  async list(prefix: string, options: { cursor?: string; limit?: number } = {}): Promise<ListPage> {
+    const res = await this.send<{
+      Contents?: { Key?: string; Size?: number; ETag?: string; LastModified?: Date }[];
+      IsTruncated?: boolean; NextContinuationToken?: string;
+    }>('list', prefix, () => new ListObjectsV2Command({
+      Bucket: this.bucket,
+      Prefix: this.prefix + prefix,
+      ContinuationToken: options.cursor,
+      MaxKeys: Math.min(1000, Math.max(1, options.limit ?? DEFAULT_LIST_LIMIT)),
+    }));
+    const objects: ObjectInfo[] = [];
+    for (const o of res.Contents ?? []) {
+      if (!o.Key?.startsWith(this.prefix)) continue;
+      const key = o.Key.slice(this.prefix.length);
+      if (key === WORK_DIR || key.startsWith(`${WORK_DIR}/`)) continue;
+      objects.push({ key, size: o.Size ?? 0, etag: unquote(o.ETag), lastModified: o.LastModified ?? new Date(0) });
+    }
+    return res.IsTruncated && res.NextContinuationToken ? { objects, cursor: res.NextContinuationToken } : { objects };
+  }
+
+  async delete(key: string): Promise<void> {
+    const Key = this.fullKey(key);
+    await this.send('delete', key, () => new DeleteObjectCommand({ Bucket: this.bucket, Key }));
+  }
+
+  async createMultipartUpload(key: string): Promise<string> {
+    const Key = this.fullKey(key);
+    const res = await this.send<{ UploadId?: string }>('create multipart upload', key,
+      () => new CreateMultipartUploadCommand({ Bucket: this.bucket, Key }));
+    if (!res.UploadId) throw new StoreError('STORAGE_ERROR', `S3 returned no upload id for ${key}`, { key });
+    return res.UploadId;
+  }
+
+  async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<PartResult> {
+    const Key = this.fullKey(key);
+    if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > MAX_PARTS) {
+      throw new StoreError('BAD_REQUEST', `Invalid part number ${partNumber}`);
+    }
+    const res = await this.send<{ ETag?: string }>('upload part', key, () => new UploadPartCommand({
+      Bucket: this.bucket, Key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length,
+    }));
+    return { partNumber, etag: unquote(res.ETag) };
+  }
+
+  async completeMultipartUpload(key: string, uploadId: string, parts: PartResult[], options: { ifAbsent?: boolean } = {}): Promise<PutResult> {
+    const Key = this.fullKey(key);
+    const sorted = [...parts].sort((a, b) => a.partNumber - b.partNumber);
+    const make = () => new CompleteMultipartUploadCommand({
+      Bucket: this.bucket,
+      Key,
+      UploadId: uploadId,
+      MultipartUpload: { Parts: sorted.map((p) => ({ PartNumber: p.partNumber, ETag: `"${unquote(p.etag)}"` })) },
+      IfNoneMatch: options.ifAbsent ? '*' : undefined,
+    });
+    const res = options.ifAbsent
+      ? await this.conditional<{ ETag?: string }>('complete multipart upload', key, make)
+      : await this.send<{ ETag?: string }>('complete multipart upload', key, make);
+    if (res.ETag) return { etag: unquote(res.ETag) };
+    // Ceph RGW 16 answers CompleteMultipartUpload with an empty <ETag>.
+    const info = await this.head(key);
+    if (!info) throw new StoreError('STORAGE_ERROR', `Multipart upload of ${key} completed but the object is missing`, { key, uploadId });
+    return { etag: info.etag };
+  }
+
+  async abortMultipartUpload(key: string, uploadId: string): Promise<void> {
+    const Key = this.fullKey(key);
+    await this.send('abort multipart upload', key, () => new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId }));
+  }
+
+  async listMultipartUploads(prefix: string): Promise<MultipartUploadInfo[]> {
+    const out: MultipartUploadInfo[] = [];
+    let KeyMarker: string | undefined;
+    let UploadIdMarker: string | undefined;
+    for (;;) {
+      const res = await this.send<{
+        Uploads?: { Key?: string; UploadId?: string; Initiated?: Date }[];
+        IsTruncated?: boolean; NextKeyMarker?: string; NextUploadIdMarker?: string;
+      }>('list multipart uploads', prefix, () => new ListMultipartUploadsCommand({
+        Bucket: this.bucket, Prefix: this.prefix + prefix, KeyMarker, UploadIdMarker,
+      }));
+      for (const u of res.Uploads ?? []) {
+        if (!u.Key?.startsWith(this.prefix) || !u.UploadId) continue;
+        out.push({ key: u.Key.slice(this.prefix.length), uploadId: u.UploadId, initiated: u.Initiated ?? new Date(0) });
+      }
+      if (!res.IsTruncated || (!res.NextKeyMarker && !res.NextUploadIdMarker)) break;
+      KeyMarker = res.NextKeyMarker;
+      UploadIdMarker = res.NextUploadIdMarker;
+    }
+    return out.sort((a, b) => a.key.localeCompare(b.key));
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+}
+
+/** pread until `length` bytes are in `buf`; a file that shrank is an error, not zeros. */
+async function readFully(fh: fs.FileHandle, buf: Buffer, length: number, position: number, key: string): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await fh.read(buf, done, length - done, position + done);
+    if (bytesRead === 0) throw new StoreError('STORAGE_ERROR', `File shrank while uploading ${key} (short read at ${position + done})`, { key });
+    done += bytesRead;
   }
 }

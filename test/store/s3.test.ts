@@ -1,0 +1,191 @@
+/**
+ * S3Store against a real S3 server: the conformance suite, then what only S3 has
+ * (URL parsing, the capability probe, the credential chain, error hygiene, 409 retries).
+ *
+ * The server is Ceph RGW from scripts/s3-test-server (started on first use by
+ * s3TestConfig), or whatever ROSET_TEST_S3_ENDPOINT names. These tests never skip.
+ */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StoreError } from '../../src/errors/index.js';
+import { openStore } from '../../src/store/index.js';
+import { parseS3Url, S3Store } from '../../src/store/s3.js';
+import { listAll } from '../../src/store/types.js';
+import { s3TestConfig, s3TestStoreOptions, s3TestUrl, type S3TestConfig } from '../support/s3.js';
+import { storeConformance } from './conformance.js';
+
+let cfg: S3TestConfig;
+beforeAll(() => {
+  cfg = s3TestConfig();
+});
+
+storeConformance('S3Store (Ceph RGW)', async () => ({
+  // Through fromUrl, so the capabilities asserted are the probed ones.
+  store: await S3Store.fromUrl(s3TestUrl('conformance'), s3TestStoreOptions()),
+}));
+
+describe('S3Store specifics', () => {
+  const opened: S3Store[] = [];
+  const open = async (url = s3TestUrl('s3store'), extra = {}) => {
+    const s = await S3Store.fromUrl(url, s3TestStoreOptions(extra));
+    opened.push(s);
+    return s;
+  };
+
+  afterAll(async () => {
+    for (const s of opened) {
+      for await (const o of listAll(s, '')) await s.delete(o.key);
+      await s.close();
+    }
+  });
+
+  it('parses s3:// URLs into a bucket and a normalised prefix', () => {
+    expect(parseS3Url('s3://bkt')).toEqual({ bucket: 'bkt', prefix: '' });
+    expect(parseS3Url('s3://bkt/')).toEqual({ bucket: 'bkt', prefix: '' });
+    expect(parseS3Url('s3://bkt/a/b')).toEqual({ bucket: 'bkt', prefix: 'a/b/' });
+    expect(parseS3Url('s3://my.bkt-1//a//b/')).toEqual({ bucket: 'my.bkt-1', prefix: 'a/b/' });
+    for (const bad of ['s3:/bkt', 'http://bkt/x', 's3://', 's3://bkt/../x', 's3://b/./x']) {
+      expect(() => parseS3Url(bad), bad).toThrow(StoreError);
+    }
+  });
+
+  it('is what openStore returns for s3:// and keeps keys under the prefix', async () => {
+    const url = s3TestUrl('openstore');
+    const store = await openStore(url, s3TestStoreOptions());
+    expect(store).toBeInstanceOf(S3Store);
+    opened.push(store as S3Store);
+    await store.put('x/y.json', '{}');
+    // The bucket-level view: the key sits under the prefix.
+    const root = await open(`s3://${cfg.bucket}`, { s3ConditionalWrites: true });
+    const prefix = url.slice(`s3://${cfg.bucket}/`.length);
+    const listed = await root.list(`${prefix}/`);
+    expect(listed.objects.map((o) => o.key)).toEqual([`${prefix}/x/y.json`]);
+    expect((await store.list('')).objects.map((o) => o.key)).toEqual(['x/y.json']);
+  });
+
+  it('measures conditional writes with a probe and leaves no probe key behind', async () => {
+    const store = await open(undefined, { s3ConditionalWrites: false });
+    expect(store.capabilities.conditionalWrites).toBe(false);
+    expect(await store.probeCapabilities()).toEqual({ conditionalWrites: true, multipart: true });
+    expect(store.capabilities.conditionalWrites).toBe(true);
+    // The probe's work area is invisible to list, and empty afterwards.
+    expect((await store.list('')).objects).toEqual([]);
+    const root = await open(`s3://${cfg.bucket}`, { s3ConditionalWrites: true });
+    const prefix = store.prefix;
+    expect((await root.list(prefix)).objects).toEqual([]);
+  });
+
+  it('returns multipart ETags unquoted, with the part count', async () => {
+    const store = await open();
+    const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'roset-s3-'));
+    try {
+      await fs.writeFile(path.join(tmp, 'f'), randomBytes(12 * 1024 * 1024));
+      const r = await store.putFile('f', path.join(tmp, 'f'), { partSize: 5 * 1024 * 1024 });
+      expect(r.etag).toMatch(/^[0-9a-f]{32}-3$/);
+      expect((await store.head('f'))?.etag).toBe(r.etag);
+    } finally {
+      await fs.rm(tmp, { recursive: true, force: true });
+    }
+  });
+
+  it('reads credentials from a shared credentials file profile', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'roset-aws-'));
+    const saved = { ...process.env };
+    try {
+      await fs.writeFile(path.join(dir, 'credentials'),
+        `[roset-test]\naws_access_key_id = ${cfg.accessKeyId}\naws_secret_access_key = ${cfg.secretAccessKey}\n`, { mode: 0o600 });
+      await fs.writeFile(path.join(dir, 'config'), '[profile roset-test]\nregion = us-east-1\n');
+      delete process.env.AWS_ACCESS_KEY_ID;
+      delete process.env.AWS_SECRET_ACCESS_KEY;
+      delete process.env.AWS_REGION;
+      process.env.AWS_SHARED_CREDENTIALS_FILE = path.join(dir, 'credentials');
+      process.env.AWS_CONFIG_FILE = path.join(dir, 'config');
+      const store = await S3Store.fromUrl(s3TestUrl('profile'), { s3Endpoint: cfg.endpoint, s3Profile: 'roset-test' });
+      opened.push(store);
+      expect(store.capabilities.conditionalWrites).toBe(true);
+      await store.put('p', 'via profile');
+      expect((await store.get('p')).toString()).toBe('via profile');
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+      Object.assign(process.env, saved);
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('never puts credentials in errors or descriptions', async () => {
+    const url = s3TestUrl('badcreds');
+    const bad = new S3Store({
+      ...parseS3Url(url),
+      endpoint: cfg.endpoint,
+      region: cfg.region,
+      credentials: { accessKeyId: cfg.accessKeyId, secretAccessKey: 'wrong-secret-Zq8xT1' },
+      maxAttempts: 1,
+      capabilities: { conditionalWrites: true, multipart: true },
+    });
+    try {
+      const err = await bad.put('k', 'v').then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(StoreError);
+      expect((err as StoreError).rosetCode).toBe('STORAGE_ERROR');
+      expect((err as StoreError).message).toContain('k');
+      const everything = JSON.stringify({
+        message: (err as StoreError).message,
+        details: (err as StoreError).details,
+        cause: String((err as StoreError).cause),
+        stack: (err as StoreError).stack,
+      });
+      expect(everything).not.toContain('wrong-secret-Zq8xT1');
+      expect(everything).not.toContain(cfg.secretAccessKey);
+      expect(bad.description).not.toContain(cfg.accessKeyId);
+      // fromUrl's probe fails the same way, at open rather than at the first commit.
+      const saved = process.env.AWS_SECRET_ACCESS_KEY;
+      process.env.AWS_SECRET_ACCESS_KEY = 'wrong-secret-Zq8xT1';
+      try {
+        const openErr = await S3Store.fromUrl(url, s3TestStoreOptions()).then(() => undefined, (e: unknown) => e);
+        expect((openErr as StoreError).rosetCode).toBe('STORAGE_ERROR');
+        expect(String((openErr as StoreError).message)).not.toContain('wrong-secret-Zq8xT1');
+      } finally {
+        process.env.AWS_SECRET_ACCESS_KEY = saved;
+      }
+    } finally {
+      await bad.close();
+    }
+  });
+
+  it('maps an unreachable endpoint to STORAGE_ERROR naming the key', async () => {
+    const store = new S3Store({
+      bucket: cfg.bucket, prefix: 'p/', endpoint: 'http://127.0.0.1:9', region: 'us-east-1', maxAttempts: 2,
+      credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, capabilities: { conditionalWrites: true, multipart: true },
+    });
+    try {
+      const err = await store.get('some/key').then(() => undefined, (e: unknown) => e);
+      expect((err as StoreError).rosetCode).toBe('STORAGE_ERROR');
+      expect((err as StoreError).message).toContain('some/key');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('retries a conditional write answered 409 ConditionalRequestConflict', async () => {
+    const store = await open();
+    let conflicts = 0;
+    // Answer the first two conditional PUTs with the 409 that AWS and RGW send under
+    // contention, before they reach the server.
+    store.client.middlewareStack.add((next) => async (args) => {
+      const headers = (args.request as { headers?: Record<string, string> }).headers ?? {};
+      if ((headers['if-none-match'] || headers['if-match']) && conflicts < 2) {
+        conflicts++;
+        throw Object.assign(new Error('The conditional request cannot succeed due to a conflicting operation'), {
+          name: 'ConditionalRequestConflict', $metadata: { httpStatusCode: 409 },
+        });
+      }
+      return next(args);
+    }, { step: 'finalizeRequest', name: 'fake409' });
+    const r = await store.putIfAbsent('c', 'v');
+    expect(conflicts).toBe(2);
+    expect((await store.head('c'))?.etag).toBe(r.etag);
+    await expect(store.putIfAbsent('c', 'v2')).rejects.toMatchObject({ rosetCode: 'PRECONDITION_FAILED' });
+  });
+});
