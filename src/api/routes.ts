@@ -1,0 +1,106 @@
+/**
+ * The `/v1` route table (design §4). `openapi/roset-v1.json` documents exactly these
+ * routes; a test compares the two.
+ *
+ * Invariant: handlers validate their input and throw RosetErrors; they never write to
+ * the response themselves.
+ */
+import type { IncomingMessage } from 'node:http';
+import { ApiError } from '../errors/index.js';
+import { toCommit, toNode, type ControlPlane } from '../control/service.js';
+import type { Page } from './types.js';
+
+export interface RequestContext {
+  req: IncomingMessage;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  mountId: string;
+  /** Who is calling, for ref logs: `key:<name>`. */
+  actor: string;
+  body: () => Promise<Record<string, unknown>>;
+}
+
+export interface Reply {
+  status: number;
+  body?: unknown;
+}
+
+export interface Route {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  /** Path in OpenAPI form, e.g. `/v1/nodes/{id}`. */
+  path: string;
+  auth: boolean;
+  handler: (cp: ControlPlane, ctx: RequestContext) => Promise<Reply>;
+}
+
+const ok = (body: unknown): Reply => ({ status: 200, body });
+
+function limitOf(q: URLSearchParams): number {
+  const raw = q.get('limit');
+  if (raw === null) return 100;
+  if (!/^\d{1,4}$/.test(raw) || Number(raw) < 1 || Number(raw) > 1000) throw new ApiError('BAD_REQUEST', 'limit must be an integer from 1 to 1000');
+  return Number(raw);
+}
+
+function cursorOf(q: URLSearchParams): string | undefined {
+  const c = q.get('cursor');
+  if (c === null || c === '') return undefined;
+  if (c.length > 1024 || c.includes('\0')) throw new ApiError('BAD_REQUEST', 'Invalid cursor');
+  return c;
+}
+
+function page<T>(items: T[], nextCursor: string | null = null): Page<T> {
+  return { items, nextCursor };
+}
+
+export const ROUTES: Route[] = [
+  { method: 'GET', path: '/health', auth: false, handler: async () => ok({ status: 'ok', version: '0.1.0' }) },
+  { method: 'GET', path: '/v1/mounts', auth: true, handler: async (cp) => ok(page(await cp.listMounts())) },
+  { method: 'POST', path: '/v1/mounts', auth: true, handler: async (cp, c) => ({ status: 201, body: await cp.createMount((await c.body()).name) }) },
+  { method: 'POST', path: '/v1/resolve', auth: true, handler: async (cp, c) => ok({ nodes: await cp.resolve(c.mountId, (await c.body()).paths) }) },
+  { method: 'GET', path: '/v1/nodes/{id}', auth: true, handler: async (cp, c) => ok(toNode(await cp.getNode(c.mountId, c.params.id!))) },
+  {
+    method: 'GET', path: '/v1/nodes/{id}/children', auth: true,
+    handler: async (cp, c) => {
+      const r = await cp.listChildrenPage(c.mountId, c.params.id!, cursorOf(c.query), limitOf(c.query));
+      return ok(page(r.items.map(toNode), r.nextCursor));
+    },
+  },
+  {
+    method: 'POST', path: '/v1/nodes', auth: true,
+    handler: async (cp, c) => {
+      const b = await c.body();
+      return { status: 201, body: toNode(await cp.createNode({ mountId: c.mountId, parentPath: b.parentPath, parentId: b.parentId, name: b.name, type: b.type })) };
+    },
+  },
+  { method: 'DELETE', path: '/v1/nodes/{id}', auth: true, handler: async (cp, c) => ok(toNode(await cp.deleteNode(c.mountId, c.params.id!))) },
+  {
+    method: 'POST', path: '/v1/nodes/{id}/commit', auth: true,
+    handler: async (cp, c) => ({ status: 202, body: toCommit(await cp.commit(c.mountId, c.params.id!, await c.body())) }),
+  },
+  { method: 'GET', path: '/v1/commits/{id}', auth: true, handler: async (cp, c) => ok(toCommit(await cp.getCommit(c.mountId, c.params.id!))) },
+  {
+    method: 'GET', path: '/v1/commits', auth: true,
+    handler: async (cp, c) => {
+      const r = await cp.listCommits(c.mountId, {
+        nodeId: c.query.get('nodeId') ?? undefined, status: c.query.get('status') ?? undefined, cursor: cursorOf(c.query), limit: limitOf(c.query),
+      });
+      return ok(page(r.items.map(toCommit), r.nextCursor));
+    },
+  },
+  { method: 'GET', path: '/v1/commits/{id}/manifest', auth: true, handler: async (cp, c) => ok(await cp.getManifest(c.mountId, c.params.id!)) },
+  { method: 'GET', path: '/v1/refs', auth: true, handler: async (cp, c) => ok(page(await cp.listRefs(c.mountId))) },
+  { method: 'GET', path: '/v1/refs/{name}', auth: true, handler: async (cp, c) => ok(await cp.getRef(c.mountId, c.params.name!)) },
+  { method: 'PUT', path: '/v1/refs/{name}', auth: true, handler: async (cp, c) => ok(await cp.setRef(c.mountId, c.params.name!, await c.body(), c.actor)) },
+  {
+    method: 'DELETE', path: '/v1/refs/{name}', auth: true,
+    handler: async (cp, c) => {
+      await cp.deleteRef(c.mountId, c.params.name!, c.actor);
+      return { status: 204 };
+    },
+  },
+  { method: 'GET', path: '/v1/refs/{name}/log', auth: true, handler: async (cp, c) => ok(page(await cp.refLog(c.mountId, c.params.name!))) },
+  { method: 'POST', path: '/v1/commit-groups', auth: true, handler: async (cp, c) => ({ status: 201, body: await cp.createGroup(c.mountId, await c.body()) }) },
+  { method: 'GET', path: '/v1/commit-groups/{id}', auth: true, handler: async (cp, c) => ok(await cp.getGroup(c.mountId, c.params.id!)) },
+  { method: 'POST', path: '/v1/commit-groups/{id}/seal', auth: true, handler: async (cp, c) => ({ status: 202, body: await cp.sealGroup(c.mountId, c.params.id!) }) },
+];

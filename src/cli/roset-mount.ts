@@ -1,0 +1,93 @@
+/**
+ * `roset-mount MOUNTPOINT`: parses flags and environment (flag beats variable beats
+ * the embedded default), runs the daemon in the foreground, and turns SIGTERM/SIGINT
+ * into a drained, clean unmount.
+ */
+import * as path from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { Daemon, type DaemonConfig } from '../daemon/daemon.js';
+import { createLogger, type LogLevel } from '../util/log.js';
+import { defaultStateDir } from '../util/state-dir.js';
+
+const env = process.env;
+
+function seconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number of seconds');
+  return n;
+}
+
+function listen(v: string): { host: string; port: number } {
+  const m = /^(.*):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) > 65535) throw new InvalidArgumentError('expected HOST:PORT, e.g. 127.0.0.1:7070');
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+function bool(v: string | undefined): boolean | undefined {
+  if (v === undefined || v === '') return undefined;
+  return /^(1|true|yes|on)$/i.test(v);
+}
+
+const program = new Command()
+  .name('roset-mount')
+  .description('Mount object storage with atomic, committed checkpoints (stays in the foreground)')
+  .argument('<mountpoint>', 'directory to mount on (created if missing)')
+  .option('--store <url>', 'object store: file:///DIR or s3://BUCKET/PREFIX [env ROSET_STORE] (default: STATE_DIR/store)')
+  .option('--s3-endpoint <url>', 'S3 endpoint URL for R2, MinIO, GCS or Ceph [env ROSET_S3_ENDPOINT]')
+  .option('--s3-region <region>', 'S3 region [env ROSET_S3_REGION or AWS_REGION]')
+  .option('--s3-force-path-style', 'use path-style S3 URLs (MinIO, Ceph) [env ROSET_S3_FORCE_PATH_STYLE]')
+  .option('--cache-dir <dir>', 'local staging and read cache [env ROSET_CACHE_DIR] (default: STATE_DIR/cache)')
+  .option('--state-dir <dir>', 'state directory [env ROSET_STATE_DIR] (default: /var/lib/roset as root, else ~/.local/state/roset)')
+  .option('--listen <host:port>', 'where the embedded API listens; port 0 picks a free one [env ROSET_LISTEN]', listen)
+  .option('--read-only', 'refuse all writes [env ROSET_READ_ONLY]')
+  .option('--allow-other', 'let other users access the mount (needs user_allow_other) [env ROSET_ALLOW_OTHER]')
+  .option('--seal-timeout <seconds>', 'how long a seal waits for open files to close [env ROSET_SEAL_TIMEOUT]', seconds)
+  .option('--drain-timeout <seconds>', 'how long SIGTERM waits for in-flight commits [env ROSET_DRAIN_TIMEOUT]', seconds)
+  .option('--mount-name <name>', 'name of the mount in the control plane [env ROSET_MOUNT_NAME]')
+  .addOption(new Option('--log-level <level>', 'log level [env ROSET_LOG_LEVEL]').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+  .showHelpAfterError()
+  .action(async (mountpoint: string, o: Record<string, unknown>) => {
+    const stateDir = path.resolve((o.stateDir as string | undefined) ?? defaultStateDir(env));
+    const l = (o.listen as { host: string; port: number } | undefined) ?? (env.ROSET_LISTEN ? listen(env.ROSET_LISTEN) : { host: '127.0.0.1', port: 7070 });
+    const cfg: DaemonConfig = {
+      mountpoint: path.resolve(mountpoint),
+      stateDir,
+      cacheDir: path.resolve((o.cacheDir as string | undefined) ?? env.ROSET_CACHE_DIR ?? path.join(stateDir, 'cache')),
+      store: (o.store as string | undefined) ?? env.ROSET_STORE ?? path.join(stateDir, 'store'),
+      storeOptions: {
+        s3Endpoint: (o.s3Endpoint as string | undefined) ?? env.ROSET_S3_ENDPOINT,
+        s3Region: (o.s3Region as string | undefined) ?? env.ROSET_S3_REGION ?? env.AWS_REGION,
+        s3ForcePathStyle: (o.s3ForcePathStyle as boolean | undefined) ?? bool(env.ROSET_S3_FORCE_PATH_STYLE),
+      },
+      listenHost: l.host,
+      listenPort: l.port,
+      readOnly: (o.readOnly as boolean | undefined) ?? bool(env.ROSET_READ_ONLY) ?? false,
+      allowOther: (o.allowOther as boolean | undefined) ?? bool(env.ROSET_ALLOW_OTHER) ?? false,
+      sealTimeoutMs: 1000 * ((o.sealTimeout as number | undefined) ?? (env.ROSET_SEAL_TIMEOUT ? seconds(env.ROSET_SEAL_TIMEOUT) : 60)),
+      drainTimeoutMs: 1000 * ((o.drainTimeout as number | undefined) ?? (env.ROSET_DRAIN_TIMEOUT ? seconds(env.ROSET_DRAIN_TIMEOUT) : 300)),
+      mountName: (o.mountName as string | undefined) ?? env.ROSET_MOUNT_NAME ?? 'default',
+    };
+    const log = createLogger(((o.logLevel as string | undefined) ?? env.ROSET_LOG_LEVEL ?? 'info') as LogLevel);
+    const daemon = new Daemon(cfg, log);
+    const shutdown = (signal: string): void => {
+      daemon.stop(signal).then(() => process.exit(0), (err: unknown) => {
+        log.error({ err: (err as Error).message }, 'shutdown failed');
+        process.exit(1);
+      });
+    };
+    process.on('SIGTERM', () => shutdown('SIGTERM'));
+    process.on('SIGINT', () => shutdown('SIGINT'));
+    try {
+      await daemon.start();
+    } catch (err) {
+      log.fatal({ err: (err as Error).message }, 'roset-mount could not start');
+      await daemon.stop('start failed').catch(() => undefined);
+      // Let pino flush before exiting.
+      setTimeout(() => process.exit(1), 50);
+    }
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`roset-mount: ${(err as Error).message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,94 @@
+/**
+ * The staging agent: this node's answer when the control plane seals a folder.
+ *
+ * Owns: waiting out open writers at seal, the snapshot of closed files, and uploading
+ * their bytes as content-addressed objects.
+ *
+ * Invariants:
+ * - The snapshot is taken only when no writable handle is open under the folder, and
+ *   it is persisted before any upload starts, so a restart resumes the same snapshot.
+ * - An object is uploaded create-only; one that already exists (same sha256) is not
+ *   uploaded again, which is what makes unchanged files free.
+ */
+import * as fs from 'node:fs/promises';
+import type { Agent, AgentFile, AgentUploadResult } from '../control/agents.js';
+import { relativeTo } from '../control/paths.js';
+import { objectKey } from '../commit/layout.js';
+import { CacheError, CommitError, StoreError } from '../errors/index.js';
+import { sha256File } from '../util/hash.js';
+import { stagingPath, type CoreContext } from './context.js';
+import type { SnapshotFile } from './staging-index.js';
+
+const UPLOAD_CONCURRENCY = 4;
+
+export class StagingAgent implements Agent {
+  readonly id: string;
+  readonly mountId: string;
+
+  constructor(private readonly ctx: CoreContext, readonly mountpoint: string | null) {
+    this.id = ctx.agentId;
+    this.mountId = ctx.mountId;
+  }
+
+  async seal(commitId: string, folderPath: string, timeoutMs: number): Promise<void> {
+    const closed = await this.ctx.handles.waitForWriters(folderPath, timeoutMs);
+    if (!closed) {
+      const open = this.ctx.handles.writersUnder(folderPath).map((h) => h.path);
+      throw new CommitError('OPEN_HANDLES', `${open.length} file(s) still open for writing after ${Math.round(timeoutMs / 1000)} s: ${open.slice(0, 5).join(', ')}`,
+        { paths: open });
+    }
+    const nodes = await this.ctx.control.stagedFiles(this.mountId, folderPath, this.id);
+    const files: SnapshotFile[] = [];
+    for (const n of nodes) {
+      let st;
+      try {
+        st = await fs.stat(stagingPath(this.ctx, n.id));
+      } catch {
+        throw new CacheError('OBJECT_NOT_FOUND', `The staged bytes of ${n.path} are missing from the cache`);
+      }
+      files.push({ commitId, nodeId: n.id, relPath: relativeTo(folderPath, n.path), size: st.size, mode: n.mode & 0o7777, mtimeMs: Math.floor(st.mtimeMs), sha256: null, state: 'pending' });
+    }
+    this.ctx.index.saveSnapshot(files);
+  }
+
+  async upload(commitId: string, _folderPath: string): Promise<AgentUploadResult> {
+    const files = this.ctx.index.snapshot(commitId);
+    const queue = files.filter((f) => f.state === 'pending');
+    const worker = async (): Promise<void> => {
+      for (let f = queue.shift(); f; f = queue.shift()) await this.uploadOne(f);
+    };
+    await Promise.all(Array.from({ length: Math.min(UPLOAD_CONCURRENCY, queue.length) }, worker));
+    const done = this.ctx.index.snapshot(commitId);
+    const out: AgentFile[] = done.map((f) => ({
+      nodeId: f.nodeId, path: f.relPath, size: f.size, mode: f.mode, mtime: f.mtimeMs, sha256: f.sha256!, key: objectKey(f.sha256!),
+    }));
+    return {
+      files: out,
+      uploadedBytes: done.filter((f) => f.state === 'uploaded').reduce((s, f) => s + f.size, 0),
+      dedupedBytes: done.filter((f) => f.state === 'deduped').reduce((s, f) => s + f.size, 0),
+    };
+  }
+
+  private async uploadOne(f: SnapshotFile): Promise<void> {
+    const local = stagingPath(this.ctx, f.nodeId);
+    const sha = f.sha256 ?? await sha256File(local);
+    const key = objectKey(sha);
+    let state: 'uploaded' | 'deduped' = 'uploaded';
+    if (await this.ctx.store.head(key)) {
+      state = 'deduped';
+    } else {
+      try {
+        await this.ctx.store.putFile(key, local, { ifAbsent: true });
+      } catch (err) {
+        // Another commit uploaded the same bytes first: that is dedup, not failure.
+        if (err instanceof StoreError && err.rosetCode === 'PRECONDITION_FAILED') state = 'deduped';
+        else throw err;
+      }
+    }
+    this.ctx.index.markSnapshotFile(f.commitId, f.nodeId, sha, state);
+  }
+
+  async release(commitId: string): Promise<void> {
+    this.ctx.index.dropSnapshot(commitId);
+  }
+}

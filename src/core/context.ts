@@ -1,0 +1,26 @@
+/**
+ * What the filesystem core, the staging agent and the object cache share: one mount's
+ * data-plane state on this node.
+ */
+import * as path from 'node:path';
+import type { Logger } from 'pino';
+import type { ControlApi } from '../control/service.js';
+import type { ObjectStore } from '../store/types.js';
+import type { HandleTable } from './handles.js';
+import type { StagingIndex } from './staging-index.js';
+
+export interface CoreContext {
+  mountId: string;
+  agentId: string;
+  control: ControlApi;
+  store: ObjectStore;
+  index: StagingIndex;
+  handles: HandleTable;
+  cacheDir: string;
+  readOnly: boolean;
+  log: Logger;
+}
+
+export const stagingPath = (ctx: CoreContext, nodeId: string): string => path.join(ctx.cacheDir, 'staging', nodeId);
+export const objectCachePath = (ctx: CoreContext, sha256: string): string => path.join(ctx.cacheDir, 'objects', sha256);
+export const cacheTmpDir = (ctx: CoreContext): string => path.join(ctx.cacheDir, 'tmp');

@@ -1,0 +1,155 @@
+/**
+ * The data plane's staging index: a node-local SQLite database in the cache directory.
+ *
+ * Owns: `<cacheDir>/index.db` (WAL): inode numbers, staged files (the local bytes of
+ * files being written), commit snapshots with per-file upload progress, and the list of
+ * committed objects fetched into the cache.
+ *
+ * Invariants:
+ * - A staged file's bytes live at `<cacheDir>/staging/<nodeId>`; the row exists iff
+ *   the file does (created together, removed together).
+ * - `open_writers > 0` survives only a crash: at start it marks files that were never
+ *   closed.
+ * - A snapshot row is written once, at seal, and then only gains upload progress.
+ */
+import Database from 'better-sqlite3';
+import type { Database as Db, Statement } from 'better-sqlite3';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS inodes (ino INTEGER PRIMARY KEY AUTOINCREMENT, node_id TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS staged_files (
+  node_id TEXT PRIMARY KEY, mount_id TEXT NOT NULL, open_writers INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshot_files (
+  commit_id TEXT NOT NULL, node_id TEXT NOT NULL, rel_path TEXT NOT NULL, size INTEGER NOT NULL, mode INTEGER NOT NULL,
+  mtime_ms INTEGER NOT NULL, sha256 TEXT, state TEXT NOT NULL DEFAULT 'pending', PRIMARY KEY (commit_id, node_id)
+);
+CREATE TABLE IF NOT EXISTS cached_objects (sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, last_access INTEGER NOT NULL);
+`;
+
+/** Upload state of one snapshot file: pending → uploaded | deduped. */
+export type SnapshotFileState = 'pending' | 'uploaded' | 'deduped';
+
+export interface SnapshotFile {
+  commitId: string;
+  nodeId: string;
+  relPath: string;
+  size: number;
+  mode: number;
+  mtimeMs: number;
+  sha256: string | null;
+  state: SnapshotFileState;
+}
+
+export class StagingIndex {
+  private readonly db: Db;
+  private readonly inoCache = new Map<string, number>();
+  private readonly stmts: {
+    getIno: Statement; addIno: Statement; getStaged: Statement; addStaged: Statement; delStaged: Statement;
+    writers: Statement; snapFiles: Statement; snapDone: Statement;
+  };
+
+  constructor(file: string) {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(SCHEMA);
+    this.stmts = {
+      getIno: this.db.prepare('SELECT ino FROM inodes WHERE node_id = ?'),
+      addIno: this.db.prepare('INSERT INTO inodes (node_id) VALUES (?)'),
+      getStaged: this.db.prepare('SELECT node_id, open_writers FROM staged_files WHERE node_id = ?'),
+      addStaged: this.db.prepare('INSERT OR IGNORE INTO staged_files (node_id, mount_id, created_at) VALUES (?, ?, ?)'),
+      delStaged: this.db.prepare('DELETE FROM staged_files WHERE node_id = ?'),
+      writers: this.db.prepare('UPDATE staged_files SET open_writers = MAX(0, open_writers + ?) WHERE node_id = ?'),
+      snapFiles: this.db.prepare('SELECT * FROM snapshot_files WHERE commit_id = ? ORDER BY rel_path'),
+      snapDone: this.db.prepare('UPDATE snapshot_files SET sha256 = ?, state = ? WHERE commit_id = ? AND node_id = ?'),
+    };
+  }
+
+  setting(key: string): string | null {
+    const r = this.db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
+    return r ? r.value : null;
+  }
+
+  setSetting(key: string, value: string): void {
+    this.db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  /** A stable inode number for a node, assigned on first sight. */
+  ino(nodeId: string): number {
+    const cached = this.inoCache.get(nodeId);
+    if (cached !== undefined) return cached;
+    let r = this.stmts.getIno.get(nodeId) as { ino: number } | undefined;
+    if (!r) {
+      this.stmts.addIno.run(nodeId);
+      r = this.stmts.getIno.get(nodeId) as { ino: number };
+    }
+    // Inode 1 is the FUSE root; node rows start above it.
+    const ino = r.ino + 1;
+    this.inoCache.set(nodeId, ino);
+    return ino;
+  }
+
+  hasStaged(nodeId: string): boolean {
+    return this.stmts.getStaged.get(nodeId) !== undefined;
+  }
+
+  addStaged(nodeId: string, mountId: string): void {
+    this.stmts.addStaged.run(nodeId, mountId, Date.now());
+  }
+
+  removeStaged(nodeId: string): void {
+    this.stmts.delStaged.run(nodeId);
+  }
+
+  allStaged(): Array<{ nodeId: string; mountId: string; openWriters: number }> {
+    return (this.db.prepare('SELECT node_id, mount_id, open_writers FROM staged_files').all() as Array<{ node_id: string; mount_id: string; open_writers: number }>)
+      .map((r) => ({ nodeId: r.node_id, mountId: r.mount_id, openWriters: r.open_writers }));
+  }
+
+  /** Persisted so that files left open by a crash can be told apart at restart. */
+  addWriters(nodeId: string, delta: number): void {
+    this.stmts.writers.run(delta, nodeId);
+  }
+
+  resetWriters(): number {
+    return this.db.prepare('UPDATE staged_files SET open_writers = 0 WHERE open_writers > 0').run().changes;
+  }
+
+  saveSnapshot(files: SnapshotFile[]): void {
+    const ins = this.db.prepare(`INSERT OR REPLACE INTO snapshot_files (commit_id, node_id, rel_path, size, mode, mtime_ms, sha256, state)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`);
+    this.db.transaction(() => {
+      for (const f of files) ins.run(f.commitId, f.nodeId, f.relPath, f.size, f.mode, f.mtimeMs, f.sha256, f.state);
+    })();
+  }
+
+  snapshot(commitId: string): SnapshotFile[] {
+    return (this.stmts.snapFiles.all(commitId) as Array<Record<string, unknown>>).map((r) => ({
+      commitId: r.commit_id as string, nodeId: r.node_id as string, relPath: r.rel_path as string, size: Number(r.size), mode: Number(r.mode),
+      mtimeMs: Number(r.mtime_ms), sha256: (r.sha256 as string | null) ?? null, state: r.state as SnapshotFileState,
+    }));
+  }
+
+  hasSnapshot(commitId: string): boolean {
+    return this.db.prepare('SELECT 1 FROM snapshot_files WHERE commit_id = ? LIMIT 1').get(commitId) !== undefined;
+  }
+
+  markSnapshotFile(commitId: string, nodeId: string, sha256: string, state: SnapshotFileState): void {
+    this.stmts.snapDone.run(sha256, state, commitId, nodeId);
+  }
+
+  dropSnapshot(commitId: string): void {
+    this.db.prepare('DELETE FROM snapshot_files WHERE commit_id = ?').run(commitId);
+  }
+
+  touchCachedObject(sha256: string, size: number): void {
+    this.db.prepare(`INSERT INTO cached_objects (sha256, size, last_access) VALUES (?, ?, ?)
+      ON CONFLICT (sha256) DO UPDATE SET last_access = excluded.last_access`).run(sha256, size, Date.now());
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

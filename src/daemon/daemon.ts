@@ -1,0 +1,191 @@
+/**
+ * `roset-mount`: wires the embedded control plane, the API, the data plane and the
+ * FUSE adapter together, and owns start-up and shutdown.
+ *
+ * Start: state dir → metadata → store → control plane → staging index and core →
+ * reconcile staged files → recover in-flight commits → API → state files → mount.
+ * Stop (SIGTERM/SIGINT): stop accepting work, drain in-flight commits up to the drain
+ * limit, unmount, close the API and the databases.
+ *
+ * Invariants: the daemon owns its state dir exclusively (a second daemon on the same
+ * state dir refuses to start); `daemon.json` exists only while the mount is up.
+ */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import type { Logger } from 'pino';
+import { ApiServer } from '../api/server.js';
+import { SqliteMetadataStore } from '../control/meta/sqlite.js';
+import { ControlPlane, hashToken } from '../control/service.js';
+import { HandleTable } from '../core/handles.js';
+import { RosetFilesystem } from '../core/filesystem.js';
+import { StagingIndex } from '../core/staging-index.js';
+import type { CoreContext } from '../core/context.js';
+import { mountFuse, type FuseMount } from '../fuse/adapter.js';
+import { openStore, type StoreOptions } from '../store/index.js';
+import type { ObjectStore } from '../store/types.js';
+import { forceUnmount, isFuseMounted, processAlive } from '../util/mounts.js';
+import { STATE_FILES, type DaemonInfo } from '../util/state-dir.js';
+
+export interface DaemonConfig {
+  mountpoint: string;
+  stateDir: string;
+  cacheDir: string;
+  store: string;
+  storeOptions: StoreOptions;
+  listenHost: string;
+  listenPort: number;
+  readOnly: boolean;
+  allowOther: boolean;
+  sealTimeoutMs: number;
+  drainTimeoutMs: number;
+  mountName: string;
+}
+
+export class Daemon {
+  private meta?: SqliteMetadataStore;
+  private store?: ObjectStore;
+  private index?: StagingIndex;
+  private api?: ApiServer;
+  private fuse?: FuseMount;
+  private cp?: ControlPlane;
+  private stopping: Promise<void> | null = null;
+  endpoint = '';
+
+  constructor(private readonly cfg: DaemonConfig, private readonly log: Logger) {}
+
+  async start(): Promise<void> {
+    const { cfg, log } = this;
+    await fs.mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
+    await this.claimStateDir();
+    await this.clearStaleMount();
+
+    this.meta = new SqliteMetadataStore(path.join(cfg.stateDir, STATE_FILES.metadata));
+    this.store = await openStore(cfg.store, cfg.storeOptions);
+    const cp = new ControlPlane(this.meta, this.store, log.child({ component: 'control' }), { sealTimeoutMs: cfg.sealTimeoutMs });
+    this.cp = cp;
+    const mountId = await cp.ensureMount(cfg.mountName);
+    await this.ensureApiKey(cp);
+
+    await fs.mkdir(cfg.cacheDir, { recursive: true, mode: 0o700 });
+    await RosetFilesystem.prepareCacheDir(cfg.cacheDir);
+    this.index = new StagingIndex(path.join(cfg.cacheDir, 'index.db'));
+    const ctx: CoreContext = {
+      mountId, agentId: await this.agentId(), control: cp, store: this.store, index: this.index, handles: new HandleTable(),
+      cacheDir: cfg.cacheDir, readOnly: cfg.readOnly, log: log.child({ component: 'fs' }),
+    };
+    const core = new RosetFilesystem(ctx, cfg.mountpoint);
+    cp.registerAgent(core.agent);
+    const { lost } = await core.reconcile();
+    await cp.engine.recover();
+    await cp.resyncRefMirrors(mountId);
+    await this.abortAbandonedUploads();
+
+    this.api = new ApiServer(cp, log.child({ component: 'api' }));
+    this.endpoint = await this.api.listen(cfg.listenHost, cfg.listenPort);
+    await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.endpoint), `${this.endpoint}\n`, 0o644);
+
+    this.fuse = await mountFuse(core, cfg.mountpoint, { allowOther: cfg.allowOther, log: log.child({ component: 'fuse' }) });
+    const info: DaemonInfo = { pid: process.pid, mountpoint: cfg.mountpoint, endpoint: this.endpoint };
+    await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.daemon), `${JSON.stringify(info)}\n`, 0o644);
+    log.info({ mountpoint: cfg.mountpoint, endpoint: this.endpoint, store: this.store.description, stateDir: cfg.stateDir, cacheDir: cfg.cacheDir, mountId, lostStagedFiles: lost.length }, 'roset-mount ready');
+  }
+
+  /** Refuses to share a state dir with a live daemon; takes over one left by a dead one. */
+  private async claimStateDir(): Promise<void> {
+    const file = path.join(this.cfg.stateDir, STATE_FILES.daemon);
+    if (!existsSync(file)) return;
+    try {
+      const info = JSON.parse(readFileSync(file, 'utf8')) as DaemonInfo;
+      if (info.pid !== process.pid && processAlive(info.pid)) {
+        throw new Error(`Another roset-mount (pid ${info.pid}) is using state dir ${this.cfg.stateDir} for ${info.mountpoint}`);
+      }
+    } catch (err) {
+      if ((err as Error).message.startsWith('Another roset-mount')) throw err;
+    }
+    await fs.rm(file, { force: true });
+  }
+
+  private async clearStaleMount(): Promise<void> {
+    if (!isFuseMounted(this.cfg.mountpoint)) return;
+    this.log.warn({ mountpoint: this.cfg.mountpoint }, 'clearing a stale FUSE mount left by a previous run');
+    await forceUnmount(this.cfg.mountpoint);
+  }
+
+  private async ensureApiKey(cp: ControlPlane): Promise<void> {
+    const file = path.join(this.cfg.stateDir, STATE_FILES.apiKey);
+    let token: string | null = null;
+    try {
+      token = (await fs.readFile(file, 'utf8')).trim() || null;
+    } catch {
+      // First start: no key yet.
+    }
+    if (token) {
+      // Metadata rebuilt or recovered while the key file survived: keep the key valid.
+      if (!(await cp.verifyApiKey(token))) {
+        await this.meta!.insertApiKey({ id: `key_${randomBytes(8).toString('hex')}`, name: 'default', hash: hashToken(token), createdAt: new Date().toISOString() });
+      }
+      await fs.chmod(file, 0o600);
+      return;
+    }
+    const created = await cp.createApiKey('default');
+    await writeFileAtomic(file, `${created.token}\n`, 0o600);
+    this.log.info({ file }, 'created the API key');
+  }
+
+  private async agentId(): Promise<string> {
+    const file = path.join(this.cfg.stateDir, STATE_FILES.agentId);
+    try {
+      return (await fs.readFile(file, 'utf8')).trim();
+    } catch {
+      const id = `agt_${randomBytes(8).toString('hex')}`;
+      await writeFileAtomic(file, `${id}\n`, 0o644);
+      return id;
+    }
+  }
+
+  /** Multipart uploads under this store prefix belong to this mount; any left at start are dead. */
+  private async abortAbandonedUploads(): Promise<void> {
+    if (!this.store!.capabilities.multipart) return;
+    for (const u of await this.store!.listMultipartUploads('')) {
+      this.log.info({ key: u.key, uploadId: u.uploadId }, 'aborting an abandoned multipart upload');
+      await this.store!.abortMultipartUpload(u.key, u.uploadId);
+    }
+  }
+
+  stop(reason: string): Promise<void> {
+    this.stopping ??= this.doStop(reason);
+    return this.stopping;
+  }
+
+  private async doStop(reason: string): Promise<void> {
+    const { log } = this;
+    log.info({ reason, inFlightCommits: this.cp?.engine.inFlight ?? 0 }, 'stopping: draining in-flight commits');
+    if (this.cp && !(await this.cp.engine.drain(this.cfg.drainTimeoutMs))) {
+      log.warn({ inFlight: this.cp.engine.inFlight }, 'drain limit reached; unfinished commits resume at next start');
+    }
+    if (this.fuse) {
+      try {
+        await this.fuse.unmount();
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'clean unmount failed; unmounting lazily');
+        await forceUnmount(this.cfg.mountpoint).catch(() => undefined);
+      }
+    }
+    await this.api?.close();
+    // Only the daemon that wrote daemon.json (it mounted) may remove it.
+    if (this.fuse) await fs.rm(path.join(this.cfg.stateDir, STATE_FILES.daemon), { force: true });
+    this.index?.close();
+    await this.meta?.close();
+    await this.store?.close();
+    log.info('stopped');
+  }
+}
+
+async function writeFileAtomic(file: string, text: string, mode: number): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  await fs.writeFile(tmp, text, { mode });
+  await fs.chmod(tmp, mode);
+  await fs.rename(tmp, file);
+}

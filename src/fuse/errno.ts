@@ -1,0 +1,19 @@
+/**
+ * Errors → negative errno for FUSE replies, read from the one code table
+ * (src/errors/codes.ts). Errors that are not RosetErrors are logged by the caller and
+ * become EIO, never success.
+ */
+import { constants } from 'node:os';
+import { errnoOf, RosetError } from '../errors/index.js';
+
+const ERRNO = constants.errno as Record<string, number>;
+
+export function toErrno(err: unknown): number {
+  if (err instanceof RosetError) return -(ERRNO[errnoOf(err.rosetCode)] ?? ERRNO.EIO!);
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code && ERRNO[code] !== undefined) return -ERRNO[code]!;
+  return -ERRNO.EIO!;
+}
+
+export const ENOTSUP = -ERRNO.ENOTSUP!;
+export const EPERM = -ERRNO.EPERM!;
