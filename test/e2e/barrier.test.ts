@@ -1,0 +1,97 @@
+/**
+ * The write barrier through a real mount: while a seal waits on an open handle, new
+ * writes are refused and the open handle may finish; the commit holds exactly the
+ * closed bytes. A handle held past the seal timeout fails the commit with OPEN_HANDLES
+ * and the folder is writable again with its files intact.
+ */
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeRoot, startDaemon, stopAll, waitCommit, type TestDaemon } from '../support/daemon.js';
+import { errnoOf, sha256, sha256Of } from '../support/files.js';
+
+describe('write barrier', () => {
+  let d: TestDaemon;
+
+  beforeAll(async () => {
+    d = await startDaemon({ sealTimeout: 3 });
+  });
+  afterAll(async () => {
+    await stopAll();
+    if (d) removeRoot(d.root);
+  });
+
+  it('refuses new writes during the seal, lets the open handle finish, and commits exactly the closed bytes', async () => {
+    mkdirSync(d.p('ck', 'a'), { recursive: true });
+    writeFileSync(d.p('ck', 'a', 'other.bin'), 'other');
+    const part1 = randomBytes(3 << 20);
+    const part2 = randomBytes(1 << 20);
+    const fd = openSync(d.p('ck', 'a', 'weights.bin'), 'w');
+    writeSync(fd, part1);
+
+    const folder = (await d.client.resolvePath('/ck/a'))!;
+    const pending = await d.client.commit(folder.id, { message: 'barrier' });
+    expect(pending.status).toBe('pending');
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await d.client.getCommit(pending.id)).status).toBe('pending');
+
+    // The barrier is up: nothing new gets in.
+    expect(errnoOf(() => writeFileSync(d.p('ck', 'a', 'late.bin'), 'late'))).toBe('EROFS');
+    expect(errnoOf(() => writeFileSync(d.p('ck', 'a', 'other.bin'), 'changed'))).toBe('EROFS');
+    expect(errnoOf(() => unlinkSync(d.p('ck', 'a', 'other.bin')))).toBe('EROFS');
+    expect(errnoOf(() => renameSync(d.p('ck', 'a', 'other.bin'), d.p('ck', 'a', 'moved.bin')))).toBe('EROFS');
+    expect(errnoOf(() => truncateSync(d.p('ck', 'a', 'other.bin'), 0))).toBe('EROFS');
+    expect(errnoOf(() => mkdirSync(d.p('ck', 'a', 'sub')))).toBe('EROFS');
+
+    // The handle opened before the seal finishes its write.
+    writeSync(fd, part2);
+    closeSync(fd);
+
+    const done = await waitCommit(d.client, pending.id);
+    expect(done.status, JSON.stringify(done.error)).toBe('completed');
+    const manifest = await d.client.getManifest(pending.id);
+    expect(manifest.files.map((f) => f.path)).toEqual(['other.bin', 'weights.bin']);
+    const weights = manifest.files.find((f) => f.path === 'weights.bin')!;
+    expect(weights.size).toBe(part1.length + part2.length);
+    expect(weights.sha256).toBe(sha256(Buffer.concat([part1, part2])));
+    expect(await sha256Of(d.p('ck', 'a', 'weights.bin'))).toBe(weights.sha256);
+  });
+
+  it('fails the commit with OPEN_HANDLES after the seal timeout and returns the folder to STAGING intact', async () => {
+    mkdirSync(d.p('ck', 'b'), { recursive: true });
+    const closedBytes = randomBytes(1 << 20);
+    writeFileSync(d.p('ck', 'b', 'closed.bin'), closedBytes);
+    const fd = openSync(d.p('ck', 'b', 'held.bin'), 'w');
+    writeSync(fd, 'partial');
+
+    const folder = (await d.client.resolvePath('/ck/b'))!;
+    const c = await d.client.commit(folder.id);
+    const done = await waitCommit(d.client, c.id, 30_000);
+    expect(done.status).toBe('failed');
+    expect(done.error?.code).toBe('OPEN_HANDLES');
+    expect((await d.client.resolvePath('/ck/b'))!.state).toBe('staging');
+
+    // Writable again, with everything still there.
+    writeSync(fd, ' and the rest');
+    closeSync(fd);
+    writeFileSync(d.p('ck', 'b', 'after.bin'), 'after');
+    expect(sha256(readFileSync(d.p('ck', 'b', 'closed.bin')))).toBe(sha256(closedBytes));
+    expect(readFileSync(d.p('ck', 'b', 'held.bin'), 'utf8')).toBe('partial and the rest');
+
+    // And a retry commits all of it.
+    const retry = await waitCommit(d.client, (await d.client.commit(folder.id)).id);
+    expect(retry.status).toBe('completed');
+    expect(retry.stats.files).toBe(3);
+  });
+
+  it('refuses a second commit of a folder that is sealing (409) and of a committed one', async () => {
+    mkdirSync(d.p('ck', 'c'), { recursive: true });
+    const fd = openSync(d.p('ck', 'c', 'f.bin'), 'w');
+    const folder = (await d.client.resolvePath('/ck/c'))!;
+    const first = await d.client.commit(folder.id);
+    await expect(d.client.commit(folder.id)).rejects.toMatchObject({ rosetCode: 'COMMIT_IN_PROGRESS', status: 409 });
+    closeSync(fd);
+    expect((await waitCommit(d.client, first.id)).status).toBe('completed');
+    await expect(d.client.commit(folder.id)).rejects.toMatchObject({ rosetCode: 'COMMITTED', status: 409 });
+  });
+});
