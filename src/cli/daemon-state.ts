@@ -1,7 +1,7 @@
 /**
  * The CLI's view of a local `roset-mount` daemon: `<stateDir>/daemon.json`
- * (`{"pid", "mountpoint", "endpoint"}`, written by the daemon while it runs) and
- * `/proc/mounts`.
+ * (`{"pid", "mountpoint", "endpoint"}`, written by the daemon while it runs). The
+ * /proc helpers are the daemon's own (src/util/mounts.ts).
  *
  * Invariant: a pid is trusted only while the process it names is alive *and* started
  * before daemon.json was last written. After a crash the file stays behind, and its
@@ -9,23 +9,17 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { processAlive } from '../util/mounts.js';
+import { STATE_FILES, type DaemonInfo } from '../util/state-dir.js';
 
-export const DAEMON_FILE = 'daemon.json';
-
-export interface DaemonRecord {
-  pid: number;
-  mountpoint: string;
-  endpoint: string;
-}
-
-export interface DaemonState extends DaemonRecord {
+export interface DaemonState extends DaemonInfo {
   file: string;
   /** The pid is alive and is the process that wrote the file. */
   running: boolean;
 }
 
 export function readDaemonState(stateDir: string): DaemonState | undefined {
-  const file = join(stateDir, DAEMON_FILE);
+  const file = join(stateDir, STATE_FILES.daemon);
   let raw: string;
   let mtimeMs: number;
   try {
@@ -34,9 +28,9 @@ export function readDaemonState(stateDir: string): DaemonState | undefined {
   } catch {
     return undefined;
   }
-  let rec: Partial<DaemonRecord>;
+  let rec: Partial<DaemonInfo>;
   try {
-    rec = JSON.parse(raw) as Partial<DaemonRecord>;
+    rec = JSON.parse(raw) as Partial<DaemonInfo>;
   } catch {
     return undefined;
   }
@@ -47,24 +41,8 @@ export function readDaemonState(stateDir: string): DaemonState | undefined {
     mountpoint: rec.mountpoint,
     endpoint: typeof rec.endpoint === 'string' ? rec.endpoint : '',
     file,
-    running: isAlive(pid) && !startedAfter(pid, mtimeMs),
+    running: processAlive(pid) && !startedAfter(pid, mtimeMs),
   };
-}
-
-/** Whether `pid` is a live process. A zombie has exited: its parent just has not reaped it. */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else.
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return true;
-  }
 }
 
 /** Whether `pid` started after `ms` (so it is not the process that wrote at `ms`). */
@@ -82,25 +60,4 @@ function startedAfter(pid: number, ms: number): boolean {
   } catch {
     return false; // no /proc: fall back to liveness alone
   }
-}
-
-/** Mountpoints of FUSE filesystems in /proc/mounts (fuse, fuse.*, fuseblk). */
-export function fuseMountpoints(): string[] {
-  let text: string;
-  try {
-    text = readFileSync('/proc/mounts', 'utf8');
-  } catch {
-    return [];
-  }
-  const out: string[] = [];
-  for (const line of text.split('\n')) {
-    const [, mountpoint, fstype] = line.split(' ');
-    if (mountpoint && fstype && /^fuse(\.|blk$|$)/.test(fstype)) out.push(unescapeMount(mountpoint));
-  }
-  return out;
-}
-
-/** /proc/mounts writes space, tab, newline and backslash as octal escapes. */
-function unescapeMount(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }

@@ -15,8 +15,8 @@
  *     group) is not, since a second copy would be a different object or a spurious
  *     COMMIT_IN_PROGRESS.
  * Some safe-to-resend requests can still fail on the resend *because* the first one
- * succeeded (a compare-and-swap ref update answers REF_CONFLICT, a delete answers
- * NOT_FOUND). After an ambiguous attempt those methods check the current state and
+ * succeeded (a compare-and-swap ref update answers REF_CONFLICT, a ref delete
+ * REF_NOT_FOUND, a seal GROUP_NOT_PENDING). After an ambiguous attempt those methods check the current state and
  * report success when it shows their own effect; a training job must not crash on a
  * ref move that happened.
  *
@@ -282,18 +282,9 @@ export class RosetClient {
     return this.createNode({ ...where, name, type });
   }
 
-  /** Soft-deletes a node and returns it with `deletedAt` set. */
+  /** Soft-deletes a node and returns it with `deletedAt` set (again: deleting twice is a no-op). */
   async deleteNode(id: string): Promise<Node> {
-    return this.request<Node>({
-      method: 'DELETE',
-      path: `/v1/nodes/${seg(id, 'node id')}`,
-      resendable: true,
-      recover: async (err) => {
-        if (err.wireCode !== 'NODE_NOT_FOUND') return undefined;
-        const node = await this.getNode(id).catch(() => undefined);
-        return node?.deletedAt ? { value: node } : undefined;
-      },
-    });
+    return this.request({ method: 'DELETE', path: `/v1/nodes/${seg(id, 'node id')}`, resendable: true });
   }
 
   // ---- commits ----------------------------------------------------------------------

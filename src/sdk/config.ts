@@ -1,9 +1,9 @@
 /**
  * Where the CLI and the TypeScript SDK find the API (design §5).
  *
- * Owns: the state-directory default and the resolution order of the API URL, key and
- * mount id. The daemon reuses `defaultStateDir` so that the files it writes are the
- * ones clients read.
+ * Owns: the resolution order of the API URL, key and mount id. The state-directory
+ * default is the daemon's own (src/util/state-dir.ts), re-exported here, so the files
+ * it writes are the ones clients read.
  *
  * Order, per setting: explicit option → `ROSET_API_URL` / `ROSET_API_KEY` /
  * `ROSET_MOUNT_ID` → the state directory's `endpoint` / `api-key` files →
@@ -16,12 +16,14 @@
  * except in `apiKey` itself.
  */
 import { readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { STATE_FILES, defaultStateDir } from '../util/state-dir.js';
+
+export { defaultStateDir };
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:7070';
-export const ENDPOINT_FILE = 'endpoint';
-export const API_KEY_FILE = 'api-key';
+export const ENDPOINT_FILE = STATE_FILES.endpoint;
+export const API_KEY_FILE = STATE_FILES.apiKey;
 
 export type ConfigSource = 'option' | 'env' | 'state-dir' | 'default';
 
@@ -48,17 +50,6 @@ function nonEmpty(v: string | undefined): string | undefined {
   return v === undefined || v.trim() === '' ? undefined : v.trim();
 }
 
-/**
- * The state directory when no `--state-dir` is given: `ROSET_STATE_DIR`, else
- * `/var/lib/roset` for root, else `~/.local/state/roset`.
- */
-export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
-  const fromEnv = nonEmpty(env.ROSET_STATE_DIR);
-  if (fromEnv) return fromEnv;
-  if (process.getuid?.() === 0) return '/var/lib/roset';
-  return join(homedir(), '.local', 'state', 'roset');
-}
-
 function readStateFile(path: string, warnings: string[]): string | undefined {
   try {
     return nonEmpty(readFileSync(path, 'utf8'));
@@ -81,7 +72,7 @@ export function resolveConfig(options: ConfigOptions = {}): ResolvedConfig {
 
   const explicitStateDir = nonEmpty(options.stateDir);
   const stateDir = explicitStateDir ?? defaultStateDir(env);
-  const stateDirSource: ConfigSource = explicitStateDir ? 'option' : nonEmpty(env.ROSET_STATE_DIR) ? 'env' : 'default';
+  const stateDirSource: ConfigSource = explicitStateDir ? 'option' : env.ROSET_STATE_DIR ? 'env' : 'default';
 
   let apiUrl: string;
   let apiUrlSource: ConfigSource;

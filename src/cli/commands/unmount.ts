@@ -19,7 +19,8 @@ import { Option } from 'commander';
 import { RosetError } from '../../errors/index.js';
 import { resolveConfig } from '../../sdk/index.js';
 import { action, globalsOf, parseSeconds, printJson, println } from '../context.js';
-import { fuseMountpoints, isAlive, readDaemonState } from '../daemon-state.js';
+import { fuseMountpoints, processAlive } from '../../util/mounts.js';
+import { readDaemonState } from '../daemon-state.js';
 
 const run = promisify(execFile);
 const DEFAULT_TIMEOUT_S = 300;
@@ -39,14 +40,18 @@ async function realOrResolved(p: string): Promise<string> {
 
 async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
-  while (isAlive(pid)) {
+  while (processAlive(pid)) {
     if (timeoutMs > 0 && Date.now() >= deadline) return false;
     await new Promise((r) => setTimeout(r, 100));
   }
   return true;
 }
 
-/** Unmounts a FUSE mount that no daemon serves; returns the command that worked. */
+/**
+ * Unmounts a FUSE mount that no daemon serves; returns the command that worked. Unlike
+ * the daemon's forceUnmount (src/util/mounts.ts), a plain `-u` comes first: the user
+ * should learn that the mount is busy rather than have it detached lazily at once.
+ */
 async function forceUnmount(mountpoint: string): Promise<string> {
   const attempts: Array<[string, string[]]> = [
     ['fusermount3', ['-u', mountpoint]],
