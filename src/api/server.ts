@@ -86,6 +86,8 @@ export class ApiServer {
     } catch (err) {
       const e = err instanceof RosetError ? err : new RosetError('INTERNAL', 'Internal error');
       if (!(err instanceof RosetError)) this.log.error({ err: (err as Error)?.stack ?? String(err), method: req.method, url: req.url }, 'unhandled API error');
+      // A body we stopped reading (too large) leaves the socket unusable for the next request.
+      if (!req.complete) res.setHeader('connection', 'close');
       sendError(res, e);
       status = res.statusCode;
     } finally {
