@@ -11,9 +11,9 @@
  * - Never skips: if no server can be had, `s3TestConfig()` throws with the reason, so
  *   every test that needs S3 fails loudly (under CI=true and everywhere else).
  * - The server is started lazily, by the first test that asks, so a run of tests that
- *   never touch S3 does not pay the ~20 s Ceph start. Test files run one at a time
- *   (vitest.config.ts: fileParallelism false) and the script takes a lock, so two
- *   workers never start two servers.
+ *   never touch S3 does not pay the Ceph start (about 5 s, plus about 20 s of apt-get
+ *   on a fresh machine). The script takes a lock, so two workers, or two test runs,
+ *   never start two servers; they share one, each run holding a lease on it.
  * - After the first call, the worker's process.env carries the server's variables, so
  *   the SDK's default credential chain (what production uses) finds the credentials.
  */
@@ -38,6 +38,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     /** Set by the globalSetup when the run uses an external server; null otherwise. */
     rosetS3: S3TestConfig | null;
+    /** The test run's lease on the shared test server: its main process's pid. */
+    rosetS3Lease: number | null;
   }
 }
 
@@ -71,11 +73,17 @@ export function configFromEnv(env: Record<string, string | undefined>): S3TestCo
   };
 }
 
-/** Runs `scripts/s3-test-server start` (idempotent) and returns what it printed. */
-export function startS3TestServer(): S3TestConfig {
+/**
+ * Runs `scripts/s3-test-server start` (idempotent) and returns what it printed. With a
+ * lease (the test run's main pid), the server is the run's to stop: the globalSetup
+ * releases the lease at the end, and the last release stops a server a run started.
+ */
+export function startS3TestServer(lease?: number | null): S3TestConfig {
   let out: string;
+  const env = { ...process.env };
+  if (lease) env.ROSET_S3_TEST_LEASE = String(lease);
   try {
-    out = execFileSync(S3_TEST_SERVER_SCRIPT, ['start'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 600_000 });
+    out = execFileSync(S3_TEST_SERVER_SCRIPT, ['start'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 600_000, env });
   } catch (err) {
     throw new Error(`S3 test server: ${S3_TEST_SERVER_SCRIPT} start failed (${(err as Error).message.split('\n')[0]}); `
       + 'S3 tests need it, or ROSET_TEST_S3_ENDPOINT plus AWS credentials for another server', { cause: err });
@@ -89,13 +97,15 @@ let cached: S3TestConfig | undefined;
 export function s3TestConfig(): S3TestConfig {
   if (cached) return cached;
   let config: S3TestConfig | null | undefined;
+  let lease: number | null = null;
   try {
     config = inject('rosetS3');
+    lease = inject('rosetS3Lease') ?? null;
   } catch {
     config = undefined; // outside a vitest worker
   }
   if (!config && process.env.ROSET_TEST_S3_ENDPOINT) config = configFromEnv(process.env);
-  config ??= startS3TestServer();
+  config ??= startS3TestServer(lease);
   Object.assign(process.env, config.env);
   cached = config;
   return config;
