@@ -62,7 +62,7 @@ export async function mountFuse(fs: RosetFilesystem, mountpoint: string, opts: {
       }
     },
     flush: (_p: string, _fh: number, cb: Done) => cb(0),
-    fsync: (p: string, fh: number, _datasync: boolean, cb: Done) => call('fsync', p, cb, () => fs.fsync(fh), () => cb(0)),
+    fsync: (p: string, _datasync: boolean, fh: number, cb: Done) => call('fsync', p, cb, () => fs.fsync(fh), () => cb(0)),
     release: (p: string, fh: number, cb: Done) => call('release', p, cb, () => fs.release(fh), () => cb(0)),
     truncate: (p: string, size: number, cb: Done) => call('truncate', p, cb, () => fs.truncate(p, size), () => cb(0)),
     ftruncate: (p: string, fh: number, size: number, cb: Done) => call('ftruncate', p, cb, () => fs.ftruncate(fh, size), () => cb(0)),
