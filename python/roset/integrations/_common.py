@@ -1,0 +1,129 @@
+"""Shared plumbing of the framework integrations.
+
+Owns: turning a local checkpoint directory under a Roset mount into a
+mount-relative API path, and the one commit sequence every integration uses:
+
+    resolve folder → commit → wait until completed → move the ref
+
+Invariants:
+- The ref moves only after the commit is ``completed``; a failed or timed-out
+  commit raises and leaves the ref where it was.
+- A ref is never moved backwards by the same :class:`RefMover`: a step older than
+  the last one it published is committed but not published.
+- Files must be closed before ``commit_folder`` is called: the daemon snapshots
+  only closed files, and waits at most its seal timeout for open ones.
+"""
+import logging
+import os
+import threading
+from typing import Optional
+
+from ..client import Client
+from ..exceptions import RosetError
+from ..models import Commit
+
+log = logging.getLogger("roset.integrations")
+
+__all__ = ["find_mount_root", "to_mount_path", "commit_folder", "RefMover", "global_rank"]
+
+
+def find_mount_root(local_path: str, client: Optional[Client] = None) -> str:
+    """Return the Roset mountpoint that contains ``local_path``.
+
+    Prefers the mountpoints the API reports for its mount (exact, and works for
+    bind mounts); falls back to the nearest ancestor that is a mountpoint.
+    """
+    real = os.path.realpath(local_path)
+    if client is not None:
+        try:
+            candidates = []
+            for m in client.list_mounts():
+                if client.mount_id and m.id != client.mount_id:
+                    continue
+                candidates.extend(os.path.realpath(mp) for mp in m.mountpoints)
+            best = None
+            for mp in candidates:
+                if real == mp or real.startswith(mp.rstrip("/") + "/"):
+                    if best is None or len(mp) > len(best):
+                        best = mp
+            if best:
+                return best
+        except RosetError as e:  # the API may be older or restricted; fall through
+            log.debug("roset: cannot list mounts (%s); looking for the mountpoint on disk", e)
+    probe = real
+    while True:
+        if os.path.ismount(probe):
+            if probe == "/":
+                break
+            return probe
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    raise RosetError(f"{local_path} is not under a Roset mount")
+
+
+def to_mount_path(local_path: str, mount_root: str) -> str:
+    """``/mnt/roset/checkpoints/step-1`` under ``/mnt/roset`` → ``/checkpoints/step-1``."""
+    real = os.path.realpath(local_path)
+    root = os.path.realpath(mount_root)
+    rel = os.path.relpath(real, root)
+    if rel == "." :
+        return "/"
+    if rel.startswith(".."):
+        raise RosetError(f"{local_path} is not under the Roset mount {mount_root}")
+    return "/" + rel.replace(os.sep, "/")
+
+
+def global_rank() -> int:
+    """The process's global rank from the usual launcher variables (0 when single)."""
+    for var in ("RANK", "GLOBAL_RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"):
+        value = os.environ.get(var)
+        if value not in (None, ""):
+            try:
+                return int(value)
+            except ValueError:
+                continue
+    return 0
+
+
+def commit_folder(
+    client: Client,
+    mount_path: str,
+    message: Optional[str] = None,
+    timeout: Optional[float] = 600,
+) -> Commit:
+    """Commit the folder at a mount-relative path and wait until it is completed."""
+    node = client.resolve_path(mount_path)
+    if node is None:
+        raise RosetError(f"{mount_path} does not exist in the Roset namespace")
+    if node.is_committed and node.commit_id:
+        # Already committed (e.g. a retry after a lost response): reuse it.
+        return client.wait_for_commit(node.commit_id, timeout=timeout)
+    commit = client.commit(node.id, message=message)
+    return client.wait_for_commit(commit.id, timeout=timeout)
+
+
+class RefMover:
+    """Moves one ref forward only, in the order checkpoints were taken."""
+
+    def __init__(self, client: Client, name: Optional[str]):
+        self.client = client
+        self.name = name
+        self._lock = threading.Lock()
+        self._last_step: Optional[int] = None
+
+    def move(self, commit: Commit, step: Optional[int] = None) -> bool:
+        if not self.name:
+            return False
+        with self._lock:
+            if step is not None and self._last_step is not None and step < self._last_step:
+                log.warning(
+                    "roset: not moving ref %r back to step %s (already at step %s)", self.name, step, self._last_step
+                )
+                return False
+            self.client.update_ref(self.name, commit.id)
+            if step is not None:
+                self._last_step = step
+            log.info("roset: ref %r -> %s (%s)", self.name, commit.id, commit.path)
+            return True
