@@ -47,9 +47,9 @@ export function registerStatus(program: Command): void {
       println(`endpoint  ${config.apiUrl} (from ${config.sources.apiUrl})`);
       println(`api       ${health.status}, version ${health.version}`);
       if (daemon) println(`daemon    pid ${daemon.pid} on ${daemon.mountpoint} (${daemon.running ? 'running' : 'not running'})`);
-      println(`mounts    ${mounts.length === 0 ? '(none)' : ''}`);
+      println(mounts.length === 0 ? 'mounts    (none)' : 'mounts');
       for (const m of mounts) println(`  ${describeMount(m)}`);
-      println(`pending   ${pending.length === 0 ? '(none)' : ''}`);
+      println(pending.length === 0 ? 'pending   (none)' : 'pending commits');
       for (const c of pending) {
         const p = commitProgress(c);
         println(`  ${c.id}  ${c.path}  ${commitStats(c)}${p === undefined ? '' : ` (${Math.floor(p * 100)}%)`}  since ${c.createdAt}`);
