@@ -1,0 +1,68 @@
+/**
+ * An in-process Roset without FUSE: control plane, local store and filesystem core,
+ * for tests that drive the core directly.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import pino from 'pino';
+import { SqliteMetadataStore } from '../../src/control/meta/sqlite.js';
+import { ControlPlane } from '../../src/control/service.js';
+import type { CoreContext } from '../../src/core/context.js';
+import { RosetFilesystem } from '../../src/core/filesystem.js';
+import { HandleTable } from '../../src/core/handles.js';
+import { StagingIndex } from '../../src/core/staging-index.js';
+import { LocalStore } from '../../src/store/local.js';
+
+export interface CoreHarness {
+  dir: string;
+  cp: ControlPlane;
+  fs: RosetFilesystem;
+  ctx: CoreContext;
+  mountId: string;
+  close: () => Promise<void>;
+}
+
+export async function startCore(opts: { sealTimeoutMs?: number } = {}): Promise<CoreHarness> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'roset-core-'));
+  const log = pino({ level: 'silent' });
+  const meta = new SqliteMetadataStore(path.join(dir, 'metadata.db'));
+  const store = await LocalStore.open(path.join(dir, 'store'));
+  const cp = new ControlPlane(meta, store, log, { sealTimeoutMs: opts.sealTimeoutMs ?? 10_000 });
+  const mountId = await cp.ensureMount('default');
+  const cacheDir = path.join(dir, 'cache');
+  await RosetFilesystem.prepareCacheDir(cacheDir);
+  const index = new StagingIndex(path.join(cacheDir, 'index.db'));
+  const ctx: CoreContext = { mountId, agentId: 'agt_test', control: cp, store, index, handles: new HandleTable(), cacheDir, readOnly: false, log };
+  const fs = new RosetFilesystem(ctx, null);
+  cp.registerAgent(fs.agent);
+  return {
+    dir, cp, fs, ctx, mountId,
+    close: async () => {
+      await cp.engine.drain(30_000);
+      index.close();
+      await meta.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function waitSettled(h: CoreHarness, commitId: string, ms = 30_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const c = await h.cp.getCommit(h.mountId, commitId);
+    if (c.phase === 'completed' || c.phase === 'failed') return c;
+    if (Date.now() > end) throw new Error(`commit ${commitId} still ${c.phase}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** The code of a rejected RosetError, or null when `p` resolves. */
+export async function codeOf(p: Promise<unknown>): Promise<string | null> {
+  try {
+    await p;
+    return null;
+  } catch (err) {
+    return (err as { rosetCode?: string }).rosetCode ?? String(err);
+  }
+}
