@@ -105,6 +105,11 @@ function unquote(etag: string | undefined): string {
   return (etag ?? '').replace(/"/g, '');
 }
 
+// The SDK warns on every start under Node 20 that *future* SDK releases will need
+// Node 22. The version in package-lock.json supports Node 20, and the warning would
+// land in roset-mount's logs on every start; an operator can still turn it back on.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** `s3://bucket/some/prefix` → bucket and a prefix that is '' or ends in '/'. */

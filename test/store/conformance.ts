@@ -15,7 +15,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { StoreError } from '../../src/errors/index.js';
 import { listAll, type ObjectStore } from '../../src/store/types.js';
 
@@ -62,10 +62,20 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
     let store: ObjectStore;
     let tmp: string;
 
+    // A store that cannot be opened (no S3 server) fails every test with the reason.
+    // A throwing beforeAll would instead report the tests as skipped.
+    let setupError: unknown;
     beforeAll(async () => {
-      sut = await factory();
-      store = sut.store;
-      tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'roset-conformance-'));
+      try {
+        sut = await factory();
+        store = sut.store;
+        tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'roset-conformance-'));
+      } catch (err) {
+        setupError = err;
+      }
+    });
+    beforeEach(() => {
+      if (setupError) throw setupError;
     });
 
     afterAll(async () => {
