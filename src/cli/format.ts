@@ -19,9 +19,13 @@ export function formatBytes(n: number): string {
   return `${v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${units[i]}`;
 }
 
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
 export function commitStats(c: Commit): string {
   const s = c.stats;
-  const parts = [`${s.files} file${s.files === 1 ? '' : 's'}`, formatBytes(s.bytes)];
+  const parts = [plural(s.files, 'file'), formatBytes(s.bytes)];
   if (s.uploadedBytes > 0 || s.dedupedBytes > 0) parts.push(`${formatBytes(s.uploadedBytes)} uploaded`, `${formatBytes(s.dedupedBytes)} deduplicated`);
   return parts.join(', ');
 }
@@ -45,8 +49,8 @@ export class ProgressLine {
     const secs = Math.round((Date.now() - this.started) / 1000);
     const p = commitProgress(c);
     const what = c.stats.bytes > 0
-      ? `${formatBytes(c.stats.uploadedBytes + c.stats.dedupedBytes)} / ${formatBytes(c.stats.bytes)}${p === undefined ? '' : ` (${Math.floor(p * 100)}%)`}, ${c.stats.files} files`
-      : 'sealing';
+      ? `${formatBytes(c.stats.uploadedBytes + c.stats.dedupedBytes)} / ${formatBytes(c.stats.bytes)}${p === undefined ? '' : ` (${Math.floor(p * 100)}%)`}, ${plural(c.stats.files, 'file')}`
+      : c.status;
     this.draw(`committing ${c.path} ${c.id}: ${what}, ${secs}s`);
   }
 

@@ -14,7 +14,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import type { Commit, Ref } from '../../api/types.js';
 import { RosetError } from '../../errors/index.js';
-import { SdkError } from '../../sdk/index.js';
+import { SdkError, type RosetClient } from '../../sdk/index.js';
 import { UsageError, action, clientFor, parseExpect, parseSeconds, printJson, println } from '../context.js';
 import { ProgressLine, commitStats } from '../format.js';
 import { resolveTarget } from '../paths.js';
@@ -77,7 +77,7 @@ export function registerCommit(program: Command): void {
     }));
 }
 
-async function waitWithProgress(client: import('../../sdk/index.js').RosetClient, commit: Commit, timeoutMs: number): Promise<Commit> {
+async function waitWithProgress(client: RosetClient, commit: Commit, timeoutMs: number): Promise<Commit> {
   const progress = new ProgressLine();
   progress.commit(commit);
   // Ctrl-C stops the wait, not the commit: say so, so nobody commits twice.
