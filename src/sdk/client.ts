@@ -173,7 +173,8 @@ function seg(value: string, what: string, code = 'BAD_REQUEST'): string {
 
 export class RosetClient {
   readonly config: ResolvedConfig;
-  private readonly options: RosetClientOptions;
+  /** Options less the key, which lives only in `config` (see below). */
+  private readonly options: Omit<RosetClientOptions, 'apiKey'>;
   private readonly fetchImpl: typeof globalThis.fetch;
   private readonly timeoutMs: number;
   private readonly maxRetries: number;
@@ -182,8 +183,11 @@ export class RosetClient {
   private readonly userAgent: string;
 
   constructor(options: RosetClientOptions = {}) {
-    this.options = options;
+    const { apiKey: _key, ...rest } = options;
+    this.options = rest;
     this.config = resolveConfig(options);
+    // Logging a client (console.log, pino, JSON.stringify) must not print the key.
+    Object.defineProperty(this.config, 'apiKey', { enumerable: false });
     this.fetchImpl = options.fetch ?? globalThis.fetch;
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.maxRetries = Math.max(0, options.maxRetries ?? 3);

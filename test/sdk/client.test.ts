@@ -253,6 +253,14 @@ describe('typed errors', () => {
     await expect(mk().getRef('latest')).rejects.toBeInstanceOf(SdkNotFoundError);
   });
 
+  it('never shows the API key when a client is logged', async () => {
+    const c = mk({ apiKey: 'rsk_secret' });
+    const { inspect } = await import('node:util');
+    expect(inspect(c, { depth: 5 })).not.toContain('rsk_secret');
+    expect(JSON.stringify(c.config)).not.toContain('rsk_secret');
+    expect(c.config.apiKey).toBe('rsk_secret');
+  });
+
   it('never puts the API key in an error', async () => {
     server.handler = () => apiError(401, 'UNAUTHORIZED');
     const err = (await mk({ apiKey: 'rsk_secret' }).getNode('x').catch((e: unknown) => e)) as SdkError;
