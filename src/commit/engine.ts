@@ -16,9 +16,9 @@
  */
 import type { Logger } from 'pino';
 import type { Manifest } from '../api/types.js';
-import type { AgentFile, AgentRegistry } from '../control/agents.js';
-import type { CommitRecord, MetadataStore, NodeRecord } from '../control/meta/types.js';
-import { isWithin, relativeTo } from '../control/paths.js';
+import type { AgentFile, AgentRegistry } from './agents.js';
+import type { CommitRecord, MetadataStore, NodeRecord } from '../meta/types.js';
+import { isWithin, relativeTo } from '../meta/paths.js';
 import { CommitError, StoreError, toRosetError } from '../errors/index.js';
 import type { ObjectStore } from '../store/types.js';
 import { manifestKey, groupKey, objectKey } from './layout.js';

@@ -20,10 +20,10 @@ import { CommitEngine } from '../commit/engine.js';
 import { manifestKey, refKey } from '../commit/layout.js';
 import { ApiError, CommitError, NamespaceError, StoreError } from '../errors/index.js';
 import type { ObjectStore } from '../store/types.js';
-import { AgentRegistry, type Agent } from './agents.js';
-import { ids } from './ids.js';
-import type { ApiKeyRecord, CommitPhase, CommitRecord, GroupRecord, MetadataStore, NodeRecord, RefRecord } from './meta/types.js';
-import { ancestorsOf, baseName, isWithin, joinPath, normalizePath, parentOf, validateName } from './paths.js';
+import { AgentRegistry, type Agent } from '../commit/agents.js';
+import { ids } from '../meta/ids.js';
+import type { ApiKeyRecord, CommitPhase, CommitRecord, GroupRecord, MetadataStore, NodeRecord, RefRecord } from '../meta/types.js';
+import { ancestorsOf, baseName, isWithin, joinPath, normalizePath, parentOf, validateName } from '../meta/paths.js';
 
 export const REF_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
 const DEFAULT_FILE_MODE = 0o100644;

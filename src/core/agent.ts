@@ -11,8 +11,8 @@
  *   uploaded again, which is what makes unchanged files free.
  */
 import * as fs from 'node:fs/promises';
-import type { Agent, AgentFile, AgentUploadResult } from '../control/agents.js';
-import { relativeTo } from '../control/paths.js';
+import type { Agent, AgentFile, AgentUploadResult } from '../commit/agents.js';
+import { relativeTo } from '../meta/paths.js';
 import { objectKey } from '../commit/layout.js';
 import { CacheError, CommitError, StoreError } from '../errors/index.js';
 import { sha256File } from '../util/hash.js';

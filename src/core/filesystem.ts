@@ -18,8 +18,8 @@ import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
-import type { NodeRecord } from '../control/meta/types.js';
-import { baseName, normalizePath, parentOf } from '../control/paths.js';
+import type { NodeRecord } from '../meta/types.js';
+import { baseName, normalizePath, parentOf } from '../meta/paths.js';
 import { CacheError, NamespaceError, RosetError } from '../errors/index.js';
 import { StagingAgent } from './agent.js';
 import { stagingPath, type CoreContext } from './context.js';

@@ -11,7 +11,7 @@
  * - Paths of open handles follow renames (`renamed`).
  */
 import { EventEmitter } from 'node:events';
-import { isWithin } from '../control/paths.js';
+import { isWithin } from '../meta/paths.js';
 
 export interface Handle {
   fh: number;

@@ -16,7 +16,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { ApiServer } from '../api/server.js';
-import { SqliteMetadataStore } from '../control/meta/sqlite.js';
+import { SqliteMetadataStore } from '../meta/sqlite.js';
 import { ControlPlane, hashToken } from '../control/service.js';
 import { HandleTable } from '../core/handles.js';
 import { RosetFilesystem } from '../core/filesystem.js';

@@ -7,9 +7,9 @@
  */
 import Database from 'better-sqlite3';
 import type { Database as Db } from 'better-sqlite3';
-import { NamespaceError } from '../../errors/index.js';
-import { newId } from '../ids.js';
-import type { CommitErrorInfo, CommitStats, NodeState } from '../../api/types.js';
+import { NamespaceError } from '../errors/index.js';
+import { newId } from './ids.js';
+import type { CommitErrorInfo, CommitStats, NodeState } from '../api/types.js';
 import type {
   ApiKeyRecord, CommitPhase, CommitRecord, CommittedFile, Cursor, GroupRecord, MetadataStore, MountRecord, NewNode, NodeRecord,
   RefLogRecord, RefRecord,

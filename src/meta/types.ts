@@ -13,7 +13,7 @@
  * - Paths are mount-relative, absolute, normalized (`/a/b`), `/` is the root folder.
  * - At most one live (not soft-deleted) node per (mount, path).
  */
-import type { CommitErrorInfo, CommitStats, GroupStatus, NodeState, NodeType } from '../../api/types.js';
+import type { CommitErrorInfo, CommitStats, GroupStatus, NodeState, NodeType } from '../api/types.js';
 
 export interface MountRecord {
   id: string;

@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { CommitRecord, MetadataStore } from '../../src/control/meta/types.js';
+import type { CommitRecord, MetadataStore } from '../../src/meta/types.js';
 
 export function metadataConformance(name: string, open: () => Promise<{ meta: MetadataStore; cleanup: () => Promise<void> }>): void {
   describe(`metadata conformance: ${name}`, () => {

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { SqliteMetadataStore } from '../../src/control/meta/sqlite.js';
+import { SqliteMetadataStore } from '../../src/meta/sqlite.js';
 import { metadataConformance } from './conformance.js';
 
 metadataConformance('sqlite', async () => {

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
-import { SqliteMetadataStore } from '../../src/control/meta/sqlite.js';
+import { SqliteMetadataStore } from '../../src/meta/sqlite.js';
 import { ControlPlane } from '../../src/control/service.js';
 import type { CoreContext } from '../../src/core/context.js';
 import { RosetFilesystem } from '../../src/core/filesystem.js';
