@@ -58,7 +58,10 @@ export class ApiServer {
       const candidates = COMPILED.filter((c) => c.regex.test(url.pathname));
       if (candidates.length === 0) throw new ApiError('ROUTE_NOT_FOUND', `No route ${url.pathname}`);
       const match = candidates.find((c) => c.route.method === req.method);
-      if (!match) throw new ApiError('METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname}`);
+      if (!match) {
+        res.setHeader('allow', candidates.map((c) => c.route.method).join(', '));
+        throw new ApiError('METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname}`);
+      }
       const params: Record<string, string> = {};
       const m = match.regex.exec(url.pathname)!;
       for (let i = 0; i < match.names.length; i++) {

@@ -14,6 +14,7 @@
  */
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
+import { LRUCache } from 'lru-cache';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,7 +45,8 @@ export interface SnapshotFile {
 
 export class StagingIndex {
   private readonly db: Db;
-  private readonly inoCache = new Map<string, number>();
+  // Bounded: a mount with millions of files must not grow the daemon without limit.
+  private readonly inoCache = new LRUCache<string, number>({ max: 100_000 });
   private readonly stmts: {
     getIno: Statement; addIno: Statement; getStaged: Statement; addStaged: Statement; delStaged: Statement;
     writers: Statement; snapFiles: Statement; snapDone: Statement;
