@@ -20,6 +20,14 @@
  *   the file size; each worker reuses its own buffer, reading it with pread.
  * - A multipart upload that fails is aborted; if even the abort fails, the upload is
  *   left for the start-up sweep (`listMultipartUploads` + abort), never completed.
+ * - A conditional write answered 409 ConditionalRequestConflict is sent again (it did
+ *   not take effect); one that the SDK retried and that then lost is checked against
+ *   the stored bytes, so a write whose first answer was lost is not reported as lost.
+ * - `putFile(..., {ifAbsent})` above `partSize` checks for the key first and completes
+ *   with If-None-Match: *. AWS, R2 and MinIO enforce that on completion; Ceph RGW 16
+ *   ignores it there, so on RGW a create-only multipart upload is only best effort.
+ *   Small create-only writes (manifests) are single PUTs and enforced everywhere the
+ *   probe says `conditionalWrites`.
  */
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs/promises';
@@ -289,8 +297,8 @@ export class S3Store implements ObjectStore {
     if (err instanceof StoreError) return err;
     const status = statusOf(err);
     const code = nameOf(err);
-    const requestId = (err as S3Failure | undefined)?.$metadata?.requestId;
-    const details: Record<string, unknown> = { key, op, status, s3Code: code, requestId };
+    const meta = (err as S3Failure | undefined)?.$metadata as { requestId?: string; attempts?: number } | undefined;
+    const details: Record<string, unknown> = { key, op, status, s3Code: code, requestId: meta?.requestId, attempts: meta?.attempts };
     const summary = new Error(`${code}${status ? ` (HTTP ${status})` : ''}: ${(err as Error | undefined)?.message ?? String(err)}`);
     if (isPreconditionFailed(err)) {
       return new StoreError('PRECONDITION_FAILED', `Conditional ${op} of ${key} lost: the object exists or changed`, details, { cause: summary });
@@ -335,11 +343,34 @@ export class S3Store implements ObjectStore {
     return { etag: unquote(res.ETag) };
   }
 
+  /**
+   * A conditional write that the SDK retried (a 5xx, a reset, a timeout) may have
+   * landed on an earlier attempt whose answer was lost; the retry then loses against
+   * our own object. If the object now holds exactly our bytes, that 412 is our win.
+   */
+  private async ownWriteLanded(key: string, body: Buffer | string, err: unknown): Promise<PutResult | null> {
+    if (!(err instanceof StoreError) || err.rosetCode !== 'PRECONDITION_FAILED') return null;
+    if (((err.details.attempts as number | undefined) ?? 1) <= 1) return null;
+    try {
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
+      const current = Buffer.from(await res.Body!.transformToByteArray());
+      return current.equals(typeof body === 'string' ? Buffer.from(body) : body) ? { etag: unquote(res.ETag) } : null;
+    } catch {
+      return null;
+    }
+  }
+
   async putIfAbsent(key: string, body: Buffer | string): Promise<PutResult> {
     const Key = this.fullKey(key);
-    const res = await this.conditional<{ ETag?: string }>('put-if-absent', key,
-      () => new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, IfNoneMatch: '*' }));
-    return { etag: unquote(res.ETag) };
+    try {
+      const res = await this.conditional<{ ETag?: string }>('put-if-absent', key,
+        () => new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, IfNoneMatch: '*' }));
+      return { etag: unquote(res.ETag) };
+    } catch (err) {
+      const landed = await this.ownWriteLanded(key, body, err);
+      if (landed) return landed;
+      throw err;
+    }
   }
 
   async putIfMatch(key: string, body: Buffer | string, etag: string): Promise<PutResult> {
@@ -349,6 +380,8 @@ export class S3Store implements ObjectStore {
         () => new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, IfMatch: unquote(etag) }));
       return { etag: unquote(res.ETag) };
     } catch (err) {
+      const landed = await this.ownWriteLanded(key, body, err);
+      if (landed) return landed;
       // AWS answers If-Match on a missing key with 404: for the caller the object it
       // read has changed (it is gone), the same loss as a 412.
       if (err instanceof StoreError && err.rosetCode === 'OBJECT_NOT_FOUND') {

@@ -198,4 +198,34 @@ describe('S3Store specifics', () => {
     expect((await store.head('c'))?.etag).toBe(r.etag);
     await expect(store.putIfAbsent('c', 'v2')).rejects.toMatchObject({ rosetCode: 'PRECONDITION_FAILED' });
   });
+
+  it('does not report a create-only write as lost when only its answer was lost', async () => {
+    const store = await open();
+    let lost = 0;
+    // The first answer to a conditional PUT is replaced by a 503 after the write
+    // landed, as a reset or a proxy would do; the SDK retries and gets 412.
+    store.client.middlewareStack.add((next) => async (args) => {
+      const headers = (args.request as { headers?: Record<string, string> }).headers ?? {};
+      const result = await next(args);
+      if ((headers['if-none-match'] || headers['if-match']) && lost < 1) {
+        lost++;
+        throw Object.assign(new Error('Service Unavailable'), {
+          name: 'ServiceUnavailable', $fault: 'server', $metadata: { httpStatusCode: 503 },
+        });
+      }
+      return result;
+    }, { step: 'deserialize', name: 'lostAnswer' });
+    const r = await store.putIfAbsent('m.json', '{"id":"c1"}');
+    expect(lost).toBe(1);
+    expect((await store.head('m.json'))?.etag).toBe(r.etag);
+    // Someone else's bytes are still a loss, retried or not.
+    lost = 0;
+    await expect(store.putIfAbsent('m.json', '{"id":"other"}')).rejects.toMatchObject({ rosetCode: 'PRECONDITION_FAILED' });
+    // The same for put-if-match: the retry loses against our own new ETag.
+    lost = 0;
+    const r2 = await store.putIfMatch('m.json', '{"id":"c2"}', r.etag);
+    expect(lost).toBe(1);
+    expect((await store.get('m.json')).toString()).toBe('{"id":"c2"}');
+    expect((await store.head('m.json'))?.etag).toBe(r2.etag);
+  });
 });
