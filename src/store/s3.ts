@@ -249,7 +249,7 @@ export class S3Store implements ObjectStore {
         await this.send('probe', key, () => new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: 'probe', IfNoneMatch: '*' }));
       } catch (err) {
         // Servers without conditional writes either ignore the header or refuse it.
-        if (!(err instanceof StoreError && err.details.status === 501) && !(err instanceof StoreError && err.details.status === 400)) throw err;
+        if (!(err instanceof StoreError && (err.details.status === 501 || err.details.status === 400))) throw err;
         conditionalWrites = false;
         await this.send('probe', key, () => new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: 'probe' }));
       }
