@@ -215,7 +215,8 @@ def start_daemon(base: Path, seal_timeout: float = 2, extra: Optional[List[str]]
 def daemon(tmp_path_factory):
     """The session's real roset-mount (seal timeout 2 s, so OPEN_HANDLES tests are quick)."""
     need_module("roset")
-    d = start_daemon(tmp_path_factory.mktemp("roset"), seal_timeout=2)
+    # "roset-py-" in the path lets scripts/test find a mount a crash left behind.
+    d = start_daemon(tmp_path_factory.mktemp("roset-py-"), seal_timeout=2)
     try:
         yield d
     finally:

@@ -83,7 +83,7 @@ def test_sigkill_mid_checkpoint_write_resumes_from_the_previous_checkpoint(daemo
     assert step2["global_step"] == 2
 
     # A new process resumes from the ref: step 2, with step 2's weights.
-    run_script("lightning_run.py", common + ["--max-steps", 4, "--resume", "--out", tmp_path / "resume.json"], daemon.env())
+    run_script("lightning_run.py", common + ["--max-steps", 4, "--out", tmp_path / "resume.json"], daemon.env())
     resumed = read_json(tmp_path / "resume.json")
     assert resumed["start_step"] == 2, resumed
     assert resumed["start_weights"] == pytest.approx(step2["state_dict"]["layer.weight"].flatten().tolist())

@@ -38,9 +38,12 @@ def test_two_saves_commit_and_a_new_process_resumes_from_the_ref(daemon, client,
     common = ["--flavor", flavor, "--mount", daemon.mountpoint, "--checkpoint-dir", f"{rel}/checkpoints",
               "--ref", ref, "--root", tmp_path / "root"]
 
-    # 1. Train 4 steps, checkpoint every 2: two saves.
+    # 1. Train 4 steps, checkpoint every 2: two saves. The script passes
+    # ckpt_path=<ref> already, and the ref does not exist yet: a fresh start.
+    assert client.get_ref(ref) is None
     run_script("lightning_run.py", common + ["--max-steps", 4, "--out", tmp_path / "first.json"], daemon.env())
     first = read_json(tmp_path / "first.json")
+    assert first["start_step"] == 0
     assert first["end_step"] == 4 and len(first["commits"]) == 2, first
     commits = [client.get_commit(cid) for cid in first["commits"]]
     assert all(c.status == "completed" for c in commits)
@@ -65,7 +68,7 @@ def test_two_saves_commit_and_a_new_process_resumes_from_the_ref(daemon, client,
     assert saved_step == 4
 
     # 2. A new process resumes with ckpt_path=<ref> and trains on to step 6.
-    run_script("lightning_run.py", common + ["--max-steps", 6, "--resume", "--out", tmp_path / "resume.json"], daemon.env())
+    run_script("lightning_run.py", common + ["--max-steps", 6, "--out", tmp_path / "resume.json"], daemon.env())
     resumed = read_json(tmp_path / "resume.json")
     assert resumed["start_step"] == 4, resumed
     assert resumed["start_weights"] == pytest.approx(saved_weights)
@@ -93,8 +96,11 @@ def test_checkpoint_io_unit_behaviour(daemon, client, workdir, unique):
 
     assert io.load_checkpoint(ref)["global_step"] == 3
     assert io.load_checkpoint(f"{daemon.mountpoint}{rel}/ck/step1/step1.ckpt")["global_step"] == 1
+    # A ref that does not exist yet: nothing to restore (falsy), not an error.
+    fresh = io.load_checkpoint(f"no-such-ref-{unique}")
+    assert not fresh and isinstance(fresh, dict)
     with pytest.raises(FileNotFoundError):
-        io.load_checkpoint(f"no-such-ref-{unique}")
+        io.load_checkpoint(f"/nowhere/{unique}.ckpt")
 
     io.remove_checkpoint("/anywhere/step1.ckpt")
     assert client.resolve_path(f"{rel}/ck/step1") is None

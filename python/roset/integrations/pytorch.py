@@ -20,6 +20,13 @@ recognise, such as ``"latest"``, straight to ``CheckpointIO.load_checkpoint``): 
 ref's commit names the committed folder, its manifest names the ``.ckpt`` file, and
 that file is read through the mount.
 
+First run: when the ref does not exist yet, ``load_checkpoint`` returns an empty
+checkpoint that is *falsy*; every restore step of Lightning's checkpoint connector
+begins with ``if not self._loaded_checkpoint: return``, so training starts from
+scratch with a warning, as Lightning does for ``ckpt_path="last"`` with no last
+checkpoint. So one script with ``ckpt_path="latest"`` serves the first run and
+every resume.
+
 Invariants:
 - Only global rank zero writes and commits; other ranks do nothing.
 - The ref only ever points at a completed commit; a failed commit raises out of
@@ -83,6 +90,32 @@ def _rank_zero() -> bool:
     return global_rank() == 0
 
 
+class _NothingToRestore(dict):
+    """The checkpoint of a ref that does not exist yet: falsy, so nothing is restored."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def _nothing_to_restore() -> Dict[str, Any]:
+    # Lightning reads (and may rewrite) the version key before it checks emptiness.
+    # The newest installed flavour's version means: no migration to apply.
+    versions = []
+    for mod in ("lightning", "pytorch_lightning"):
+        try:
+            versions.append(__import__(mod).__version__)
+        except (ImportError, AttributeError):
+            continue
+    try:
+        from packaging.version import Version
+
+        newest = max(versions, key=Version) if versions else "0.0.0"
+    except ImportError:  # pragma: no cover - packaging is a Lightning dependency
+        newest = versions[0] if versions else "0.0.0"
+    return _NothingToRestore({"pytorch-lightning_version": newest})
+
+
+_REF_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+,@-]")
 
 
@@ -164,19 +197,22 @@ class _RosetCheckpointIOImpl:
         self._ref.move(commit, step if isinstance(step, int) else None)
         log.info("roset: committed %s as %s", local_file, commit.id)
 
-    def resolve_checkpoint_path(self, path: Any) -> str:
-        """Map what Lightning passes as ``ckpt_path`` to a local file to read."""
+    def resolve_checkpoint_path(self, path: Any) -> Optional[str]:
+        """Map what Lightning passes as ``ckpt_path`` to a local file to read.
+
+        Returns ``None`` when ``path`` is a ref name and that ref does not exist yet.
+        """
         text = os.fspath(path)
         if os.path.isfile(text):
             return text
         if text in self._saved:
             folder = self._saved[text]
             return os.path.join(self._local(folder), os.path.basename(text))
-        ref = self.client.get_ref(text) if "/" not in text else None
+        if not _REF_NAME.match(text) or text.endswith(".ckpt"):
+            raise FileNotFoundError(f"checkpoint file {text!r} does not exist")
+        ref = self.client.get_ref(text)
         if ref is None:
-            raise FileNotFoundError(
-                f"{text!r} is neither a checkpoint file nor a Roset ref (looked for ref {text!r} at {self.client.api_url})"
-            )
+            return None
         manifest = self.client.get_manifest(ref.commit_id)
         files = [f.path for f in manifest.files]
         ckpts = [p for p in files if p.endswith(".ckpt")]
@@ -192,6 +228,12 @@ class _RosetCheckpointIOImpl:
         import torch
 
         local = self.resolve_checkpoint_path(path)
+        if local is None:
+            log.warning(
+                "roset: ref %r does not exist yet (first run?): nothing to resume, training starts from scratch",
+                os.fspath(path),
+            )
+            return _nothing_to_restore()
         log.info("roset: loading %s (from %r)", local, os.fspath(path))
         load_kwargs: Dict[str, Any] = {"map_location": map_location or (lambda storage, loc: storage)}
         weights_only = kwargs.get("weights_only")

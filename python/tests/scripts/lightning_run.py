@@ -3,7 +3,7 @@
 Run by tests/test_lightning.py and tests/test_crash.py in a fresh process, the way
 a user's training script runs. It follows the README snippet: a Client, a Trainer
 with ``plugins=[RosetCheckpointIO(...)]`` and ``trainer.fit(model,
-ckpt_path="latest")`` when resuming. The API is found through ROSET_API_URL and
+ckpt_path="latest")`` on every run (the first run finds no ref and starts fresh). The API is found through ROSET_API_URL and
 ROSET_API_KEY (set by the test), so the environment defaults are exercised too.
 
 Writes a JSON report (--out): the global step at train start (what was resumed),
@@ -33,7 +33,6 @@ p.add_argument("--checkpoint-dir", required=True)
 p.add_argument("--ref", required=True)
 p.add_argument("--max-steps", type=int, required=True)
 p.add_argument("--every", type=int, default=2)
-p.add_argument("--resume", action="store_true")
 p.add_argument("--crash-at-step", type=int, default=None)
 p.add_argument("--marker", default=None)
 p.add_argument("--root", required=True, help="Trainer default_root_dir (logs), outside the mount")
@@ -112,7 +111,9 @@ trainer = Trainer(
     default_root_dir=args.root,
 )
 model = Tiny()
-trainer.fit(model, loader, ckpt_path=args.ref if args.resume else None)
+# Resume from the ref, always: on the first run it does not exist yet and
+# training starts from scratch.
+trainer.fit(model, loader, ckpt_path=args.ref)
 
 with open(args.out, "w") as f:
     json.dump(
