@@ -155,11 +155,17 @@ class _RosetCheckpointIOImpl:
     def _local(self, mount_rel: str) -> str:
         return self.mount_path + mount_rel
 
-    def _fresh_folder(self, path: str) -> Tuple[str, str]:
+    def _folder_names(self, path: str) -> Tuple[str, str]:
+        """(first-choice mount-relative folder, file name) for a Lightning path."""
         base = os.path.basename(os.fspath(path))
         stem = base[: -len(".ckpt")] if base.endswith(".ckpt") else base
         stem = _UNSAFE.sub("_", stem) or "checkpoint"
         filename = _UNSAFE.sub("_", base) or "checkpoint.ckpt"
+        return f"{self.checkpoint_dir}/{stem}", filename
+
+    def _fresh_folder(self, path: str) -> Tuple[str, str]:
+        first, filename = self._folder_names(path)
+        stem = first.rsplit("/", 1)[1]
         candidate, n = stem, 0
         while os.path.lexists(self._local(f"{self.checkpoint_dir}/{candidate}")):
             n += 1
@@ -254,8 +260,9 @@ class _RosetCheckpointIOImpl:
         text = os.fspath(path)
         folder = self._saved.pop(text, None)
         if folder is None:
-            log.debug("roset: remove_checkpoint(%s): not saved by this run, nothing to remove", text)
-            return
+            # Saved by an earlier process (Lightning restores best/last paths on
+            # resume): the first folder a save of this path would have used.
+            folder, _ = self._folder_names(text)
         node = self.client.resolve_path(folder)
         if node is None:
             return
