@@ -109,6 +109,8 @@ export interface Manifest {
   groupId: string | null;
   parentCommitId: string | null;
   createdAt: string;
+  /** Totals as measured when the manifest was written; `roset recover` restores them. */
+  stats: CommitStats;
   files: ManifestFile[];
 }
 

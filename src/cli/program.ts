@@ -8,6 +8,7 @@
 import { Command, Option } from 'commander';
 import { SDK_VERSION } from '../sdk/index.js';
 import { registerCommit } from './commands/commit.js';
+import { registerRecover } from './commands/recover.js';
 import { registerRef } from './commands/ref.js';
 import { registerLog, registerStatus } from './commands/status.js';
 import { registerUnmount } from './commands/unmount.js';
@@ -29,5 +30,6 @@ export function buildProgram(): Command {
   registerStatus(program);
   registerLog(program);
   registerUnmount(program);
+  registerRecover(program);
   return program;
 }

@@ -8,6 +8,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { Daemon, type DaemonConfig } from '../daemon/daemon.js';
 import { createLogger, type LogLevel } from '../util/log.js';
 import { defaultStateDir } from '../util/state-dir.js';
+import { addStoreOptions, envFlag, storeConfig } from './store-options.js';
 
 const env = process.env;
 
@@ -23,19 +24,10 @@ function listen(v: string): { host: string; port: number } {
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
 }
 
-function bool(v: string | undefined): boolean | undefined {
-  if (v === undefined || v === '') return undefined;
-  return /^(1|true|yes|on)$/i.test(v);
-}
-
-const program = new Command()
+const program = addStoreOptions(new Command())
   .name('roset-mount')
   .description('Mount object storage with atomic, committed checkpoints (stays in the foreground)')
   .argument('<mountpoint>', 'directory to mount on (created if missing)')
-  .option('--store <url>', 'object store: file:///DIR or s3://BUCKET/PREFIX [env ROSET_STORE] (default: STATE_DIR/store)')
-  .option('--s3-endpoint <url>', 'S3 endpoint URL for R2, MinIO, GCS or Ceph [env ROSET_S3_ENDPOINT]')
-  .option('--s3-region <region>', 'S3 region [env ROSET_S3_REGION or AWS_REGION]')
-  .option('--s3-force-path-style', 'use path-style S3 URLs (MinIO, Ceph) [env ROSET_S3_FORCE_PATH_STYLE]')
   .option('--cache-dir <dir>', 'local staging and read cache [env ROSET_CACHE_DIR] (default: STATE_DIR/cache)')
   .option('--state-dir <dir>', 'state directory [env ROSET_STATE_DIR] (default: /var/lib/roset as root, else ~/.local/state/roset)')
   .option('--listen <host:port>', 'where the embedded API listens; port 0 picks a free one [env ROSET_LISTEN]', listen)
@@ -53,16 +45,11 @@ const program = new Command()
       mountpoint: path.resolve(mountpoint),
       stateDir,
       cacheDir: path.resolve((o.cacheDir as string | undefined) ?? env.ROSET_CACHE_DIR ?? path.join(stateDir, 'cache')),
-      store: (o.store as string | undefined) ?? env.ROSET_STORE ?? path.join(stateDir, 'store'),
-      storeOptions: {
-        s3Endpoint: (o.s3Endpoint as string | undefined) ?? env.ROSET_S3_ENDPOINT,
-        s3Region: (o.s3Region as string | undefined) ?? env.ROSET_S3_REGION ?? env.AWS_REGION,
-        s3ForcePathStyle: (o.s3ForcePathStyle as boolean | undefined) ?? bool(env.ROSET_S3_FORCE_PATH_STYLE),
-      },
+      ...storeConfig(o, env, stateDir),
       listenHost: l.host,
       listenPort: l.port,
-      readOnly: (o.readOnly as boolean | undefined) ?? bool(env.ROSET_READ_ONLY) ?? false,
-      allowOther: (o.allowOther as boolean | undefined) ?? bool(env.ROSET_ALLOW_OTHER) ?? false,
+      readOnly: (o.readOnly as boolean | undefined) ?? envFlag(env.ROSET_READ_ONLY) ?? false,
+      allowOther: (o.allowOther as boolean | undefined) ?? envFlag(env.ROSET_ALLOW_OTHER) ?? false,
       sealTimeoutMs: 1000 * ((o.sealTimeout as number | undefined) ?? (env.ROSET_SEAL_TIMEOUT ? seconds(env.ROSET_SEAL_TIMEOUT) : 60)),
       drainTimeoutMs: 1000 * ((o.drainTimeout as number | undefined) ?? (env.ROSET_DRAIN_TIMEOUT ? seconds(env.ROSET_DRAIN_TIMEOUT) : 300)),
       mountName: (o.mountName as string | undefined) ?? env.ROSET_MOUNT_NAME ?? 'default',

@@ -96,15 +96,15 @@ export class CommitEngine {
         if (!results.some((r) => r.files.includes(f))) dedupedBytes += f.size;
       }
       files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+      const bytes = files.reduce((s, f) => s + f.size, 0);
+      const stats = { files: files.length, bytes, uploadedBytes, dedupedBytes };
       const manifest: Manifest = {
         id: commit.id, mountId: commit.mountId, path: commit.path, message: commit.message, groupId: commit.groupId,
-        parentCommitId: commit.parentCommitId, createdAt: commit.createdAt,
+        parentCommitId: commit.parentCommitId, createdAt: commit.createdAt, stats,
         files: files.map(({ path, size, mode, mtime, sha256, key }) => ({ path, size, mode, mtime, sha256, key })),
       };
       await this.writeManifest(manifest);
-      const bytes = files.reduce((s, f) => s + f.size, 0);
-      await this.meta.markManifested(commit.id, { files: files.length, bytes, uploadedBytes, dedupedBytes },
-        files.map((f) => ({ nodeId: f.nodeId, size: f.size, sha256: f.sha256 })));
+      await this.meta.markManifested(commit.id, stats, files.map((f) => ({ nodeId: f.nodeId, size: f.size, sha256: f.sha256 })));
       if (commit.groupId) {
         log.debug('manifested; waiting for the group seal');
         await this.tryCompleteGroup(commit.groupId);

@@ -89,7 +89,7 @@ export class Daemon {
     this.fuse = await mountFuse(core, cfg.mountpoint, { allowOther: cfg.allowOther, log: log.child({ component: 'fuse' }) });
     const info: DaemonInfo = { pid: process.pid, mountpoint: cfg.mountpoint, endpoint: this.endpoint };
     await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.daemon), `${JSON.stringify(info)}\n`, 0o644);
-    log.info({ mountpoint: cfg.mountpoint, endpoint: this.endpoint, store: this.store.description, stateDir: cfg.stateDir, cacheDir: cfg.cacheDir, mountId, lostStagedFiles: lost.length }, 'roset-mount ready');
+    log.info({ mountpoint: cfg.mountpoint, endpoint: this.endpoint, store: this.store.description, storeCapabilities: this.store.capabilities, stateDir: cfg.stateDir, cacheDir: cfg.cacheDir, mountId, lostStagedFiles: lost.length }, 'roset-mount ready');
   }
 
   /** Refuses to share a state dir with a live daemon; takes over one left by a dead one. */
