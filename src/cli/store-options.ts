@@ -3,7 +3,7 @@
  * read a bucket the same way (flag, then ROSET_* variable, then the embedded default).
  */
 import * as path from 'node:path';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import type { StoreOptions } from '../store/index.js';
 
 export function addStoreOptions(cmd: Command): Command {
@@ -11,7 +11,21 @@ export function addStoreOptions(cmd: Command): Command {
     .option('--store <url>', 'object store: file:///DIR or s3://BUCKET/PREFIX [env ROSET_STORE] (default: STATE_DIR/store)')
     .option('--s3-endpoint <url>', 'S3 endpoint URL for R2, MinIO, GCS or Ceph [env ROSET_S3_ENDPOINT]')
     .option('--s3-region <region>', 'S3 region [env ROSET_S3_REGION or AWS_REGION]')
-    .option('--s3-force-path-style', 'use path-style S3 URLs (MinIO, Ceph) [env ROSET_S3_FORCE_PATH_STYLE]');
+    .option('--s3-force-path-style', 'use path-style S3 URLs (MinIO, Ceph) [env ROSET_S3_FORCE_PATH_STYLE]')
+    .option('--s3-request-timeout <seconds>', 'idle time after which an S3 request fails and is retried [env ROSET_S3_REQUEST_TIMEOUT] (default: 120)', positive)
+    .option('--store-retries <n>', 'attempts per storage operation [env ROSET_STORE_RETRIES] (default: 8)', positive)
+    .option('--store-deadline <seconds>', 'total time a storage operation may take across retries [env ROSET_STORE_DEADLINE] (default: 120)', positive);
+}
+
+function positive(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
+  return n;
+}
+
+function num(flag: unknown, envValue: string | undefined): number | undefined {
+  if (typeof flag === 'number') return flag;
+  return envValue ? positive(envValue) : undefined;
 }
 
 export function envFlag(v: string | undefined): boolean | undefined {
@@ -26,6 +40,15 @@ export function storeConfig(o: Record<string, unknown>, env: NodeJS.ProcessEnv, 
       s3Endpoint: (o.s3Endpoint as string | undefined) ?? env.ROSET_S3_ENDPOINT,
       s3Region: (o.s3Region as string | undefined) ?? env.ROSET_S3_REGION ?? env.AWS_REGION,
       s3ForcePathStyle: (o.s3ForcePathStyle as boolean | undefined) ?? envFlag(env.ROSET_S3_FORCE_PATH_STYLE),
+      s3RequestTimeoutMs: secondsToMs(num(o.s3RequestTimeout, env.ROSET_S3_REQUEST_TIMEOUT)),
+      retry: {
+        ...(num(o.storeRetries, env.ROSET_STORE_RETRIES) ? { attempts: Math.floor(num(o.storeRetries, env.ROSET_STORE_RETRIES)!) } : {}),
+        ...(num(o.storeDeadline, env.ROSET_STORE_DEADLINE) ? { deadlineMs: secondsToMs(num(o.storeDeadline, env.ROSET_STORE_DEADLINE)) } : {}),
+      },
     },
   };
+}
+
+function secondsToMs(s: number | undefined): number | undefined {
+  return s === undefined ? undefined : Math.round(s * 1000);
 }

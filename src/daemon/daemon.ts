@@ -62,7 +62,10 @@ export class Daemon {
     await this.clearStaleMount();
 
     this.meta = new SqliteMetadataStore(path.join(cfg.stateDir, STATE_FILES.metadata));
-    this.store = await openStore(cfg.store, cfg.storeOptions);
+    this.store = await openStore(cfg.store, {
+      ...cfg.storeOptions,
+      onRetry: (info) => log.warn({ component: 'store', ...info }, 'retrying a storage operation'),
+    });
     const cp = new ControlPlane(this.meta, this.store, log.child({ component: 'control' }), { sealTimeoutMs: cfg.sealTimeoutMs });
     this.cp = cp;
     const mountId = await cp.ensureMount(cfg.mountName);

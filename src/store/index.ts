@@ -7,6 +7,7 @@
  */
 import { StoreError } from '../errors/index.js';
 import { LocalStore } from './local.js';
+import { DEFAULT_RETRY_POLICY, RetryingStore, type RetryPolicy } from './retry.js';
 import type { ObjectStore } from './types.js';
 
 export type { ObjectStore } from './types.js';
@@ -28,9 +29,20 @@ export interface StoreOptions {
   partSize?: number;
   /** Parts in flight at once per upload. */
   uploadConcurrency?: number;
+  /** S3: how long one request may sit idle before it fails (and is retried). */
+  s3RequestTimeoutMs?: number;
+  /** Retry policy of the store's one retry layer (src/store/retry.ts). */
+  retry?: Partial<RetryPolicy>;
+  /** Called before each retry, for logging. */
+  onRetry?: (info: { op: string; key: string; attempt: number; delayMs: number; error: string }) => void;
 }
 
+/** Opens the store behind `url`, wrapped in the retry layer. */
 export async function openStore(url: string, options: StoreOptions = {}): Promise<ObjectStore> {
+  return new RetryingStore(await openBareStore(url, options), { ...DEFAULT_RETRY_POLICY, ...options.retry }, options.onRetry);
+}
+
+async function openBareStore(url: string, options: StoreOptions): Promise<ObjectStore> {
   if (url.startsWith('s3://')) {
     const { S3Store } = await import('./s3.js');
     return S3Store.fromUrl(url, options);

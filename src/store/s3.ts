@@ -75,6 +75,8 @@ export interface S3StoreConfig {
   uploadConcurrency?: number;
   /** Attempts per request for transient failures (5xx, throttling, resets). */
   maxAttempts?: number;
+  /** Idle time after which a request fails (and is retried). */
+  requestTimeoutMs?: number;
   /** Measured by `probeCapabilities` when absent. */
   capabilities?: StoreCapabilities;
   /** Tests only: fixed credentials instead of the default chain. */
@@ -174,7 +176,7 @@ export class S3Store implements ObjectStore {
       requestHandler: {
         // Idle-socket timeout: a stalled server fails the request (and it is retried)
         // instead of hanging a commit forever.
-        requestTimeout: 120_000,
+        requestTimeout: config.requestTimeoutMs ?? 120_000,
         connectionTimeout: 10_000,
         httpAgent: { keepAlive: true, maxSockets: Math.max(50, this.concurrency * 2) },
         httpsAgent: { keepAlive: true, maxSockets: Math.max(50, this.concurrency * 2) },
@@ -208,6 +210,7 @@ export class S3Store implements ObjectStore {
       profile: options.s3Profile,
       partSize: options.partSize,
       uploadConcurrency: options.uploadConcurrency,
+      requestTimeoutMs: options.s3RequestTimeoutMs,
       capabilities: typeof stated === 'boolean' ? { conditionalWrites: stated, multipart: true } : undefined,
     };
     let store = new S3Store(base);

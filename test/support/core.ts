@@ -13,6 +13,7 @@ import { RosetFilesystem } from '../../src/core/filesystem.js';
 import { HandleTable } from '../../src/core/handles.js';
 import { StagingIndex } from '../../src/core/staging-index.js';
 import { LocalStore } from '../../src/store/local.js';
+import type { ObjectStore } from '../../src/store/types.js';
 
 export interface CoreHarness {
   dir: string;
@@ -23,11 +24,12 @@ export interface CoreHarness {
   close: () => Promise<void>;
 }
 
-export async function startCore(opts: { sealTimeoutMs?: number } = {}): Promise<CoreHarness> {
+export async function startCore(opts: { sealTimeoutMs?: number; wrapStore?: (s: ObjectStore) => ObjectStore } = {}): Promise<CoreHarness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'roset-core-'));
   const log = pino({ level: 'silent' });
   const meta = new SqliteMetadataStore(path.join(dir, 'metadata.db'));
-  const store = await LocalStore.open(path.join(dir, 'store'));
+  const local = await LocalStore.open(path.join(dir, 'store'));
+  const store = opts.wrapStore ? opts.wrapStore(local) : local;
   const cp = new ControlPlane(meta, store, log, { sealTimeoutMs: opts.sealTimeoutMs ?? 10_000 });
   const mountId = await cp.ensureMount('default');
   const cacheDir = path.join(dir, 'cache');
