@@ -21,6 +21,7 @@ import type { CommitRecord, MetadataStore, NodeRecord } from '../meta/types.js';
 import { isWithin, relativeTo } from '../meta/paths.js';
 import { CommitError, StoreError, toRosetError } from '../errors/index.js';
 import type { ObjectStore } from '../store/types.js';
+import { failpoint } from '../util/failpoints.js';
 import { manifestKey, groupKey, objectKey } from './layout.js';
 
 export interface EngineOptions {
@@ -76,6 +77,7 @@ export class CommitEngine {
         log.debug('sealing');
         await Promise.all(agents.map((a) => a.seal(commit.id, commit.path, this.options.sealTimeoutMs)));
         await this.meta.setCommitPhase(commit.id, 'uploading');
+        await failpoint('commit.after-snapshot', log);
       }
       log.debug('uploading');
       const results = await Promise.all(agents.map((a) => a.upload(commit.id, commit.path)));
@@ -103,8 +105,9 @@ export class CommitEngine {
         parentCommitId: commit.parentCommitId, createdAt: commit.createdAt, stats,
         files: files.map(({ path, size, mode, mtime, sha256, key }) => ({ path, size, mode, mtime, sha256, key })),
       };
-      await this.writeManifest(manifest);
-      await this.meta.markManifested(commit.id, stats, files.map((f) => ({ nodeId: f.nodeId, size: f.size, sha256: f.sha256 })));
+      const written = await this.writeManifest(manifest);
+      await failpoint('commit.after-manifest', log);
+      await this.meta.markManifested(commit.id, written.stats, files.map((f) => ({ nodeId: f.nodeId, size: f.size, sha256: f.sha256 })));
       if (commit.groupId) {
         log.debug('manifested; waiting for the group seal');
         await this.tryCompleteGroup(commit.groupId);
@@ -120,19 +123,21 @@ export class CommitEngine {
     }
   }
 
-  private async writeManifest(manifest: Manifest): Promise<void> {
-    const body = `${JSON.stringify(manifest, null, 2)}\n`;
+  /**
+   * Writes the manifest create-only. A resumed commit may find the manifest it wrote
+   * before a crash: the same commit, the same files and bytes is that manifest, and it
+   * stays the truth (its stats included). Anything else under this id is not ours.
+   */
+  private async writeManifest(manifest: Manifest): Promise<Manifest> {
     try {
-      await this.store.putIfAbsent(manifestKey(manifest.id), body);
+      await this.store.putIfAbsent(manifestKey(manifest.id), `${JSON.stringify(manifest, null, 2)}\n`);
+      return manifest;
     } catch (err) {
-      // A resumed commit may find its own manifest already written; anything else
-      // under this id is not ours to overwrite.
-      if (err instanceof StoreError && err.rosetCode === 'PRECONDITION_FAILED') {
-        const existing = (await this.store.get(manifestKey(manifest.id))).toString('utf8');
-        if (existing === body) return;
-        throw new CommitError('STORAGE_ERROR', `A different manifest already exists for ${manifest.id}`);
-      }
-      throw err;
+      if (!(err instanceof StoreError && err.rosetCode === 'PRECONDITION_FAILED')) throw err;
+      const existing = JSON.parse((await this.store.get(manifestKey(manifest.id))).toString('utf8')) as Manifest;
+      const same = (m: Manifest): string => JSON.stringify([m.id, m.path, m.groupId, m.files.map((f) => [f.path, f.size, f.sha256])]);
+      if (same(existing) === same(manifest)) return { ...manifest, stats: existing.stats ?? manifest.stats };
+      throw new CommitError('STORAGE_ERROR', `A different manifest already exists at ${manifestKey(manifest.id)}`);
     }
   }
 
@@ -183,6 +188,7 @@ export class CommitEngine {
         // Recovery may re-run a completion whose record was written before a crash.
         if (!(err instanceof StoreError && err.rosetCode === 'PRECONDITION_FAILED')) throw err;
       }
+      await failpoint('group.after-record', this.log);
       await this.meta.completeCommits(members.map((c) => c.id), at, { id: groupId });
       for (const c of members) await this.releaseAll(c.id);
       this.log.info({ groupId, commits: members.length }, 'commit group committed');

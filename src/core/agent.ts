@@ -15,6 +15,7 @@ import type { Agent, AgentFile, AgentUploadResult } from '../commit/agents.js';
 import { relativeTo } from '../meta/paths.js';
 import { objectKey } from '../commit/layout.js';
 import { CacheError, CommitError, StoreError } from '../errors/index.js';
+import { failpoint } from '../util/failpoints.js';
 import { sha256File } from '../util/hash.js';
 import { stagingPath, type CoreContext } from './context.js';
 import type { SnapshotFile } from './staging-index.js';
@@ -86,6 +87,7 @@ export class StagingAgent implements Agent {
       }
     }
     this.ctx.index.markSnapshotFile(f.commitId, f.nodeId, sha, state);
+    if (state === 'uploaded') await failpoint('upload.after-first-object', this.ctx.log);
   }
 
   async release(commitId: string): Promise<void> {
