@@ -68,6 +68,9 @@ def test_create_folder_get_node_resolve_path(client, workdir):
     child = client.create_folder(parent, "by-node")  # a Node works as the parent too
     assert child.parent_id == parent.id
     assert {n.name for n in client.list_children(parent.id)} == {"step-1000", "by-node"}
+    # Pages of one follow nextCursor to the end.
+    client.create_folder(rel, "third")
+    assert sorted(n.name for n in client.list_children(parent.id, limit=1)) == ["by-node", "step-1000", "third"]
 
 
 def test_create_folder_twice_is_a_conflict(client, workdir):
@@ -150,6 +153,7 @@ def test_commit_wait_get_commit_and_manifest(client, daemon, workdir):
     assert all(len(f.sha256) == 64 for f in manifest.files)
 
     assert done.id in [c.id for c in client.list_commits(node_id=folder.id)]
+    assert done.id in [c.id for c in client.list_commits(status="completed", limit=1)]
 
     # Committed means immutable through the mount.
     with pytest.raises(OSError) as e:
@@ -279,6 +283,7 @@ def test_commit_group_completes_all_commits_together(client, daemon, workdir):
     assert sealed.id == group.id and sealed.status in ("pending", "committed")
     done = client.wait_for_commit_group(group.id, timeout=30)
     assert done.status == "committed" and set(done.commit_ids) == {c1.id, c2.id}
+    assert done.committed_at is not None and done.sealed_at is not None
     assert client.get_commit(c1.id).is_completed and client.get_commit(c2.id).is_completed
 
 

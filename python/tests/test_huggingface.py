@@ -118,10 +118,17 @@ def test_an_async_commit_failure_surfaces_as_an_error(daemon, client, workdir, u
         for f in held:
             f.close()
     assert e.value.code == "OPEN_HANDLES"
-    # The failed checkpoint never became visible; the later ones still committed in order.
+    # The failed checkpoint never became visible. Training usually ends before the
+    # 2 s seal timeout, so the error comes from on_train_end and checkpoints 4 and
+    # 6 are committed; on a slow machine it comes from the next on_save and stops
+    # training earlier. Either way: no failure is lost, and the ref never names
+    # checkpoint-2.
     assert client.resolve_path(f"{rel}/checkpoints/checkpoint-2").state == "staging"
-    assert [c.path.rsplit("/", 1)[1] for c in callback.commits] == ["checkpoint-4", "checkpoint-6"]
-    assert client.get_ref(ref).commit.path.endswith("/checkpoint-6")
+    names = [c.path.rsplit("/", 1)[1] for c in callback.commits]
+    assert names in (["checkpoint-4", "checkpoint-6"], ["checkpoint-4"], []), names
+    latest = client.get_ref(ref)
+    if names:
+        assert latest.commit_id == callback.commits[-1].id
     for m in client.get_ref_log(ref):
         assert not client.get_commit(m.to_commit_id).path.endswith("/checkpoint-2")
 
