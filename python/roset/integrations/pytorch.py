@@ -141,7 +141,9 @@ class _RosetCheckpointIOImpl:
         super().__init__()
         self.client = client
         self.mount_path = os.path.abspath(os.fspath(mount_path))
-        self.checkpoint_dir = "/" + "/".join(p for p in str(checkpoint_dir).split("/") if p)
+        # Mount-relative, no trailing "/" ("" for the mount root).
+        parts = [p for p in str(checkpoint_dir).split("/") if p]
+        self.checkpoint_dir = "/" + "/".join(parts) if parts else ""
         self.update_ref = update_ref
         self.commit_timeout = commit_timeout
         #: Every commit this instance made, oldest first.
