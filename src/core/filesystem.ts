@@ -306,8 +306,9 @@ export class RosetFilesystem {
 
   private async dropStaged(nodeId: string): Promise<void> {
     // Open handles keep their fd, as POSIX allows; the bytes go when the last fd closes.
-    this.ctx.index.removeStaged(nodeId);
+    // The file goes first: on a full disk, that frees the space the index needs.
     await fs.rm(stagingPath(this.ctx, nodeId), { force: true });
+    this.ctx.index.removeStaged(nodeId);
   }
 
   async rename(from: string, to: string): Promise<void> {
