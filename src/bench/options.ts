@@ -1,0 +1,117 @@
+/**
+ * `npm run bench -- [flags]`: the benchmark's command line.
+ *
+ * Owns: the defaults, which are the sizes of issue 6 and design §7 (2 GiB writes and
+ * reads, 1 GiB commit, 10,000 files of 4 KiB, 10 GiB for memory), and `--quick`, a
+ * short version for developers. A flag given explicitly always beats `--quick`.
+ */
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { REPO } from './systems.js';
+
+export const ROWS = ['write', 'commit', 'latency', 'read', 'small', 'rss'] as const;
+export type RowName = (typeof ROWS)[number];
+
+export interface BenchOptions {
+  sizeBytes: number;
+  commitBytes: number;
+  rssBytes: number;
+  smallFiles: number;
+  smallBytes: number;
+  peerSmallFiles: number;
+  commits: number;
+  repeat: number;
+  peers: boolean;
+  bindings: string[] | null;
+  rows: Set<RowName>;
+  dir: string;
+  out: string;
+  writeDoc: boolean;
+  docFrom: string | null;
+  quick: boolean;
+  rawPartBytes: number;
+  rawConcurrency: number;
+  rawRangeBytes: number;
+  rawPutConcurrency: number;
+}
+
+const GiB = 2 ** 30;
+const MiB = 2 ** 20;
+
+function positive(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
+  return n;
+}
+
+function integer(v: string): number {
+  const n = positive(v);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError('expected a whole number');
+  return n;
+}
+
+function list(v: string): string[] {
+  return v.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/** Rounds a size to whole MiB: every write is made of 1 MiB blocks. */
+function mib(bytes: number): number {
+  return Math.max(MiB, Math.round(bytes / MiB) * MiB);
+}
+
+export function parseOptions(argv: string[]): BenchOptions {
+  const program = new Command()
+    .name('npm run bench --')
+    .description('Roset benchmark: every row measured against its reference in the same run (issue 6, design §7)')
+    .option('--size-gib <n>', 'sequential write and cold/warm read size', positive, 2)
+    .option('--commit-gib <n>', 'file size for last close → commit completed', positive, 1)
+    .option('--rss-gib <n>', 'bytes written while the daemon RSS is sampled', positive, 10)
+    .option('--small-files <n>', 'small files created and committed through Roset', integer, 10_000)
+    .option('--small-kib <n>', 'size of each small file', positive, 4)
+    .option('--peer-small-files <n>', 'small files created through s3fs and rclone (s3fs does about 100/s)', integer, 1000)
+    .option('--commits <n>', 'commit() calls timed for p50/p99', integer, 200)
+    .option('--repeat <n>', 'samples per throughput row (median reported; ref and system alternate)', integer, 3)
+    .option('--quick', 'short run: 0.25 GiB sizes, 1 GiB RSS write, 1,000 small files, 50 commits, 1 sample')
+    .option('--no-peers', 'skip s3fs and rclone')
+    .option('--bindings <list>', 'Roset FUSE bindings to run (default: every one roset-mount --help offers)', list)
+    .option('--rows <list>', `rows to run: ${ROWS.join(',')}`, list)
+    .option('--dir <dir>', 'where caches and reference files go: the "cache disk"', os.tmpdir())
+    .option('--out <dir>', 'where the JSON results go', path.join(REPO, 'bench-results'))
+    .option('--write-doc', 'rewrite the results section of docs/BENCHMARKS.md from this run')
+    .option('--doc-from <json>', 'do not run: rewrite docs/BENCHMARKS.md from a results file')
+    .option('--raw-part-mib <n>', 'raw multipart reference: part size', positive, 64)
+    .option('--raw-concurrency <n>', 'raw multipart and ranged-GET reference: requests in flight', integer, 8)
+    .option('--raw-range-mib <n>', 'raw ranged-GET reference: range size', positive, 16)
+    .option('--raw-put-concurrency <n>', 'raw small-object PUT reference: requests in flight', integer, 16)
+    .showHelpAfterError();
+  program.parse(argv, { from: 'user' });
+  const o = program.opts();
+  const quick = Boolean(o.quick);
+  // --quick only changes what the user did not set.
+  const pick = <T>(name: string, quickValue: T): T => (quick && program.getOptionValueSource(name) !== 'cli' ? quickValue : o[name] as T);
+  const rows = (o.rows as string[] | undefined) ?? [...ROWS];
+  for (const r of rows) if (!(ROWS as readonly string[]).includes(r)) throw new InvalidArgumentError(`unknown row ${r}; rows are ${ROWS.join(', ')}`);
+  return {
+    sizeBytes: mib(pick<number>('sizeGib', 0.25) * GiB),
+    commitBytes: mib(pick<number>('commitGib', 0.25) * GiB),
+    rssBytes: mib(pick<number>('rssGib', 1) * GiB),
+    smallFiles: pick<number>('smallFiles', 1000),
+    smallBytes: Math.round((o.smallKib as number) * 1024),
+    peerSmallFiles: pick<number>('peerSmallFiles', 200),
+    commits: pick<number>('commits', 50),
+    repeat: pick<number>('repeat', 1),
+    peers: o.peers as boolean,
+    bindings: (o.bindings as string[] | undefined) ?? null,
+    rows: new Set(rows as RowName[]),
+    dir: path.resolve(o.dir as string),
+    out: path.resolve(o.out as string),
+    writeDoc: Boolean(o.writeDoc),
+    docFrom: (o.docFrom as string | undefined) ? path.resolve(o.docFrom as string) : null,
+    quick,
+    rawPartBytes: mib((o.rawPartMib as number) * MiB),
+    rawConcurrency: o.rawConcurrency as number,
+    rawRangeBytes: mib((o.rawRangeMib as number) * MiB),
+    rawPutConcurrency: o.rawPutConcurrency as number,
+  };
+}

@@ -1,0 +1,356 @@
+/**
+ * The rows of the benchmark (issue 6, design §7), each measured with its reference in
+ * the same run, for one system at a time.
+ *
+ * Owns: the procedure of each row, and the files and keys it makes. Each row removes
+ * its big files when done, so the cache disk and the test server's OSD (a sparse file
+ * shared with other users) never hold more than one row's worth.
+ *
+ * Invariants:
+ * - Throughput rows alternate reference and system sample by sample (ref, system,
+ *   ref, system, ...) and report medians, so a drift in the machine's load hits both.
+ * - Every file the systems write has unique content (see io.ts), so Roset's content
+ *   addressing never turns a measured upload into a dedup.
+ * - Roset is driven the way a user drives it: files through the mount, commits through
+ *   the SDK (RosetClient), reads through the mount. Nothing reaches into its cache
+ *   except to empty it (a cold read restarts the daemon with the cache deleted) and to
+ *   drop the page cache of its files before a warm read.
+ */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import type { BenchOptions } from './options.js';
+import { dataPool, smallFileBody, smallFileName } from './io.js';
+import { dropCache, epochNow, log, MBps, median, percentile, runIo, sampleRss, waitCommit } from './measure.js';
+import type { RowResult, Target } from './report.js';
+import type { RawS3, S3Env } from './s3.js';
+import { memoryOf, startRoset, type Mounted, type RosetDaemon, type RosetStart } from './systems.js';
+import { loadAvg } from './machine.js';
+
+const GiB = 2 ** 30;
+const gib = (b: number): string => `${+(b / GiB).toFixed(2)} GiB`;
+
+export interface BenchContext {
+  opts: BenchOptions;
+  s3: S3Env;
+  raw: RawS3;
+  /** Run directory on the cache disk. */
+  root: string;
+  /** Key prefix of this run in the bucket, ending in '/'. */
+  runPrefix: string;
+  results: RowResult[];
+  errors: string[];
+  seed: () => number;
+}
+
+function refDir(ctx: BenchContext): string {
+  const d = path.join(ctx.root, 'ref');
+  mkdirSync(d, { recursive: true });
+  return d;
+}
+
+function add(ctx: BenchContext, r: Omit<RowResult, 'ratio'> & { ratio?: number | null }): RowResult {
+  const ratio = r.ratio !== undefined ? r.ratio : r.value !== null && r.reference.value ? r.value / r.reference.value : null;
+  const row = { ...r, ratio } as RowResult;
+  ctx.results.push(row);
+  const v = row.error ? `ERROR ${row.error.split('\n')[0]}` : `${row.value?.toFixed(2)} ${row.unit} vs ${row.reference.value?.toFixed(2)} (${row.reference.what})`;
+  log(`  = ${row.what} [${row.system}]: ${v}${ratio !== null ? `, ratio ${ratio.toFixed(2)}` : ''}${row.target ? `, ${row.target.pass ? 'pass' : 'MISS'} (${row.target.text})` : ''}`);
+  return row;
+}
+
+/** Records a row that could not be measured, with why. */
+export function failed(ctx: BenchContext, row: number, id: string, what: string, system: string, unit: RowResult['unit'], err: unknown): void {
+  const msg = (err as Error).message ?? String(err);
+  ctx.errors.push(`${what} [${system}]: ${msg}`);
+  add(ctx, { row, id, what, system, unit, value: null, reference: { what: '', value: null }, ratio: null, target: null, error: msg });
+}
+
+const atLeast = (ratio: number | null, k: number): Target => ({ text: `≥ ${k} × ref`, pass: ratio !== null && ratio >= k });
+const atMost = (ratio: number | null, k: number): Target => ({ text: `≤ ${k} × ref`, pass: ratio !== null && ratio <= k });
+
+// ---- row 1: sequential write until close ------------------------------------------------
+
+/** Sequential write of `sizeBytes` into `dir` (on a mount), against the same write to the cache disk. */
+export async function writeRow(ctx: BenchContext, system: string, dir: string, isRoset: boolean): Promise<void> {
+  const { sizeBytes, repeat } = ctx.opts;
+  const what = `seq write ${gib(sizeBytes)}, until close`;
+  const vals: number[] = [];
+  const refs: number[] = [];
+  const loads: number[] = [];
+  mkdirSync(dir, { recursive: true });
+  for (let i = 0; i < repeat; i++) {
+    const rf = path.join(refDir(ctx), `write-${i}.bin`);
+    log(`  ${what}: sample ${i + 1}/${repeat}: cache disk`);
+    const r = await runIo(['write', rf, String(sizeBytes), String(ctx.seed())]);
+    rmSync(rf, { force: true });
+    log(`  ${what}: sample ${i + 1}/${repeat}: ${system}`);
+    const f = path.join(dir, `write-${i}.bin`);
+    loads.push(loadAvg()[0]);
+    const v = await runIo(['write', f, String(sizeBytes), String(ctx.seed())]);
+    rmSync(f, { force: true });
+    refs.push(MBps(r.bytes, r.ms));
+    vals.push(MBps(v.bytes, v.ms));
+    log(`    ${vals.at(-1)!.toFixed(0)} MB/s vs ${refs.at(-1)!.toFixed(0)} MB/s on the cache disk`);
+  }
+  const value = median(vals);
+  const ref = median(refs);
+  add(ctx, {
+    row: 1, id: 'write', what, system, unit: 'MB/s', value, reference: { what: 'cache disk', value: ref },
+    target: isRoset ? atLeast(value / ref, 0.9) : null, samples: { value: vals, reference: refs, load1: loads },
+  });
+}
+
+// ---- row 2: last close to commit completed -----------------------------------------------
+
+export async function commitRow(ctx: BenchContext, d: RosetDaemon, system: string): Promise<void> {
+  const { commitBytes, repeat, rawPartBytes, rawConcurrency } = ctx.opts;
+  const what = `last close → commit completed, ${gib(commitBytes)}`;
+  const vals: number[] = [];
+  const refs: number[] = [];
+  const loads: number[] = [];
+  const calls: number[] = [];
+  const stats: unknown[] = [];
+  for (let i = 0; i < repeat; i++) {
+    // Reference: the same kind of bytes, from the cache disk, by a raw multipart upload.
+    const rf = path.join(refDir(ctx), `commit-${i}.bin`);
+    await runIo(['write', rf, String(commitBytes), String(ctx.seed())]);
+    log(`  ${what}: sample ${i + 1}/${repeat}: raw multipart upload (${rawPartBytes / 2 ** 20} MiB parts × ${rawConcurrency})`);
+    const rawMs = await ctx.raw.multipartUpload(`${ctx.runPrefix}raw/commit-${i}.bin`, rf, rawPartBytes, rawConcurrency);
+    rmSync(rf, { force: true });
+
+    log(`  ${what}: sample ${i + 1}/${repeat}: ${system}`);
+    const folder = `/commit-${i}`;
+    mkdirSync(path.join(d.mnt, folder));
+    const node = await d.client.resolvePath(folder);
+    if (!node) throw new Error(`${folder} made through the mount is unknown to the API`);
+    loads.push(loadAvg()[0]);
+    const w = await runIo(['write', path.join(d.mnt, folder, 'model.bin'), String(commitBytes), String(ctx.seed())]);
+    const t0 = epochNow();
+    const c = await d.client.commit(node.id, { message: `bench ${i}` });
+    calls.push(epochNow() - t0);
+    const { commit, doneEpochMs } = await waitCommit(d.client, c.id, 20, 3_600_000);
+    const ms = doneEpochMs - w.endEpochMs;
+    vals.push(ms / 1000);
+    refs.push(rawMs / 1000);
+    stats.push(commit.stats);
+    log(`    ${(ms / 1000).toFixed(2)} s vs ${(rawMs / 1000).toFixed(2)} s raw (upload ${(MBps(commitBytes, ms)).toFixed(0)} vs ${MBps(commitBytes, rawMs).toFixed(0)} MB/s)`);
+  }
+  const value = median(vals);
+  const ref = median(refs);
+  add(ctx, {
+    row: 2, id: 'commit', what, system, unit: 's', value,
+    reference: { what: `raw multipart ${rawPartBytes / 2 ** 20} MiB × ${rawConcurrency}`, value: ref },
+    target: atMost(value / ref, 1.2), samples: { value: vals, reference: refs, load1: loads },
+    extra: { commitCallMs: calls, stats },
+  });
+}
+
+// ---- row 3: commit() latency ----------------------------------------------------------------
+
+export async function latencyRow(ctx: BenchContext, d: RosetDaemon, system: string): Promise<void> {
+  const n = ctx.opts.commits;
+  log(`  commit() latency: ${n} folders with one 4 KiB file each`);
+  const pool = dataPool(ctx.seed());
+  const base = ctx.seed();
+  const folders: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const folder = `/lat-${String(i).padStart(4, '0')}`;
+    mkdirSync(path.join(d.mnt, folder));
+    writeFileSync(path.join(d.mnt, folder, 'state.bin'), smallFileBody(base, i, 4096, pool));
+    folders.push(folder);
+  }
+  const nodes = await d.client.resolve(folders);
+  // The floor of any call on this API: an unauthenticated GET on the same connection pool.
+  const health: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = epochNow();
+    await d.client.getHealth();
+    health.push(epochNow() - t0);
+  }
+  const lat: number[] = [];
+  const loads: number[] = [];
+  for (const [i, folder] of folders.entries()) {
+    const node = nodes[folder];
+    if (!node) throw new Error(`${folder} is unknown to the API`);
+    loads.push(loadAvg()[0]);
+    const t0 = epochNow();
+    const c = await d.client.commit(node.id);
+    lat.push(epochNow() - t0);
+    // Each commit finishes before the next: the call is timed alone, as a trainer makes it.
+    await waitCommit(d.client, c.id, 10, 120_000);
+    if ((i + 1) % 50 === 0) log(`    ${i + 1}/${n} commits, p50 so far ${percentile(lat, 50).toFixed(1)} ms`);
+  }
+  const p50 = percentile(lat, 50);
+  const p99 = percentile(lat, 99);
+  const h50 = percentile(health, 50);
+  const h99 = percentile(health, 99);
+  const common = { id: 'latency', system, unit: 'ms' as const, samples: undefined };
+  add(ctx, { ...common, row: 3, id: 'latency-p50', what: `commit() call latency p50 (${n} commits)`, value: p50,
+    reference: { what: 'GET /health p50', value: h50 }, target: null, extra: { latenciesMs: lat, healthMs: health, load1: loads } });
+  add(ctx, { ...common, row: 3, id: 'latency-p99', what: `commit() call latency p99 (${n} commits)`, value: p99,
+    reference: { what: 'GET /health p99', value: h99 }, target: { text: '< 50 ms', pass: p99 < 50 } });
+}
+
+// ---- row 5: 10,000 small files, and their commit ---------------------------------------------
+
+export async function smallRow(ctx: BenchContext, system: string, dir: string, count: number, d: RosetDaemon | null): Promise<void> {
+  const { smallBytes, rawPutConcurrency } = ctx.opts;
+  const what = `create ${count} × ${smallBytes / 1024} KiB files`;
+  const rdir = path.join(refDir(ctx), 'small');
+  log(`  ${what}: cache disk`);
+  const r = await runIo(['small', rdir, String(count), String(smallBytes), String(ctx.seed())]);
+  rmSync(rdir, { recursive: true, force: true });
+  log(`  ${what}: ${system}`);
+  const seed = ctx.seed();
+  const load = loadAvg()[0];
+  const v = await runIo(['small', dir, String(count), String(smallBytes), String(seed)], 7_200_000);
+  const rate = (x: { ms: number }) => count / (x.ms / 1000);
+  add(ctx, {
+    row: 5, id: 'small-create', what, system, unit: 'files/s', value: rate(v), reference: { what: 'cache disk', value: rate(r) },
+    target: null, samples: { value: [rate(v)], reference: [rate(r)], load1: [load] },
+  });
+  if (!d) return;
+
+  const cwhat = `commit of those ${count} files`;
+  const folder = `/${path.relative(d.mnt, dir)}`;
+  const node = await d.client.resolvePath(folder);
+  if (!node) throw new Error(`${folder} is unknown to the API`);
+  log(`  ${cwhat}: ${system}`);
+  const t0 = epochNow();
+  const c = await d.client.commit(node.id);
+  const { commit, doneEpochMs } = await waitCommit(d.client, c.id, 50, 3_600_000);
+  const commitS = (doneEpochMs - t0) / 1000;
+  log(`  ${cwhat}: raw PUTs × ${rawPutConcurrency}`);
+  const pool = dataPool(seed);
+  const rawMs = await ctx.raw.putMany((i) => `${ctx.runPrefix}raw/small/${smallFileName(i)}`, (i) => smallFileBody(seed, i, smallBytes, pool), count, rawPutConcurrency);
+  const rawS = rawMs / 1000;
+  add(ctx, {
+    row: 5, id: 'small-commit', what: `${cwhat} (time beyond upload)`, system, unit: 's', value: commitS,
+    reference: { what: `raw PUTs × ${rawPutConcurrency}`, value: rawS },
+    target: { text: '≤ ref + 2 s', pass: commitS - rawS <= 2 }, extra: { beyondUploadS: commitS - rawS, stats: commit.stats },
+  });
+}
+
+// ---- row 4: cold and warm read -----------------------------------------------------------------
+
+export interface DaemonHolder {
+  d: RosetDaemon;
+  start: RosetStart;
+}
+
+export async function readRow(ctx: BenchContext, h: DaemonHolder, system: string, storePrefix: string): Promise<void> {
+  const { sizeBytes, repeat, rawRangeBytes, rawConcurrency } = ctx.opts;
+  const seed = ctx.seed();
+  log(`  read: writing and committing a ${gib(sizeBytes)} file`);
+  mkdirSync(path.join(h.d.mnt, 'read'));
+  await runIo(['write', path.join(h.d.mnt, 'read', 'model.bin'), String(sizeBytes), String(seed)]);
+  const node = await h.d.client.resolvePath('/read');
+  if (!node) throw new Error('/read is unknown to the API');
+  const c = await h.d.client.commit(node.id);
+  await waitCommit(h.d.client, c.id, 50, 3_600_000);
+  const manifest = await h.d.client.getManifest(c.id);
+  const key = storePrefix + manifest.files[0]!.key;
+  const lf = path.join(refDir(ctx), 'read.bin');
+  await runIo(['write', lf, String(sizeBytes), String(seed)]);
+
+  const cold: number[] = [], raw: number[] = [], warm: number[] = [], local: number[] = [], loads: number[] = [];
+  const inMount = path.join(h.d.mnt, 'read', 'model.bin');
+  for (let i = 0; i < repeat; i++) {
+    log(`  cold read ${gib(sizeBytes)}: sample ${i + 1}/${repeat}: raw ranged GETs (${rawRangeBytes / 2 ** 20} MiB × ${rawConcurrency})`);
+    const rawMs = await ctx.raw.rangedGet(key, sizeBytes, rawRangeBytes, rawConcurrency);
+    raw.push(MBps(sizeBytes, rawMs));
+    log(`  cold read: sample ${i + 1}/${repeat}: restarting ${system} with its cache deleted`);
+    await h.d.stop();
+    rmSync(h.d.cacheDir, { recursive: true, force: true });
+    h.d = await startRoset(h.start);
+    loads.push(loadAvg()[0]);
+    const cr = await runIo(['read', inMount, String(seed)]);
+    if (cr.bytes !== sizeBytes) throw new Error(`cold read returned ${cr.bytes} bytes, expected ${sizeBytes}`);
+    cold.push(MBps(cr.bytes, cr.ms));
+    log(`    cold ${cold.at(-1)!.toFixed(0)} MB/s vs raw ${raw.at(-1)!.toFixed(0)} MB/s`);
+
+    dropCache(h.d.cacheDir);
+    dropCache(inMount);
+    const wr = await runIo(['read', inMount, String(seed)]);
+    warm.push(MBps(wr.bytes, wr.ms));
+    dropCache(lf);
+    const lr = await runIo(['read', lf, String(seed)]);
+    local.push(MBps(lr.bytes, lr.ms));
+    log(`    warm ${warm.at(-1)!.toFixed(0)} MB/s vs local disk ${local.at(-1)!.toFixed(0)} MB/s`);
+  }
+  rmSync(lf, { force: true });
+  const v = median(cold), r = median(raw), w = median(warm), l = median(local);
+  add(ctx, {
+    row: 4, id: 'read-cold', what: `cold read ${gib(sizeBytes)} (empty cache)`, system, unit: 'MB/s', value: v,
+    reference: { what: `raw ranged GETs ${rawRangeBytes / 2 ** 20} MiB × ${rawConcurrency}`, value: r },
+    target: atLeast(v / r, 0.8), samples: { value: cold, reference: raw, load1: loads },
+  });
+  add(ctx, {
+    row: 4, id: 'read-warm', what: `warm read ${gib(sizeBytes)} (cached, page cache dropped)`, system, unit: 'MB/s', value: w,
+    reference: { what: 'cache disk read', value: l }, target: atLeast(w / l, 0.8), samples: { value: warm, reference: local, load1: loads },
+  });
+}
+
+/** Cold read through a peer mount of an object the bench put there, against raw ranged GETs of it. */
+export async function peerReadRow(ctx: BenchContext, m: Mounted, system: string, key: string, seed: number): Promise<void> {
+  const { sizeBytes, repeat, rawRangeBytes, rawConcurrency } = ctx.opts;
+  const vals: number[] = [], refs: number[] = [], loads: number[] = [];
+  const f = path.join(m.mnt, path.basename(key));
+  for (let i = 0; i < repeat; i++) {
+    log(`  cold read ${gib(sizeBytes)}: sample ${i + 1}/${repeat}: raw ranged GETs, then ${system}`);
+    refs.push(MBps(sizeBytes, await ctx.raw.rangedGet(key, sizeBytes, rawRangeBytes, rawConcurrency)));
+    dropCache(f);
+    loads.push(loadAvg()[0]);
+    const r = await runIo(['read', f, String(seed)]);
+    if (r.bytes !== sizeBytes) throw new Error(`read returned ${r.bytes} bytes, expected ${sizeBytes}`);
+    vals.push(MBps(r.bytes, r.ms));
+    log(`    ${vals.at(-1)!.toFixed(0)} MB/s vs raw ${refs.at(-1)!.toFixed(0)} MB/s`);
+  }
+  const v = median(vals), r = median(refs);
+  add(ctx, {
+    row: 4, id: 'read-cold', what: `cold read ${gib(sizeBytes)} (empty cache)`, system, unit: 'MB/s', value: v,
+    reference: { what: `raw ranged GETs ${rawRangeBytes / 2 ** 20} MiB × ${rawConcurrency}`, value: r },
+    target: null, samples: { value: vals, reference: refs, load1: loads },
+  });
+}
+
+// ---- row 6: daemon memory while writing (and committing) a big file ---------------------------------
+
+export async function rssRow(ctx: BenchContext, start: RosetStart, system: string): Promise<void> {
+  const { rssBytes } = ctx.opts;
+  const MiBk = 1024;
+  const d = await startRoset(start);
+  try {
+    // Let start-up settle (SQLite, the S3 probe, the API) before the idle reading.
+    await new Promise((r) => setTimeout(r, 2000));
+    const idle = memoryOf(d.pid);
+    if (!idle) throw new Error('cannot read /proc/PID/status of roset-mount');
+    mkdirSync(path.join(d.mnt, 'big'));
+    const node = await d.client.resolvePath('/big');
+    if (!node) throw new Error('/big is unknown to the API');
+    log(`  peak RSS: writing ${gib(rssBytes)} through ${system} (idle RSS ${(idle.rssKiB / MiBk).toFixed(0)} MiB)`);
+    const sampler = sampleRss(d.pid);
+    const w = await runIo(['write', path.join(d.mnt, 'big', 'model.bin'), String(rssBytes), String(ctx.seed())]);
+    const afterWrite = memoryOf(d.pid)!;
+    const sampledWrite = sampler.stop();
+    add(ctx, {
+      row: 6, id: 'rss-write', what: `daemon peak RSS while writing ${gib(rssBytes)}`, system, unit: 'MiB', value: afterWrite.hwmKiB / MiBk,
+      reference: { what: 'idle daemon', value: idle.rssKiB / MiBk }, target: { text: '< 300 MiB', pass: afterWrite.hwmKiB / MiBk < 300 },
+      extra: { vmHWMKiB: afterWrite.hwmKiB, maxSampledRssKiB: sampledWrite.maxRssKiB, writeMBps: MBps(w.bytes, w.ms) },
+    });
+    log(`  peak RSS: committing the ${gib(rssBytes)} file`);
+    const sampler2 = sampleRss(d.pid);
+    const t0 = epochNow();
+    const c = await d.client.commit(node.id);
+    const { commit } = await waitCommit(d.client, c.id, 100, 7_200_000);
+    const commitS = (epochNow() - t0) / 1000;
+    const afterCommit = memoryOf(d.pid)!;
+    const sampledCommit = sampler2.stop();
+    add(ctx, {
+      row: 6, id: 'rss-commit', what: `daemon peak RSS through the commit of ${gib(rssBytes)}`, system, unit: 'MiB', value: afterCommit.hwmKiB / MiBk,
+      reference: { what: 'idle daemon', value: idle.rssKiB / MiBk }, target: { text: '< 300 MiB', pass: afterCommit.hwmKiB / MiBk < 300 },
+      extra: { vmHWMKiB: afterCommit.hwmKiB, maxSampledRssKiB: sampledCommit.maxRssKiB, commitS, uploadMBps: MBps(rssBytes, commitS * 1000), stats: commit.stats },
+    });
+  } finally {
+    await d.stop();
+  }
+}

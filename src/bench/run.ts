@@ -1,0 +1,251 @@
+/**
+ * `npm run bench`: Roset against its references and its peers, all in one run on one
+ * S3 server (issue 6, design §7). Prints a table and writes
+ * `bench-results/<time>.json` and `bench-results/latest.json`; with `--write-doc` it
+ * also rewrites the results section of docs/BENCHMARKS.md.
+ *
+ * Order: peers installed (scripts/bench-setup --peers) → S3 test server leased →
+ * for each Roset binding: rows 1, 2, 3, 5, 4 on one daemon (4 last: it restarts the
+ * daemon with an empty cache) → s3fs and rclone: rows 1, 4, 5 → for each binding:
+ * row 6 on a fresh daemon (a fresh VmHWM) → report.
+ *
+ * Owns: the run directory (a fresh temp dir under --dir, removed at the end) and the
+ * bucket prefix `bench/<runId>/`, with one sub-prefix per daemon and peer.
+ *
+ * Invariants:
+ * - Whatever fails, and on SIGINT/SIGTERM, every mount, daemon and worker this run
+ *   started is stopped, the run's keys are deleted, the run directory is removed and
+ *   the server lease is given back (systems.ts `cleanupAll`).
+ * - A system that fails records an error row and the run goes on with the others:
+ *   one broken binding must not hide the numbers of the rest.
+ */
+import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import * as path from 'node:path';
+import { commitInfo, describeMachine, loadAvg } from './machine.js';
+import { log } from './measure.js';
+import { parseOptions, type BenchOptions, type RowName } from './options.js';
+import { textTable, updateDoc, writeResults, type BenchResult } from './report.js';
+import {
+  commitRow, failed, latencyRow, peerReadRow, readRow, rssRow, smallRow, writeRow, type BenchContext, type DaemonHolder,
+} from './rows.js';
+import { acquireServer, RawS3, releaseServer, serverVersion, type S3Env } from './s3.js';
+import { cleanupAll, detectBindings, onCleanup, REPO, startRclone, startRoset, startS3fs, type Mounted, type RosetStart } from './systems.js';
+import { runIo } from './measure.js';
+
+const DOC = path.join(REPO, 'docs', 'BENCHMARKS.md');
+
+const ROW_UNITS: Record<RowName, ['MB/s' | 's' | 'ms' | 'files/s' | 'MiB', number, string]> = {
+  write: ['MB/s', 1, 'seq write'],
+  commit: ['s', 2, 'last close → commit completed'],
+  latency: ['ms', 3, 'commit() call latency'],
+  read: ['MB/s', 4, 'cold/warm read'],
+  small: ['files/s', 5, 'small files'],
+  rss: ['MiB', 6, 'daemon peak RSS'],
+};
+
+/** Runs one row for one system, turning a failure into an error row. */
+async function attempt(ctx: BenchContext, row: RowName, system: string, fn: () => Promise<void>): Promise<boolean> {
+  if (!ctx.opts.rows.has(row)) return true;
+  try {
+    await fn();
+    return true;
+  } catch (err) {
+    const [unit, n, what] = ROW_UNITS[row];
+    log(`  ! ${what} [${system}] failed: ${(err as Error).message}`);
+    failed(ctx, n, row, what, system, unit, err);
+    return false;
+  }
+}
+
+async function deletePrefix(ctx: BenchContext, prefix: string): Promise<void> {
+  try {
+    const n = await ctx.raw.deletePrefix(prefix);
+    if (n) log(`  deleted ${n} keys under ${prefix}`);
+  } catch (err) {
+    log(`  could not delete ${prefix}: ${(err as Error).message}`);
+  }
+}
+
+async function benchRoset(ctx: BenchContext, binding: string, hasFlag: boolean): Promise<void> {
+  const system = `roset (${binding})`;
+  const prefix = `${ctx.runPrefix}roset-${binding}/`;
+  const start: RosetStart = {
+    dir: path.join(ctx.root, `roset-${binding}`), binding, hasBindingFlag: hasFlag,
+    storeUrl: `s3://${ctx.s3.bucket}/${prefix}`, s3: ctx.s3,
+  };
+  log(`${system}: starting roset-mount on ${start.dir}/mnt, store s3://${ctx.s3.bucket}/${prefix}`);
+  let h: DaemonHolder;
+  try {
+    h = { d: await startRoset(start), start };
+  } catch (err) {
+    for (const row of ['write', 'commit', 'latency', 'small', 'read'] as RowName[]) {
+      await attempt(ctx, row, system, async () => { throw err; });
+    }
+    return;
+  }
+  try {
+    await attempt(ctx, 'write', system, () => writeRow(ctx, system, path.join(h.d.mnt, 'write'), true));
+    await attempt(ctx, 'commit', system, () => commitRow(ctx, h.d, system));
+    await attempt(ctx, 'latency', system, () => latencyRow(ctx, h.d, system));
+    await attempt(ctx, 'small', system, () => smallRow(ctx, system, path.join(h.d.mnt, 'small'), ctx.opts.smallFiles, h.d));
+    await attempt(ctx, 'read', system, () => readRow(ctx, h, system, prefix));
+  } finally {
+    await h.d.stop();
+    rmSync(start.dir, { recursive: true, force: true });
+    await deletePrefix(ctx, prefix);
+  }
+}
+
+async function benchPeer(ctx: BenchContext, name: 's3fs' | 'rclone', readKey: string | null, readSeed: number): Promise<void> {
+  const dir = path.join(ctx.root, name);
+  const prefix = `${ctx.runPrefix}peers/`;
+  log(`${name}: mounting s3://${ctx.s3.bucket}/${prefix}`);
+  let m: Mounted;
+  try {
+    m = name === 's3fs' ? await startS3fs(dir, ctx.s3, prefix) : await startRclone(dir, ctx.s3, prefix);
+  } catch (err) {
+    for (const row of ['write', 'read', 'small'] as RowName[]) await attempt(ctx, row, name, async () => { throw err; });
+    return;
+  }
+  try {
+    await attempt(ctx, 'write', name, () => writeRow(ctx, name, path.join(m.mnt, `${name}-write`), false));
+    if (readKey) await attempt(ctx, 'read', name, () => peerReadRow(ctx, m, name, readKey, readSeed));
+    await attempt(ctx, 'small', name, async () => {
+      const dir2 = path.join(m.mnt, `${name}-small`);
+      try {
+        await smallRow(ctx, name, dir2, ctx.opts.peerSmallFiles, null);
+      } finally {
+        // Through the mount, so rclone drops its pending uploads instead of running them later.
+        rmSync(dir2, { recursive: true, force: true });
+      }
+    });
+  } finally {
+    await m.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function bench(opts: BenchOptions): Promise<BenchResult> {
+  const startedAt = new Date();
+  const loadStart = loadAvg();
+  log('installing peers if missing (scripts/bench-setup --peers)');
+  const setup = spawnSync(path.join(REPO, 'scripts', 'bench-setup'), ['--peers'], { stdio: 'inherit' });
+  if (setup.status !== 0) throw new Error('scripts/bench-setup --peers failed');
+
+  mkdirSync(opts.dir, { recursive: true });
+  const root = mkdtempSync(path.join(opts.dir, 'roset-bench-'));
+  // Registered first, so it runs last: after every mount on it is gone.
+  onCleanup('run directory', async () => rmSync(root, { recursive: true, force: true }));
+  log(`run directory ${root}; starting the S3 test server (scripts/s3-test-server start)`);
+  const s3: S3Env = acquireServer();
+  onCleanup('S3 server lease', async () => releaseServer(s3));
+  const raw = new RawS3(s3);
+  onCleanup('S3 client', async () => raw.close());
+  const runId = `${startedAt.toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
+  const runPrefix = `bench/${runId}/`;
+  onCleanup(`keys under ${runPrefix}`, async () => { await raw.deletePrefix(runPrefix); });
+  log(`S3: ${s3.endpoint}, bucket ${s3.bucket}, prefix ${runPrefix}`);
+
+  let seedN = Math.floor(Math.random() * 2 ** 20) * 1000;
+  const ctx: BenchContext = { opts, s3, raw, root, runPrefix, results: [], errors: [], seed: () => ++seedN };
+  const machine = describeMachine(root, serverVersion());
+
+  const detected = detectBindings();
+  const bindings = opts.bindings ?? detected.bindings;
+  for (const b of bindings) if (!detected.bindings.includes(b)) ctx.errors.push(`binding ${b}: not offered by roset-mount --help`);
+  log(`Roset bindings: ${bindings.join(', ')} (roset-mount offers ${detected.bindings.join(', ')}${detected.hasFlag ? ' via --fuse-binding' : '; no --fuse-binding flag yet'})`);
+
+  for (const b of bindings) await benchRoset(ctx, b, detected.hasFlag);
+
+  if (opts.peers) {
+    // One object for both peers to read, put there by a raw upload before they mount.
+    let readKey: string | null = null;
+    const readSeed = ctx.seed();
+    if (opts.rows.has('read')) {
+      const lf = path.join(root, 'peer-read.bin');
+      await runIo(['write', lf, String(opts.sizeBytes), String(readSeed)]);
+      readKey = `${runPrefix}peers/read.bin`;
+      log(`peers: uploading the ${(opts.sizeBytes / 2 ** 30).toFixed(2)} GiB object they will read`);
+      await raw.multipartUpload(readKey, lf, opts.rawPartBytes, opts.rawConcurrency);
+      rmSync(lf, { force: true });
+    }
+    for (const p of ['s3fs', 'rclone'] as const) await benchPeer(ctx, p, readKey, readSeed);
+    await deletePrefix(ctx, `${runPrefix}peers/`);
+  }
+
+  if (opts.rows.has('rss')) {
+    for (const b of bindings) {
+      const system = `roset (${b})`;
+      const prefix = `${runPrefix}roset-${b}-rss/`;
+      const start: RosetStart = {
+        dir: path.join(root, `roset-${b}-rss`), binding: b, hasBindingFlag: detected.hasFlag,
+        storeUrl: `s3://${s3.bucket}/${prefix}`, s3,
+      };
+      log(`${system}: memory row on a fresh daemon`);
+      await attempt(ctx, 'rss', system, () => rssRow(ctx, start, system));
+      rmSync(start.dir, { recursive: true, force: true });
+      await deletePrefix(ctx, prefix);
+    }
+  }
+  await deletePrefix(ctx, runPrefix);
+
+  const finishedAt = new Date();
+  const loadEnd = loadAvg();
+  return {
+    schema: 1,
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    durationS: (finishedAt.getTime() - startedAt.getTime()) / 1000,
+    commit: commitInfo(),
+    machine,
+    load: {
+      start: loadStart, end: loadEnd,
+      note: `1/5/15-min load averages on ${machine.cpus} CPUs; the S3 server, the daemons and other users' work share them; per-sample 1-min load is in rows[].samples.load1`,
+    },
+    options: { ...opts, rows: [...opts.rows] },
+    bindings: { available: detected.bindings, measured: bindings, flag: detected.hasFlag },
+    s3: { endpoint: s3.endpoint, bucket: s3.bucket, prefix: runPrefix },
+    rows: ctx.results.sort((a, b) => a.row - b.row),
+    errors: ctx.errors,
+  };
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  if (opts.docFrom) {
+    const r = JSON.parse(readFileSync(opts.docFrom, 'utf8')) as BenchResult;
+    updateDoc(DOC, r);
+    process.stdout.write(`${textTable(r)}\n\ndocs/BENCHMARKS.md updated from ${opts.docFrom}\n`);
+    return;
+  }
+  let cleaning: Promise<void> | null = null;
+  const cleanup = (): Promise<void> => (cleaning ??= cleanupAll(log));
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      log(`${sig}: stopping every mount and daemon of this run`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
+  let result: BenchResult;
+  try {
+    result = await bench(opts);
+  } finally {
+    log('cleaning up');
+    await cleanup();
+  }
+  const file = writeResults(result, opts.out);
+  process.stdout.write(`\n${textTable(result)}\n\n`);
+  if (result.errors.length) process.stdout.write(`errors:\n${result.errors.map((e) => `  - ${e.split('\n')[0]}`).join('\n')}\n\n`);
+  process.stdout.write(`results: ${file} (and ${path.join(opts.out, 'latest.json')})\n`);
+  if (opts.writeDoc) {
+    updateDoc(DOC, result);
+    process.stdout.write(`docs/BENCHMARKS.md updated\n`);
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

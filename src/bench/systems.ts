@@ -1,0 +1,266 @@
+/**
+ * The systems under test, as processes the benchmark starts and must take down:
+ * `roset-mount` (one per FUSE binding), s3fs and `rclone mount`.
+ *
+ * Owns: every child process and FUSE mount the benchmark creates, through one cleanup
+ * registry.
+ *
+ * Invariants:
+ * - Everything started here is registered before it can fail half-way, and
+ *   `cleanupAll()` (called in the benchmark's `finally` and on SIGINT/SIGTERM) stops
+ *   it: a graceful stop first, then SIGKILL, then `fusermount3 -uz`/`umount -l` as a
+ *   last resort, so no run leaves a mount or a daemon behind, even when it fails.
+ * - Every process is stopped by the pid this module spawned, never by name.
+ * - Each Roset daemon gets its own state and cache directories and its own bucket
+ *   prefix; the peers get their own prefixes too. All of it sits under the run's
+ *   root directory, on the disk whose speed is the reference.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RosetClient } from '../sdk/index.js';
+import { fuseMountpoints, processAlive } from '../util/mounts.js';
+import type { S3Env } from './s3.js';
+
+export const REPO = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
+const MOUNT_BIN = path.join(REPO, 'bin', 'roset-mount.js');
+
+// ---- cleanup registry -----------------------------------------------------------------
+
+const cleanups = new Map<number, { what: string; fn: () => Promise<void> }>();
+let nextCleanup = 0;
+
+/** Registers a teardown; returns the function that unregisters it (after a clean stop). */
+export function onCleanup(what: string, fn: () => Promise<void>): () => void {
+  const id = nextCleanup++;
+  cleanups.set(id, { what, fn });
+  return () => cleanups.delete(id);
+}
+
+/** Runs every registered teardown, newest first; one failing does not stop the rest. */
+export async function cleanupAll(log: (msg: string) => void): Promise<void> {
+  for (const id of [...cleanups.keys()].reverse()) {
+    const c = cleanups.get(id)!;
+    cleanups.delete(id);
+    try {
+      await c.fn();
+    } catch (err) {
+      log(`cleanup of ${c.what} failed: ${(err as Error).message}`);
+    }
+  }
+}
+
+// ---- helpers ----------------------------------------------------------------------------
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function isMounted(mnt: string): boolean {
+  return fuseMountpoints().includes(mnt);
+}
+
+/** Lazy unmount by every tool there is; a no-op when nothing is mounted there. */
+export function forceUnmount(mnt: string): void {
+  for (const [cmd, args] of [['fusermount3', ['-uz', mnt]], ['fusermount', ['-uz', mnt]], ['umount', ['-l', mnt]]] as const) {
+    if (!isMounted(mnt)) return;
+    spawnSync(cmd, [...args], { stdio: 'ignore' });
+  }
+}
+
+function exited(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => proc.once('exit', () => resolve()));
+}
+
+async function waitExit(proc: ChildProcess, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<boolean>((r) => { timer = setTimeout(() => r(false), ms); });
+  const ok = await Promise.race([exited(proc).then(() => true), timedOut]);
+  clearTimeout(timer);
+  return ok;
+}
+
+function tail(file: string, lines = 30): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+async function waitFor(cond: () => boolean, ms: number, what: string, proc: ChildProcess, logFile: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return;
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      throw new Error(`${what}: the process exited (${proc.exitCode ?? proc.signalCode}) before it was ready; log ${logFile}:\n${tail(logFile)}`);
+    }
+    await sleep(50);
+  }
+  throw new Error(`${what}: not ready after ${ms / 1000} s; log ${logFile}:\n${tail(logFile)}`);
+}
+
+/** Memory of a process from /proc, in KiB: VmRSS now and VmHWM (peak since start). */
+export function memoryOf(pid: number): { rssKiB: number; hwmKiB: number } | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
+    return { rssKiB: kib('VmRSS'), hwmKiB: kib('VmHWM') };
+  } catch {
+    return null;
+  }
+}
+
+/** A mounted system: where to write, and how to take it down. */
+export interface Mounted {
+  name: string;
+  mnt: string;
+  pid: number;
+  logFile: string;
+  stop(): Promise<void>;
+}
+
+/** Spawns a FUSE server in the foreground and waits until its mount is in /proc/mounts. */
+async function spawnMount(name: string, mnt: string, logFile: string, cmd: string, args: string[], env: NodeJS.ProcessEnv,
+  unmountFirst: boolean, ready?: (proc: ChildProcess) => boolean): Promise<Mounted & { proc: ChildProcess }> {
+  mkdirSync(mnt, { recursive: true });
+  const out = openSync(logFile, 'a');
+  const proc = spawn(cmd, args, { env, stdio: ['ignore', out, out] });
+  closeSync(out);
+  // A spawn failure (ENOENT) arrives as an event; keep it from crashing the run.
+  proc.on('error', () => undefined);
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    if (unmountFirst && isMounted(mnt)) spawnSync('fusermount3', ['-u', mnt], { stdio: 'ignore' });
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+    if (!(await waitExit(proc, 120_000))) {
+      proc.kill('SIGKILL');
+      await waitExit(proc, 10_000);
+    }
+    forceUnmount(mnt);
+  };
+  const unregister = onCleanup(`${name} (pid ${proc.pid})`, stop);
+  try {
+    await waitFor(() => isMounted(mnt) && (ready ? ready(proc) : true), 60_000, name, proc, logFile);
+  } catch (err) {
+    await stop();
+    unregister();
+    throw err;
+  }
+  return {
+    name, mnt, pid: proc.pid!, logFile, proc,
+    stop: async () => {
+      await stop();
+      unregister();
+    },
+  };
+}
+
+// ---- Roset --------------------------------------------------------------------------------
+
+export interface RosetDaemon extends Mounted {
+  binding: string;
+  stateDir: string;
+  cacheDir: string;
+  client: RosetClient;
+  endpoint: string;
+}
+
+export interface RosetStart {
+  dir: string;
+  /** `fuse-native`, `native`, ...; 'default' when the daemon has no --fuse-binding flag. */
+  binding: string;
+  hasBindingFlag: boolean;
+  storeUrl: string;
+  s3: S3Env;
+  extraArgs?: string[];
+}
+
+/** Starts roset-mount with `dir/{mnt,state,cache}`; reusing `dir` restarts the same daemon state. */
+export async function startRoset(o: RosetStart): Promise<RosetDaemon> {
+  const mnt = path.join(o.dir, 'mnt');
+  const stateDir = path.join(o.dir, 'state');
+  const cacheDir = path.join(o.dir, 'cache');
+  mkdirSync(o.dir, { recursive: true });
+  const args = [MOUNT_BIN, mnt, '--state-dir', stateDir, '--cache-dir', cacheDir, '--listen', '127.0.0.1:0',
+    '--store', o.storeUrl, '--s3-endpoint', o.s3.endpoint, '--s3-region', o.s3.region, '--s3-force-path-style',
+    '--log-level', 'warn', '--drain-timeout', '120'];
+  if (o.hasBindingFlag) args.push('--fuse-binding', o.binding);
+  args.push(...(o.extraArgs ?? []));
+  const env = { ...process.env, AWS_ACCESS_KEY_ID: o.s3.accessKeyId, AWS_SECRET_ACCESS_KEY: o.s3.secretAccessKey, AWS_REGION: o.s3.region };
+  const daemonFile = path.join(stateDir, 'daemon.json');
+  const m = await spawnMount(`roset-mount (${o.binding})`, mnt, path.join(o.dir, 'roset-mount.log'), process.execPath, args, env, false, (proc) => {
+    if (!existsSync(daemonFile)) return false;
+    try {
+      return JSON.parse(readFileSync(daemonFile, 'utf8')).pid === proc.pid;
+    } catch {
+      return false;
+    }
+  });
+  const endpoint = readFileSync(path.join(stateDir, 'endpoint'), 'utf8').trim();
+  const apiKey = readFileSync(path.join(stateDir, 'api-key'), 'utf8').trim();
+  // No retries: a retried POST would time two calls as one, and the bench wants the truth.
+  const client = new RosetClient({ apiUrl: endpoint, apiKey, maxRetries: 0, timeoutMs: 120_000 });
+  return { ...m, binding: o.binding, stateDir, cacheDir, client, endpoint };
+}
+
+/**
+ * The FUSE bindings this build of roset-mount accepts, from its --help: the choices
+ * of `--fuse-binding` when it has that flag (the native libfuse3 binding is selected
+ * with it), else the one built-in binding, fuse-native.
+ */
+export function detectBindings(): { bindings: string[]; hasFlag: boolean; help: string } {
+  const r = spawnSync(process.execPath, [MOUNT_BIN, '--help'], { encoding: 'utf8', timeout: 60_000 });
+  const help = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+  const at = help.indexOf('--fuse-binding');
+  if (at < 0) return { bindings: ['fuse-native'], hasFlag: false, help };
+  // commander wraps the description; the option's text runs to the next option line.
+  const rest = help.slice(at);
+  const end = rest.search(/\n\s+-/);
+  const text = (end < 0 ? rest : rest.slice(0, end)).replace(/\s+/g, ' ');
+  const choices = /choices: ([^)]*)\)/.exec(text)?.[1];
+  const names = choices ? [...choices.matchAll(/"([^"]+)"/g)].map((mm) => mm[1]!) : [];
+  return { bindings: names.length ? names : ['native', 'fuse-native'], hasFlag: true, help };
+}
+
+// ---- peers ---------------------------------------------------------------------------------
+
+function peerEnv(): NodeJS.ProcessEnv {
+  // rclone 1.60 refuses AWS_CA_BUNDLE over plain http (shared/notes/s3-test-servers.md).
+  const env = { ...process.env };
+  delete env.AWS_CA_BUNDLE;
+  return env;
+}
+
+/** s3fs with its defaults (no local cache), on `bucket:/prefix`, temp files in `dir`. */
+export async function startS3fs(dir: string, s3: S3Env, prefix: string): Promise<Mounted> {
+  const mnt = path.join(dir, 'mnt');
+  const tmp = path.join(dir, 'tmp');
+  mkdirSync(tmp, { recursive: true });
+  const passwd = path.join(dir, 'passwd');
+  writeFileSync(passwd, `${s3.accessKeyId}:${s3.secretAccessKey}\n`, { mode: 0o600 });
+  const opts = `passwd_file=${passwd},url=${s3.endpoint},use_path_request_style,endpoint=${s3.region},tmpdir=${tmp}`;
+  return spawnMount('s3fs', mnt, path.join(dir, 's3fs.log'), 's3fs',
+    [`${s3.bucket}:/${prefix.replace(/\/$/, '')}`, mnt, '-f', '-o', opts], peerEnv(), true);
+}
+
+/** `rclone mount --vfs-cache-mode writes` on `bucket/prefix`, its cache in `dir`. */
+export async function startRclone(dir: string, s3: S3Env, prefix: string): Promise<Mounted> {
+  const mnt = path.join(dir, 'mnt');
+  const conf = path.join(dir, 'rclone.conf');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(conf, [
+    '[bench]', 'type = s3', 'provider = Ceph', `endpoint = ${s3.endpoint}`, `access_key_id = ${s3.accessKeyId}`,
+    `secret_access_key = ${s3.secretAccessKey}`, `region = ${s3.region}`, 'force_path_style = true', '',
+  ].join('\n'), { mode: 0o600 });
+  return spawnMount('rclone', mnt, path.join(dir, 'rclone.log'), 'rclone',
+    ['mount', `bench:${s3.bucket}/${prefix.replace(/\/$/, '')}`, mnt, '--config', conf, '--vfs-cache-mode', 'writes',
+      '--cache-dir', path.join(dir, 'cache')], peerEnv(), true);
+}
+
+/** Whether a pid this module started is still running. */
+export function alive(pid: number): boolean {
+  return processAlive(pid);
+}
