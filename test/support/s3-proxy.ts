@@ -1,6 +1,7 @@
 /**
- * Test-side handle on the recording S3 proxy (s3-proxy-server.mjs), which runs as a
- * child process: tests count PUTs and uploaded bytes from its records.
+ * Test-side handle on the recording, fault-injecting S3 proxy (s3-proxy-server.mjs),
+ * which runs as a child process: tests count requests and bytes from its records and
+ * steer its faults per test.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -11,12 +12,27 @@ export interface RecordedRequest {
   url: string;
   bytes: number;
   status: number;
+  fault: string | null;
+}
+
+export interface FaultRule {
+  method?: 'GET' | 'PUT' | 'POST' | 'HEAD' | 'DELETE';
+  pathIncludes?: string;
+  queryIncludes?: string;
+  every?: number;
+  times?: number;
+  action: 'status' | 'reset' | 'stall' | 'truncate' | 'corrupt';
+  status?: number;
+  code?: string;
+  seconds?: number;
 }
 
 export interface RecordingProxy {
   endpoint: string;
   requests: () => Promise<RecordedRequest[]>;
   clear: () => Promise<void>;
+  /** Replaces the fault rules; no argument removes them all. */
+  faults: (rules?: FaultRule[]) => Promise<void>;
   close: () => Promise<void>;
 }
 
@@ -38,6 +54,9 @@ export async function startRecordingProxy(target: string): Promise<RecordingProx
     endpoint,
     requests: async () => (await fetch(`${endpoint}/__proxy/requests`)).json() as Promise<RecordedRequest[]>,
     clear: async () => { await fetch(`${endpoint}/__proxy/requests`, { method: 'DELETE' }); },
+    faults: async (rules = []) => {
+      await fetch(`${endpoint}/__proxy/faults`, { method: 'PUT', body: JSON.stringify({ rules }) });
+    },
     close: async () => {
       if (proc.exitCode !== null) return;
       proc.kill('SIGTERM');
