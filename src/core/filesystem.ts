@@ -248,16 +248,32 @@ export class RosetFilesystem {
     }
   }
 
+  /**
+   * close(2) waits for FLUSH (RELEASE comes later, asynchronously), so the size and
+   * mtime the API reports are published here: right after close() returns they are
+   * current.
+   */
+  async flush(fh: number): Promise<void> {
+    const h = this.ctx.handles.get(fh);
+    if (!h || !h.writable || !h.nodeId || !h.dirty || h.fd < 0) return;
+    await this.publishAttrs(h);
+  }
+
+  private async publishAttrs(h: Handle): Promise<void> {
+    const st = fsSync.fstatSync(h.fd);
+    await this.ctx.control.setAttrs(this.ctx.mountId, h.path, { size: st.size, mtimeMs: Math.floor(st.mtimeMs) });
+    h.dirty = false;
+  }
+
   async release(fh: number): Promise<void> {
     const h = this.ctx.handles.get(fh);
     if (!h) return;
     try {
-      if (h.fd >= 0) fsSync.closeSync(h.fd);
       if (h.writable && h.nodeId) {
-        const st = await fs.stat(stagingPath(this.ctx, h.nodeId)).catch(() => null);
-        if (st) await this.ctx.control.setAttrs(this.ctx.mountId, h.path, { size: st.size, mtimeMs: Math.floor(st.mtimeMs) }).catch(() => undefined);
+        if (h.fd >= 0 && h.dirty) await this.publishAttrs(h).catch(() => undefined);
         this.ctx.index.addWriters(h.nodeId, -1);
       }
+      if (h.fd >= 0) fsSync.closeSync(h.fd);
     } finally {
       // Removing the handle is what lets a waiting seal proceed, so it always happens.
       this.ctx.handles.remove(fh);

@@ -61,7 +61,7 @@ export async function mountFuse(fs: RosetFilesystem, mountpoint: string, opts: {
         fail('write', p, cb)(err);
       }
     },
-    flush: (_p: string, _fh: number, cb: Done) => cb(0),
+    flush: (p: string, fh: number, cb: Done) => call('flush', p, cb, () => fs.flush(fh), () => cb(0)),
     fsync: (p: string, _datasync: boolean, fh: number, cb: Done) => call('fsync', p, cb, () => fs.fsync(fh), () => cb(0)),
     release: (p: string, fh: number, cb: Done) => call('release', p, cb, () => fs.release(fh), () => cb(0)),
     truncate: (p: string, size: number, cb: Done) => call('truncate', p, cb, () => fs.truncate(p, size), () => cb(0)),

@@ -134,3 +134,18 @@ describe('POSIX through the mount', () => {
     unlinkSync(f);
   }, 600_000);
 });
+
+describe('attributes through the API right after close', () => {
+  let d: TestDaemon;
+  beforeAll(async () => { d = await startDaemon(); });
+  afterAll(async () => { await stopAll(); if (d) removeRoot(d.root); });
+
+  it('reports a file\'s size as soon as close() returns', async () => {
+    mkdirSync(d.p('sz'));
+    for (let i = 1; i <= 5; i++) {
+      writeFileSync(d.p('sz', `f${i}`), randomBytes(i * 1000));
+      const n = (await d.client.resolvePath(`/sz/f${i}`))!;
+      expect(n.size).toBe(i * 1000);
+    }
+  });
+});
