@@ -15,3 +15,15 @@ describe('docs', () => {
     expect([...rows.keys()].sort()).toEqual(Object.keys(ERROR_CODES).sort());
   });
 });
+
+describe('README Python snippets', () => {
+  it('are the same text as python/README.md, where python/tests/test_readme.py runs each one', () => {
+    const blocks = (file: string): Map<string, string> => new Map(
+      [...readFileSync(path.join(REPO, file), 'utf8').matchAll(/<!-- snippet: (\w+) -->\s*```python\n([\s\S]*?)```/g)].map((m) => [m[1]!, m[2]!]),
+    );
+    const root = blocks('README.md');
+    const py = blocks('python/README.md');
+    expect([...root.keys()].sort()).toEqual(['huggingface', 'lightning', 'quickstart', 'ray']);
+    for (const [name, code] of root) expect(code, name).toBe(py.get(name));
+  });
+});
