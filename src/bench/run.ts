@@ -130,9 +130,14 @@ async function benchPeer(ctx: BenchContext, name: 's3fs' | 'rclone', readKey: st
 async function bench(opts: BenchOptions): Promise<BenchResult> {
   const startedAt = new Date();
   const loadStart = loadAvg();
-  log('installing peers if missing (scripts/bench-setup --peers)');
-  const setup = spawnSync(path.join(REPO, 'scripts', 'bench-setup'), ['--peers'], { stdio: 'inherit' });
-  if (setup.status !== 0) throw new Error('scripts/bench-setup --peers failed');
+  // Now, not at the end: others commit to this checkout while a long run goes on, and
+  // what was measured is what `npm run build` compiled just before.
+  const commit = commitInfo();
+  if (opts.peers) {
+    log('installing peers if missing (scripts/bench-setup --peers)');
+    const setup = spawnSync(path.join(REPO, 'scripts', 'bench-setup'), ['--peers'], { stdio: 'inherit' });
+    if (setup.status !== 0) throw new Error('scripts/bench-setup --peers failed');
+  }
 
   mkdirSync(opts.dir, { recursive: true });
   const root = mkdtempSync(path.join(opts.dir, 'roset-bench-'));
@@ -198,7 +203,7 @@ async function bench(opts: BenchOptions): Promise<BenchResult> {
     startedAt: startedAt.toISOString(),
     finishedAt: finishedAt.toISOString(),
     durationS: (finishedAt.getTime() - startedAt.getTime()) / 1000,
-    commit: commitInfo(),
+    commit,
     machine,
     load: {
       start: loadStart, end: loadEnd,

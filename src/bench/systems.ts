@@ -214,15 +214,21 @@ export async function startRoset(o: RosetStart): Promise<RosetDaemon> {
 export function detectBindings(): { bindings: string[]; hasFlag: boolean; help: string } {
   const r = spawnSync(process.execPath, [MOUNT_BIN, '--help'], { encoding: 'utf8', timeout: 60_000 });
   const help = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+  return { ...parseBindings(help), help };
+}
+
+/** The bindings a roset-mount --help text offers (see detectBindings). */
+export function parseBindings(help: string): { bindings: string[]; hasFlag: boolean } {
   const at = help.indexOf('--fuse-binding');
-  if (at < 0) return { bindings: ['fuse-native'], hasFlag: false, help };
+  if (at < 0) return { bindings: ['fuse-native'], hasFlag: false };
   // commander wraps the description; the option's text runs to the next option line.
   const rest = help.slice(at);
-  const end = rest.search(/\n\s+-/);
+  const end = rest.search(/\n {2}-/);
   const text = (end < 0 ? rest : rest.slice(0, end)).replace(/\s+/g, ' ');
-  const choices = /choices: ([^)]*)\)/.exec(text)?.[1];
+  // `(choices: "a", "b", default: "a")`: only the quoted names before `default:`.
+  const choices = /choices: ((?:"[^"]*"(?:, )?)+)/.exec(text)?.[1];
   const names = choices ? [...choices.matchAll(/"([^"]+)"/g)].map((mm) => mm[1]!) : [];
-  return { bindings: names.length ? names : ['native', 'fuse-native'], hasFlag: true, help };
+  return { bindings: names.length ? names : ['native', 'fuse-native'], hasFlag: true };
 }
 
 // ---- peers ---------------------------------------------------------------------------------

@@ -1,0 +1,173 @@
+/**
+ * Smoke test of the benchmark harness (src/bench): that it parses its flags, finds the
+ * bindings, writes and checks its data, renders its table and doc section, and that a
+ * tiny run end to end (one Roset binding, no peers, on the S3 test server) produces
+ * every row and leaves no mount, daemon or key behind.
+ *
+ * Invariant: nothing here times anything or asserts a speed. Benchmarks are measured
+ * by `npm run bench`, never by a test (design §7).
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { parseOptions } from '../../src/bench/options.js';
+import { docSection, markdownTable, textTable, updateDoc, type BenchResult } from '../../src/bench/report.js';
+import { RawS3 } from '../../src/bench/s3.js';
+import { parseBindings } from '../../src/bench/systems.js';
+import { fuseMountpoints } from '../../src/util/mounts.js';
+import { REPO } from '../support/daemon.js';
+import { s3TestConfig } from '../support/s3.js';
+
+const run = promisify(execFile);
+const IO = path.join(REPO, 'dist', 'bench', 'io.js');
+const RUN = path.join(REPO, 'dist', 'bench', 'run.js');
+
+function requireBuild(): void {
+  if (!existsSync(RUN)) throw new Error('dist/bench is missing: run `npm run build` before the tests');
+}
+
+describe('bench options', () => {
+  it('defaults to the sizes of issue 6', () => {
+    const o = parseOptions([]);
+    expect(o.sizeBytes).toBe(2 * 2 ** 30);
+    expect(o.commitBytes).toBe(2 ** 30);
+    expect(o.rssBytes).toBe(10 * 2 ** 30);
+    expect(o.smallFiles).toBe(10_000);
+    expect(o.smallBytes).toBe(4096);
+    expect(o.repeat).toBe(3);
+    expect(o.peers).toBe(true);
+  });
+
+  it('--quick shrinks what was not set, and an explicit flag beats it', () => {
+    const o = parseOptions(['--quick', '--size-gib', '0.5']);
+    expect(o.sizeBytes).toBe(2 ** 29);
+    expect(o.rssBytes).toBe(2 ** 30);
+    expect(o.repeat).toBe(1);
+    expect(() => parseOptions(['--rows', 'write,nope'])).toThrow(/unknown row/);
+  });
+});
+
+describe('binding detection', () => {
+  it('falls back to fuse-native when roset-mount has no --fuse-binding', () => {
+    expect(parseBindings('Options:\n  --store <url>  store\n  -h, --help  help\n')).toEqual({ bindings: ['fuse-native'], hasFlag: false });
+  });
+
+  it('reads the choices of --fuse-binding, across commander line wraps', () => {
+    const help = [
+      'Options:',
+      '  --fuse-binding <name>      FUSE binding [env ROSET_FUSE_BINDING] (choices:',
+      '                             "native", "fuse-native", default: "native")',
+      '  --log-level <level>        log level (choices: "info", "debug")',
+    ].join('\n');
+    expect(parseBindings(help)).toEqual({ bindings: ['native', 'fuse-native'], hasFlag: true });
+  });
+});
+
+describe('io worker', () => {
+  it('reads back what it wrote, and refuses bytes written with another seed', async () => {
+    requireBuild();
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'roset-bench-io-'));
+    try {
+      const f = path.join(dir, 'a.bin');
+      const size = 3 * 2 ** 20 + 123;
+      const w = JSON.parse((await run(process.execPath, [IO, 'write', f, String(size), '7'])).stdout);
+      expect(w.bytes).toBe(size);
+      const r = JSON.parse((await run(process.execPath, [IO, 'read', f, '7'])).stdout);
+      expect(r.bytes).toBe(size);
+      await expect(run(process.execPath, [IO, 'read', f, '8'])).rejects.toThrow(/wrong header/);
+      const s = JSON.parse((await run(process.execPath, [IO, 'small', path.join(dir, 's'), '5', '4096', '9'])).stdout);
+      expect(s.files).toBe(5);
+      const bodies = readdirSync(path.join(dir, 's')).map((n) => readFileSync(path.join(dir, 's', n)).toString('hex'));
+      expect(new Set(bodies).size).toBe(5);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+const FAKE: BenchResult = {
+  schema: 1, startedAt: '2026-01-01T00:00:00.000Z', finishedAt: '2026-01-01T00:10:00.000Z', durationS: 600,
+  commit: { sha: 'abcdef0123456789', subject: 'a commit', date: '', dirtyPaths: ['src/x.ts'] },
+  machine: {
+    hostname: 'h', cpus: 2, cpuModel: 'cpu', memoryGiB: 8, kernel: 'Linux 6', os: 'Debian', node: 'v20',
+    cacheDisk: { dir: '/tmp', source: '/dev/vda', fstype: 'ext4', sizeGiB: 100, availGiB: 50, device: 'vda', model: 'virtio', rotational: false },
+    fuse: '3.14', peers: { s3fs: 's3fs 1.90', rclone: 'rclone 1.60' }, s3Server: 'ceph 16',
+  },
+  load: { start: [1, 1, 1], end: [2, 2, 2], note: 'n' },
+  options: { sizeBytes: 2 ** 31, commitBytes: 2 ** 30, smallFiles: 10, smallBytes: 4096, peerSmallFiles: 5, commits: 3, rssBytes: 2 ** 33, repeat: 1 },
+  bindings: { available: ['fuse-native'], measured: ['fuse-native'], flag: false },
+  s3: { endpoint: 'http://x', bucket: 'b', prefix: 'bench/r/' },
+  rows: [
+    { row: 1, id: 'write', what: 'seq write', system: 'roset (fuse-native)', unit: 'MB/s', value: 300, reference: { what: 'cache disk', value: 1000 }, ratio: 0.3, target: { text: '≥ 0.9 × ref', pass: false } },
+    { row: 3, id: 'latency-p99', what: 'p99', system: 'roset (fuse-native)', unit: 'ms', value: 9, reference: { what: 'health', value: 1 }, ratio: 9, target: { text: '< 50 ms', pass: true } },
+    { row: 4, id: 'read', what: 'cold read', system: 's3fs', unit: 'MB/s', value: null, reference: { what: '', value: null }, ratio: null, target: null, error: 'it broke' },
+  ],
+  errors: ['cold read [s3fs]: it broke'],
+};
+
+describe('report', () => {
+  it('shows measured, reference, ratio, target and result for every row, errors included', () => {
+    const t = textTable(FAKE);
+    expect(t).toMatch(/300 MB\/s\s+1000 MB\/s \(cache disk\)\s+0\.30\s+≥ 0\.9 × ref\s+MISS/);
+    expect(t).toMatch(/9\.0 ms .* pass/);
+    expect(t).toMatch(/error: it broke .* ERROR/);
+    expect(markdownTable(FAKE).split('\n')).toHaveLength(2 + FAKE.rows.length);
+    const s = docSection(FAKE);
+    expect(s).toContain('`abcdef012345`');
+    expect(s).toContain('uncommitted changes');
+  });
+
+  it('rewrites only the generated section of the doc', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'roset-bench-doc-'));
+    try {
+      const f = path.join(dir, 'B.md');
+      writeFileSync(f, '# Bench\n\nhand-written\n');
+      updateDoc(f, FAKE);
+      updateDoc(f, { ...FAKE, startedAt: '2027-01-01T00:00:00.000Z' });
+      const doc = readFileSync(f, 'utf8');
+      expect(doc.startsWith('# Bench\n\nhand-written\n')).toBe(true);
+      expect(doc.match(/bench:results:begin/g)).toHaveLength(1);
+      expect(doc).toContain('2027-01-01');
+      expect(doc).not.toContain('2026-01-01T00:00:00.000Z to');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('bench smoke run', () => {
+  it('runs every row with tiny sizes on one binding and leaves nothing behind', async () => {
+    requireBuild();
+    const s3 = s3TestConfig();
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'roset-bench-smoke-'));
+    try {
+      const args = [RUN, '--quick', '--no-peers', '--bindings', 'fuse-native', '--size-gib', '0.01', '--commit-gib', '0.01',
+        '--rss-gib', '0.02', '--small-files', '20', '--commits', '5', '--dir', dir, '--out', path.join(dir, 'out')];
+      // The test server is the test run's (its lease); the bench uses it as an external one.
+      await run(process.execPath, args, { env: { ...process.env, ...s3.env }, timeout: 600_000, maxBuffer: 64 << 20 });
+      const r = JSON.parse(readFileSync(path.join(dir, 'out', 'latest.json'), 'utf8')) as BenchResult;
+      expect(r.errors).toEqual([]);
+      expect(r.rows.map((x) => x.id).sort()).toEqual(
+        ['commit', 'latency-p50', 'latency-p99', 'read-cold', 'read-warm', 'rss-commit', 'rss-write', 'small-commit', 'small-create', 'write'].sort());
+      for (const x of r.rows) {
+        expect(x.value, x.id).toBeGreaterThan(0);
+        expect(x.reference.value, x.id).toBeGreaterThan(0);
+      }
+      expect(r.machine.cpus).toBeGreaterThan(0);
+      expect(fuseMountpoints().filter((m) => m.startsWith(dir))).toEqual([]);
+      // Only the results are left: the run directory was removed, and the run's keys.
+      expect(readdirSync(dir)).toEqual(['out']);
+      const raw = new RawS3({ endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, leased: false });
+      try {
+        expect(await raw.deletePrefix(r.s3.prefix)).toBe(0);
+      } finally {
+        raw.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
