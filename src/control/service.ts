@@ -222,7 +222,9 @@ export class ControlPlane implements ControlApi {
   async deleteNode(mountId: string, id: string): Promise<NodeRecord> {
     const n = await this.getNode(mountId, id);
     if (n.deletedAt) return n;
-    if (n.path === '/') throw new ApiError('BAD_REQUEST', 'The root folder cannot be deleted');
+    // A well-formed request that the root's role refuses: a 409 like rmdir of the root
+    // (removeNode), not a 400, which would tell the client its request was malformed.
+    if (n.path === '/') throw new NamespaceError('CROSS_DEVICE', 'The root folder cannot be deleted');
     const chain = await this.meta.getNodesByPaths(mountId, [...ancestorsOf(n.path), n.path]);
     if (chain.some((c) => c.state === 'sealing') || await this.meta.hasDescendantInState(mountId, n.path, ['sealing'])) {
       throw new NamespaceError('SEALED', `${n.path} is sealing for a commit`);
@@ -416,18 +418,36 @@ export class ControlPlane implements ControlApi {
 
   /** The key matching `token`, compared in constant time against every stored hash. */
   async verifyApiKey(token: string): Promise<ApiKeyRecord | null> {
-    const candidate = Buffer.from(hashToken(token), 'hex');
-    let found: ApiKeyRecord | null = null;
-    for (const k of await this.meta.listApiKeys()) {
-      // No early exit: the time taken does not depend on which key matched.
-      if (timingSafeEqual(candidate, Buffer.from(k.hash, 'hex')) && !found) found = k;
-    }
-    return found;
+    const keys = await this.meta.listApiKeys();
+    const i = matchKeyHash(Buffer.from(hashToken(token), 'hex'), keys.map((k) => Buffer.from(k.hash, 'hex')));
+    return i < 0 ? null : keys[i]!;
   }
 }
 
+/** What is stored for an API key: the sha256 of the token, in hex. The token itself is never stored. */
 export function hashToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+/**
+ * The index of the first stored hash equal to `candidate`, or -1.
+ *
+ * Every stored hash is compared, with `timingSafeEqual` and no early exit, so the time
+ * taken tells a caller neither which key matched, nor whether one did, nor how close a
+ * guess came. A stored hash of the wrong length (never written by `hashToken`) counts
+ * as a mismatch but still costs one comparison, against a zero buffer, since
+ * `timingSafeEqual` throws on unequal lengths. `equal` is a parameter only so that
+ * tests can count the comparisons.
+ */
+export function matchKeyHash(candidate: Buffer, stored: readonly Buffer[], equal: (a: Buffer, b: Buffer) => boolean = timingSafeEqual): number {
+  let found = -1;
+  for (let i = 0; i < stored.length; i++) {
+    const s = stored[i]!;
+    const sameLength = s.length === candidate.length;
+    const same = equal(candidate, sameLength ? s : Buffer.alloc(candidate.length)) && sameLength;
+    if (same && found < 0) found = i;
+  }
+  return found;
 }
 
 export function toNode(n: NodeRecord): Node {
