@@ -27,7 +27,25 @@ CREATE TABLE IF NOT EXISTS snapshot_files (
   mtime_ms INTEGER NOT NULL, sha256 TEXT, state TEXT NOT NULL DEFAULT 'pending', PRIMARY KEY (commit_id, node_id)
 );
 CREATE TABLE IF NOT EXISTS cached_objects (sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, last_access INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS uploads (
+  node_id TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ms INTEGER NOT NULL, sha256 TEXT NOT NULL, state TEXT NOT NULL
+);
 `;
+
+/**
+ * What is known of a staged file's bytes at one version (size, mtime):
+ * hashed (sha256 known, computed while writing) → uploaded | deduped (the object
+ * `objects/<sha256>` is in the store).
+ */
+export type UploadState = 'hashed' | 'uploaded' | 'deduped';
+
+export interface UploadRecord {
+  nodeId: string;
+  size: number;
+  mtimeMs: number;
+  sha256: string;
+  state: UploadState;
+}
 
 /** Upload state of one snapshot file: pending → uploaded | deduped. */
 export type SnapshotFileState = 'pending' | 'uploaded' | 'deduped';
@@ -144,6 +162,21 @@ export class StagingIndex {
 
   dropSnapshot(commitId: string): void {
     this.db.prepare('DELETE FROM snapshot_files WHERE commit_id = ?').run(commitId);
+  }
+
+  upload(nodeId: string): UploadRecord | null {
+    const r = this.db.prepare('SELECT * FROM uploads WHERE node_id = ?').get(nodeId) as Record<string, unknown> | undefined;
+    return r ? { nodeId, size: Number(r.size), mtimeMs: Number(r.mtime_ms), sha256: r.sha256 as string, state: r.state as UploadState } : null;
+  }
+
+  setUpload(u: UploadRecord): void {
+    this.db.prepare(`INSERT INTO uploads (node_id, size, mtime_ms, sha256, state) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT (node_id) DO UPDATE SET size = excluded.size, mtime_ms = excluded.mtime_ms, sha256 = excluded.sha256, state = excluded.state`)
+      .run(u.nodeId, u.size, u.mtimeMs, u.sha256, u.state);
+  }
+
+  dropUpload(nodeId: string): void {
+    this.db.prepare('DELETE FROM uploads WHERE node_id = ?').run(nodeId);
   }
 
   touchCachedObject(sha256: string, size: number): void {

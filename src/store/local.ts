@@ -146,6 +146,12 @@ export class LocalStore implements ObjectStore {
       try { await fh.sync(); } finally { await fh.close(); }
       const size = (await fs.stat(tmp)).size;
       options.onProgress?.(size);
+      try {
+        await options.beforeComplete?.();
+      } catch (err) {
+        await fs.rm(tmp, { force: true });
+        throw err;
+      }
       return options.ifAbsent ? this.publish(tmp, key, 'create') : this.withKeyLock(key, () => this.publish(tmp, key, 'replace'));
     });
   }

@@ -406,6 +406,7 @@ export class S3Store implements ObjectStore {
       if (size <= partSize) {
         const buf = Buffer.allocUnsafe(size);
         await readFully(fh, buf, size, 0, key);
+        await options.beforeComplete?.();
         const result = options.ifAbsent ? await this.putIfAbsent(key, buf) : await this.put(key, buf);
         options.onProgress?.(size);
         return result;
@@ -450,6 +451,7 @@ export class S3Store implements ObjectStore {
         throw failed instanceof StoreError ? failed : new StoreError('STORAGE_ERROR', `Upload of ${key} failed: ${(failed as Error).message}`, { key }, { cause: failed });
       }
       try {
+        await options.beforeComplete?.();
         return await this.completeMultipartUpload(key, uploadId, parts, { ifAbsent: options.ifAbsent });
       } catch (err) {
         await this.abortMultipartUpload(key, uploadId).catch(() => {});

@@ -65,6 +65,11 @@ export interface PutFileOptions {
   ifAbsent?: boolean;
   /** Called with the number of bytes uploaded so far. */
   onProgress?: (uploadedBytes: number) => void;
+  /**
+   * Called after every byte was sent and before the object is published (the single
+   * PUT, or the multipart completion). Throwing aborts the upload: nothing is published.
+   */
+  beforeComplete?: () => void | Promise<void>;
 }
 
 export interface ObjectStore {

@@ -17,7 +17,9 @@ const tick = () => {
     fs.writeSync(fd, buf);
   } catch (e) { process.stdout.write('error ' + e.code + '\\n'); process.exit(3); }
   written += buf.length;
-  if (written === chunk) process.stdout.write('writing\\n');
+  // The first chunk is made durable, so a test can rely on it surviving a daemon crash
+  // (with the kernel's writeback cache, unsynced writes may not have reached the daemon).
+  if (written === chunk) { fs.fsyncSync(fd); process.stdout.write('writing\\n'); }
   if (total > 0 && written >= total) { fs.closeSync(fd); process.stdout.write('closed\\n'); process.exit(0); }
   setTimeout(tick, 5);
 };

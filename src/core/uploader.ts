@@ -1,0 +1,133 @@
+/**
+ * Background upload: a staged file's bytes go to the store as soon as its last writer
+ * closes, so that by the time `commit()` is called most bytes are already in the
+ * bucket, and the commit path reuses the result.
+ *
+ * Owns: the upload queue (bounded concurrency), the per-file upload records of the
+ * staging index, and the "version" of each staged file (bumped by anything that can
+ * change its bytes: a writable open, a truncate, an unlink).
+ *
+ * Invariants:
+ * - `objects/<sha>` only ever holds bytes that hash to `<sha>`: the hash is taken
+ *   first, and the upload is aborted before publishing if the file's version moved
+ *   while it ran (every change to staged bytes goes through a writable open or a
+ *   truncate, which the core reports here).
+ * - An upload record is trusted only for the exact (size, mtime) it was made for.
+ * - A background failure is logged and left for the commit, which uploads again and
+ *   fails with the error if it persists: nothing is swallowed.
+ */
+import * as fs from 'node:fs/promises';
+import { objectKey } from '../commit/layout.js';
+import { CacheError, StoreError, toRosetError } from '../errors/index.js';
+import { sha256File } from '../util/hash.js';
+import { stagingPath, type CoreContext } from './context.js';
+import type { UploadRecord } from './staging-index.js';
+
+export interface UploadOutcome {
+  sha256: string;
+  size: number;
+  mtimeMs: number;
+  /** Whether this object had to be sent (now or earlier in the background) or already existed. */
+  how: 'uploaded' | 'deduped';
+}
+
+export class Uploader {
+  private readonly versions = new Map<string, number>();
+  private readonly inflight = new Map<string, Promise<UploadOutcome>>();
+  private readonly queue = new Set<string>();
+  private active = 0;
+  private idle: Array<() => void> = [];
+
+  constructor(private readonly ctx: CoreContext, private readonly concurrency = 2) {}
+
+  /** Something may change the file's bytes: past uploads no longer describe it. */
+  touch(nodeId: string): void {
+    this.versions.set(nodeId, (this.versions.get(nodeId) ?? 0) + 1);
+    this.ctx.index.dropUpload(nodeId);
+  }
+
+  private version(nodeId: string): number {
+    return this.versions.get(nodeId) ?? 0;
+  }
+
+  /** Queues a closed file for upload in the background. */
+  schedule(nodeId: string): void {
+    this.queue.add(nodeId);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.active < this.concurrency && this.queue.size > 0) {
+      const nodeId = this.queue.values().next().value as string;
+      this.queue.delete(nodeId);
+      // A file reopened for writing is uploaded at its next close instead.
+      if (this.ctx.handles.openFor(nodeId).some((h) => h.writable)) continue;
+      this.active++;
+      this.ensure(nodeId).catch((err: unknown) => {
+        const e = toRosetError(err);
+        if (e.rosetCode !== 'NODE_NOT_FOUND') this.ctx.log.warn({ nodeId, code: e.rosetCode, err: e.message }, 'background upload failed; the commit will upload again');
+      }).finally(() => {
+        this.active--;
+        this.pump();
+        if (this.active === 0 && this.queue.size === 0) for (const r of this.idle.splice(0)) r();
+      });
+    }
+  }
+
+  /** Resolves when no background upload runs or waits. */
+  drained(): Promise<void> {
+    if (this.active === 0 && this.queue.size === 0) return Promise.resolve();
+    return new Promise((r) => this.idle.push(r));
+  }
+
+  /** The staged file as it is now, in the store: from a record, an upload in flight, or a new upload. */
+  async ensure(nodeId: string): Promise<UploadOutcome> {
+    for (;;) {
+      const st = await fs.stat(stagingPath(this.ctx, nodeId)).catch(() => null);
+      if (!st) throw new CacheError('INTERNAL', `The staged bytes of node ${nodeId} are missing from the cache`);
+      const rec = this.ctx.index.upload(nodeId);
+      if (rec && rec.state !== 'hashed' && rec.size === st.size && rec.mtimeMs === Math.floor(st.mtimeMs)) {
+        return { sha256: rec.sha256, size: rec.size, mtimeMs: rec.mtimeMs, how: rec.state };
+      }
+      const running = this.inflight.get(nodeId);
+      if (running) {
+        await running.catch(() => undefined);
+        continue;
+      }
+      const p = this.upload(nodeId, rec).finally(() => this.inflight.delete(nodeId));
+      this.inflight.set(nodeId, p);
+      return p;
+    }
+  }
+
+  private async upload(nodeId: string, rec: UploadRecord | null): Promise<UploadOutcome> {
+    const local = stagingPath(this.ctx, nodeId);
+    const version = this.version(nodeId);
+    const st = await fs.stat(local);
+    const size = st.size;
+    const mtimeMs = Math.floor(st.mtimeMs);
+    // A hash taken while the file was written sequentially saves reading it again.
+    const sha = rec && rec.state === 'hashed' && rec.size === size && rec.mtimeMs === mtimeMs ? rec.sha256 : await sha256File(local);
+    const changed = (): void => {
+      if (this.version(nodeId) !== version) throw new CacheError('INTERNAL', `node ${nodeId} changed while it was being uploaded`);
+    };
+    changed();
+    const key = objectKey(sha);
+    let how: UploadOutcome['how'] = 'uploaded';
+    if (await this.ctx.store.head(key)) {
+      how = 'deduped';
+    } else {
+      try {
+        await this.ctx.store.putFile(key, local, { ifAbsent: true, beforeComplete: changed });
+      } catch (err) {
+        // Another upload of the same bytes got there first: that is dedup, not failure.
+        if (err instanceof StoreError && err.rosetCode === 'PRECONDITION_FAILED') how = 'deduped';
+        else throw err;
+      }
+    }
+    changed();
+    const out: UploadOutcome = { sha256: sha, size, mtimeMs, how };
+    this.ctx.index.setUpload({ nodeId, size, mtimeMs, sha256: sha, state: how });
+    return out;
+  }
+}
