@@ -9,7 +9,6 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     // Starts (lazily) and stops the S3 test server: see test/setup/s3-server.ts.
     globalSetup: ['test/setup/s3-server.ts'],
     testTimeout: 120_000,
@@ -19,5 +18,9 @@ export default defineConfig({
     teardownTimeout: 120_000,
     pool: 'forks',
     fileParallelism: false,
+    projects: [
+      { extends: true, test: { name: 'native', include: ['test/**/*.test.ts'], env: { ROSET_TEST_FUSE_BINDING: 'native' } } },
+      { extends: true, test: { name: 'fuse-native', include: ['test/e2e/**/*.test.ts'], env: { ROSET_TEST_FUSE_BINDING: 'fuse-native' } } },
+    ],
   },
 });

@@ -17,6 +17,7 @@ export interface BenchOptions {
   sizeBytes: number;
   commitBytes: number;
   rssBytes: number;
+  rssFiles: number;
   smallFiles: number;
   smallBytes: number;
   peerSmallFiles: number;
@@ -67,6 +68,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     .option('--size-gib <n>', 'sequential write and cold/warm read size', positive, 2)
     .option('--commit-gib <n>', 'file size for last close → commit completed', positive, 1)
     .option('--rss-gib <n>', 'bytes written while the daemon RSS is sampled', positive, 10)
+    .option('--rss-files <n>', 'split those bytes over this many files (a sharded checkpoint)', integer, 1)
     .option('--small-files <n>', 'small files created and committed through Roset', integer, 10_000)
     .option('--small-kib <n>', 'size of each small file', positive, 4)
     .option('--peer-small-files <n>', 'small files created through s3fs and rclone (s3fs does about 100/s)', integer, 1000)
@@ -96,6 +98,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     sizeBytes: mib(pick<number>('sizeGib', 0.25) * GiB),
     commitBytes: mib(pick<number>('commitGib', 0.25) * GiB),
     rssBytes: mib(pick<number>('rssGib', 1) * GiB),
+    rssFiles: o.rssFiles as number,
     smallFiles: pick<number>('smallFiles', 1000),
     smallBytes: Math.round((o.smallKib as number) * 1024),
     peerSmallFiles: pick<number>('peerSmallFiles', 200),

@@ -138,7 +138,7 @@ export function docSection(r: BenchResult): string {
     '',
     `Measured at commit \`${r.commit.sha.slice(0, 12)}\` (${r.commit.subject}), ${r.startedAt} to ${r.finishedAt} (${(r.durationS / 60).toFixed(1)} min), bindings: ${r.bindings.measured.join(', ') || 'none'}.${dirty}`,
     '',
-    `Sizes: ${(Number(o.sizeBytes) / 2 ** 30).toFixed(2)} GiB write/read, ${(Number(o.commitBytes) / 2 ** 30).toFixed(2)} GiB commit, ${o.smallFiles} × ${Number(o.smallBytes) / 1024} KiB files (${o.peerSmallFiles} through the peers), ${o.commits} commit() calls, ${(Number(o.rssBytes) / 2 ** 30).toFixed(0)} GiB for memory, ${o.repeat} sample(s) per throughput row (median).`,
+    `Sizes: ${(Number(o.sizeBytes) / 2 ** 30).toFixed(2)} GiB write/read, ${(Number(o.commitBytes) / 2 ** 30).toFixed(2)} GiB commit, ${o.smallFiles} × ${Number(o.smallBytes) / 1024} KiB files (${o.peerSmallFiles} through the peers), ${o.commits} commit() calls, ${(Number(o.rssBytes) / 2 ** 30).toFixed(0)} GiB${Number(o.rssFiles ?? 1) > 1 ? ` in ${o.rssFiles} files` : ''} for memory, ${o.repeat} sample(s) per throughput row (median).`,
     '',
     '### Machine',
     '',

@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { Daemon, type DaemonConfig } from '../daemon/daemon.js';
+import { DEFAULT_FUSE_BINDING, FUSE_BINDINGS, type FuseBinding } from '../fuse/types.js';
 import { createLogger, type LogLevel } from '../util/log.js';
 import { defaultStateDir } from '../util/state-dir.js';
 import { addStoreOptions, envFlag, storeConfig } from './store-options.js';
@@ -18,16 +19,31 @@ function seconds(v: string): number {
   return n;
 }
 
+/** `10G`, `512MiB`, `1.5T`, or plain bytes; binary units. */
+export function size(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(v.trim());
+  if (!m) throw new InvalidArgumentError('expected a size such as 50G, 512M or 1073741824');
+  const exp = ' KMGT'.indexOf((m[2] || ' ').toUpperCase());
+  return Math.floor(Number(m[1]) * 1024 ** exp);
+}
+
 function listen(v: string): { host: string; port: number } {
   const m = /^(.*):(\d{1,5})$/.exec(v);
   if (!m || Number(m[2]) > 65535) throw new InvalidArgumentError('expected HOST:PORT, e.g. 127.0.0.1:7070');
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
 }
 
+function fuseBindingFromEnv(v: string | undefined): FuseBinding | undefined {
+  if (!v) return undefined;
+  if (!(FUSE_BINDINGS as readonly string[]).includes(v)) throw new InvalidArgumentError(`ROSET_FUSE_BINDING must be one of ${FUSE_BINDINGS.join(', ')}`);
+  return v as FuseBinding;
+}
+
 const program = addStoreOptions(new Command())
   .name('roset-mount')
   .description('Mount object storage with atomic, committed checkpoints (stays in the foreground)')
   .argument('<mountpoint>', 'directory to mount on (created if missing)')
+  .option('--cache-size <size>', 'committed data kept in the read cache, e.g. 50G; least recently used goes first; staged data is never evicted [env ROSET_CACHE_SIZE] (default: no limit)', size)
   .option('--cache-dir <dir>', 'local staging and read cache [env ROSET_CACHE_DIR] (default: STATE_DIR/cache)')
   .option('--state-dir <dir>', 'state directory [env ROSET_STATE_DIR] (default: /var/lib/roset as root, else ~/.local/state/roset)')
   .option('--listen <host:port>', 'where the embedded API listens; port 0 picks a free one [env ROSET_LISTEN]', listen)
@@ -36,6 +52,7 @@ const program = addStoreOptions(new Command())
   .option('--seal-timeout <seconds>', 'how long a seal waits for open files to close [env ROSET_SEAL_TIMEOUT]', seconds)
   .option('--drain-timeout <seconds>', 'how long SIGTERM waits for in-flight commits [env ROSET_DRAIN_TIMEOUT]', seconds)
   .option('--mount-name <name>', 'name of the mount in the control plane [env ROSET_MOUNT_NAME]')
+  .addOption(new Option('--fuse-binding <binding>', `FUSE binding: native (libfuse3, writeback cache, data path in C) or fuse-native (libfuse 2) [env ROSET_FUSE_BINDING] (default: ${DEFAULT_FUSE_BINDING})`).choices(FUSE_BINDINGS))
   .addOption(new Option('--log-level <level>', 'log level [env ROSET_LOG_LEVEL]').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
   .showHelpAfterError()
   .action(async (mountpoint: string, o: Record<string, unknown>) => {
@@ -44,6 +61,7 @@ const program = addStoreOptions(new Command())
     const cfg: DaemonConfig = {
       mountpoint: path.resolve(mountpoint),
       stateDir,
+      cacheMaxBytes: (o.cacheSize as number | undefined) ?? (env.ROSET_CACHE_SIZE ? size(env.ROSET_CACHE_SIZE) : 0),
       cacheDir: path.resolve((o.cacheDir as string | undefined) ?? env.ROSET_CACHE_DIR ?? path.join(stateDir, 'cache')),
       ...storeConfig(o, env, stateDir),
       listenHost: l.host,
@@ -53,6 +71,7 @@ const program = addStoreOptions(new Command())
       sealTimeoutMs: 1000 * ((o.sealTimeout as number | undefined) ?? (env.ROSET_SEAL_TIMEOUT ? seconds(env.ROSET_SEAL_TIMEOUT) : 60)),
       drainTimeoutMs: 1000 * ((o.drainTimeout as number | undefined) ?? (env.ROSET_DRAIN_TIMEOUT ? seconds(env.ROSET_DRAIN_TIMEOUT) : 300)),
       mountName: (o.mountName as string | undefined) ?? env.ROSET_MOUNT_NAME ?? 'default',
+      fuseBinding: (o.fuseBinding as FuseBinding | undefined) ?? fuseBindingFromEnv(env.ROSET_FUSE_BINDING) ?? DEFAULT_FUSE_BINDING,
     };
     const log = createLogger(((o.logLevel as string | undefined) ?? env.ROSET_LOG_LEVEL ?? 'info') as LogLevel);
     const daemon = new Daemon(cfg, log);

@@ -31,8 +31,11 @@ export interface Agent {
   seal(commitId: string, folderPath: string, timeoutMs: number): Promise<void>;
   /** Uploads the snapshot's bytes as content-addressed objects (deduplicated). */
   upload(commitId: string, folderPath: string): Promise<AgentUploadResult>;
-  /** Forgets the snapshot once the commit is completed or failed. */
-  release(commitId: string): Promise<void>;
+  /**
+   * Forgets the snapshot once the commit is completed or failed. After a completed
+   * commit the agent may hand its staged copies over to its read cache.
+   */
+  release(commitId: string, completed: boolean): Promise<void>;
 }
 
 export class AgentRegistry {

@@ -161,7 +161,7 @@ export class CommitEngine {
   private async releaseAll(commitId: string): Promise<void> {
     const c = await this.meta.getCommit(commitId);
     if (!c) return;
-    for (const a of this.agents.forMount(c.mountId)) await a.release(commitId);
+    for (const a of this.agents.forMount(c.mountId)) await a.release(commitId, c.phase === 'completed');
   }
 
   /**

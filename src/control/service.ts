@@ -32,6 +32,8 @@ const DEFAULT_DIR_MODE = 0o40755;
 /** What the data plane needs from the control plane. */
 export interface ControlApi {
   lookup(mountId: string, path: string): Promise<NodeRecord | null>;
+  /** A live node of this mount by id (its current path follows renames); null if gone. */
+  lookupById(mountId: string, id: string): Promise<NodeRecord | null>;
   children(nodeId: string): Promise<NodeRecord[]>;
   createNode(req: { mountId: string; parentPath: string; name: string; type: NodeType; mode?: number; ownerAgent?: string | null }): Promise<NodeRecord>;
   /** Removes a staging file or an empty staging folder (unlink, rmdir). */
@@ -99,6 +101,11 @@ export class ControlPlane implements ControlApi {
 
   async lookup(mountId: string, path: string): Promise<NodeRecord | null> {
     return this.meta.getNodeByPath(mountId, path);
+  }
+
+  async lookupById(mountId: string, id: string): Promise<NodeRecord | null> {
+    const n = await this.meta.getNode(id);
+    return n && n.mountId === mountId && !n.deletedAt ? n : null;
   }
 
   async children(nodeId: string): Promise<NodeRecord[]> {

@@ -8,17 +8,19 @@
  * - The snapshot is taken only when no writable handle is open under the folder, and
  *   it is persisted before any upload starts, so a restart resumes the same snapshot.
  * - An object is uploaded create-only; one that already exists (same sha256) is not
- *   uploaded again, which is what makes unchanged files free.
+ *   uploaded again, which is what makes unchanged files free. Files usually reach the
+ *   store in the background when they close (uploader.ts); the commit reuses that.
  */
 import * as fs from 'node:fs/promises';
 import type { Agent, AgentFile, AgentUploadResult } from '../commit/agents.js';
 import { relativeTo } from '../meta/paths.js';
 import { objectKey } from '../commit/layout.js';
-import { CacheError, CommitError, StoreError } from '../errors/index.js';
+import { CacheError, CommitError } from '../errors/index.js';
 import { failpoint } from '../util/failpoints.js';
-import { sha256File } from '../util/hash.js';
 import { stagingPath, type CoreContext } from './context.js';
 import type { SnapshotFile } from './staging-index.js';
+import type { ObjectCache } from './object-cache.js';
+import type { Uploader } from './uploader.js';
 
 const UPLOAD_CONCURRENCY = 4;
 
@@ -26,7 +28,8 @@ export class StagingAgent implements Agent {
   readonly id: string;
   readonly mountId: string;
 
-  constructor(private readonly ctx: CoreContext, readonly mountpoint: string | null) {
+  constructor(private readonly ctx: CoreContext, readonly mountpoint: string | null, private readonly uploader: Uploader,
+    private readonly objects: ObjectCache) {
     this.id = ctx.agentId;
     this.mountId = ctx.mountId;
   }
@@ -39,6 +42,7 @@ export class StagingAgent implements Agent {
         { paths: open });
     }
     const nodes = await this.ctx.control.stagedFiles(this.mountId, folderPath, this.id);
+    await this.ctx.flushKernelCache?.(nodes.map((n) => n.id)); // kernel-held dirty pages first (native binding's writeback cache)
     const files: SnapshotFile[] = [];
     for (const n of nodes) {
       let st;
@@ -71,26 +75,32 @@ export class StagingAgent implements Agent {
   }
 
   private async uploadOne(f: SnapshotFile): Promise<void> {
-    const local = stagingPath(this.ctx, f.nodeId);
-    const sha = f.sha256 ?? await sha256File(local);
-    const key = objectKey(sha);
-    let state: 'uploaded' | 'deduped' = 'uploaded';
-    if (await this.ctx.store.head(key)) {
-      state = 'deduped';
-    } else {
-      try {
-        await this.ctx.store.putFile(key, local, { ifAbsent: true });
-      } catch (err) {
-        // Another commit uploaded the same bytes first: that is dedup, not failure.
-        if (err instanceof StoreError && err.rosetCode === 'PRECONDITION_FAILED') state = 'deduped';
-        else throw err;
-      }
+    // Most files were uploaded in the background when they closed; this reuses that.
+    const out = await this.uploader.ensure(f.nodeId);
+    if (out.size !== f.size || out.mtimeMs !== f.mtimeMs) {
+      throw new CacheError('INTERNAL', `The staged bytes of ${f.relPath} changed after the seal`);
     }
-    this.ctx.index.markSnapshotFile(f.commitId, f.nodeId, sha, state);
-    if (state === 'uploaded') await failpoint('upload.after-first-object', this.ctx.log);
+    this.ctx.index.markSnapshotFile(f.commitId, f.nodeId, out.sha256, out.how);
+    if (out.how === 'uploaded') await failpoint('upload.after-first-object', this.ctx.log);
   }
 
-  async release(commitId: string): Promise<void> {
+  async release(commitId: string, completed: boolean): Promise<void> {
+    if (completed) {
+      // The bytes are committed and in the store: the staged copies become read cache
+      // (a hard link each), which --cache-size may evict like any fetched object.
+      for (const f of this.ctx.index.snapshot(commitId)) {
+        if (!f.sha256) continue;
+        try {
+          await this.objects.adopt(stagingPath(this.ctx, f.nodeId), f.sha256, f.size);
+          await fs.rm(stagingPath(this.ctx, f.nodeId), { force: true });
+          this.ctx.index.removeStaged(f.nodeId);
+          this.ctx.index.dropUpload(f.nodeId);
+        } catch (err) {
+          // The staged copy stays and keeps serving reads; nothing is lost.
+          this.ctx.log.warn({ nodeId: f.nodeId, err: (err as Error).message }, 'could not move a committed file into the read cache');
+        }
+      }
+    }
     this.ctx.index.dropSnapshot(commitId);
   }
 }

@@ -18,7 +18,15 @@ export interface CoreContext {
   handles: HandleTable;
   cacheDir: string;
   readOnly: boolean;
+  /** Bytes of committed objects the read cache may keep (`--cache-size`); 0 or absent: no limit. */
+  cacheMaxBytes?: number;
   log: Logger;
+  /**
+   * Set by a FUSE binding whose kernel cache may hold written but unsent pages (the
+   * native binding's writeback cache): writes them back for these nodes. The seal
+   * calls it right before its snapshot.
+   */
+  flushKernelCache?: (nodeIds: string[]) => Promise<void>;
 }
 
 export const stagingPath = (ctx: CoreContext, nodeId: string): string => path.join(ctx.cacheDir, 'staging', nodeId);

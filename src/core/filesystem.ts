@@ -14,6 +14,7 @@
  * - Data writes are synchronous `pwrite`s into the staged file, done before the FUSE
  *   reply, so the kernel's buffer is never used after the call returns.
  */
+import { createHash } from 'node:crypto';
 import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
@@ -24,6 +25,7 @@ import { CacheError, NamespaceError, RosetError } from '../errors/index.js';
 import { StagingAgent } from './agent.js';
 import { stagingPath, type CoreContext } from './context.js';
 import { ObjectCache } from './object-cache.js';
+import { Uploader } from './uploader.js';
 import type { Handle } from './handles.js';
 
 export interface Stat {
@@ -57,13 +59,15 @@ function localError(err: unknown, what: string): RosetError {
 
 export class RosetFilesystem {
   readonly agent: StagingAgent;
+  readonly uploader: Uploader;
   private readonly objects: ObjectCache;
   private readonly uid = process.getuid?.() ?? 0;
   private readonly gid = process.getgid?.() ?? 0;
 
   constructor(private readonly ctx: CoreContext, mountpoint: string | null) {
-    this.agent = new StagingAgent(ctx, mountpoint);
-    this.objects = new ObjectCache(ctx);
+    this.uploader = new Uploader(ctx);
+    this.objects = new ObjectCache(ctx, { maxBytes: ctx.cacheMaxBytes ?? 0 });
+    this.agent = new StagingAgent(ctx, mountpoint, this.uploader, this.objects);
   }
 
   static async prepareCacheDir(cacheDir: string): Promise<void> {
@@ -152,7 +156,7 @@ export class RosetFilesystem {
   async create(p: string, mode: number, flags: number): Promise<number> {
     const np = normalizePath(p);
     // Registered before the node exists, so a seal starting now waits for this create.
-    const h = this.ctx.handles.add({ nodeId: null, path: np, fd: -1, writable: true, append: (flags & C.O_APPEND) !== 0, dirty: false });
+    const h = this.ctx.handles.add({ nodeId: null, path: np, fd: -1, writable: true, append: (flags & C.O_APPEND) !== 0, dirty: false, hash: createHash('sha256'), hashed: 0 });
     try {
       await this.writable(np);
       const n = await this.ctx.control.createNode({
@@ -202,7 +206,9 @@ export class RosetFilesystem {
       if (!this.staged(n)) throw new CacheError('INTERNAL', `The staged bytes of ${np} are missing from the cache`);
       let f = fsSync.constants.O_RDWR;
       if (flags & C.O_TRUNC) f |= fsSync.constants.O_TRUNC;
+      this.uploader.touch(n.id);
       h.fd = fsSync.openSync(stagingPath(this.ctx, n.id), f);
+      if (fsSync.fstatSync(h.fd).size === 0) { h.hash = createHash('sha256'); h.hashed = 0; }
       this.ctx.index.addWriters(n.id, 1);
       if (flags & C.O_TRUNC) h.dirty = true;
       return h.fh;
@@ -233,7 +239,16 @@ export class RosetFilesystem {
     try {
       const pos = h.append ? fsSync.fstatSync(h.fd).size : position;
       h.dirty = true;
-      return fsSync.writeSync(h.fd, buf, 0, length, pos);
+      const n = fsSync.writeSync(h.fd, buf, 0, length, pos);
+      if (h.hash) {
+        if (pos === h.hashed) {
+          h.hash.update(buf.subarray(0, n));
+          h.hashed! += n;
+        } else {
+          h.hash = null;
+        }
+      }
+      return n;
     } catch (err) {
       throw localError(err, `write ${h.path}`);
     }
@@ -241,11 +256,9 @@ export class RosetFilesystem {
 
   async fsync(fh: number): Promise<void> {
     const h = this.handle(fh);
-    try {
-      fsSync.fsyncSync(h.fd);
-    } catch (err) {
-      throw localError(err, `fsync ${h.path}`);
-    }
+    // On the thread pool: flushing a large staged file takes the disk's time, and the
+    // event loop answers every other metadata request of the mount meanwhile.
+    await new Promise<void>((resolve, reject) => fsSync.fsync(h.fd, (err) => (err ? reject(localError(err, `fsync ${h.path}`)) : resolve())));
   }
 
   /**
@@ -272,6 +285,7 @@ export class RosetFilesystem {
       if (h.writable && h.nodeId) {
         if (h.fd >= 0 && h.dirty) await this.publishAttrs(h).catch(() => undefined);
         this.ctx.index.addWriters(h.nodeId, -1);
+        if (h.fd >= 0) this.closedWriter(h);
       }
       if (h.fd >= 0) fsSync.closeSync(h.fd);
     } finally {
@@ -280,17 +294,30 @@ export class RosetFilesystem {
     }
   }
 
+  /** A writer closed: remember a hash taken while writing, and start the upload once no writer is left. */
+  private closedWriter(h: Handle): void {
+    const nodeId = h.nodeId!;
+    const st = fsSync.fstatSync(h.fd);
+    if (h.hash && h.hashed === st.size) {
+      this.ctx.index.setUpload({ nodeId, size: st.size, mtimeMs: Math.floor(st.mtimeMs), sha256: h.hash.digest('hex'), state: 'hashed' });
+    }
+    h.hash = null;
+    if (!this.ctx.handles.openFor(nodeId).some((o) => o.writable && o.fh !== h.fh)) this.uploader.schedule(nodeId);
+  }
+
   async truncate(p: string, size: number): Promise<void> {
     const np = normalizePath(p);
     const n = await this.node(np);
     if (n.type === 'folder') throw new NamespaceError('IS_A_FOLDER', `${np} is a folder`);
     await this.writable(np);
     if (n.ownerAgent !== this.ctx.agentId) throw new NamespaceError('CONFLICT', `${np} is staged by another node`);
+    this.uploader.touch(n.id);
     try {
       await fs.truncate(stagingPath(this.ctx, n.id), size);
     } catch (err) {
       throw localError(err, `truncate ${np}`);
     }
+    if (!this.ctx.handles.openFor(n.id).some((o) => o.writable)) this.uploader.schedule(n.id);
     await this.ctx.control.setAttrs(this.ctx.mountId, np, { size, mtimeMs: Date.now() });
   }
 
@@ -306,8 +333,10 @@ export class RosetFilesystem {
       if (err instanceof RosetError && err.rosetCode === 'COMMITTED') throw err;
     });
     try {
+      if (h.nodeId) this.uploader.touch(h.nodeId);
       fsSync.ftruncateSync(h.fd, size);
       h.dirty = true;
+      h.hash = null;
     } catch (err) {
       throw localError(err, `truncate ${h.path}`);
     }
@@ -323,6 +352,7 @@ export class RosetFilesystem {
   private async dropStaged(nodeId: string): Promise<void> {
     // Open handles keep their fd, as POSIX allows; the bytes go when the last fd closes.
     // The file goes first: on a full disk, that frees the space the index needs.
+    this.uploader.touch(nodeId);
     await fs.rm(stagingPath(this.ctx, nodeId), { force: true });
     this.ctx.index.removeStaged(nodeId);
   }
@@ -357,6 +387,84 @@ export class RosetFilesystem {
     return {
       bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, favail: s.ffree, namemax: 255,
     };
+  }
+
+  // ---- For inode-based bindings (src/fuse/native.ts): additive, same rules as above ----
+
+  /** The node at `p` with its attributes: what a FUSE LOOKUP answers. */
+  async lookupEntry(p: string): Promise<{ nodeId: string; stat: Stat }> {
+    const n = await this.node(p);
+    return { nodeId: n.id, stat: await this.getattr(n.path) };
+  }
+
+  /** The current path of a node (renames included), or null once it is gone. */
+  async pathOfNode(nodeId: string): Promise<string | null> {
+    return (await this.ctx.control.lookupById(this.ctx.mountId, nodeId))?.path ?? null;
+  }
+
+  /** Children with their inode numbers and types, for a readdir that needs d_ino/d_type. */
+  async readdirEntries(p: string): Promise<Array<{ name: string; ino: number; folder: boolean }>> {
+    const n = await this.node(p);
+    if (n.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `${p} is not a folder`);
+    return (await this.ctx.control.children(n.id)).map((c) => ({ name: c.name, ino: this.ctx.index.ino(c.id), folder: c.type === 'folder' }));
+  }
+
+  /** What a binding that serves data itself needs of an open handle: its fd and mode. */
+  handleInfo(fh: number): { fd: number; writable: boolean; nodeId: string | null } | null {
+    const h = this.ctx.handles.get(fh);
+    return h && h.fd >= 0 ? { fd: h.fd, writable: h.writable, nodeId: h.nodeId } : null;
+  }
+
+  /**
+   * Bytes reached the staged file through `fh` without passing through `write` (a
+   * binding that writes in C): the handle is dirty, as after a write, and no hash was
+   * taken of those bytes on the way.
+   */
+  noteWritten(fh: number): void {
+    const h = this.ctx.handles.get(fh);
+    if (!h || !h.writable) return;
+    h.dirty = true;
+    h.hash = null;
+  }
+
+  /**
+   * Attributes through an open handle: those of its node, or, once the file was
+   * unlinked while open, of the bytes the handle still holds.
+   */
+  async fgetattr(fh: number): Promise<Stat> {
+    const h = this.handle(fh);
+    const n = await this.ctx.control.lookup(this.ctx.mountId, h.path);
+    if (n && n.id === h.nodeId) return this.getattr(h.path);
+    const st = fsSync.fstatSync(h.fd);
+    return {
+      mode: C.S_IFREG | (h.writable ? 0o644 : 0o444), size: st.size, nlink: 0, uid: this.uid, gid: this.gid,
+      ino: h.nodeId ? this.ctx.index.ino(h.nodeId) : 0, blksize: 4096, blocks: Math.ceil(st.size / 512), atime: st.atime, mtime: st.mtime, ctime: st.ctime,
+    };
+  }
+
+  /**
+   * Sets times through an open handle. The kernel does this itself when it writes back
+   * a file under the writeback cache, so a handle opened for writing before a seal may
+   * do it while sealing, as it may write (same rule as ftruncate).
+   */
+  async futimens(fh: number, _atime: Date, mtime: Date): Promise<void> {
+    const h = this.handle(fh);
+    if (!h.writable) {
+      await this.utimens(h.path, _atime, mtime);
+      return;
+    }
+    await this.writable(h.path).catch((err: unknown) => {
+      if (err instanceof RosetError && err.rosetCode === 'COMMITTED') throw err;
+    });
+    try {
+      fsSync.futimesSync(h.fd, mtime, mtime);
+    } catch (err) {
+      throw localError(err, `utimens ${h.path}`);
+    }
+    // An unlinked file keeps its handle but has no node left to update.
+    await this.ctx.control.setAttrs(this.ctx.mountId, h.path, { mtimeMs: mtime.getTime() }).catch((err: unknown) => {
+      if (!(err instanceof RosetError && err.rosetCode === 'NODE_NOT_FOUND')) throw err;
+    });
   }
 
   /** Count of writable handles: the daemon drains these before unmounting. */

@@ -10,6 +10,7 @@
  *   any moment either sees the handle or the handle's check sees the seal.
  * - Paths of open handles follow renames (`renamed`).
  */
+import type { Hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { isWithin } from '../meta/paths.js';
 
@@ -22,6 +23,12 @@ export interface Handle {
   append: boolean;
   /** Bytes were written through this handle since it was opened. */
   dirty: boolean;
+  /**
+   * sha256 of the file so far, while it is written sequentially from byte 0 through
+   * this handle (then the upload need not read it again); null once it is not.
+   */
+  hash?: Hash | null;
+  hashed?: number;
 }
 
 export class HandleTable {

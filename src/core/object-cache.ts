@@ -1,12 +1,22 @@
 /**
- * Committed objects in the local cache: fetched from the store on first read.
+ * Committed objects in the local cache: fetched from the store on first read, kept
+ * under a size limit with least-recently-used eviction.
  *
- * Owns: `<cacheDir>/objects/<sha256>`.
- * Invariants: a cached object is published by rename only after its bytes hashed to
- * the manifest's sha256, so a reader never gets wrong bytes; a mismatch is INTEGRITY_ERROR
- * (EIO) and an error log. Concurrent reads of one object share one download.
+ * Owns: `<cacheDir>/objects/<sha256>` and the `cached_objects` rows of the staging
+ * index (size, last access).
+ *
+ * Invariants:
+ * - A cached object is published by rename only after all its bytes hashed to the
+ *   manifest's sha256, so a reader never gets wrong bytes; a mismatch is
+ *   INTEGRITY_ERROR (EIO) and an error log.
+ * - Downloads use parallel ranged GETs; memory stays bounded (at most 2 × concurrency
+ *   chunks wait to be hashed in order) whatever the object size.
+ * - Concurrent reads of one object share one download; a cached object is never
+ *   downloaded again until it is evicted.
+ * - Only committed objects are evicted (they are in the store); staged bytes never are.
  */
 import { createHash, randomUUID } from 'node:crypto';
+import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { objectKey } from '../commit/layout.js';
@@ -14,11 +24,17 @@ import { CacheError } from '../errors/index.js';
 import { cacheTmpDir, objectCachePath, type CoreContext } from './context.js';
 
 const CHUNK = 8 << 20;
+const CONCURRENCY = 8;
+
+export interface ObjectCacheOptions {
+  /** Bytes of committed objects to keep; 0 means no limit. */
+  maxBytes: number;
+}
 
 export class ObjectCache {
   private readonly inflight = new Map<string, Promise<string>>();
 
-  constructor(private readonly ctx: CoreContext) {}
+  constructor(private readonly ctx: CoreContext, private readonly options: ObjectCacheOptions = { maxBytes: 0 }) {}
 
   /** Local path of a committed object, downloading and verifying it if needed. */
   async localPath(sha256: string, size: number): Promise<string> {
@@ -40,34 +56,95 @@ export class ObjectCache {
     return pending;
   }
 
+  /**
+   * Adopts bytes already on local disk as the cached copy of an object (a staged file
+   * whose commit completed): a hard link, no copy.
+   */
+  async adopt(localFile: string, sha256: string, size: number): Promise<void> {
+    const p = objectCachePath(this.ctx, sha256);
+    try {
+      await fs.link(localFile, p);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    this.ctx.index.touchCachedObject(sha256, size);
+    await this.evict();
+  }
+
   private async fetch(sha256: string, size: number, dest: string): Promise<string> {
     const key = objectKey(sha256);
     const tmp = path.join(cacheTmpDir(this.ctx), randomUUID());
-    const fh = await fs.open(tmp, 'w');
+    const fd = fsSync.openSync(tmp, 'w');
     const hash = createHash('sha256');
-    let total = 0;
-    try {
-      // Ranged chunks keep memory bounded for multi-GiB checkpoints.
-      for (let off = 0; off < size || (size === 0 && off === 0); off += CHUNK) {
-        if (size === 0) break;
-        const buf = await this.ctx.store.get(key, { offset: off, length: Math.min(CHUNK, size - off) });
-        hash.update(buf);
-        await fh.write(buf, 0, buf.length, off);
-        total += buf.length;
-        if (buf.length === 0) break;
+    const chunks = Math.ceil(size / CHUNK);
+    const ready = new Map<number, Buffer>();
+    let next = 0;
+    let hashed = 0;
+    let received = 0;
+    let failure: unknown;
+    let wake: (() => void) | null = null;
+    const worker = async (): Promise<void> => {
+      while (failure === undefined && next < chunks) {
+        // Back-pressure: a slow early chunk must not let later ones pile up in memory.
+        while (ready.size >= 2 * CONCURRENCY && failure === undefined) await new Promise<void>((r) => { wake = r; });
+        const i = next++;
+        const offset = i * CHUNK;
+        const length = Math.min(CHUNK, size - offset);
+        const buf = await this.ctx.store.get(key, { offset, length });
+        if (buf.length !== length) throw new CacheError('INTEGRITY_ERROR', `Object ${key} is shorter than its manifest says (chunk ${i}: ${buf.length} of ${length} bytes)`);
+        await new Promise<void>((resolve, reject) => fsSync.write(fd, buf, 0, buf.length, offset, (err) => (err ? reject(err) : resolve())));
+        received += buf.length;
+        ready.set(i, buf);
+        // Hash strictly in order, as soon as the next chunk is in.
+        while (ready.has(hashed)) {
+          hash.update(ready.get(hashed)!);
+          ready.delete(hashed);
+          hashed++;
+        }
+        const w = wake as (() => void) | null;
+        wake = null;
+        w?.();
       }
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    const got = hash.digest('hex');
-    if (got !== sha256 || total !== size) {
+    };
+    try {
+      await Promise.all(Array.from({ length: Math.min(CONCURRENCY, Math.max(chunks, 1)) }, () => worker().catch((err: unknown) => {
+        failure ??= err;
+        const w = wake as (() => void) | null;
+        w?.();
+      })));
+      if (failure !== undefined) throw failure;
+      fsSync.fsyncSync(fd);
+    } catch (err) {
+      fsSync.closeSync(fd);
       await fs.rm(tmp, { force: true });
-      this.ctx.log.error({ key, expected: sha256, got, size, received: total }, 'object failed its integrity check');
-      throw new CacheError('INTEGRITY_ERROR', `Object ${key} does not match its sha256 (got ${total} of ${size} bytes)`);
+      if (err instanceof CacheError) this.ctx.log.error({ key, err: err.message }, 'object failed its integrity check');
+      throw err;
+    }
+    fsSync.closeSync(fd);
+    const got = hash.digest('hex');
+    if (got !== sha256 || received !== size) {
+      await fs.rm(tmp, { force: true });
+      this.ctx.log.error({ key, expected: sha256, got, size, received }, 'object failed its integrity check');
+      throw new CacheError('INTEGRITY_ERROR', `Object ${key} does not match its sha256 (got ${received} of ${size} bytes)`);
     }
     await fs.rename(tmp, dest);
     this.ctx.index.touchCachedObject(sha256, size);
+    await this.evict();
     return dest;
+  }
+
+  /** Removes least-recently-used objects until the cache fits its limit. */
+  async evict(): Promise<void> {
+    if (this.options.maxBytes <= 0) return;
+    let total = this.ctx.index.cachedBytes();
+    if (total <= this.options.maxBytes) return;
+    for (const o of this.ctx.index.cachedObjectsByAge()) {
+      if (total <= this.options.maxBytes) break;
+      // An fd open on it keeps its bytes readable until closed, as unlink allows.
+      await fs.rm(objectCachePath(this.ctx, o.sha256), { force: true });
+      this.ctx.index.dropCachedObject(o.sha256);
+      total -= o.size;
+      this.ctx.log.debug({ sha256: o.sha256, size: o.size }, 'evicted a cached object');
+    }
   }
 }

@@ -184,6 +184,19 @@ export class StagingIndex {
       ON CONFLICT (sha256) DO UPDATE SET last_access = excluded.last_access`).run(sha256, size, Date.now());
   }
 
+  cachedBytes(): number {
+    return Number((this.db.prepare('SELECT COALESCE(SUM(size), 0) AS s FROM cached_objects').get() as { s: number }).s);
+  }
+
+  /** Cached objects, least recently used first. */
+  cachedObjectsByAge(): Array<{ sha256: string; size: number }> {
+    return this.db.prepare('SELECT sha256, size FROM cached_objects ORDER BY last_access, sha256').all() as Array<{ sha256: string; size: number }>;
+  }
+
+  dropCachedObject(sha256: string): void {
+    this.db.prepare('DELETE FROM cached_objects WHERE sha256 = ?').run(sha256);
+  }
+
   close(): void {
     this.db.close();
   }

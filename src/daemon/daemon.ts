@@ -22,7 +22,7 @@ import { HandleTable } from '../core/handles.js';
 import { RosetFilesystem } from '../core/filesystem.js';
 import { StagingIndex } from '../core/staging-index.js';
 import type { CoreContext } from '../core/context.js';
-import { mountFuse, type FuseMount } from '../fuse/adapter.js';
+import { mountFuseBinding, type FuseBinding, type FuseMount } from '../fuse/index.js';
 import { openStore, type StoreOptions } from '../store/index.js';
 import type { ObjectStore } from '../store/types.js';
 import { forceUnmount, isFuseMounted, processAlive } from '../util/mounts.js';
@@ -32,6 +32,8 @@ export interface DaemonConfig {
   mountpoint: string;
   stateDir: string;
   cacheDir: string;
+  /** Bytes of committed data the read cache may keep; 0: no limit. */
+  cacheMaxBytes: number;
   store: string;
   storeOptions: StoreOptions;
   listenHost: string;
@@ -41,6 +43,8 @@ export interface DaemonConfig {
   sealTimeoutMs: number;
   drainTimeoutMs: number;
   mountName: string;
+  /** `native` (libfuse3, C data path, writeback cache) or `fuse-native` (libfuse 2). */
+  fuseBinding: FuseBinding;
 }
 
 export class Daemon {
@@ -50,6 +54,7 @@ export class Daemon {
   private api?: ApiServer;
   private fuse?: FuseMount;
   private cp?: ControlPlane;
+  private core?: RosetFilesystem;
   private stopping: Promise<void> | null = null;
   endpoint = '';
 
@@ -76,9 +81,10 @@ export class Daemon {
     this.index = new StagingIndex(path.join(cfg.cacheDir, 'index.db'));
     const ctx: CoreContext = {
       mountId, agentId: await this.agentId(), control: cp, store: this.store, index: this.index, handles: new HandleTable(),
-      cacheDir: cfg.cacheDir, readOnly: cfg.readOnly, log: log.child({ component: 'fs' }),
+      cacheDir: cfg.cacheDir, cacheMaxBytes: cfg.cacheMaxBytes, readOnly: cfg.readOnly, log: log.child({ component: 'fs' }),
     };
     const core = new RosetFilesystem(ctx, cfg.mountpoint);
+    this.core = core;
     cp.registerAgent(core.agent);
     const { lost } = await core.reconcile();
     await cp.engine.recover();
@@ -89,10 +95,12 @@ export class Daemon {
     this.endpoint = await this.api.listen(cfg.listenHost, cfg.listenPort);
     await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.endpoint), `${this.endpoint}\n`, 0o644);
 
-    this.fuse = await mountFuse(core, cfg.mountpoint, { allowOther: cfg.allowOther, log: log.child({ component: 'fuse' }) });
+    this.fuse = await mountFuseBinding(cfg.fuseBinding, core, cfg.mountpoint, { allowOther: cfg.allowOther, log: log.child({ component: 'fuse', binding: cfg.fuseBinding }) });
+    // With the native binding the kernel may hold written pages: the seal flushes them.
+    if (this.fuse.flushKernelCache) ctx.flushKernelCache = this.fuse.flushKernelCache.bind(this.fuse);
     const info: DaemonInfo = { pid: process.pid, mountpoint: cfg.mountpoint, endpoint: this.endpoint };
     await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.daemon), `${JSON.stringify(info)}\n`, 0o644);
-    log.info({ mountpoint: cfg.mountpoint, endpoint: this.endpoint, store: this.store.description, storeCapabilities: this.store.capabilities, stateDir: cfg.stateDir, cacheDir: cfg.cacheDir, mountId, lostStagedFiles: lost.length }, 'roset-mount ready');
+    log.info({ mountpoint: cfg.mountpoint, fuseBinding: cfg.fuseBinding, endpoint: this.endpoint, store: this.store.description, storeCapabilities: this.store.capabilities, stateDir: cfg.stateDir, cacheDir: cfg.cacheDir, mountId, lostStagedFiles: lost.length }, 'roset-mount ready');
   }
 
   /** Refuses to share a state dir with a live daemon; takes over one left by a dead one. */
@@ -167,6 +175,14 @@ export class Daemon {
     log.info({ reason, inFlightCommits: this.cp?.engine.inFlight ?? 0 }, 'stopping: draining in-flight commits');
     if (this.cp && !(await this.cp.engine.drain(this.cfg.drainTimeoutMs))) {
       log.warn({ inFlight: this.cp.engine.inFlight }, 'drain limit reached; unfinished commits resume at next start');
+    }
+    // Background uploads are an optimisation (a commit uploads whatever they did not),
+    // so they get what is left of the limit and no more.
+    if (this.core) {
+      let timer: NodeJS.Timeout | undefined;
+      const limit = new Promise<void>((r) => { timer = setTimeout(r, Math.min(30_000, this.cfg.drainTimeoutMs)); });
+      await Promise.race([this.core.uploader.drained(), limit]);
+      clearTimeout(timer);
     }
     if (this.fuse) {
       try {

@@ -12,20 +12,18 @@
  * it because nothing defers it.
  */
 import Fuse from 'fuse-native';
-import type { Logger } from 'pino';
 import { RosetError } from '../errors/index.js';
 import type { RosetFilesystem } from '../core/filesystem.js';
 import { ENOTSUP, toErrno } from './errno.js';
+import type { FuseMount, FuseMountOptions } from './types.js';
 
 const MAX_IO = 128 * 1024;
 
 type Done = (code: number, ...rest: unknown[]) => void;
 
-export interface FuseMount {
-  unmount(): Promise<void>;
-}
+export type { FuseMount } from './types.js';
 
-export async function mountFuse(fs: RosetFilesystem, mountpoint: string, opts: { allowOther: boolean; log: Logger }): Promise<FuseMount> {
+export async function mountFuse(fs: RosetFilesystem, mountpoint: string, opts: FuseMountOptions): Promise<FuseMount> {
   const { log } = opts;
   const fail = (op: string, p: string, cb: Done) => (err: unknown): void => {
     if (!(err instanceof RosetError) || err.rosetCode === 'INTERNAL') log.error({ op, path: p, err: (err as Error).message }, 'filesystem operation failed');
@@ -89,6 +87,7 @@ export async function mountFuse(fs: RosetFilesystem, mountpoint: string, opts: {
   });
   await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
   return {
+    binding: 'fuse-native',
     unmount: () => new Promise<void>((resolve, reject) => fuse.unmount((err) => (err ? reject(err) : resolve()))),
   };
 }

@@ -27,10 +27,14 @@ export interface DaemonOptions {
   cacheDir?: string;
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** FUSE binding; default: ROSET_TEST_FUSE_BINDING, else the daemon's own default. */
+  binding?: string;
 }
 
 export interface TestDaemon {
   root: string;
+  /** The FUSE binding it was started with ('default' when none was named). */
+  binding: string;
   mnt: string;
   stateDir: string;
   cacheDir: string;
@@ -62,6 +66,17 @@ export function requireFuse(): void {
   if (!existsSync(path.join(REPO, 'dist', 'cli', 'roset-mount.js'))) throw new Error('dist/ is missing: run `npm run build` before the tests');
 }
 
+/**
+ * The FUSE binding mount tests run on: vitest.config.ts runs the mount suite once per
+ * binding, naming it in ROSET_TEST_FUSE_BINDING. Unset (a single file run by hand), the
+ * daemon picks its default.
+ */
+export function testFuseBinding(explicit?: string): string | undefined {
+  const b = explicit ?? (process.env.ROSET_TEST_FUSE_BINDING || undefined);
+  if (b !== undefined && b !== 'native' && b !== 'fuse-native') throw new Error(`ROSET_TEST_FUSE_BINDING must be native or fuse-native, not ${b}`);
+  return b;
+}
+
 export function tempRoot(prefix = 'roset-test-'): string {
   return mkdtempSync(path.join(os.tmpdir(), prefix));
 }
@@ -90,6 +105,8 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
   const args = [MOUNT_BIN, mnt, '--state-dir', stateDir, '--cache-dir', cacheDir, '--listen', '127.0.0.1:0', '--log-level', 'debug'];
   if (opts.store) args.push('--store', opts.store);
   if (opts.sealTimeout) args.push('--seal-timeout', String(opts.sealTimeout));
+  const binding = testFuseBinding(opts.binding);
+  if (binding) args.push('--fuse-binding', binding);
   args.push(...(opts.args ?? []));
   const proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -108,7 +125,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
   const endpoint = readFileSync(path.join(stateDir, 'endpoint'), 'utf8').trim();
   const apiKey = readFileSync(path.join(stateDir, 'api-key'), 'utf8').trim();
   const d: TestDaemon = {
-    root, mnt, stateDir, cacheDir, endpoint, apiKey, proc, logs,
+    root, binding: binding ?? 'default', mnt, stateDir, cacheDir, endpoint, apiKey, proc, logs,
     client: new RosetClient({ apiUrl: endpoint, apiKey, maxRetries: 0 }),
     p: (...parts) => path.join(mnt, ...parts),
     stop: async () => {

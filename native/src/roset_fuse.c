@@ -1,0 +1,1334 @@
+/*
+ * roset_fuse: the native libfuse3 binding of roset-mount (N-API, low-level API).
+ *
+ * Owns: one FUSE session per mount, the threads that serve it, the data path
+ * (READ and WRITE as pread/pwrite on file descriptors the TypeScript core opened), the
+ * per-handle write flag, and the table of requests waiting for a reply from JavaScript.
+ * Everything else (namespace, barrier, inode <-> node mapping) belongs to TypeScript:
+ * src/fuse/native.ts receives every metadata and control request through one
+ * thread-safe function and answers it with the reply* functions below.
+ *
+ * Threads:
+ * - the loop thread runs fuse_session_loop_mt, which starts up to `maxThreads` worker
+ *   threads; READ, WRITE, FLUSH and FSYNCDIR are answered on those threads and never
+ *   touch JavaScript;
+ * - every other request is queued to the JavaScript thread (napi thread-safe function)
+ *   and answered later, from JavaScript, by request id;
+ * - unmount and inode invalidation run on the libuv thread pool, because both block in
+ *   the kernel until FUSE requests (served by the worker threads) have been answered.
+ *
+ * Invariants:
+ * - A fuse_req_t is replied to exactly once. JavaScript never sees the pointer: it
+ *   gets an id (slot index + generation), and a second or late reply finds the slot
+ *   empty and is refused (-ESTALE) instead of touching freed memory.
+ * - fi->fh of an open file is a `struct handle *` created when JavaScript answered the
+ *   open and freed when the kernel releases it. The kernel sends nothing for an fh
+ *   after RELEASE (writeback requests hold the file until they finish), so the data
+ *   path reads it without a lock. The fd inside belongs to the TypeScript core, which
+ *   closes it when it handles the release.
+ * - A write through a handle without H_WRITE fails with EROFS here, with no round trip:
+ *   TypeScript sets the flag at open (and may clear it later with setHandleFlags).
+ * - Signals are blocked on every FUSE thread, so SIGTERM/SIGINT reach Node's handlers.
+ * - The session is destroyed only after its loop thread has been joined and the
+ *   thread-safe function has drained, so no request can outlive its session.
+ */
+#define FUSE_USE_VERSION 312
+#define _GNU_SOURCE
+#include <fuse_lowlevel.h>
+#include <node_api.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* ---- operations sent to JavaScript (mirrored in src/fuse/native-binding.ts) ---- */
+enum {
+  OP_LOOKUP = 1,
+  OP_FORGET = 2,
+  OP_GETATTR = 3,
+  OP_SETATTR = 4,
+  OP_MKDIR = 5,
+  OP_UNLINK = 6,
+  OP_RMDIR = 7,
+  OP_RENAME = 8,
+  OP_OPEN = 9,
+  OP_RELEASE = 10,
+  OP_FSYNC = 11,
+  OP_OPENDIR = 12,
+  OP_READDIR = 13,
+  OP_RELEASEDIR = 14,
+  OP_STATFS = 15,
+  OP_CREATE = 16,
+  OP_INIT = 17,   /* event: the kernel's INIT, with what was negotiated */
+  OP_IOERROR = 18, /* event: a data-path syscall failed unexpectedly (for the log) */
+  OP_FLUSH = 19
+};
+
+/* Handle flags. H_WRITE is set by TypeScript (writes allowed); H_WRITTEN by the data
+   path (bytes landed since the last FLUSH), because the core never sees those writes
+   and must be told, at FLUSH or RELEASE, that the file changed. */
+#define H_WRITE 1u
+#define H_WRITTEN 2u
+
+#define MAX_WRITE (1u << 20)
+
+#define CHECK(call)                                                  \
+  do {                                                               \
+    napi_status s_ = (call);                                         \
+    if (s_ != napi_ok) {                                             \
+      napi_throw_error(env, NULL, "roset_fuse: N-API call failed: " #call); \
+      return NULL;                                                   \
+    }                                                                \
+  } while (0)
+
+/* ---- one open file ---- */
+struct handle {
+  int fd;
+  _Atomic uint32_t flags;
+  uint64_t ts_fh; /* the TypeScript core's handle number */
+  struct handle *next; /* chain in rfs.handles */
+};
+
+#define HANDLE_BUCKETS 1024
+
+/* ---- one mount ---- */
+struct rfs {
+  struct fuse_session *se;
+  char *mountpoint;
+  napi_threadsafe_function tsfn;
+  pthread_t loop_thread;
+  int loop_started;
+  _Atomic int loop_done;
+  int loop_rc;
+  int max_threads;
+  int writeback; /* asked for the writeback cache */
+  int closing;   /* unmount has begun (JS thread only) */
+  int dead;      /* session destroyed; the struct lives on until both owners let go */
+  int owners;    /* the JS external and the thread-safe function (JS thread only) */
+
+  pthread_mutex_t handles_mu;
+  struct handle *handles[HANDLE_BUCKETS];
+
+  /* negotiated in INIT, reported to JavaScript */
+  unsigned negotiated_want;
+  unsigned negotiated_max_write;
+  unsigned negotiated_max_readahead;
+
+  /* data-path counters, for measuring request sizes (relaxed: statistics only) */
+  _Atomic uint64_t n_read, n_write, bytes_read, bytes_written, n_write_refused;
+};
+
+/* ---- requests waiting for JavaScript ---- */
+struct slot {
+  fuse_req_t req;
+  struct rfs *rfs;
+  uint32_t gen;
+  int32_t next_free;
+};
+
+static pthread_mutex_t slots_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct slot *slots;
+static uint32_t slots_len, slots_cap;
+static int32_t slots_free = -1;
+
+#define SLOT_BITS 24
+#define GEN_MASK 0x0FFFFFFFu /* id = gen << 24 | index stays below 2^52: exact in a double */
+
+static uint64_t slot_put(fuse_req_t req, struct rfs *rfs) {
+  pthread_mutex_lock(&slots_mu);
+  int32_t idx;
+  if (slots_free >= 0) {
+    idx = slots_free;
+    slots_free = slots[idx].next_free;
+  } else {
+    if (slots_len == slots_cap) {
+      uint32_t cap = slots_cap ? slots_cap * 2 : 256;
+      if (cap > (1u << SLOT_BITS)) {
+        pthread_mutex_unlock(&slots_mu);
+        return 0;
+      }
+      struct slot *n = realloc(slots, cap * sizeof *n);
+      if (!n) {
+        pthread_mutex_unlock(&slots_mu);
+        return 0;
+      }
+      memset(n + slots_cap, 0, (cap - slots_cap) * sizeof *n);
+      slots = n;
+      slots_cap = cap;
+    }
+    idx = (int32_t)slots_len++;
+  }
+  struct slot *s = &slots[idx];
+  s->gen = (s->gen + 1) & GEN_MASK;
+  if (s->gen == 0) s->gen = 1;
+  s->req = req;
+  s->rfs = rfs;
+  s->next_free = -1;
+  uint64_t id = ((uint64_t)s->gen << SLOT_BITS) | (uint64_t)idx;
+  pthread_mutex_unlock(&slots_mu);
+  return id;
+}
+
+static void slot_free_locked(int32_t idx) {
+  slots[idx].req = NULL;
+  slots[idx].rfs = NULL;
+  slots[idx].next_free = slots_free;
+  slots_free = idx;
+}
+
+/* Takes the request out of its slot; NULL when the id is unknown, stale or replied. */
+static fuse_req_t slot_take(uint64_t id) {
+  uint32_t idx = (uint32_t)(id & ((1u << SLOT_BITS) - 1));
+  uint32_t gen = (uint32_t)(id >> SLOT_BITS);
+  fuse_req_t req = NULL;
+  pthread_mutex_lock(&slots_mu);
+  if (idx < slots_len && slots[idx].req && slots[idx].gen == gen) {
+    req = slots[idx].req;
+    slot_free_locked((int32_t)idx);
+  }
+  pthread_mutex_unlock(&slots_mu);
+  return req;
+}
+
+/* At teardown: every request of `rfs` still waiting gets ENODEV (the kernel is gone). */
+static void slots_fail_all(struct rfs *rfs) {
+  pthread_mutex_lock(&slots_mu);
+  for (uint32_t i = 0; i < slots_len; i++) {
+    if (slots[i].req && slots[i].rfs == rfs) {
+      fuse_req_t req = slots[i].req;
+      slot_free_locked((int32_t)i);
+      fuse_reply_err(req, ENODEV);
+    }
+  }
+  pthread_mutex_unlock(&slots_mu);
+}
+
+/* ---- handles ---- */
+static void handle_insert(struct rfs *rfs, struct handle *h) {
+  unsigned b = (unsigned)(h->ts_fh % HANDLE_BUCKETS);
+  pthread_mutex_lock(&rfs->handles_mu);
+  h->next = rfs->handles[b];
+  rfs->handles[b] = h;
+  pthread_mutex_unlock(&rfs->handles_mu);
+}
+
+static void handle_remove(struct rfs *rfs, struct handle *h) {
+  unsigned b = (unsigned)(h->ts_fh % HANDLE_BUCKETS);
+  pthread_mutex_lock(&rfs->handles_mu);
+  for (struct handle **p = &rfs->handles[b]; *p; p = &(*p)->next) {
+    if (*p == h) {
+      *p = h->next;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&rfs->handles_mu);
+}
+
+/* ---- calls queued to JavaScript ---- */
+struct call {
+  int op;
+  uint64_t id; /* reply slot; 0 for events */
+  uint64_t ino;
+  uint64_t fh;
+  double a, b, c;
+  char *name, *name2;
+  int has_attr;
+  double attr[6]; /* setattr: mode, uid, gid, size, atime ms, mtime ms */
+  size_t nforget;
+  struct fuse_forget_data *forgets;
+};
+
+static struct rfs *req_rfs(fuse_req_t req) { return (struct rfs *)fuse_req_userdata(req); }
+
+static struct call *call_new(int op, uint64_t ino) {
+  struct call *c = calloc(1, sizeof *c);
+  if (c) {
+    c->op = op;
+    c->ino = ino;
+  }
+  return c;
+}
+
+static void call_free(struct call *c) {
+  free(c->name);
+  free(c->name2);
+  free(c->forgets);
+  free(c);
+}
+
+static int queue_call(struct rfs *rfs, struct call *c) {
+  return napi_call_threadsafe_function(rfs->tsfn, c, napi_tsfn_nonblocking) == napi_ok ? 0 : -1;
+}
+
+/* Sends a request to JavaScript; answers it here when that is impossible. */
+static void to_js(fuse_req_t req, struct call *c) {
+  struct rfs *rfs = req_rfs(req);
+  if (!c) {
+    fuse_reply_err(req, ENOMEM);
+    return;
+  }
+  c->id = slot_put(req, rfs);
+  if (c->id == 0) {
+    call_free(c);
+    fuse_reply_err(req, ENOMEM);
+    return;
+  }
+  if (queue_call(rfs, c) != 0) {
+    fuse_req_t r = slot_take(c->id);
+    call_free(c);
+    if (r) fuse_reply_err(r, ENODEV);
+  }
+}
+
+static void event_to_js(struct rfs *rfs, struct call *c) {
+  if (!c) return;
+  if (queue_call(rfs, c) != 0) call_free(c);
+}
+
+static char *dupstr(const char *s) { return s ? strdup(s) : NULL; }
+
+/* Runs on the JavaScript thread; env is NULL when the function is being torn down. */
+static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
+  struct call *c = data;
+  (void)context;
+  if (env == NULL || js_cb == NULL) {
+    /* Teardown: the slot, if any, is failed by slots_fail_all. */
+    call_free(c);
+    return;
+  }
+  napi_value undefined, argv[10];
+  napi_get_undefined(env, &undefined);
+  if (c->op == OP_FORGET && c->forgets) {
+    for (size_t i = 0; i < c->nforget; i++) {
+      napi_create_int32(env, OP_FORGET, &argv[0]);
+      napi_create_double(env, 0, &argv[1]);
+      napi_create_double(env, (double)c->forgets[i].ino, &argv[2]);
+      napi_create_double(env, 0, &argv[3]);
+      napi_create_double(env, (double)c->forgets[i].nlookup, &argv[4]);
+      for (int k = 5; k < 10; k++) argv[k] = undefined;
+      napi_call_function(env, undefined, js_cb, 10, argv, NULL);
+    }
+    call_free(c);
+    return;
+  }
+  napi_create_int32(env, c->op, &argv[0]);
+  napi_create_double(env, (double)c->id, &argv[1]);
+  napi_create_double(env, (double)c->ino, &argv[2]);
+  napi_create_double(env, (double)c->fh, &argv[3]);
+  napi_create_double(env, c->a, &argv[4]);
+  napi_create_double(env, c->b, &argv[5]);
+  napi_create_double(env, c->c, &argv[6]);
+  argv[7] = undefined;
+  argv[8] = undefined;
+  argv[9] = undefined;
+  if (c->name) napi_create_string_utf8(env, c->name, NAPI_AUTO_LENGTH, &argv[7]);
+  if (c->name2) napi_create_string_utf8(env, c->name2, NAPI_AUTO_LENGTH, &argv[8]);
+  if (c->has_attr) {
+    napi_create_array_with_length(env, 6, &argv[9]);
+    for (uint32_t i = 0; i < 6; i++) {
+      napi_value v;
+      napi_create_double(env, c->attr[i], &v);
+      napi_set_element(env, argv[9], i, v);
+    }
+  }
+  napi_status st = napi_call_function(env, undefined, js_cb, 10, argv, NULL);
+  if (st != napi_ok) {
+    /* The dispatcher threw: never leave the kernel waiting. */
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      napi_value e;
+      napi_get_and_clear_last_exception(env, &e);
+    }
+    if (c->id) {
+      fuse_req_t r = slot_take(c->id);
+      if (r) fuse_reply_err(r, EIO);
+    }
+  }
+  call_free(c);
+}
+
+/* ---- the data path: served on the FUSE worker threads ---- */
+
+static void report_io_error(struct rfs *rfs, uint64_t ino, int err, const char *what) {
+  struct call *c = call_new(OP_IOERROR, ino);
+  if (!c) return;
+  c->a = err;
+  c->name = dupstr(what);
+  event_to_js(rfs, c);
+}
+
+/* Errors the core would turn into a RosetError with a specific errno keep it; any
+   other failure is EIO, as in the core (src/core/filesystem.ts localError). */
+static int data_errno(int err) {
+  if (err == ENOSPC || err == EDQUOT) return ENOSPC;
+  if (err == EFBIG || err == EINVAL || err == EROFS) return err;
+  return EIO;
+}
+
+/* One read buffer per worker thread, freed when libfuse retires the thread. */
+struct read_buf {
+  char *p;
+  size_t size;
+};
+static pthread_key_t read_buf_key;
+static pthread_once_t read_buf_once = PTHREAD_ONCE_INIT;
+static void read_buf_free(void *v) {
+  struct read_buf *b = v;
+  free(b->p);
+  free(b);
+}
+static void read_buf_init(void) { pthread_key_create(&read_buf_key, read_buf_free); }
+static struct read_buf *thread_read_buf(size_t size) {
+  pthread_once(&read_buf_once, read_buf_init);
+  struct read_buf *b = pthread_getspecific(read_buf_key);
+  if (!b) {
+    b = calloc(1, sizeof *b);
+    if (!b) return NULL;
+    pthread_setspecific(read_buf_key, b);
+  }
+  if (size > b->size) {
+    char *n = realloc(b->p, size);
+    if (!n) return NULL;
+    b->p = n;
+    b->size = size;
+  }
+  return b;
+}
+
+static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+  struct rfs *rfs = req_rfs(req);
+  struct read_buf *b = thread_read_buf(size);
+  if (!b) {
+    fuse_reply_err(req, ENOMEM);
+    return;
+  }
+  char *read_buf = b->p;
+  size_t got = 0;
+  while (got < size) {
+    ssize_t n = pread(h->fd, read_buf + got, size - got, off + (off_t)got);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      report_io_error(rfs, ino, err, "pread");
+      fuse_reply_err(req, data_errno(err));
+      return;
+    }
+    if (n == 0) break; /* end of file */
+    got += (size_t)n;
+  }
+  atomic_fetch_add_explicit(&rfs->n_read, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&rfs->bytes_read, got, memory_order_relaxed);
+  fuse_reply_buf(req, read_buf, got);
+}
+
+static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+  struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+  struct rfs *rfs = req_rfs(req);
+  if (!(atomic_load_explicit(&h->flags, memory_order_acquire) & H_WRITE)) {
+    atomic_fetch_add_explicit(&rfs->n_write_refused, 1, memory_order_relaxed);
+    fuse_reply_err(req, EROFS);
+    return;
+  }
+  /* The kernel gives the offset even for O_APPEND (it owns the size under the
+     writeback cache, and is the only writer otherwise), so a plain pwrite is right. */
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = pwrite(h->fd, buf + done, size - done, off + (off_t)done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      if (err != ENOSPC && err != EDQUOT) report_io_error(rfs, ino, err, "pwrite");
+      if (done > 0) break; /* report the bytes that did land */
+      fuse_reply_err(req, data_errno(err));
+      return;
+    }
+    done += (size_t)n;
+  }
+  if (!(atomic_load_explicit(&h->flags, memory_order_relaxed) & H_WRITTEN)) atomic_fetch_or(&h->flags, H_WRITTEN);
+  atomic_fetch_add_explicit(&rfs->n_write, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&rfs->bytes_written, done, memory_order_relaxed);
+  fuse_reply_write(req, done);
+}
+
+/* close(2) of a writable handle goes to the core (which publishes size and mtime, as
+   close waits for FLUSH); a read-only one is answered here. With the writeback cache
+   the kernel has written its dirty pages back before it sends FLUSH. */
+static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+  uint32_t flags = atomic_fetch_and(&h->flags, ~H_WRITTEN);
+  if (!(flags & H_WRITE)) {
+    fuse_reply_err(req, 0);
+    return;
+  }
+  struct call *c = call_new(OP_FLUSH, ino);
+  if (c) {
+    c->fh = h->ts_fh;
+    c->a = (flags & H_WRITTEN) ? 1 : 0;
+  }
+  to_js(req, c);
+}
+
+static void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  (void)ino;
+  (void)datasync;
+  (void)fi;
+  fuse_reply_err(req, 0);
+}
+
+static void ll_unsupported3(fuse_req_t req, fuse_ino_t a, fuse_ino_t b, const char *c) {
+  (void)a;
+  (void)b;
+  (void)c;
+  fuse_reply_err(req, ENOTSUP);
+}
+
+static void ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name) {
+  (void)link;
+  (void)parent;
+  (void)name;
+  fuse_reply_err(req, ENOTSUP);
+}
+
+static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
+  (void)parent;
+  (void)name;
+  (void)mode;
+  (void)rdev;
+  fuse_reply_err(req, ENOTSUP);
+}
+
+/* ---- requests answered by JavaScript ---- */
+
+static uint64_t ts_fh_of(struct fuse_file_info *fi) {
+  return fi && fi->fh ? ((struct handle *)(uintptr_t)fi->fh)->ts_fh : 0;
+}
+
+static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  struct call *c = call_new(OP_LOOKUP, parent);
+  if (c) c->name = dupstr(name);
+  to_js(req, c);
+}
+
+static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  struct rfs *rfs = req_rfs(req);
+  fuse_reply_none(req);
+  struct call *c = call_new(OP_FORGET, ino);
+  if (c) c->a = (double)nlookup;
+  event_to_js(rfs, c);
+}
+
+static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets) {
+  struct rfs *rfs = req_rfs(req);
+  struct call *c = call_new(OP_FORGET, 0);
+  if (c) {
+    c->forgets = malloc(count * sizeof *forgets);
+    if (c->forgets) {
+      memcpy(c->forgets, forgets, count * sizeof *forgets);
+      c->nforget = count;
+    }
+  }
+  fuse_reply_none(req);
+  if (c && c->forgets) event_to_js(rfs, c);
+  else if (c) call_free(c);
+}
+
+static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  struct call *c = call_new(OP_GETATTR, ino);
+  if (c) c->fh = ts_fh_of(fi);
+  to_js(req, c);
+}
+
+static double ts_ms(struct timespec t) { return (double)t.tv_sec * 1000.0 + (double)(t.tv_nsec / 1000000); }
+
+static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
+  struct call *c = call_new(OP_SETATTR, ino);
+  if (c) {
+    c->fh = ts_fh_of(fi);
+    c->a = to_set;
+    c->has_attr = 1;
+    c->attr[0] = attr->st_mode;
+    c->attr[1] = attr->st_uid;
+    c->attr[2] = attr->st_gid;
+    c->attr[3] = (double)attr->st_size;
+    c->attr[4] = ts_ms(attr->st_atim);
+    c->attr[5] = ts_ms(attr->st_mtim);
+  }
+  to_js(req, c);
+}
+
+static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
+  struct call *c = call_new(OP_MKDIR, parent);
+  if (c) {
+    c->name = dupstr(name);
+    c->a = mode;
+  }
+  to_js(req, c);
+}
+
+static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  struct call *c = call_new(OP_UNLINK, parent);
+  if (c) c->name = dupstr(name);
+  to_js(req, c);
+}
+
+static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  struct call *c = call_new(OP_RMDIR, parent);
+  if (c) c->name = dupstr(name);
+  to_js(req, c);
+}
+
+static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags) {
+  struct call *c = call_new(OP_RENAME, parent);
+  if (c) {
+    c->name = dupstr(name);
+    c->name2 = dupstr(newname);
+    c->a = flags;
+    c->b = (double)newparent;
+  }
+  to_js(req, c);
+}
+
+static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  struct call *c = call_new(OP_OPEN, ino);
+  if (c) c->a = fi->flags;
+  to_js(req, c);
+}
+
+static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
+  struct call *c = call_new(OP_CREATE, parent);
+  if (c) {
+    c->name = dupstr(name);
+    c->a = mode;
+    c->b = fi->flags;
+  }
+  to_js(req, c);
+}
+
+static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  struct rfs *rfs = req_rfs(req);
+  struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+  struct call *c = call_new(OP_RELEASE, ino);
+  if (h) {
+    handle_remove(rfs, h);
+    if (c) {
+      c->fh = h->ts_fh;
+      /* Written since the last FLUSH: through a shared mmap after close, for one. */
+      c->a = (atomic_load(&h->flags) & H_WRITTEN) ? 1 : 0;
+    }
+    free(h);
+  }
+  to_js(req, c);
+}
+
+static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  struct call *c = call_new(OP_FSYNC, ino);
+  if (c) {
+    c->fh = ts_fh_of(fi);
+    c->a = datasync;
+  }
+  to_js(req, c);
+}
+
+static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  (void)fi;
+  to_js(req, call_new(OP_OPENDIR, ino));
+}
+
+static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  struct call *c = call_new(OP_READDIR, ino);
+  if (c) {
+    c->fh = fi->fh; /* a directory handle is JavaScript's own number */
+    c->a = (double)size;
+    c->b = (double)off;
+  }
+  to_js(req, c);
+}
+
+static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  struct call *c = call_new(OP_RELEASEDIR, ino);
+  if (c) c->fh = fi->fh;
+  to_js(req, c);
+}
+
+static void ll_statfs(fuse_req_t req, fuse_ino_t ino) { to_js(req, call_new(OP_STATFS, ino)); }
+
+static void ll_init(void *userdata, struct fuse_conn_info *conn) {
+  struct rfs *rfs = userdata;
+  /* The whole point of this binding: the kernel keeps written pages and sends them in
+     big batches; without it each write(2) becomes a synchronous FUSE round trip. */
+  if (rfs->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  conn->max_write = MAX_WRITE;
+  /* Writeback and readahead requests are "background" requests: let enough of them be
+     in flight to keep every worker thread busy. */
+  conn->max_background = 64;
+  conn->congestion_threshold = 48;
+  /* Times are kept in milliseconds (metadata and Node's Date): tell the kernel, so the
+     mtime it keeps under the writeback cache matches what getattr reports. */
+  conn->time_gran = 1000000;
+  rfs->negotiated_want = conn->want;
+  rfs->negotiated_max_write = conn->max_write;
+  rfs->negotiated_max_readahead = conn->max_readahead;
+  struct call *c = call_new(OP_INIT, 0);
+  if (c) {
+    c->a = (conn->want & FUSE_CAP_WRITEBACK_CACHE) ? 1 : 0;
+    c->b = conn->max_write;
+    c->c = conn->max_readahead;
+  }
+  event_to_js(rfs, c);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+    .init = ll_init,
+    .lookup = ll_lookup,
+    .forget = ll_forget,
+    .forget_multi = ll_forget_multi,
+    .getattr = ll_getattr,
+    .setattr = ll_setattr,
+    .mknod = ll_mknod,
+    .mkdir = ll_mkdir,
+    .unlink = ll_unlink,
+    .rmdir = ll_rmdir,
+    .symlink = ll_symlink,
+    .rename = ll_rename,
+    .link = ll_unsupported3,
+    .open = ll_open,
+    .read = ll_read,
+    .write = ll_write,
+    .flush = ll_flush,
+    .release = ll_release,
+    .fsync = ll_fsync,
+    .opendir = ll_opendir,
+    .readdir = ll_readdir,
+    .releasedir = ll_releasedir,
+    .fsyncdir = ll_fsyncdir,
+    .statfs = ll_statfs,
+    .create = ll_create,
+    /* Not implemented on purpose: xattr ops answer ENOSYS, which the kernel remembers
+       (no GETXATTR round trip for security.capability on every write(2)); access is
+       left to the mode bits; locks stay local to the kernel. */
+};
+
+/* ---- the loop thread ---- */
+static void *loop_main(void *arg) {
+  struct rfs *rfs = arg;
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL); /* inherited by the worker threads */
+  struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(cfg, 0);
+  fuse_loop_cfg_set_max_threads(cfg, (unsigned)rfs->max_threads);
+  fuse_loop_cfg_set_idle_threads(cfg, (unsigned)rfs->max_threads);
+  rfs->loop_rc = fuse_session_loop_mt(rfs->se, cfg);
+  fuse_loop_cfg_destroy(cfg);
+  atomic_store(&rfs->loop_done, 1);
+  return NULL;
+}
+
+/* ---- teardown (JS thread) ---- */
+static void rfs_release(struct rfs *rfs) {
+  if (--rfs->owners > 0) return;
+  pthread_mutex_destroy(&rfs->handles_mu);
+  free(rfs->mountpoint);
+  free(rfs);
+}
+
+static void external_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  rfs_release(data);
+}
+
+/* Runs after the thread-safe function drained, so no call to JavaScript is queued. */
+static void tsfn_finalize(napi_env env, void *finalize_data, void *hint) {
+  (void)env;
+  (void)hint;
+  struct rfs *rfs = finalize_data;
+  rfs->dead = 1;
+  slots_fail_all(rfs);
+  if (rfs->se) {
+    fuse_session_unmount(rfs->se);
+    fuse_session_destroy(rfs->se);
+    rfs->se = NULL;
+  }
+  for (int b = 0; b < HANDLE_BUCKETS; b++) {
+    struct handle *h = rfs->handles[b];
+    while (h) {
+      struct handle *n = h->next;
+      free(h);
+      h = n;
+    }
+    rfs->handles[b] = NULL;
+  }
+  rfs_release(rfs);
+}
+
+/* ---- N-API helpers ---- */
+static struct rfs *get_rfs(napi_env env, napi_value v) {
+  void *p = NULL;
+  if (napi_get_value_external(env, v, &p) != napi_ok || !p) {
+    napi_throw_type_error(env, NULL, "roset_fuse: not a session");
+    return NULL;
+  }
+  if (((struct rfs *)p)->dead) {
+    napi_throw_error(env, "ENODEV", "roset_fuse: the session is unmounted");
+    return NULL;
+  }
+  return p;
+}
+
+static double num(napi_env env, napi_value v) {
+  double d = 0;
+  napi_get_value_double(env, v, &d);
+  return d;
+}
+
+static int get_bool_prop(napi_env env, napi_value obj, const char *key, int dflt) {
+  bool has = false;
+  if (napi_has_named_property(env, obj, key, &has) != napi_ok || !has) return dflt;
+  napi_value v;
+  napi_get_named_property(env, obj, key, &v);
+  bool b = false;
+  if (napi_get_value_bool(env, v, &b) != napi_ok) return dflt;
+  return b;
+}
+
+static int get_int_prop(napi_env env, napi_value obj, const char *key, int dflt) {
+  bool has = false;
+  if (napi_has_named_property(env, obj, key, &has) != napi_ok || !has) return dflt;
+  napi_value v;
+  napi_get_named_property(env, obj, key, &v);
+  int32_t i = 0;
+  if (napi_get_value_int32(env, v, &i) != napi_ok) return dflt;
+  return i;
+}
+
+static napi_value ret_int(napi_env env, int v) {
+  napi_value r;
+  napi_create_int32(env, v, &r);
+  return r;
+}
+
+/* attr array from JavaScript: [ino, mode, nlink, uid, gid, size, blocks, blksize, atimeMs, mtimeMs, ctimeMs] */
+static int read_attr(napi_env env, napi_value arr, struct stat *st) {
+  memset(st, 0, sizeof *st);
+  double f[11] = {0};
+  for (uint32_t i = 0; i < 11; i++) {
+    napi_value v;
+    if (napi_get_element(env, arr, i, &v) != napi_ok) return -1;
+    if (napi_get_value_double(env, v, &f[i]) != napi_ok) return -1;
+  }
+  st->st_ino = (ino_t)f[0];
+  st->st_mode = (mode_t)f[1];
+  st->st_nlink = (nlink_t)f[2];
+  st->st_uid = (uid_t)f[3];
+  st->st_gid = (gid_t)f[4];
+  st->st_size = (off_t)f[5];
+  st->st_blocks = (blkcnt_t)f[6];
+  st->st_blksize = (blksize_t)f[7];
+  struct timespec *t[3] = {&st->st_atim, &st->st_mtim, &st->st_ctim};
+  for (int i = 0; i < 3; i++) {
+    double ms = f[8 + i];
+    long long whole = (long long)(ms / 1000.0);
+    if ((double)whole * 1000.0 > ms) whole--;
+    t[i]->tv_sec = (time_t)whole;
+    t[i]->tv_nsec = (long)((ms - (double)whole * 1000.0) * 1000000.0);
+    if (t[i]->tv_nsec < 0) t[i]->tv_nsec = 0;
+    if (t[i]->tv_nsec > 999999999) t[i]->tv_nsec = 999999999;
+  }
+  return 0;
+}
+
+#define ARGS(n)                                                           \
+  size_t argc = n;                                                        \
+  napi_value argv[n];                                                     \
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));            \
+  if (argc < n) {                                                         \
+    napi_throw_type_error(env, NULL, "roset_fuse: missing arguments");    \
+    return NULL;                                                          \
+  }
+
+/* mount(mountpoint, options, dispatch) -> session */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  char mnt[4096];
+  size_t len = 0;
+  CHECK(napi_get_value_string_utf8(env, argv[0], mnt, sizeof mnt, &len));
+  int allow_other = get_bool_prop(env, argv[1], "allowOther", 0);
+  int debug = get_bool_prop(env, argv[1], "debug", 0);
+  int writeback = get_bool_prop(env, argv[1], "writebackCache", 1);
+  int max_threads = get_int_prop(env, argv[1], "maxThreads", 16);
+  if (max_threads < 1) max_threads = 1;
+
+  struct rfs *rfs = calloc(1, sizeof *rfs);
+  if (!rfs) {
+    napi_throw_error(env, NULL, "roset_fuse: out of memory");
+    return NULL;
+  }
+  pthread_mutex_init(&rfs->handles_mu, NULL);
+  rfs->mountpoint = strdup(mnt);
+  rfs->max_threads = max_threads;
+  rfs->writeback = writeback;
+
+  char opts[256];
+  snprintf(opts, sizeof opts, "fsname=roset,subtype=roset%s", allow_other ? ",allow_other" : "");
+  char *args_v[6];
+  int args_c = 0;
+  args_v[args_c++] = "roset-mount";
+  args_v[args_c++] = "-o";
+  args_v[args_c++] = opts;
+  if (debug) args_v[args_c++] = "-d";
+  args_v[args_c] = NULL;
+  struct fuse_args args = FUSE_ARGS_INIT(args_c, args_v);
+
+  rfs->se = fuse_session_new(&args, &ops, sizeof ops, rfs);
+  if (!rfs->se) {
+    pthread_mutex_destroy(&rfs->handles_mu);
+    free(rfs->mountpoint);
+    free(rfs);
+    napi_throw_error(env, NULL, "roset_fuse: fuse_session_new failed (see stderr)");
+    return NULL;
+  }
+  if (fuse_session_mount(rfs->se, mnt) != 0) {
+    fuse_session_destroy(rfs->se);
+    pthread_mutex_destroy(&rfs->handles_mu);
+    free(rfs->mountpoint);
+    free(rfs);
+    napi_throw_error(env, NULL, "roset_fuse: fuse_session_mount failed (see stderr)");
+    return NULL;
+  }
+
+  napi_value name;
+  napi_create_string_utf8(env, "roset_fuse", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, rfs, tsfn_finalize, rfs, call_js, &rfs->tsfn) != napi_ok) {
+    fuse_session_unmount(rfs->se);
+    fuse_session_destroy(rfs->se);
+    pthread_mutex_destroy(&rfs->handles_mu);
+    free(rfs->mountpoint);
+    free(rfs);
+    napi_throw_error(env, NULL, "roset_fuse: cannot create the thread-safe function");
+    return NULL;
+  }
+  int err = pthread_create(&rfs->loop_thread, NULL, loop_main, rfs);
+  if (err != 0) {
+    fuse_session_unmount(rfs->se);
+    fuse_session_destroy(rfs->se);
+    rfs->se = NULL;
+    rfs->owners = 1;
+    napi_release_threadsafe_function(rfs->tsfn, napi_tsfn_abort); /* finalizer frees rfs */
+    napi_throw_error(env, NULL, "roset_fuse: cannot start the FUSE loop thread");
+    return NULL;
+  }
+  rfs->loop_started = 1;
+  rfs->owners = 2;
+  napi_value ext;
+  if (napi_create_external(env, rfs, external_finalize, NULL, &ext) != napi_ok) {
+    rfs->owners = 1;
+    napi_throw_error(env, NULL, "roset_fuse: cannot create the session object");
+    return NULL;
+  }
+  return ext;
+}
+
+/* ---- replies (JS thread) ---- */
+
+static fuse_req_t take(napi_env env, napi_value idv) {
+  return slot_take((uint64_t)num(env, idv));
+}
+
+/* replyErr(id, errno) -> 0 | -errno */
+static napi_value js_reply_err(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  fuse_req_t req = take(env, argv[0]);
+  if (!req) return ret_int(env, -ESTALE);
+  return ret_int(env, fuse_reply_err(req, (int)num(env, argv[1])));
+}
+
+/* replyEntry(id, attr[], attrTimeout, entryTimeout) */
+static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof e);
+  if (read_attr(env, argv[1], &e.attr) != 0) {
+    napi_throw_type_error(env, NULL, "roset_fuse: bad attr");
+    return NULL;
+  }
+  fuse_req_t req = take(env, argv[0]);
+  if (!req) return ret_int(env, -ESTALE);
+  e.ino = e.attr.st_ino;
+  e.generation = 0; /* inode numbers are never reused (staging index autoincrement) */
+  e.attr_timeout = num(env, argv[2]);
+  e.entry_timeout = num(env, argv[3]);
+  return ret_int(env, fuse_reply_entry(req, &e));
+}
+
+/* replyAttr(id, attr[], attrTimeout) */
+static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  struct stat st;
+  if (read_attr(env, argv[1], &st) != 0) {
+    napi_throw_type_error(env, NULL, "roset_fuse: bad attr");
+    return NULL;
+  }
+  fuse_req_t req = take(env, argv[0]);
+  if (!req) return ret_int(env, -ESTALE);
+  return ret_int(env, fuse_reply_attr(req, &st, num(env, argv[2])));
+}
+
+static struct handle *new_handle(double ts_fh, double fd, double flags) {
+  struct handle *h = calloc(1, sizeof *h);
+  if (!h) return NULL;
+  h->fd = (int)fd;
+  h->ts_fh = (uint64_t)ts_fh;
+  atomic_store(&h->flags, (uint32_t)flags);
+  return h;
+}
+
+/* replyOpen(id, tsFh, fd, handleFlags, keepCache) -> 0 | -errno. On failure (the open
+   was interrupted) the kernel will never release the handle: the caller must. */
+static napi_value js_reply_open(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  fuse_req_t req = take(env, argv[0]);
+  if (!req) return ret_int(env, -ESTALE);
+  struct rfs *rfs = req_rfs(req);
+  struct handle *h = new_handle(num(env, argv[1]), num(env, argv[2]), num(env, argv[3]));
+  if (!h) {
+    fuse_reply_err(req, ENOMEM);
+    return ret_int(env, -ENOMEM);
+  }
+  bool keep = false;
+  napi_get_value_bool(env, argv[4], &keep);
+  struct fuse_file_info fi;
+  memset(&fi, 0, sizeof fi);
+  fi.fh = (uint64_t)(uintptr_t)h;
+  fi.keep_cache = keep ? 1 : 0;
+  handle_insert(rfs, h);
+  int rc = fuse_reply_open(req, &fi);
+  if (rc != 0) {
+    handle_remove(rfs, h);
+    free(h);
+  }
+  return ret_int(env, rc);
+}
+
+/* replyCreate(id, attr[], attrTimeout, entryTimeout, tsFh, fd, handleFlags, keepCache) */
+static napi_value js_reply_create(napi_env env, napi_callback_info info) {
+  ARGS(8);
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof e);
+  if (read_attr(env, argv[1], &e.attr) != 0) {
+    napi_throw_type_error(env, NULL, "roset_fuse: bad attr");
+    return NULL;
+  }
+  fuse_req_t req = take(env, argv[0]);
+  if (!req) return ret_int(env, -ESTALE);
+  struct rfs *rfs = req_rfs(req);
+  e.ino = e.attr.st_ino;
+  e.attr_timeout = num(env, argv[2]);
+  e.entry_timeout = num(env, argv[3]);
+  struct handle *h = new_handle(num(env, argv[4]), num(env, argv[5]), num(env, argv[6]));
+  if (!h) {
+    fuse_reply_err(req, ENOMEM);
+    return ret_int(env, -ENOMEM);
+  }
+  bool keep = false;
+  napi_get_value_bool(env, argv[7], &keep);
+  struct fuse_file_info fi;
+  memset(&fi, 0, sizeof fi);
+  fi.fh = (uint64_t)(uintptr_t)h;
+  fi.keep_cache = keep ? 1 : 0;
+  handle_insert(rfs, h);
+  int rc = fuse_reply_create(req, &e, &fi);
+  if (rc != 0) {
+    handle_remove(rfs, h);
+    free(h);
+  }
+  return ret_int(env, rc);
+}
+
+/* replyOpendir(id, dirFh) */
+static napi_value js_reply_opendir(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  fuse_req_t req = take(env, argv[0]);
+  if (!req) return ret_int(env, -ESTALE);
+  struct fuse_file_info fi;
+  memset(&fi, 0, sizeof fi);
+  fi.fh = (uint64_t)num(env, argv[1]);
+  return ret_int(env, fuse_reply_open(req, &fi));
+}
+
+/* replyDirents(id, size, firstOffset, names[], inos[], modes[]) -> entries sent or -errno.
+   Entry i gets offset firstOffset + i + 1, so the next readdir resumes after it. */
+static napi_value js_reply_dirents(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  size_t size = (size_t)num(env, argv[1]);
+  double first = num(env, argv[2]);
+  uint32_t n = 0;
+  CHECK(napi_get_array_length(env, argv[3], &n));
+  fuse_req_t req = take(env, argv[0]);
+  if (!req) return ret_int(env, -ESTALE);
+  char *buf = malloc(size ? size : 1);
+  if (!buf) return ret_int(env, fuse_reply_err(req, ENOMEM));
+  size_t pos = 0;
+  uint32_t sent = 0;
+  char name[1024];
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value nv, iv, mv;
+    size_t nl = 0;
+    napi_get_element(env, argv[3], i, &nv);
+    napi_get_element(env, argv[4], i, &iv);
+    napi_get_element(env, argv[5], i, &mv);
+    if (napi_get_value_string_utf8(env, nv, name, sizeof name, &nl) != napi_ok) break;
+    struct stat st;
+    memset(&st, 0, sizeof st);
+    st.st_ino = (ino_t)num(env, iv);
+    st.st_mode = (mode_t)num(env, mv);
+    size_t need = fuse_add_direntry(req, buf + pos, size - pos, name, &st, (off_t)(first + i + 1));
+    if (need > size - pos) break;
+    pos += need;
+    sent++;
+  }
+  int rc = fuse_reply_buf(req, buf, pos);
+  free(buf);
+  return ret_int(env, rc < 0 ? rc : (int)sent);
+}
+
+/* replyStatfs(id, [bsize, frsize, blocks, bfree, bavail, files, ffree, favail, namemax]) */
+static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  double f[9] = {0};
+  for (uint32_t i = 0; i < 9; i++) {
+    napi_value v;
+    napi_get_element(env, argv[1], i, &v);
+    napi_get_value_double(env, v, &f[i]);
+  }
+  fuse_req_t req = take(env, argv[0]);
+  if (!req) return ret_int(env, -ESTALE);
+  struct statvfs s;
+  memset(&s, 0, sizeof s);
+  s.f_bsize = (unsigned long)f[0];
+  s.f_frsize = (unsigned long)f[1];
+  s.f_blocks = (fsblkcnt_t)f[2];
+  s.f_bfree = (fsblkcnt_t)f[3];
+  s.f_bavail = (fsblkcnt_t)f[4];
+  s.f_files = (fsfilcnt_t)f[5];
+  s.f_ffree = (fsfilcnt_t)f[6];
+  s.f_favail = (fsfilcnt_t)f[7];
+  s.f_namemax = (unsigned long)f[8];
+  return ret_int(env, fuse_reply_statfs(req, &s));
+}
+
+/* setHandleFlags(session, tsFh, flags) -> whether the handle is open */
+static napi_value js_set_handle_flags(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  struct rfs *rfs = get_rfs(env, argv[0]);
+  if (!rfs) return NULL;
+  uint64_t fh = (uint64_t)num(env, argv[1]);
+  uint32_t flags = (uint32_t)num(env, argv[2]);
+  int found = 0;
+  pthread_mutex_lock(&rfs->handles_mu);
+  for (struct handle *h = rfs->handles[fh % HANDLE_BUCKETS]; h; h = h->next) {
+    if (h->ts_fh == fh) {
+      /* Only H_WRITE is TypeScript's to set; H_WRITTEN belongs to the data path. */
+      if (flags & H_WRITE) atomic_fetch_or(&h->flags, H_WRITE);
+      else atomic_fetch_and(&h->flags, ~H_WRITE);
+      found = 1;
+    }
+  }
+  pthread_mutex_unlock(&rfs->handles_mu);
+  napi_value r;
+  napi_get_boolean(env, found, &r);
+  return r;
+}
+
+/* stats(session) -> counters of the data path and what INIT negotiated */
+static napi_value js_stats(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  struct rfs *rfs = get_rfs(env, argv[0]);
+  if (!rfs) return NULL;
+  napi_value o, v;
+  napi_create_object(env, &o);
+#define PUT(key, val)                          \
+  napi_create_double(env, (double)(val), &v); \
+  napi_set_named_property(env, o, key, v);
+  PUT("reads", atomic_load(&rfs->n_read));
+  PUT("writes", atomic_load(&rfs->n_write));
+  PUT("bytesRead", atomic_load(&rfs->bytes_read));
+  PUT("bytesWritten", atomic_load(&rfs->bytes_written));
+  PUT("writesRefused", atomic_load(&rfs->n_write_refused));
+  PUT("maxWrite", rfs->negotiated_max_write);
+  PUT("maxReadahead", rfs->negotiated_max_readahead);
+#undef PUT
+  napi_get_boolean(env, (rfs->negotiated_want & FUSE_CAP_WRITEBACK_CACHE) != 0, &v);
+  napi_set_named_property(env, o, "writebackCache", v);
+  return o;
+}
+
+/* ---- asynchronous work: invalidation and unmount ---- */
+struct work {
+  napi_async_work w;
+  napi_deferred deferred;
+  struct rfs *rfs;
+  int kind; /* 1 = invalidate, 2 = unmount */
+  uint64_t ino;
+  int64_t off, len;
+  int rc;
+};
+
+static void run_fusermount(const char *mnt, int *rc) {
+  pid_t pid;
+  char *argv[] = {"fusermount3", "-u", (char *)mnt, NULL};
+  if (posix_spawnp(&pid, "fusermount3", NULL, NULL, argv, environ) != 0) {
+    *rc = -ENOENT;
+    return;
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  *rc = WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EBUSY;
+}
+
+static void work_execute(napi_env env, void *data) {
+  (void)env;
+  struct work *w = data;
+  struct rfs *rfs = w->rfs;
+  if (w->kind == 1) {
+    /* Blocks until the kernel has written back (laundered) the dirty pages in range,
+       which it does with WRITE requests answered by the worker threads. */
+    w->rc = fuse_lowlevel_notify_inval_inode(rfs->se, (fuse_ino_t)w->ino, (off_t)w->off, (off_t)w->len);
+    return;
+  }
+  if (!atomic_load(&rfs->loop_done)) {
+    int rc;
+    if (geteuid() == 0) {
+      rc = umount2(rfs->mountpoint, 0) == 0 ? 0 : -errno;
+    } else {
+      run_fusermount(rfs->mountpoint, &rc);
+    }
+    if (rc != 0 && !(rc == -EINVAL && atomic_load(&rfs->loop_done))) {
+      w->rc = rc;
+      return;
+    }
+  }
+  /* The kernel has dropped the connection: every worker's read() fails and the loop
+     returns. */
+  pthread_join(rfs->loop_thread, NULL);
+  rfs->loop_started = 0;
+  w->rc = 0;
+}
+
+static void work_complete(napi_env env, napi_status status, void *data) {
+  struct work *w = data;
+  napi_value v;
+  if (w->kind == 2 && w->rc == 0) {
+    /* Loop joined: nothing calls JavaScript any more. Drain and destroy. */
+    napi_release_threadsafe_function(w->rfs->tsfn, napi_tsfn_abort);
+  } else if (w->kind == 2) {
+    w->rfs->closing = 0;
+  }
+  if (status != napi_ok) {
+    napi_create_int32(env, -EIO, &v);
+  } else {
+    napi_create_int32(env, w->rc, &v);
+  }
+  napi_resolve_deferred(env, w->deferred, v);
+  napi_delete_async_work(env, w->w);
+  free(w);
+}
+
+static napi_value start_work(napi_env env, struct work *w) {
+  napi_value promise, name;
+  CHECK(napi_create_promise(env, &w->deferred, &promise));
+  napi_create_string_utf8(env, w->kind == 1 ? "roset_fuse_inval" : "roset_fuse_unmount", NAPI_AUTO_LENGTH, &name);
+  CHECK(napi_create_async_work(env, NULL, name, work_execute, work_complete, w, &w->w));
+  CHECK(napi_queue_async_work(env, w->w));
+  return promise;
+}
+
+/* invalInode(session, ino, off, len) -> Promise<0 | -errno>; off 0 / len 0: the whole
+   file, dirty pages written back first. */
+static napi_value js_inval_inode(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  struct rfs *rfs = get_rfs(env, argv[0]);
+  if (!rfs) return NULL;
+  struct work *w = calloc(1, sizeof *w);
+  if (!w) {
+    napi_throw_error(env, NULL, "roset_fuse: out of memory");
+    return NULL;
+  }
+  w->rfs = rfs;
+  w->kind = 1;
+  w->ino = (uint64_t)num(env, argv[1]);
+  w->off = (int64_t)num(env, argv[2]);
+  w->len = (int64_t)num(env, argv[3]);
+  if (rfs->closing || !rfs->loop_started) {
+    /* Nothing to flush through a connection that is going away. */
+    napi_value promise, v;
+    napi_deferred d;
+    napi_create_promise(env, &d, &promise);
+    napi_create_int32(env, -ENODEV, &v);
+    napi_resolve_deferred(env, d, v);
+    free(w);
+    return promise;
+  }
+  return start_work(env, w);
+}
+
+/* unmount(session) -> Promise<0 | -errno>. -EBUSY: files are open; the mount stays. */
+static napi_value js_unmount(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  struct rfs *rfs = get_rfs(env, argv[0]);
+  if (!rfs) return NULL;
+  if (rfs->closing || !rfs->loop_started) {
+    napi_value promise, v;
+    napi_deferred d;
+    napi_create_promise(env, &d, &promise);
+    napi_create_int32(env, rfs->closing ? -EALREADY : 0, &v);
+    napi_resolve_deferred(env, d, v);
+    return promise;
+  }
+  struct work *w = calloc(1, sizeof *w);
+  if (!w) {
+    napi_throw_error(env, NULL, "roset_fuse: out of memory");
+    return NULL;
+  }
+  rfs->closing = 1;
+  w->rfs = rfs;
+  w->kind = 2;
+  return start_work(env, w);
+}
+
+static napi_value init_module(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL},
+      {"unmount", NULL, js_unmount, NULL, NULL, NULL, napi_default, NULL},
+      {"replyErr", NULL, js_reply_err, NULL, NULL, NULL, napi_default, NULL},
+      {"replyEntry", NULL, js_reply_entry, NULL, NULL, NULL, napi_default, NULL},
+      {"replyAttr", NULL, js_reply_attr, NULL, NULL, NULL, napi_default, NULL},
+      {"replyOpen", NULL, js_reply_open, NULL, NULL, NULL, napi_default, NULL},
+      {"replyCreate", NULL, js_reply_create, NULL, NULL, NULL, napi_default, NULL},
+      {"replyOpendir", NULL, js_reply_opendir, NULL, NULL, NULL, napi_default, NULL},
+      {"replyDirents", NULL, js_reply_dirents, NULL, NULL, NULL, napi_default, NULL},
+      {"replyStatfs", NULL, js_reply_statfs, NULL, NULL, NULL, napi_default, NULL},
+      {"setHandleFlags", NULL, js_set_handle_flags, NULL, NULL, NULL, napi_default, NULL},
+      {"invalInode", NULL, js_inval_inode, NULL, NULL, NULL, napi_default, NULL},
+      {"stats", NULL, js_stats, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init_module)

@@ -1,0 +1,83 @@
+/**
+ * Loads the native libfuse3 addon (native/, built by `npm run build:native`) and types
+ * what it exports. The C side is native/src/roset_fuse.c; the op numbers and the attr
+ * layout below must match it.
+ *
+ * Invariant: loading is lazy and fails with a message that says how to build the addon,
+ * so a machine without it can still run the fuse-native binding.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+/** Requests C sends to JavaScript (dispatch's first argument). */
+export const Op = {
+  LOOKUP: 1, FORGET: 2, GETATTR: 3, SETATTR: 4, MKDIR: 5, UNLINK: 6, RMDIR: 7, RENAME: 8, OPEN: 9, RELEASE: 10, FSYNC: 11,
+  OPENDIR: 12, READDIR: 13, RELEASEDIR: 14, STATFS: 15, CREATE: 16,
+  /** Events, not requests: no reply. */
+  INIT: 17, IOERROR: 18,
+  FLUSH: 19,
+} as const;
+
+/** Per-handle flags kept in C memory; the data path reads them on every WRITE. */
+export const H_WRITE = 1;
+
+/** FUSE_SET_ATTR_* bits of a SETATTR. */
+export const SetAttr = {
+  MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5, ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8, CTIME: 1 << 10,
+} as const;
+
+export type Session = { readonly __session: unique symbol };
+
+/**
+ * Arguments of one dispatched request: op, reply id, inode, handle (the core's fh, or
+ * a directory handle), three numbers whose meaning depends on the op, up to two names,
+ * and for SETATTR [mode, uid, gid, size, atimeMs, mtimeMs].
+ */
+export type Dispatch = (op: number, id: number, ino: number, fh: number, a: number, b: number, c: number,
+  name: string | undefined, name2: string | undefined, attr: number[] | undefined) => void;
+
+/** [ino, mode, nlink, uid, gid, size, blocks, blksize, atimeMs, mtimeMs, ctimeMs] */
+export type AttrArray = [number, number, number, number, number, number, number, number, number, number, number];
+
+export interface NativeStats {
+  reads: number;
+  writes: number;
+  bytesRead: number;
+  bytesWritten: number;
+  writesRefused: number;
+  maxWrite: number;
+  maxReadahead: number;
+  writebackCache: boolean;
+}
+
+/** Every reply returns 0, or -errno: -ESTALE for an id already answered, -ENOENT when the kernel gave up on the request. */
+export interface NativeBinding {
+  mount(mountpoint: string, opts: { allowOther?: boolean; debug?: boolean; writebackCache?: boolean; maxThreads?: number }, dispatch: Dispatch): Session;
+  unmount(s: Session): Promise<number>;
+  replyErr(id: number, errno: number): number;
+  replyEntry(id: number, attr: AttrArray, attrTimeout: number, entryTimeout: number): number;
+  replyAttr(id: number, attr: AttrArray, attrTimeout: number): number;
+  replyOpen(id: number, fh: number, fd: number, flags: number, keepCache: boolean): number;
+  replyCreate(id: number, attr: AttrArray, attrTimeout: number, entryTimeout: number, fh: number, fd: number, flags: number, keepCache: boolean): number;
+  replyOpendir(id: number, dirFh: number): number;
+  /** Returns how many entries fitted in `size` bytes (or -errno). */
+  replyDirents(id: number, size: number, firstOffset: number, names: string[], inos: number[], modes: number[]): number;
+  replyStatfs(id: number, s: number[]): number;
+  setHandleFlags(s: Session, fh: number, flags: number): boolean;
+  invalInode(s: Session, ino: number, off: number, len: number): Promise<number>;
+  stats(s: Session): NativeStats;
+}
+
+export const ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/roset_fuse.node', import.meta.url));
+
+let loaded: NativeBinding | null = null;
+
+export function loadNativeBinding(): NativeBinding {
+  if (loaded) return loaded;
+  if (!existsSync(ADDON_PATH)) {
+    throw new Error(`The native FUSE binding is not built (${ADDON_PATH} is missing): run \`npm run build\` (needs libfuse3-dev and a C compiler), or use --fuse-binding fuse-native`);
+  }
+  loaded = createRequire(import.meta.url)(ADDON_PATH) as NativeBinding;
+  return loaded;
+}

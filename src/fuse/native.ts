@@ -1,0 +1,310 @@
+/**
+ * The FUSE adapter on the native libfuse3 binding (native/src/roset_fuse.c, low-level,
+ * inode-based API). Like the fuse-native adapter it only translates: every rule lives in
+ * the filesystem core, which it calls with the same methods.
+ *
+ * What is different here:
+ * - Data never comes to JavaScript. READ and WRITE are pread/pwrite in C, on the fd the
+ *   core opened for the handle (`handleInfo`); this adapter hands it over at open and
+ *   sets the handle's write flag, which C checks on every WRITE (EROFS if clear).
+ * - The kernel speaks inode numbers: `InodeTable` maps them to node ids, and paths are
+ *   read from the node on each request (renames are respected), then passed to the core.
+ * - The kernel's writeback cache is on: write(2) returns once the kernel has the bytes,
+ *   and they reach the staged file later (at the latest when the file is closed).
+ *   `flushKernelCache` makes the kernel write back and drop a file's pages; the seal
+ *   calls it before its snapshot.
+ *
+ * Invariants:
+ * - Every request gets exactly one reply (a handler's failure becomes its errno), and
+ *   the C side refuses a second one rather than crash.
+ * - Bookkeeping that depends on the kernel having received a reply (lookup counts, a
+ *   handle the kernel will release) happens only when the reply function returned 0.
+ *   An open or create the kernel gave up on (interrupted) is released here, because the
+ *   kernel never will.
+ */
+import * as fsp from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
+import type { Logger } from 'pino';
+import { CacheError, NamespaceError, RosetError } from '../errors/index.js';
+import type { RosetFilesystem, Stat } from '../core/filesystem.js';
+import { toErrno } from './errno.js';
+import { InodeTable, ROOT_INO } from './inodes.js';
+import { H_WRITE, loadNativeBinding, Op, SetAttr, type AttrArray, type NativeStats, type Session } from './native-binding.js';
+import type { FuseMount, FuseMountOptions } from './types.js';
+
+const E = osConstants.errno as Record<string, number>;
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const RENAME_NOREPLACE = 1;
+const RENAME_EXCHANGE = 2;
+
+/** Seconds the kernel may cache entries and attributes: libfuse's default, as fuse-native. */
+const TTL = 1;
+/** Directory entries per readdir batch; each takes at least 32 bytes of the kernel's buffer. */
+const DIRENTS_PER_BYTE = 1 / 32;
+/** Parallel invalidations at seal: each blocks a libuv thread while the kernel writes back. */
+const FLUSH_CONCURRENCY = 4;
+
+export interface NativeMountOptions extends FuseMountOptions {
+  /** Off only to measure or debug: without it every write(2) is a FUSE round trip. */
+  writebackCache?: boolean;
+  maxThreads?: number;
+}
+
+export interface NativeFuseMount extends FuseMount {
+  flushKernelCache(nodeIds: string[]): Promise<void>;
+  /** Request counters of the C data path, and what the kernel negotiated. */
+  stats(): NativeStats;
+  /** Sets a handle's flags in C memory (H_WRITE); false if the handle is not open. */
+  setHandleFlags(fh: number, flags: number): boolean;
+  /** Inodes the kernel holds (the root included). */
+  readonly inodes: number;
+}
+
+function attrOf(st: Stat, ino: number): AttrArray {
+  return [ino, st.mode, st.nlink, st.uid, st.gid, st.size, st.blocks, st.blksize, st.atime.getTime(), st.mtime.getTime(), st.ctime.getTime()];
+}
+
+function child(parent: string, name: string): string {
+  return parent === '/' ? `/${name}` : `${parent}/${name}`;
+}
+
+function parentPath(p: string): string {
+  const i = p.lastIndexOf('/');
+  return i <= 0 ? '/' : p.slice(0, i);
+}
+
+export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts: NativeMountOptions): Promise<NativeFuseMount> {
+  const native = loadNativeBinding();
+  const { log } = opts;
+  await fsp.mkdir(mountpoint, { recursive: true });
+  const root = await fs.lookupEntry('/');
+  const inodes = new InodeTable(root.nodeId);
+  const dirs = new Map<number, Array<{ name: string; ino: number; mode: number }>>();
+  let nextDir = 1;
+
+  const stale = (ino: number): NamespaceError => new NamespaceError('NODE_NOT_FOUND', `Inode ${ino} is not known (forgotten or removed)`);
+
+  /** The current path of an inode the kernel holds. */
+  const pathOf = async (ino: number): Promise<string> => {
+    if (ino === ROOT_INO) return '/';
+    const nodeId = inodes.nodeId(ino);
+    if (!nodeId) throw stale(ino);
+    const p = await fs.pathOfNode(nodeId);
+    if (p === null) throw stale(ino);
+    return p;
+  };
+
+  const fail = (op: string, ino: number, id: number) => (err: unknown): void => {
+    if (!(err instanceof RosetError) || err.rosetCode === 'INTERNAL') log.error({ op, ino, err: (err as Error).message }, 'filesystem operation failed');
+    else log.debug({ op, ino, code: err.rosetCode }, 'operation refused');
+    native.replyErr(id, -toErrno(err));
+  };
+
+  const replyOk = (id: number): void => {
+    native.replyErr(id, 0);
+  };
+
+  const entryReply = (id: number, e: { nodeId: string; stat: Stat }): void => {
+    if (native.replyEntry(id, attrOf(e.stat, e.stat.ino), TTL, TTL) === 0) inodes.remember(e.stat.ino, e.nodeId);
+  };
+
+  /** An open the kernel will never release (its request was interrupted): release it here. */
+  const orphan = (fh: number): Promise<void> => fs.release(fh).catch((err: unknown) => {
+    log.warn({ fh, err: (err as Error).message }, 'could not release an interrupted open');
+  });
+
+  const handlers: Record<number, (id: number, ino: number, fh: number, a: number, b: number, c: number, name?: string, name2?: string, attr?: number[]) => Promise<void>> = {
+    [Op.LOOKUP]: async (id, ino, _fh, _a, _b, _c, name) => {
+      entryReply(id, await fs.lookupEntry(child(await pathOf(ino), name!)));
+    },
+    [Op.GETATTR]: async (id, ino, fh) => {
+      const st = fh ? await fs.fgetattr(fh) : await fs.getattr(await pathOf(ino));
+      native.replyAttr(id, attrOf(st, ino), TTL);
+    },
+    [Op.SETATTR]: async (id, ino, fh, toSet, _b, _c, _n, _n2, attr) => {
+      const [mode, , , size, atimeMs, mtimeMs] = attr!;
+      let p: string | null = null;
+      const path = async (): Promise<string> => (p ??= await pathOf(ino));
+      if (toSet & SetAttr.SIZE) {
+        if (fh) await fs.ftruncate(fh, size!);
+        else await fs.truncate(await path(), size!);
+      }
+      if (toSet & SetAttr.MODE) await fs.chmod(await path(), mode!);
+      if (toSet & (SetAttr.MTIME | SetAttr.MTIME_NOW)) {
+        const mtime = toSet & SetAttr.MTIME_NOW ? new Date() : new Date(mtimeMs!);
+        const atime = toSet & SetAttr.ATIME_NOW ? new Date() : new Date(atimeMs!);
+        // With a handle, this is the kernel writing back the mtime it kept under the
+        // writeback cache (user utimes never carries one): the handle's rule applies.
+        if (fh) await fs.futimens(fh, atime, mtime);
+        else await fs.utimens(await path(), atime, mtime);
+      }
+      // Ownership is not tracked, atime and ctime are not stored: accepted, no effect.
+      const st = fh ? await fs.fgetattr(fh) : await fs.getattr(await path());
+      native.replyAttr(id, attrOf(st, ino), TTL);
+    },
+    [Op.MKDIR]: async (id, ino, _fh, mode, _b, _c, name) => {
+      const p = child(await pathOf(ino), name!);
+      await fs.mkdir(p, mode);
+      entryReply(id, await fs.lookupEntry(p));
+    },
+    [Op.UNLINK]: async (id, ino, _fh, _a, _b, _c, name) => {
+      await fs.unlink(child(await pathOf(ino), name!));
+      replyOk(id);
+    },
+    [Op.RMDIR]: async (id, ino, _fh, _a, _b, _c, name) => {
+      await fs.rmdir(child(await pathOf(ino), name!));
+      replyOk(id);
+    },
+    [Op.RENAME]: async (id, ino, _fh, flags, newParent, _c, name, newName) => {
+      if (flags & RENAME_EXCHANGE) throw new NamespaceError('BAD_REQUEST', 'rename with RENAME_EXCHANGE is not supported');
+      const from = child(await pathOf(ino), name!);
+      const to = child(await pathOf(newParent), newName!);
+      if (flags & RENAME_NOREPLACE) {
+        const exists = await fs.lookupEntry(to).then(() => true, () => false);
+        if (exists) throw new NamespaceError('NODE_EXISTS', `${to} already exists`);
+      }
+      await fs.rename(from, to);
+      replyOk(id);
+    },
+    [Op.OPEN]: async (id, ino, _fh, flags) => {
+      const fh = await fs.open(await pathOf(ino), flags);
+      const h = fs.handleInfo(fh);
+      if (!h) {
+        await orphan(fh);
+        throw new CacheError('INTERNAL', `open gave handle ${fh} without a file descriptor`);
+      }
+      // keep_cache: a node's bytes change only through this mount, so the kernel's pages
+      // stay true across opens (and a committed file's warm reads never leave the kernel).
+      if (native.replyOpen(id, fh, h.fd, h.writable ? H_WRITE : 0, true) !== 0) await orphan(fh);
+    },
+    [Op.CREATE]: async (id, ino, _fh, mode, flags, _c, name) => {
+      const p = child(await pathOf(ino), name!);
+      const fh = await fs.create(p, mode, flags);
+      let e;
+      try {
+        e = await fs.lookupEntry(p);
+      } catch (err) {
+        await orphan(fh);
+        throw err;
+      }
+      const h = fs.handleInfo(fh)!;
+      if (native.replyCreate(id, attrOf(e.stat, e.stat.ino), TTL, TTL, fh, h.fd, h.writable ? H_WRITE : 0, true) === 0) inodes.remember(e.stat.ino, e.nodeId);
+      else await orphan(fh);
+    },
+    // `written`: C wrote bytes through this handle since the last FLUSH; the core did
+    // not see them, and publishes size and mtime only for a handle it knows is dirty.
+    [Op.FLUSH]: async (id, _ino, fh, written) => {
+      if (written) fs.noteWritten(fh);
+      await fs.flush(fh);
+      replyOk(id);
+    },
+    [Op.RELEASE]: async (id, _ino, fh, written) => {
+      if (fh && written) fs.noteWritten(fh);
+      if (fh) await fs.release(fh);
+      replyOk(id);
+    },
+    [Op.FSYNC]: async (id, _ino, fh) => {
+      await fs.fsync(fh);
+      replyOk(id);
+    },
+    [Op.OPENDIR]: async (id, ino) => {
+      const p = await pathOf(ino);
+      const children = await fs.readdirEntries(p);
+      const parentIno = p === '/' ? ROOT_INO : (await fs.lookupEntry(parentPath(p))).stat.ino;
+      const list = [
+        { name: '.', ino, mode: S_IFDIR }, { name: '..', ino: parentIno, mode: S_IFDIR },
+        ...children.map((c) => ({ name: c.name, ino: c.ino, mode: c.folder ? S_IFDIR : S_IFREG })),
+      ];
+      const dfh = nextDir++;
+      dirs.set(dfh, list);
+      if (native.replyOpendir(id, dfh) !== 0) dirs.delete(dfh);
+    },
+    [Op.READDIR]: async (id, _ino, dfh, size, off) => {
+      const list = dirs.get(dfh);
+      if (!list) throw new CacheError('INTERNAL', `Bad directory handle ${dfh}`);
+      // The listing was taken at opendir, so offsets stay stable while it is read.
+      const batch = list.slice(off, off + Math.ceil(size * DIRENTS_PER_BYTE));
+      native.replyDirents(id, size, off, batch.map((e) => e.name), batch.map((e) => e.ino), batch.map((e) => e.mode));
+    },
+    [Op.RELEASEDIR]: async (id, _ino, dfh) => {
+      dirs.delete(dfh);
+      replyOk(id);
+    },
+    [Op.STATFS]: async (id) => {
+      const s = await fs.statfs();
+      native.replyStatfs(id, [s.bsize, s.frsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.favail, s.namemax]);
+    },
+  };
+
+  const opName = Object.fromEntries(Object.entries(Op).map(([k, v]) => [v, k.toLowerCase()])) as Record<number, string>;
+
+  const dispatch = (op: number, id: number, ino: number, fh: number, a: number, b: number, c: number, name?: string, name2?: string, attr?: number[]): void => {
+    switch (op) {
+      case Op.FORGET:
+        inodes.forget(ino, a);
+        return;
+      case Op.INIT:
+        log.info({ writebackCache: a === 1, maxWrite: b, maxReadahead: c }, 'native FUSE session initialised');
+        if (opts.writebackCache !== false && a !== 1) log.warn('the kernel refused the FUSE writeback cache: every write(2) will be a round trip');
+        return;
+      case Op.IOERROR:
+        log.error({ ino, errno: a, syscall: name }, 'data path I/O error in the native binding');
+        return;
+      default: {
+        const h = handlers[op];
+        if (!h) {
+          native.replyErr(id, E.ENOSYS!);
+          return;
+        }
+        h(id, ino, fh, a, b, c, name, name2, attr).catch(fail(opName[op] ?? String(op), ino, id));
+      }
+    }
+  };
+
+  const session: Session = native.mount(mountpoint, {
+    allowOther: opts.allowOther,
+    writebackCache: opts.writebackCache ?? true,
+    maxThreads: opts.maxThreads,
+  }, dispatch);
+  let closed = false;
+
+  return {
+    binding: 'native',
+    get inodes() {
+      return inodes.size;
+    },
+    stats: () => native.stats(session),
+    setHandleFlags: (fh, flags) => !closed && native.setHandleFlags(session, fh, flags),
+    async flushKernelCache(nodeIds: string[]): Promise<void> {
+      if (closed) return;
+      // Only inodes the kernel holds can have pages; a forgotten inode was written back
+      // before the kernel let it go.
+      const queue = nodeIds.map((n) => inodes.ino(n)).filter((i): i is number => i !== undefined);
+      const worker = async (): Promise<void> => {
+        for (let ino = queue.shift(); ino !== undefined; ino = queue.shift()) {
+          // Offset 0, length 0: the whole file. The kernel launders (writes back) dirty
+          // pages before it drops them, and this resolves only after those WRITEs.
+          const rc = await native.invalInode(session, ino, 0, 0);
+          if (rc !== 0 && rc !== -E.ENOENT! && rc !== -E.ENODEV!) {
+            throw new CacheError('INTERNAL', `Could not flush the kernel's cache of inode ${ino} (errno ${-rc})`);
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(FLUSH_CONCURRENCY, queue.length) }, worker));
+    },
+    async unmount(): Promise<void> {
+      if (closed) return;
+      const stats = native.stats(session);
+      const rc = await native.unmount(session);
+      if (rc === 0) {
+        closed = true;
+        // Request counts tell whether writes arrived in big batches (bytes / writes).
+        log.info({ ...stats, inodes: inodes.size }, 'native FUSE session closed');
+        return;
+      }
+      const name = Object.entries(E).find(([, v]) => v === -rc)?.[0] ?? String(rc);
+      throw Object.assign(new Error(`Cannot unmount ${mountpoint}: ${name}`), { code: name });
+    },
+  };
+}
