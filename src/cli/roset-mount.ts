@@ -9,7 +9,7 @@ import { Daemon, type DaemonConfig } from '../daemon/daemon.js';
 import { DEFAULT_FUSE_BINDING, FUSE_BINDINGS, type FuseBinding } from '../fuse/types.js';
 import { createLogger, type LogLevel } from '../util/log.js';
 import { defaultStateDir } from '../util/state-dir.js';
-import { addStoreOptions, envFlag, storeConfig } from './store-options.js';
+import { addStoreOptions, envFlag, size, storeConfig } from './store-options.js';
 
 const env = process.env;
 
@@ -17,14 +17,6 @@ function seconds(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number of seconds');
   return n;
-}
-
-/** `10G`, `512MiB`, `1.5T`, or plain bytes; binary units. */
-export function size(v: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(v.trim());
-  if (!m) throw new InvalidArgumentError('expected a size such as 50G, 512M or 1073741824');
-  const exp = ' KMGT'.indexOf((m[2] || ' ').toUpperCase());
-  return Math.floor(Number(m[1]) * 1024 ** exp);
 }
 
 function listen(v: string): { host: string; port: number } {

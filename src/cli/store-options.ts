@@ -14,7 +14,29 @@ export function addStoreOptions(cmd: Command): Command {
     .option('--s3-force-path-style', 'use path-style S3 URLs (MinIO, Ceph) [env ROSET_S3_FORCE_PATH_STYLE]')
     .option('--s3-request-timeout <seconds>', 'idle time after which an S3 request fails and is retried [env ROSET_S3_REQUEST_TIMEOUT] (default: 120)', positive)
     .option('--store-retries <n>', 'attempts per storage operation [env ROSET_STORE_RETRIES] (default: 8)', positive)
-    .option('--store-deadline <seconds>', 'total time a storage operation may take across retries [env ROSET_STORE_DEADLINE] (default: 120)', positive);
+    .option('--store-deadline <seconds>', 'total time a storage operation may take across retries [env ROSET_STORE_DEADLINE] (default: 120)', positive)
+    .option('--upload-part-size <size>', 'multipart part size, e.g. 64M (at least 5M) [env ROSET_UPLOAD_PART_SIZE] (default: 32M)', partSize)
+    .option('--upload-concurrency <n>', 'parts of one upload in flight at once [env ROSET_UPLOAD_CONCURRENCY] (default: 4)', positiveInt);
+}
+
+/** `10G`, `512MiB`, `1.5T`, or plain bytes; binary units. */
+export function size(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(v.trim());
+  if (!m) throw new InvalidArgumentError('expected a size such as 50G, 512M or 1073741824');
+  const exp = ' KMGT'.indexOf((m[2] || ' ').toUpperCase());
+  return Math.floor(Number(m[1]) * 1024 ** exp);
+}
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive whole number');
+  return n;
+}
+
+function partSize(v: string): number {
+  const n = size(v);
+  if (n < 5 * 2 ** 20) throw new InvalidArgumentError('S3 parts are at least 5 MiB (5M)');
+  return n;
 }
 
 function positive(v: string): number {
@@ -41,6 +63,8 @@ export function storeConfig(o: Record<string, unknown>, env: NodeJS.ProcessEnv, 
       s3Region: (o.s3Region as string | undefined) ?? env.ROSET_S3_REGION ?? env.AWS_REGION,
       s3ForcePathStyle: (o.s3ForcePathStyle as boolean | undefined) ?? envFlag(env.ROSET_S3_FORCE_PATH_STYLE),
       s3RequestTimeoutMs: secondsToMs(num(o.s3RequestTimeout, env.ROSET_S3_REQUEST_TIMEOUT)),
+      partSize: (o.uploadPartSize as number | undefined) ?? (env.ROSET_UPLOAD_PART_SIZE ? partSize(env.ROSET_UPLOAD_PART_SIZE) : undefined),
+      uploadConcurrency: (o.uploadConcurrency as number | undefined) ?? (env.ROSET_UPLOAD_CONCURRENCY ? positiveInt(env.ROSET_UPLOAD_CONCURRENCY) : undefined),
       retry: {
         ...(num(o.storeRetries, env.ROSET_STORE_RETRIES) ? { attempts: Math.floor(num(o.storeRetries, env.ROSET_STORE_RETRIES)!) } : {}),
         ...(num(o.storeDeadline, env.ROSET_STORE_DEADLINE) ? { deadlineMs: secondsToMs(num(o.storeDeadline, env.ROSET_STORE_DEADLINE)) } : {}),

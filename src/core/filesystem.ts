@@ -281,28 +281,34 @@ export class RosetFilesystem {
   async release(fh: number): Promise<void> {
     const h = this.ctx.handles.get(fh);
     if (!h) return;
+    let upload = false;
     try {
       if (h.writable && h.nodeId) {
         if (h.fd >= 0 && h.dirty) await this.publishAttrs(h).catch(() => undefined);
         this.ctx.index.addWriters(h.nodeId, -1);
-        if (h.fd >= 0) this.closedWriter(h);
+        if (h.fd >= 0) upload = this.closedWriter(h);
       }
       if (h.fd >= 0) fsSync.closeSync(h.fd);
     } finally {
       // Removing the handle is what lets a waiting seal proceed, so it always happens.
       this.ctx.handles.remove(fh);
     }
+    // Only now: the uploader skips a file that still has a writable handle.
+    if (upload) this.uploader.schedule(h.nodeId!);
   }
 
-  /** A writer closed: remember a hash taken while writing, and start the upload once no writer is left. */
-  private closedWriter(h: Handle): void {
+  /**
+   * A writer is closing: remembers a hash taken while writing; true when it is the last
+   * writer, so the file can upload once its handle is gone.
+   */
+  private closedWriter(h: Handle): boolean {
     const nodeId = h.nodeId!;
     const st = fsSync.fstatSync(h.fd);
     if (h.hash && h.hashed === st.size) {
       this.ctx.index.setUpload({ nodeId, size: st.size, mtimeMs: Math.floor(st.mtimeMs), sha256: h.hash.digest('hex'), state: 'hashed' });
     }
     h.hash = null;
-    if (!this.ctx.handles.openFor(nodeId).some((o) => o.writable && o.fh !== h.fh)) this.uploader.schedule(nodeId);
+    return !this.ctx.handles.openFor(nodeId).some((o) => o.writable && o.fh !== h.fh);
   }
 
   async truncate(p: string, size: number): Promise<void> {

@@ -1,0 +1,169 @@
+/**
+ * The data path around a commit, without FUSE: files upload in the background when
+ * they close, so the commit reuses those uploads; a file changed while its upload runs
+ * never publishes wrong bytes; a background failure surfaces in the commit; the read
+ * cache keeps committed objects under --cache-size, least recently used first, and
+ * never downloads a cached object again.
+ */
+import * as fsSync from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { objectKey } from '../../src/commit/layout.js';
+import { startCore, waitSettled, type CoreHarness } from '../support/core.js';
+import { faulty, type FaultyStore } from '../support/faulty-store.js';
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+const { O_RDONLY, O_WRONLY, O_RDWR } = fsSync.constants;
+
+async function writeFile(h: CoreHarness, p: string, bytes: Buffer, chunk = 65_536): Promise<void> {
+  const fh = await h.fs.create(p, 0o644, O_WRONLY);
+  for (let off = 0; off < bytes.length; off += chunk) h.fs.write(fh, bytes.subarray(off, off + chunk), Math.min(chunk, bytes.length - off), off);
+  await h.fs.flush(fh);
+  await h.fs.release(fh);
+}
+
+async function readAll(h: CoreHarness, p: string, size: number): Promise<Buffer> {
+  const fh = await h.fs.open(p, O_RDONLY);
+  const buf = Buffer.alloc(size);
+  let off = 0;
+  while (off < size) {
+    const n = h.fs.read(fh, buf.subarray(off), size - off, off);
+    if (n === 0) break;
+    off += n;
+  }
+  await h.fs.release(fh);
+  return buf.subarray(0, off);
+}
+
+const puts = (s: FaultyStore, key: string): number => s.calls.filter((c) => c.op === 'putFile' && c.key === key && !c.failed).length;
+const gets = (s: FaultyStore, key: string): number => s.calls.filter((c) => c.op === 'get' && c.key === key && !c.failed).length;
+
+describe('background upload', () => {
+  it('uploads a file when it closes, and the commit reuses that upload', async () => {
+    let store!: FaultyStore;
+    const h = await startCore({ wrapStore: (s) => (store = faulty(s)) });
+    try {
+      await h.fs.mkdir('/ck', 0o755);
+      const bytes = randomBytes(3 << 20);
+      await writeFile(h, '/ck/model.bin', bytes);
+      await h.fs.uploader.drained();
+      // In the bucket before anyone asked for a commit.
+      expect(puts(store, objectKey(sha(bytes)))).toBe(1);
+      const folder = (await h.cp.lookup(h.mountId, '/ck'))!;
+      const c = await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, {})).id);
+      expect(c.phase).toBe('completed');
+      expect(puts(store, objectKey(sha(bytes)))).toBe(1);
+      const manifest = JSON.parse((await h.ctx.store.get(`commits/${c.id}.json`)).toString('utf8'));
+      expect(manifest.files).toMatchObject([{ path: 'model.bin', size: bytes.length, sha256: sha(bytes) }]);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('never publishes an object whose bytes changed while it uploaded', async () => {
+    let store!: FaultyStore;
+    const h = await startCore({
+      wrapStore: (s) => {
+        store = faulty(s);
+        // Slow uploads, so the rewrite below lands while the first one runs.
+        const putFile = store.putFile.bind(store);
+        store.putFile = async (...args: Parameters<typeof putFile>) => {
+          await new Promise((r) => setTimeout(r, 300));
+          return putFile(...args);
+        };
+        return store;
+      },
+    });
+    try {
+      await h.fs.mkdir('/ck', 0o755);
+      const first = randomBytes(1 << 20);
+      await writeFile(h, '/ck/f.bin', first);
+      // Rewritten in place while its background upload sleeps.
+      const second = randomBytes(1 << 20);
+      const fh = await h.fs.open('/ck/f.bin', O_RDWR);
+      h.fs.write(fh, second, second.length, 0);
+      await h.fs.flush(fh);
+      await h.fs.release(fh);
+      const folder = (await h.cp.lookup(h.mountId, '/ck'))!;
+      const c = await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, {})).id);
+      expect(c.phase).toBe('completed');
+      await h.fs.uploader.drained();
+      const manifest = JSON.parse((await h.ctx.store.get(`commits/${c.id}.json`)).toString('utf8'));
+      expect(manifest.files[0].sha256).toBe(sha(second));
+      // Whatever reached the store under objects/ hashes to its own name.
+      const objects = (await h.ctx.store.list('objects/')).objects;
+      expect(objects.length).toBeGreaterThan(0);
+      for (const { key } of objects) expect(sha(await h.ctx.store.get(key))).toBe(key.split('/').pop());
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('surfaces an upload failure in the commit, and keeps the folder staging and intact', async () => {
+    let store!: FaultyStore;
+    const h = await startCore({ wrapStore: (s) => (store = faulty(s)) });
+    try {
+      store.rules.push({ op: 'putFile', keyIncludes: 'objects/', kind: 'forbidden' });
+      await h.fs.mkdir('/ck', 0o755);
+      const bytes = randomBytes(1 << 20);
+      await writeFile(h, '/ck/f.bin', bytes);
+      await h.fs.uploader.drained();
+      const folder = (await h.cp.lookup(h.mountId, '/ck'))!;
+      const c = await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, {})).id);
+      expect(c.phase).toBe('failed');
+      expect(c.error?.message).toMatch(/403/);
+      expect((await h.cp.lookup(h.mountId, '/ck'))!.state).toBe('staging');
+      expect(sha(await readAll(h, '/ck/f.bin', bytes.length))).toBe(sha(bytes));
+      // Once the store takes writes again, a retry commits it.
+      store.rules.length = 0;
+      expect((await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, {})).id)).phase).toBe('completed');
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('read cache', () => {
+  it('keeps committed objects under --cache-size, evicts the least recently used, and never downloads a cached one again', async () => {
+    let store!: FaultyStore;
+    const MiB = 1 << 20;
+    const h = await startCore({ wrapStore: (s) => (store = faulty(s)), cacheMaxBytes: 5 * MiB });
+    try {
+      await h.fs.mkdir('/ck', 0o755);
+      const files = ['a', 'b', 'c'].map((n) => ({ p: `/ck/${n}.bin`, bytes: randomBytes(2 * MiB + 12_345) }));
+      for (const f of files) await writeFile(h, f.p, f.bytes);
+      const folder = (await h.cp.lookup(h.mountId, '/ck'))!;
+      const c = await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, {})).id);
+      expect(c.phase).toBe('completed');
+      // The staged copies become the read cache, trimmed to the limit, once the commit
+      // has released them.
+      for (let i = 0; i < 500 && h.ctx.index.snapshot(c.id).length > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      const cached = (): number => h.ctx.index.cachedBytes();
+      expect(cached()).toBeLessThanOrEqual(5 * MiB);
+      expect(cached()).toBeGreaterThan(0);
+
+      // Every file reads back right, whether cached or fetched again.
+      for (const f of files) expect(sha(await readAll(h, f.p, f.bytes.length))).toBe(sha(f.bytes));
+      expect(cached()).toBeLessThanOrEqual(5 * MiB);
+
+      // The object read last is cached: reading it again costs no GET.
+      const last = files[2]!;
+      const before = gets(store, objectKey(sha(last.bytes)));
+      expect(sha(await readAll(h, last.p, last.bytes.length))).toBe(sha(last.bytes));
+      expect(gets(store, objectKey(sha(last.bytes)))).toBe(before);
+
+      // The least recently used one (a) was evicted: reading it downloads it once more, in
+      // parallel ranged GETs, and evicts the next oldest (b), not the one just read (c).
+      const a = files[0]!;
+      const beforeA = gets(store, objectKey(sha(a.bytes)));
+      expect(sha(await readAll(h, a.p, a.bytes.length))).toBe(sha(a.bytes));
+      expect(gets(store, objectKey(sha(a.bytes)))).toBeGreaterThan(beforeA);
+      const cAgain = gets(store, objectKey(sha(last.bytes)));
+      expect(sha(await readAll(h, last.p, last.bytes.length))).toBe(sha(last.bytes));
+      expect(gets(store, objectKey(sha(last.bytes)))).toBe(cAgain);
+      expect(cached()).toBeLessThanOrEqual(5 * MiB);
+    } finally {
+      await h.close();
+    }
+  });
+});
