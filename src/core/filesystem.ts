@@ -285,11 +285,13 @@ export class RosetFilesystem {
     try {
       if (h.writable && h.nodeId) {
         if (h.fd >= 0 && h.dirty) await this.publishAttrs(h).catch(() => undefined);
-        this.ctx.index.addWriters(h.nodeId, -1);
         if (h.fd >= 0) upload = this.closedWriter(h);
+        // Can fail on a full cache disk (SQLite cannot write): the error is the
+        // release's, but the fd still closes below, or its bytes could never be freed.
+        this.ctx.index.addWriters(h.nodeId, -1);
       }
-      if (h.fd >= 0) fsSync.closeSync(h.fd);
     } finally {
+      if (h.fd >= 0) fsSync.closeSync(h.fd);
       // Removing the handle is what lets a waiting seal proceed, so it always happens.
       this.ctx.handles.remove(fh);
     }
@@ -305,7 +307,12 @@ export class RosetFilesystem {
     const nodeId = h.nodeId!;
     const st = fsSync.fstatSync(h.fd);
     if (h.hash && h.hashed === st.size) {
-      this.ctx.index.setUpload({ nodeId, size: st.size, mtimeMs: Math.floor(st.mtimeMs), sha256: h.hash.digest('hex'), state: 'hashed' });
+      try {
+        this.ctx.index.setUpload({ nodeId, size: st.size, mtimeMs: Math.floor(st.mtimeMs), sha256: h.hash.digest('hex'), state: 'hashed' });
+      } catch (err) {
+        // Only a saving (the upload hashes the file itself without it); e.g. a full disk.
+        this.ctx.log.debug({ nodeId, err: (err as Error).message }, 'could not keep the hash taken while writing');
+      }
     }
     h.hash = null;
     return !this.ctx.handles.openFor(nodeId).some((o) => o.writable && o.fh !== h.fh);
@@ -358,9 +365,10 @@ export class RosetFilesystem {
   private async dropStaged(nodeId: string): Promise<void> {
     // Open handles keep their fd, as POSIX allows; the bytes go when the last fd closes.
     // The file goes first: on a full disk, that frees the space the index needs.
-    this.uploader.touch(nodeId);
+    this.uploader.bump(nodeId);
     await fs.rm(stagingPath(this.ctx, nodeId), { force: true });
     this.ctx.index.removeStaged(nodeId);
+    this.ctx.index.dropUpload(nodeId);
   }
 
   async rename(from: string, to: string): Promise<void> {

@@ -42,7 +42,7 @@ export class ObjectCache {
     try {
       const st = await fs.stat(p);
       if (st.size === size) {
-        this.ctx.index.touchCachedObject(sha256, size);
+        this.touch(sha256, size);
         return p;
       }
     } catch {
@@ -54,6 +54,19 @@ export class ObjectCache {
       this.inflight.set(sha256, pending);
     }
     return pending;
+  }
+
+  /**
+   * Records a read for LRU order. Best effort: on a full cache disk the index cannot
+   * take the write, and a committed file must stay readable; the cost is only a less
+   * exact eviction order, so it is logged, not raised.
+   */
+  private touch(sha256: string, size: number): void {
+    try {
+      this.ctx.index.touchCachedObject(sha256, size);
+    } catch (err) {
+      this.ctx.log.warn({ sha256, err: (err as Error).message }, 'could not record a read of a cached object (eviction order may be off)');
+    }
   }
 
   /**

@@ -42,8 +42,16 @@ export class Uploader {
 
   /** Something may change the file's bytes: past uploads no longer describe it. */
   touch(nodeId: string): void {
-    this.versions.set(nodeId, (this.versions.get(nodeId) ?? 0) + 1);
+    this.bump(nodeId);
     this.ctx.index.dropUpload(nodeId);
+  }
+
+  /**
+   * The in-memory half of `touch`: an upload running now cannot publish. For unlink,
+   * which must work on a full disk, so it frees the bytes before writing the index.
+   */
+  bump(nodeId: string): void {
+    this.versions.set(nodeId, (this.versions.get(nodeId) ?? 0) + 1);
   }
 
   private version(nodeId: string): number {

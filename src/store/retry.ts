@@ -48,7 +48,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export class RetryingStore implements ObjectStore {
   readonly description: string;
 
-  constructor(private readonly inner: ObjectStore, private readonly policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+  constructor(readonly inner: ObjectStore, private readonly policy: RetryPolicy = DEFAULT_RETRY_POLICY,
     private readonly onRetry?: (info: { op: string; key: string; attempt: number; delayMs: number; error: string }) => void) {
     this.description = inner.description;
   }

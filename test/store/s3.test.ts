@@ -13,6 +13,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { StoreError } from '../../src/errors/index.js';
 import { openStore } from '../../src/store/index.js';
 import { parseS3Url, S3Store } from '../../src/store/s3.js';
+import { RetryingStore } from '../../src/store/retry.js';
 import { listAll } from '../../src/store/types.js';
 import { s3TestConfig, s3TestStoreOptions, s3TestUrl, type S3TestConfig } from '../support/s3.js';
 import { storeConformance } from './conformance.js';
@@ -65,8 +66,10 @@ describe('S3Store specifics', () => {
   it('is what openStore returns for s3:// and keeps keys under the prefix', async () => {
     const url = s3TestUrl('openstore');
     const store = await openStore(url, s3TestStoreOptions());
-    expect(store).toBeInstanceOf(S3Store);
-    opened.push(store as S3Store);
+    // The S3 store, inside the one retry layer every store gets.
+    expect(store).toBeInstanceOf(RetryingStore);
+    expect((store as RetryingStore).inner).toBeInstanceOf(S3Store);
+    opened.push((store as RetryingStore).inner as S3Store);
     await store.put('x/y.json', '{}');
     // The bucket-level view: the key sits under the prefix.
     const root = await open(`s3://${cfg.bucket}`, { s3ConditionalWrites: true });
