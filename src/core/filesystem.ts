@@ -66,7 +66,7 @@ export class RosetFilesystem {
 
   constructor(private readonly ctx: CoreContext, mountpoint: string | null) {
     this.uploader = new Uploader(ctx);
-    this.objects = new ObjectCache(ctx, { maxBytes: ctx.cacheMaxBytes ?? 0 });
+    this.objects = new ObjectCache(ctx, { maxBytes: ctx.cacheMaxBytes ?? 0, ...ctx.readCache });
     this.agent = new StagingAgent(ctx, mountpoint, this.uploader, this.objects);
   }
 

@@ -23,12 +23,16 @@ import { objectKey } from '../commit/layout.js';
 import { CacheError } from '../errors/index.js';
 import { cacheTmpDir, objectCachePath, type CoreContext } from './context.js';
 
-const CHUNK = 8 << 20;
-const CONCURRENCY = 8;
+const DEFAULT_CHUNK = 8 << 20;
+const DEFAULT_CONCURRENCY = 8;
 
 export interface ObjectCacheOptions {
   /** Bytes of committed objects to keep; 0 means no limit. */
   maxBytes: number;
+  /** Size of each ranged GET (default 8 MiB). */
+  chunkBytes?: number;
+  /** Ranged GETs in flight per download (default 8). */
+  concurrency?: number;
 }
 
 export class ObjectCache {
@@ -89,17 +93,27 @@ export class ObjectCache {
     const tmp = path.join(cacheTmpDir(this.ctx), randomUUID());
     const fd = fsSync.openSync(tmp, 'w');
     const hash = createHash('sha256');
+    const CHUNK = this.options.chunkBytes ?? DEFAULT_CHUNK;
+    const CONCURRENCY = this.options.concurrency ?? DEFAULT_CONCURRENCY;
     const chunks = Math.ceil(size / CHUNK);
     const ready = new Map<number, Buffer>();
     let next = 0;
     let hashed = 0;
     let received = 0;
     let failure: unknown;
-    let wake: (() => void) | null = null;
+    // Workers parked by back-pressure; every one is woken whenever hashing moves on
+    // (or a worker fails), and re-checks for itself.
+    let parked: Array<() => void> = [];
+    const wakeAll = (): void => {
+      const p = parked;
+      parked = [];
+      for (const r of p) r();
+    };
     const worker = async (): Promise<void> => {
       while (failure === undefined && next < chunks) {
         // Back-pressure: a slow early chunk must not let later ones pile up in memory.
-        while (ready.size >= 2 * CONCURRENCY && failure === undefined) await new Promise<void>((r) => { wake = r; });
+        while (ready.size >= 2 * CONCURRENCY && failure === undefined) await new Promise<void>((r) => parked.push(r));
+        if (failure !== undefined || next >= chunks) break;
         const i = next++;
         const offset = i * CHUNK;
         const length = Math.min(CHUNK, size - offset);
@@ -114,16 +128,13 @@ export class ObjectCache {
           ready.delete(hashed);
           hashed++;
         }
-        const w = wake as (() => void) | null;
-        wake = null;
-        w?.();
+        wakeAll();
       }
     };
     try {
       await Promise.all(Array.from({ length: Math.min(CONCURRENCY, Math.max(chunks, 1)) }, () => worker().catch((err: unknown) => {
         failure ??= err;
-        const w = wake as (() => void) | null;
-        w?.();
+        wakeAll();
       })));
       if (failure !== undefined) throw failure;
       fsSync.fsyncSync(fd);

@@ -166,4 +166,41 @@ describe('read cache', () => {
       await h.close();
     }
   });
+
+  it('downloads in parallel ranged GETs, in bounded memory, even when the first range is the slowest', async () => {
+    let store!: FaultyStore;
+    const h = await startCore({
+      readCache: { chunkBytes: 64 << 10, concurrency: 4 },
+      wrapStore: (s) => {
+        store = faulty(s);
+        const get = store.get.bind(store);
+        store.get = async (...args: Parameters<typeof get>) => {
+          // The first range stalls while the others arrive: later chunks must wait
+          // (back-pressure), and every worker must resume once it lands.
+          if (args[1]?.offset === 0) await new Promise((r) => setTimeout(r, 300));
+          return get(...args);
+        };
+        return store;
+      },
+    });
+    try {
+      await h.fs.mkdir('/ck', 0o755);
+      const bytes = randomBytes((3 << 20) + 4321);
+      await writeFile(h, '/ck/big.bin', bytes);
+      const folder = (await h.cp.lookup(h.mountId, '/ck'))!;
+      const c = await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, {})).id);
+      expect(c.phase).toBe('completed');
+      for (let i = 0; i < 500 && h.ctx.index.snapshot(c.id).length > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      // Lose the cached copy, as after a cache wipe: the next read downloads it.
+      fsSync.rmSync(`${h.ctx.cacheDir}/objects/${sha(bytes)}`, { force: true });
+      const before = gets(store, objectKey(sha(bytes)));
+      const [a, b] = await Promise.all([readAll(h, '/ck/big.bin', bytes.length), readAll(h, '/ck/big.bin', bytes.length)]);
+      expect(sha(a)).toBe(sha(bytes));
+      expect(sha(b)).toBe(sha(bytes));
+      // One download for both readers, in 64 KiB ranges.
+      expect(gets(store, objectKey(sha(bytes))) - before).toBe(Math.ceil(bytes.length / (64 << 10)));
+    } finally {
+      await h.close();
+    }
+  });
 });

@@ -24,7 +24,7 @@ export interface CoreHarness {
   close: () => Promise<void>;
 }
 
-export async function startCore(opts: { sealTimeoutMs?: number; wrapStore?: (s: ObjectStore) => ObjectStore; cacheMaxBytes?: number } = {}): Promise<CoreHarness> {
+export async function startCore(opts: { sealTimeoutMs?: number; wrapStore?: (s: ObjectStore) => ObjectStore; cacheMaxBytes?: number; readCache?: CoreContext['readCache'] } = {}): Promise<CoreHarness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'roset-core-'));
   const log = pino({ level: 'silent' });
   const meta = new SqliteMetadataStore(path.join(dir, 'metadata.db'));
@@ -35,7 +35,7 @@ export async function startCore(opts: { sealTimeoutMs?: number; wrapStore?: (s: 
   const cacheDir = path.join(dir, 'cache');
   await RosetFilesystem.prepareCacheDir(cacheDir);
   const index = new StagingIndex(path.join(cacheDir, 'index.db'));
-  const ctx: CoreContext = { mountId, agentId: 'agt_test', control: cp, store, index, handles: new HandleTable(), cacheDir, cacheMaxBytes: opts.cacheMaxBytes, readOnly: false, log };
+  const ctx: CoreContext = { mountId, agentId: 'agt_test', control: cp, store, index, handles: new HandleTable(), cacheDir, cacheMaxBytes: opts.cacheMaxBytes, readCache: opts.readCache, readOnly: false, log };
   const fs = new RosetFilesystem(ctx, null);
   cp.registerAgent(fs.agent);
   return {
