@@ -49,7 +49,10 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 extern char **environ;
 
@@ -81,6 +84,15 @@ enum {
    and must be told, at FLUSH or RELEASE, that the file changed. */
 #define H_WRITE 1u
 #define H_WRITTEN 2u
+/* H_HASH (TypeScript, at open): the file is empty and this is its only writer, so the
+   data path hashes the bytes while they arrive in order (sha256); the digest goes to
+   TypeScript at RELEASE, and the background upload need not read the file again. */
+#define H_HASH 4u
+
+/* How long an out-of-order WRITE waits for the ones before it before the hash gives
+   up (the kernel's writeback sends a file's pages in order, but several worker threads
+   may pick them up in a different one). */
+#define HASH_WAIT_NS (100L * 1000 * 1000)
 
 #define MAX_WRITE (1u << 20)
 
@@ -99,7 +111,23 @@ struct handle {
   _Atomic uint32_t flags;
   uint64_t ts_fh; /* the TypeScript core's handle number */
   struct handle *next; /* chain in rfs.handles */
+  /* Hash while writing (H_HASH): `hashed` bytes from offset 0 are in `md`; the first
+     write that is not the next in order ends it (hash_ok = 0). Guarded by `mu`. */
+  EVP_MD_CTX *md;
+  uint64_t hashed;
+  int hash_ok;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
 };
+
+static void free_handle(struct handle *h) {
+  if (h->md) {
+    EVP_MD_CTX_free(h->md);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cv);
+  }
+  free(h);
+}
 
 #define HANDLE_BUCKETS 1024
 
@@ -443,20 +471,61 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     fuse_reply_err(req, EROFS);
     return;
   }
+  /* Hashing in order: hold the handle's lock from the turn check to the update, so
+     the bytes enter the hash in file order. */
+  int hashing = 0;
+  if (h->md) {
+    pthread_mutex_lock(&h->mu);
+    if (h->hash_ok && (uint64_t)off > h->hashed) {
+      struct timespec until;
+      clock_gettime(CLOCK_REALTIME, &until);
+      until.tv_nsec += HASH_WAIT_NS;
+      if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec += 1;
+        until.tv_nsec -= 1000000000L;
+      }
+      while (h->hash_ok && (uint64_t)off > h->hashed) {
+        if (pthread_cond_timedwait(&h->cv, &h->mu, &until) == ETIMEDOUT) break;
+      }
+    }
+    hashing = h->hash_ok && (uint64_t)off == h->hashed;
+    if (!hashing) {
+      if (h->hash_ok) {
+        h->hash_ok = 0;
+        pthread_cond_broadcast(&h->cv);
+      }
+      pthread_mutex_unlock(&h->mu);
+    }
+  }
   /* The kernel gives the offset even for O_APPEND (it owns the size under the
      writeback cache, and is the only writer otherwise), so a plain pwrite is right. */
   size_t done = 0;
+  int err = 0;
   while (done < size) {
     ssize_t n = pwrite(h->fd, buf + done, size - done, off + (off_t)done);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
-      if (err != ENOSPC && err != EDQUOT) report_io_error(rfs, ino, err, "pwrite");
-      if (done > 0) break; /* report the bytes that did land */
+      err = errno;
+      break;
+    }
+    done += (size_t)n;
+  }
+  if (hashing) {
+    if (err == 0 && EVP_DigestUpdate(h->md, buf, done) == 1) {
+      h->hashed += done;
+    } else {
+      h->hash_ok = 0;
+    }
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+  }
+  if (err != 0) {
+    if (err != ENOSPC && err != EDQUOT) report_io_error(rfs, ino, err, "pwrite");
+    if (done == 0) {
       fuse_reply_err(req, data_errno(err));
       return;
     }
-    done += (size_t)n;
+    /* otherwise report the bytes that did land */
   }
   if (!(atomic_load_explicit(&h->flags, memory_order_relaxed) & H_WRITTEN)) atomic_fetch_or(&h->flags, H_WRITTEN);
   atomic_fetch_add_explicit(&rfs->n_write, 1, memory_order_relaxed);
@@ -478,6 +547,11 @@ static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) 
   if (c) {
     c->fh = h->ts_fh;
     c->a = (flags & H_WRITTEN) ? 1 : 0;
+    if (h->md) {
+      pthread_mutex_lock(&h->mu);
+      c->b = h->hash_ok ? 1 : 0;
+      pthread_mutex_unlock(&h->mu);
+    }
   }
   to_js(req, c);
 }
@@ -628,8 +702,23 @@ static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
       c->fh = h->ts_fh;
       /* Written since the last FLUSH: through a shared mmap after close, for one. */
       c->a = (atomic_load(&h->flags) & H_WRITTEN) ? 1 : 0;
+      /* The digest of a file written in order from 0 through this handle only. */
+      if (h->md) {
+        pthread_mutex_lock(&h->mu);
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        if (h->hash_ok && EVP_DigestFinal_ex(h->md, md, &len) == 1) {
+          char *hex = malloc(2 * len + 1);
+          if (hex) {
+            for (unsigned int i = 0; i < len; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+            c->name = hex;
+            c->b = (double)h->hashed;
+          }
+        }
+        pthread_mutex_unlock(&h->mu);
+      }
     }
-    free(h);
+    free_handle(h);
   }
   to_js(req, c);
 }
@@ -768,7 +857,7 @@ static void tsfn_finalize(napi_env env, void *finalize_data, void *hint) {
     struct handle *h = rfs->handles[b];
     while (h) {
       struct handle *n = h->next;
-      free(h);
+      free_handle(h);
       h = n;
     }
     rfs->handles[b] = NULL;
@@ -993,7 +1082,20 @@ static struct handle *new_handle(double ts_fh, double fd, double flags) {
   if (!h) return NULL;
   h->fd = (int)fd;
   h->ts_fh = (uint64_t)ts_fh;
-  atomic_store(&h->flags, (uint32_t)flags);
+  uint32_t f = (uint32_t)flags;
+  if ((f & H_HASH) && (f & H_WRITE)) {
+    /* Without a context the file is simply not hashed here; the upload hashes it. */
+    h->md = EVP_MD_CTX_new();
+    if (h->md && EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) == 1) {
+      h->hash_ok = 1;
+      pthread_mutex_init(&h->mu, NULL);
+      pthread_cond_init(&h->cv, NULL);
+    } else if (h->md) {
+      EVP_MD_CTX_free(h->md);
+      h->md = NULL;
+    }
+  }
+  atomic_store(&h->flags, f & ~H_HASH);
   return h;
 }
 
@@ -1019,7 +1121,7 @@ static napi_value js_reply_open(napi_env env, napi_callback_info info) {
   int rc = fuse_reply_open(req, &fi);
   if (rc != 0) {
     handle_remove(rfs, h);
-    free(h);
+    free_handle(h);
   }
   return ret_int(env, rc);
 }
@@ -1054,7 +1156,7 @@ static napi_value js_reply_create(napi_env env, napi_callback_info info) {
   int rc = fuse_reply_create(req, &e, &fi);
   if (rc != 0) {
     handle_remove(rfs, h);
-    free(h);
+    free_handle(h);
   }
   return ret_int(env, rc);
 }

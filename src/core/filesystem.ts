@@ -208,7 +208,10 @@ export class RosetFilesystem {
       if (flags & C.O_TRUNC) f |= fsSync.constants.O_TRUNC;
       this.uploader.touch(n.id);
       h.fd = fsSync.openSync(stagingPath(this.ctx, n.id), f);
-      if (fsSync.fstatSync(h.fd).size === 0) { h.hash = createHash('sha256'); h.hashed = 0; }
+      // A hash taken through one handle says nothing once another can write too.
+      const others = this.ctx.handles.openFor(n.id).filter((o) => o.writable && o.fh !== h.fh);
+      for (const o of others) this.dropHash(o);
+      if (others.length === 0 && fsSync.fstatSync(h.fd).size === 0) { h.hash = createHash('sha256'); h.hashed = 0; }
       this.ctx.index.addWriters(n.id, 1);
       if (flags & C.O_TRUNC) h.dirty = true;
       return h.fh;
@@ -299,6 +302,11 @@ export class RosetFilesystem {
     if (upload) this.uploader.schedule(h.nodeId!);
   }
 
+  private dropHash(h: Handle): void {
+    h.hash = null;
+    h.digest = undefined;
+  }
+
   /**
    * A writer is closing: remembers a hash taken while writing; true when it is the last
    * writer, so the file can upload once its handle is gone.
@@ -306,15 +314,17 @@ export class RosetFilesystem {
   private closedWriter(h: Handle): boolean {
     const nodeId = h.nodeId!;
     const st = fsSync.fstatSync(h.fd);
-    if (h.hash && h.hashed === st.size) {
+    const sha256 = h.hash && h.digest && h.digestBytes === st.size ? h.digest
+      : h.hash && h.hashed === st.size ? h.hash.digest('hex') : null;
+    if (sha256) {
       try {
-        this.ctx.index.setUpload({ nodeId, size: st.size, mtimeMs: Math.floor(st.mtimeMs), sha256: h.hash.digest('hex'), state: 'hashed' });
+        this.ctx.index.setUpload({ nodeId, size: st.size, mtimeMs: Math.floor(st.mtimeMs), sha256, state: 'hashed' });
       } catch (err) {
         // Only a saving (the upload hashes the file itself without it); e.g. a full disk.
         this.ctx.log.debug({ nodeId, err: (err as Error).message }, 'could not keep the hash taken while writing');
       }
     }
-    h.hash = null;
+    this.dropHash(h);
     return !this.ctx.handles.openFor(nodeId).some((o) => o.writable && o.fh !== h.fh);
   }
 
@@ -325,6 +335,7 @@ export class RosetFilesystem {
     await this.writable(np);
     if (n.ownerAgent !== this.ctx.agentId) throw new NamespaceError('CONFLICT', `${np} is staged by another node`);
     this.uploader.touch(n.id);
+    for (const o of this.ctx.handles.openFor(n.id)) this.dropHash(o);
     try {
       await fs.truncate(stagingPath(this.ctx, n.id), size);
     } catch (err) {
@@ -349,7 +360,8 @@ export class RosetFilesystem {
       if (h.nodeId) this.uploader.touch(h.nodeId);
       fsSync.ftruncateSync(h.fd, size);
       h.dirty = true;
-      h.hash = null;
+      for (const o of this.ctx.handles.openFor(h.nodeId ?? '')) this.dropHash(o);
+      this.dropHash(h);
     } catch (err) {
       throw localError(err, `truncate ${h.path}`);
     }
@@ -423,22 +435,34 @@ export class RosetFilesystem {
     return (await this.ctx.control.children(n.id)).map((c) => ({ name: c.name, ino: this.ctx.index.ino(c.id), folder: c.type === 'folder' }));
   }
 
-  /** What a binding that serves data itself needs of an open handle: its fd and mode. */
-  handleInfo(fh: number): { fd: number; writable: boolean; nodeId: string | null } | null {
+  /**
+   * What a binding that serves data itself needs of an open handle: its fd, its mode,
+   * and whether it should hash the bytes written through it (the file is empty and this
+   * is its only writer), reporting the digest with `noteDigest`.
+   */
+  handleInfo(fh: number): { fd: number; writable: boolean; nodeId: string | null; hash: boolean } | null {
     const h = this.ctx.handles.get(fh);
-    return h && h.fd >= 0 ? { fd: h.fd, writable: h.writable, nodeId: h.nodeId } : null;
+    return h && h.fd >= 0 ? { fd: h.fd, writable: h.writable, nodeId: h.nodeId, hash: Boolean(h.writable && h.hash && h.hashed === 0) } : null;
   }
 
   /**
    * Bytes reached the staged file through `fh` without passing through `write` (a
-   * binding that writes in C): the handle is dirty, as after a write, and no hash was
-   * taken of those bytes on the way.
+   * binding that writes in C): the handle is dirty, as after a write. Unless the
+   * binding is still hashing them in order (`hashedThere`), no hash covers them.
    */
-  noteWritten(fh: number): void {
+  noteWritten(fh: number, hashedThere = false): void {
     const h = this.ctx.handles.get(fh);
     if (!h || !h.writable) return;
     h.dirty = true;
-    h.hash = null;
+    if (!hashedThere) this.dropHash(h);
+  }
+
+  /** The binding's sha256 of the first `bytes` bytes, written in order through `fh`. */
+  noteDigest(fh: number, sha256: string, bytes: number): void {
+    const h = this.ctx.handles.get(fh);
+    if (!h || !h.writable || !h.hash || h.hashed !== 0 || !/^[0-9a-f]{64}$/.test(sha256)) return;
+    h.digest = sha256;
+    h.digestBytes = bytes;
   }
 
   /**

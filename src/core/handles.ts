@@ -29,6 +29,12 @@ export interface Handle {
    */
   hash?: Hash | null;
   hashed?: number;
+  /**
+   * sha256 of the first `digestBytes` bytes, taken by a binding that writes in C
+   * (native) while the bytes arrived in order through this handle.
+   */
+  digest?: string;
+  digestBytes?: number;
 }
 
 export class HandleTable {

@@ -21,6 +21,8 @@ export const Op = {
 
 /** Per-handle flags kept in C memory; the data path reads them on every WRITE. */
 export const H_WRITE = 1;
+/** Set at open: the file is empty and this is its only writer; C hashes in-order writes (sha256). */
+export const H_HASH = 4;
 
 /** FUSE_SET_ATTR_* bits of a SETATTR. */
 export const SetAttr = {

@@ -29,7 +29,7 @@ import { CacheError, NamespaceError, RosetError } from '../errors/index.js';
 import type { RosetFilesystem, Stat } from '../core/filesystem.js';
 import { toErrno } from './errno.js';
 import { InodeTable, ROOT_INO } from './inodes.js';
-import { H_WRITE, loadNativeBinding, Op, SetAttr, type AttrArray, type NativeStats, type Session } from './native-binding.js';
+import { H_HASH, H_WRITE, loadNativeBinding, Op, SetAttr, type AttrArray, type NativeStats, type Session } from './native-binding.js';
 import type { FuseMount, FuseMountOptions } from './types.js';
 
 const E = osConstants.errno as Record<string, number>;
@@ -59,6 +59,10 @@ export interface NativeFuseMount extends FuseMount {
   setHandleFlags(fh: number, flags: number): boolean;
   /** Inodes the kernel holds (the root included). */
   readonly inodes: number;
+}
+
+function handleFlags(h: { writable: boolean; hash: boolean }): number {
+  return h.writable ? H_WRITE | (h.hash ? H_HASH : 0) : 0;
 }
 
 function attrOf(st: Stat, ino: number): AttrArray {
@@ -176,7 +180,7 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
       }
       // keep_cache: a node's bytes change only through this mount, so the kernel's pages
       // stay true across opens (and a committed file's warm reads never leave the kernel).
-      if (native.replyOpen(id, fh, h.fd, h.writable ? H_WRITE : 0, true) !== 0) await orphan(fh);
+      if (native.replyOpen(id, fh, h.fd, handleFlags(h), true) !== 0) await orphan(fh);
     },
     [Op.CREATE]: async (id, ino, _fh, mode, flags, _c, name) => {
       const p = child(await pathOf(ino), name!);
@@ -189,18 +193,22 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
         throw err;
       }
       const h = fs.handleInfo(fh)!;
-      if (native.replyCreate(id, attrOf(e.stat, e.stat.ino), TTL, TTL, fh, h.fd, h.writable ? H_WRITE : 0, true) === 0) inodes.remember(e.stat.ino, e.nodeId);
+      if (native.replyCreate(id, attrOf(e.stat, e.stat.ino), TTL, TTL, fh, h.fd, handleFlags(h), true) === 0) inodes.remember(e.stat.ino, e.nodeId);
       else await orphan(fh);
     },
     // `written`: C wrote bytes through this handle since the last FLUSH; the core did
     // not see them, and publishes size and mtime only for a handle it knows is dirty.
-    [Op.FLUSH]: async (id, _ino, fh, written) => {
-      if (written) fs.noteWritten(fh);
+    // `hashing`: C is still hashing them in order (H_HASH).
+    [Op.FLUSH]: async (id, _ino, fh, written, hashing) => {
+      if (written) fs.noteWritten(fh, hashing === 1);
       await fs.flush(fh);
       replyOk(id);
     },
-    [Op.RELEASE]: async (id, _ino, fh, written) => {
-      if (fh && written) fs.noteWritten(fh);
+    // At RELEASE C hands over its digest (name) of the first `hashedBytes` bytes, if the
+    // bytes came in order from offset 0.
+    [Op.RELEASE]: async (id, _ino, fh, written, hashedBytes, _c, digest) => {
+      if (fh && written) fs.noteWritten(fh, digest !== undefined);
+      if (fh && digest !== undefined) fs.noteDigest(fh, digest, hashedBytes);
       if (fh) await fs.release(fh);
       replyOk(id);
     },

@@ -16,8 +16,9 @@
  *   matches only that form; AWS accepts both).
  * - `capabilities.conditionalWrites` is measured (`probeCapabilities`) unless the
  *   caller states it, never assumed: servers that ignore If-None-Match exist.
- * - `putFile` holds at most `concurrency` part buffers of `partSize` bytes, whatever
- *   the file size; each worker reuses its own buffer, reading it with pread.
+ * - All `putFile` calls running at once hold at most `concurrency` × `partSize` bytes
+ *   of part buffers between them (a shared byte budget), whatever the file sizes;
+ *   part buffers are reused, filled with pread.
  * - A multipart upload that fails is aborted; if even the abort fails, the upload is
  *   left for the start-up sweep (`listMultipartUploads` + abort), never completed.
  * - A conditional write answered 409 ConditionalRequestConflict is sent again (it did
@@ -31,6 +32,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs/promises';
+import { ByteBudget } from '../util/byte-budget.js';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -145,6 +147,9 @@ export class S3Store implements ObjectStore {
   private caps: StoreCapabilities;
   private readonly partSize: number;
   private readonly concurrency: number;
+  /** Part buffers of every putFile running at once share this (concurrency × partSize). */
+  private readonly partBuffers: ByteBudget;
+  private readonly freeParts: Buffer[] = [];
 
   get capabilities(): StoreCapabilities {
     return this.caps;
@@ -156,6 +161,7 @@ export class S3Store implements ObjectStore {
     if (this.prefix && !this.prefix.endsWith('/')) this.prefix += '/';
     this.partSize = Math.max(MIN_PART_SIZE, config.partSize ?? DEFAULT_PART_SIZE);
     this.concurrency = Math.max(1, Math.floor(config.uploadConcurrency ?? DEFAULT_UPLOAD_CONCURRENCY));
+    this.partBuffers = new ByteBudget(this.concurrency * this.partSize);
     // Until probed, claim nothing we have not seen.
     this.caps = config.capabilities ?? { conditionalWrites: false, multipart: true };
     const endpoint = config.endpoint;
@@ -404,12 +410,17 @@ export class S3Store implements ObjectStore {
     try {
       const size = (await fh.stat()).size;
       if (size <= partSize) {
-        const buf = Buffer.allocUnsafe(size);
-        await readFully(fh, buf, size, 0, key);
-        await options.beforeComplete?.();
-        const result = options.ifAbsent ? await this.putIfAbsent(key, buf) : await this.put(key, buf);
-        options.onProgress?.(size);
-        return result;
+        const give = await this.partBuffers.take(size);
+        try {
+          const buf = Buffer.allocUnsafe(size);
+          await readFully(fh, buf, size, 0, key);
+          await options.beforeComplete?.();
+          const result = options.ifAbsent ? await this.putIfAbsent(key, buf) : await this.put(key, buf);
+          options.onProgress?.(size);
+          return result;
+        } finally {
+          give();
+        }
       }
       // 10,000 parts at most: grow the parts (to whole MiB) for very large files.
       if (Math.ceil(size / partSize) > MAX_PARTS) partSize = Math.ceil(size / MAX_PARTS / MiB) * MiB;
@@ -426,20 +437,27 @@ export class S3Store implements ObjectStore {
       let uploaded = 0;
       let failed: unknown;
       const worker = async (): Promise<void> => {
-        // One buffer per worker, reused for each of its parts: memory is bounded by
-        // concurrency × partSize, whatever the file size.
-        let buf: Buffer | undefined;
+        // A part's buffer is taken from the budget all uploads share, so memory stays
+        // bounded by concurrency × partSize however many files upload at once.
         while (failed === undefined && next < partCount) {
           const index = next++;
           const offset = index * partSize;
           const length = Math.min(partSize, size - offset);
-          buf ??= Buffer.allocUnsafeSlow(Math.min(partSize, size));
-          const body = buf.subarray(0, length);
-          await readFully(fh, body, length, offset, key);
-          const res = await this.send<{ ETag?: string }>('upload part', key, () => new UploadPartCommand({
-            Bucket: this.bucket, Key, UploadId: uploadId, PartNumber: index + 1, Body: body, ContentLength: length,
-          }));
-          parts[index] = { partNumber: index + 1, etag: unquote(res.ETag) };
+          const give = await this.partBuffers.take(length);
+          // Whole-size part buffers are reused (the budget bounds how many exist);
+          // odd sizes (the parts of a file too large for 10,000 default parts) are not.
+          const buf = partSize === this.partSize ? this.freeParts.pop() ?? Buffer.allocUnsafeSlow(partSize) : Buffer.allocUnsafeSlow(partSize);
+          try {
+            const body = buf.subarray(0, length);
+            await readFully(fh, body, length, offset, key);
+            const res = await this.send<{ ETag?: string }>('upload part', key, () => new UploadPartCommand({
+              Bucket: this.bucket, Key, UploadId: uploadId, PartNumber: index + 1, Body: body, ContentLength: length,
+            }));
+            parts[index] = { partNumber: index + 1, etag: unquote(res.ETag) };
+          } finally {
+            if (buf.length === this.partSize && this.freeParts.length < this.concurrency) this.freeParts.push(buf);
+            give();
+          }
           uploaded += length;
           options.onProgress?.(uploaded);
         }
