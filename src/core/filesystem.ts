@@ -95,6 +95,7 @@ export class RosetFilesystem {
       }
     }
     if (lost.length) this.ctx.log.warn({ files: lost.slice(0, 20), count: lost.length }, 'staged files lost with the cache were removed from the namespace');
+    await this.objects.sweep();
     return { lost, unclosed };
   }
 
@@ -503,6 +504,11 @@ export class RosetFilesystem {
     await this.ctx.control.setAttrs(this.ctx.mountId, h.path, { mtimeMs: mtime.getTime() }).catch((err: unknown) => {
       if (!(err instanceof RosetError && err.rosetCode === 'NODE_NOT_FOUND')) throw err;
     });
+  }
+
+  /** Resolves once every download into the read cache is on disk and recorded. */
+  async settle(): Promise<void> {
+    await this.objects.settled();
   }
 
   /** Count of writable handles: the daemon drains these before unmounting. */

@@ -9,7 +9,11 @@
  * - A cached object is published by rename only after all its bytes hashed to the
  *   manifest's sha256, so a reader never gets wrong bytes; a mismatch is
  *   INTEGRITY_ERROR (EIO) and an error log.
- * - Downloads use parallel ranged GETs; memory stays bounded (at most 2 × concurrency
+ * - An object file is trusted across a restart only once it is recorded in the index,
+ *   which happens after its bytes are on disk (fsync). Readers do not wait for that
+ *   fsync; a machine crash before it leaves an unrecorded file, which `sweep` removes
+ *   at start, so a torn file is never served.
+ * - Downloads use parallel ranged GETs; memory stays bounded (at most concurrency
  *   chunks wait to be hashed in order) whatever the object size.
  * - Concurrent reads of one object share one download; a cached object is never
  *   downloaded again until it is evicted.
@@ -23,13 +27,13 @@ import { objectKey } from '../commit/layout.js';
 import { CacheError } from '../errors/index.js';
 import { cacheTmpDir, objectCachePath, type CoreContext } from './context.js';
 
-const DEFAULT_CHUNK = 8 << 20;
+const DEFAULT_CHUNK = 16 << 20;
 const DEFAULT_CONCURRENCY = 8;
 
 export interface ObjectCacheOptions {
   /** Bytes of committed objects to keep; 0 means no limit. */
   maxBytes: number;
-  /** Size of each ranged GET (default 8 MiB). */
+  /** Size of each ranged GET (default 16 MiB). */
   chunkBytes?: number;
   /** Ranged GETs in flight per download (default 8). */
   concurrency?: number;
@@ -37,6 +41,9 @@ export interface ObjectCacheOptions {
 
 export class ObjectCache {
   private readonly inflight = new Map<string, Promise<string>>();
+  /** Published (renamed) but not yet fsynced and recorded; see `persist`. */
+  private readonly unsynced = new Set<string>();
+  private readonly syncing = new Set<Promise<void>>();
 
   constructor(private readonly ctx: CoreContext, private readonly options: ObjectCacheOptions = { maxBytes: 0 }) {}
 
@@ -46,7 +53,7 @@ export class ObjectCache {
     try {
       const st = await fs.stat(p);
       if (st.size === size) {
-        this.touch(sha256, size);
+        if (!this.unsynced.has(sha256)) this.touch(sha256, size);
         return p;
       }
     } catch {
@@ -79,6 +86,8 @@ export class ObjectCache {
    */
   async adopt(localFile: string, sha256: string, size: number): Promise<void> {
     const p = objectCachePath(this.ctx, sha256);
+    // Staged bytes reach the disk when the kernel gets to them; recorded only once there.
+    await fsyncPath(localFile);
     try {
       await fs.link(localFile, p);
     } catch (err) {
@@ -112,7 +121,7 @@ export class ObjectCache {
     const worker = async (): Promise<void> => {
       while (failure === undefined && next < chunks) {
         // Back-pressure: a slow early chunk must not let later ones pile up in memory.
-        while (ready.size >= 2 * CONCURRENCY && failure === undefined) await new Promise<void>((r) => parked.push(r));
+        while (ready.size >= CONCURRENCY && failure === undefined) await new Promise<void>((r) => parked.push(r));
         if (failure !== undefined || next >= chunks) break;
         const i = next++;
         const offset = i * CHUNK;
@@ -137,7 +146,6 @@ export class ObjectCache {
         wakeAll();
       })));
       if (failure !== undefined) throw failure;
-      fsSync.fsyncSync(fd);
     } catch (err) {
       fsSync.closeSync(fd);
       await fs.rm(tmp, { force: true });
@@ -151,13 +159,50 @@ export class ObjectCache {
       this.ctx.log.error({ key, expected: sha256, got, size, received }, 'object failed its integrity check');
       throw new CacheError('INTEGRITY_ERROR', `Object ${key} does not match its sha256 (got ${received} of ${size} bytes)`);
     }
+    // Readers get the file now; it is recorded (trusted after a restart) once it is
+    // on disk, off their path.
+    this.unsynced.add(sha256);
     await fs.rename(tmp, dest);
-    this.ctx.index.touchCachedObject(sha256, size);
-    await this.evict();
+    const done = this.persist(sha256, size, dest);
+    this.syncing.add(done);
+    void done.finally(() => this.syncing.delete(done));
     return dest;
   }
 
-  /** Removes least-recently-used objects until the cache fits its limit. */
+  private async persist(sha256: string, size: number, file: string): Promise<void> {
+    try {
+      await fsyncPath(file);
+      this.ctx.index.touchCachedObject(sha256, size);
+      this.unsynced.delete(sha256);
+      await this.evict();
+    } catch (err) {
+      // Not recorded: served until the next start, which removes it (sweep).
+      this.ctx.log.warn({ sha256, err: (err as Error).message }, 'could not make a downloaded object durable; it will be fetched again after a restart');
+    }
+  }
+
+  /** Resolves once every download is on disk and recorded (for shutdown and tests). */
+  async settled(): Promise<void> {
+    while (this.syncing.size > 0) await Promise.all([...this.syncing]);
+  }
+
+  /**
+   * At start: removes object files the index does not record (downloads a crash caught
+   * before their fsync, or files from an older cache layout); they are fetched again.
+   */
+  async sweep(): Promise<number> {
+    const known = new Set(this.ctx.index.cachedObjectsByAge().map((o) => o.sha256));
+    let removed = 0;
+    for (const name of await fs.readdir(path.join(this.ctx.cacheDir, 'objects'))) {
+      if (known.has(name)) continue;
+      await fs.rm(path.join(this.ctx.cacheDir, 'objects', name), { force: true });
+      removed++;
+    }
+    if (removed > 0) this.ctx.log.info({ removed }, 'removed cached objects that were not recorded as durable');
+    return removed;
+  }
+
+  /** Removes least-recently-used objects until the cache fits its limit (recorded ones only). */
   async evict(): Promise<void> {
     if (this.options.maxBytes <= 0) return;
     let total = this.ctx.index.cachedBytes();
@@ -170,5 +215,14 @@ export class ObjectCache {
       total -= o.size;
       this.ctx.log.debug({ sha256: o.sha256, size: o.size }, 'evicted a cached object');
     }
+  }
+}
+
+async function fsyncPath(file: string): Promise<void> {
+  const fh = await fs.open(file, 'r');
+  try {
+    await fh.datasync();
+  } finally {
+    await fh.close();
   }
 }

@@ -181,7 +181,7 @@ export class Daemon {
     if (this.core) {
       let timer: NodeJS.Timeout | undefined;
       const limit = new Promise<void>((r) => { timer = setTimeout(r, Math.min(30_000, this.cfg.drainTimeoutMs)); });
-      await Promise.race([this.core.uploader.drained(), limit]);
+      await Promise.race([Promise.all([this.core.uploader.drained(), this.core.settle()]), limit]);
       clearTimeout(timer);
     }
     if (this.fuse) {

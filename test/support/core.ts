@@ -43,6 +43,7 @@ export async function startCore(opts: { sealTimeoutMs?: number; wrapStore?: (s: 
     close: async () => {
       await cp.engine.drain(30_000);
       await fs.uploader.drained();
+      await fs.settle();
       index.close();
       await meta.close();
       rmSync(dir, { recursive: true, force: true });
