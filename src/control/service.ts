@@ -130,9 +130,6 @@ export class ControlPlane implements ControlApi {
 
   async listChildrenPage(mountId: string, id: string, cursor: string | undefined, limit: number): Promise<{ items: NodeRecord[]; nextCursor: string | null }> {
     const n = await this.getNode(mountId, id);
-    // A deleted folder can still be read as a node (its deletedAt says so), but it has
-    // no contents to list any more.
-    if (n.deletedAt) throw new NamespaceError('NODE_NOT_FOUND', `${n.path} was deleted`);
     if (n.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `${n.path} is not a folder`);
     const items = await this.meta.listChildren(id, { cursor, limit: limit + 1 });
     const more = items.length > limit;

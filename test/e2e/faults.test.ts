@@ -44,8 +44,9 @@ describe('storage faults (S3 through a fault-injecting proxy)', () => {
     return { id: (await d.client.resolvePath(`/ck/${dir}`))!.id, sha };
   };
 
+  // Faults go in before the checkpoint is written: files upload in the background as
+  // they close, so the object PUTs happen then, and again at the commit if they failed.
   it('completes commits despite transient 5xx, SlowDown, resets, stalls and 409s', async () => {
-    const { id, sha } = await checkpoint();
     await proxy.faults([
       { method: 'PUT', pathIncludes: '/objects/', times: 1, action: 'reset' },
       { method: 'PUT', pathIncludes: '/commits/', times: 1, action: 'stall', seconds: 3 },
@@ -53,6 +54,7 @@ describe('storage faults (S3 through a fault-injecting proxy)', () => {
       { every: 3, action: 'status', status: 503, code: 'SlowDown' },
       { method: 'HEAD', times: 1, action: 'status', status: 500, code: 'InternalError' },
     ]);
+    const { id, sha } = await checkpoint();
     const c = await waitCommit(d.client, (await d.client.commit(id)).id);
     await proxy.faults();
     expect(c.status, JSON.stringify(c.error)).toBe('completed');
@@ -65,8 +67,8 @@ describe('storage faults (S3 through a fault-injecting proxy)', () => {
 
   it('fails a commit cleanly on a persistent failure, and commits once the fault is gone', async () => {
     const before = (await d.client.getRef('latest'))!.commitId;
-    const { id } = await checkpoint();
     await proxy.faults([{ method: 'PUT', pathIncludes: '/objects/', action: 'status', status: 500, code: 'InternalError' }]);
+    const { id } = await checkpoint();
     const t0 = Date.now();
     const failed = await waitCommit(d.client, (await d.client.commit(id)).id);
     expect(Date.now() - t0).toBeLessThan(30_000);

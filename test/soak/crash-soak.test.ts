@@ -12,6 +12,8 @@ describe('crash soak', () => {
   it('survives 25 random kills with 0 corrupt resumes and 0 lost commits', () => {
     requireFuse();
     const r = spawnSync(path.join(REPO, 'scripts', 'crash-soak'), ['--runs', '25'], { encoding: 'utf8', timeout: 600_000 });
+    expect(r.error, 'scripts/crash-soak could not run').toBeUndefined();
+    expect(r.signal, r.stderr).toBeNull();
     expect(r.stdout.trim(), r.stderr).toBe('25 runs, 0 corrupt resumes, 0 lost commits');
     expect(r.status).toBe(0);
   }, 700_000);
