@@ -47,6 +47,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -94,6 +96,11 @@ enum {
    may pick them up in a different one). */
 #define HASH_WAIT_NS (100L * 1000 * 1000)
 
+/* Bytes hashed inline by the writing thread before the handle's hasher thread takes
+   over (small files never start one), and the size of the hasher's reads. */
+#define HASH_INLINE_MAX (1u << 20)
+#define HASH_CHUNK (1u << 20)
+
 #define MAX_WRITE (1u << 20)
 
 #define CHECK(call)                                                  \
@@ -111,22 +118,97 @@ struct handle {
   _Atomic uint32_t flags;
   uint64_t ts_fh; /* the TypeScript core's handle number */
   struct handle *next; /* chain in rfs.handles */
-  /* Hash while writing (H_HASH): `hashed` bytes from offset 0 are in `md`; the first
-     write that is not the next in order ends it (hash_ok = 0). Guarded by `mu`. */
+  /* Hash while writing (H_HASH). Writes are admitted to the hash in file order:
+     `next_off` is the end of what was admitted; the first write that is not next in
+     order ends hashing (hash_ok = 0). The first HASH_INLINE_MAX bytes are hashed by the
+     writing thread itself; past that, a thread of the handle's own, at the lowest CPU
+     priority, reads the admitted bytes back from the staged file (page cache) and
+     hashes them: the WRITE path never pays for the hash, which uses CPU the writer
+     leaves idle and catches up at RELEASE. `hashed` bytes are in `md`.
+     Guarded by `mu`, except `md`, which only the thread that owns the hash at the time
+     touches (the writer under `mu` before the hasher starts, then the hasher). */
   EVP_MD_CTX *md;
+  uint64_t next_off;
   uint64_t hashed;
   int hash_ok;
   pthread_mutex_t mu;
-  pthread_cond_t cv;
+  pthread_cond_t cv;       /* next_off moved or hash_ok changed (ordering waiters) */
+  pthread_cond_t cv_data;  /* bytes admitted, or closing (hasher) */
+  int hasher_started;
+  int hasher_closing;
+  pthread_t hasher;
 };
 
+static void hasher_stop(struct handle *h);
+
+/* Frees a handle, stopping its hasher first (a handle still open at unmount has one). */
 static void free_handle(struct handle *h) {
   if (h->md) {
+    pthread_mutex_lock(&h->mu);
+    hasher_stop(h);
+    pthread_mutex_unlock(&h->mu);
     EVP_MD_CTX_free(h->md);
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);
+    pthread_cond_destroy(&h->cv_data);
   }
   free(h);
+}
+
+/* The handle's hasher: reads admitted bytes back from the staged file and hashes them,
+   in order, until closing and caught up. Lowest priority while the file is written;
+   normal priority once the handle is released, when the digest is awaited. */
+static void *hasher_main(void *arg) {
+  struct handle *h = arg;
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  pid_t tid = (pid_t)syscall(SYS_gettid);
+  setpriority(PRIO_PROCESS, (id_t)tid, 19);
+  int boosted = 0;
+  unsigned char *buf = malloc(HASH_CHUNK);
+  pthread_mutex_lock(&h->mu);
+  if (!buf) h->hash_ok = 0;
+  while (h->hash_ok) {
+    while (h->hash_ok && h->hashed == h->next_off && !h->hasher_closing) pthread_cond_wait(&h->cv_data, &h->mu);
+    if (!h->hash_ok || h->hashed == h->next_off) break; /* invalid, or closing and caught up */
+    if (h->hasher_closing && !boosted) {
+      boosted = 1;
+      setpriority(PRIO_PROCESS, (id_t)tid, 0); /* best effort: needs CAP_SYS_NICE */
+    }
+    uint64_t from = h->hashed;
+    size_t want = h->next_off - from < HASH_CHUNK ? (size_t)(h->next_off - from) : HASH_CHUNK;
+    pthread_mutex_unlock(&h->mu);
+    size_t got = 0;
+    int ok = 1;
+    while (got < want) {
+      ssize_t n = pread(h->fd, buf + got, want - got, (off_t)(from + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        ok = 0;
+        break;
+      }
+      got += (size_t)n;
+    }
+    if (ok && EVP_DigestUpdate(h->md, buf, got) != 1) ok = 0;
+    pthread_mutex_lock(&h->mu);
+    if (ok) h->hashed += got;
+    else h->hash_ok = 0;
+  }
+  pthread_mutex_unlock(&h->mu);
+  free(buf);
+  return NULL;
+}
+
+/* Under mu: stops the hasher (once it caught up) and waits for it. */
+static void hasher_stop(struct handle *h) {
+  if (!h->hasher_started) return;
+  h->hasher_closing = 1;
+  pthread_cond_signal(&h->cv_data);
+  pthread_mutex_unlock(&h->mu);
+  pthread_join(h->hasher, NULL);
+  pthread_mutex_lock(&h->mu);
+  h->hasher_started = 0;
 }
 
 #define HANDLE_BUCKETS 1024
@@ -471,34 +553,8 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     fuse_reply_err(req, EROFS);
     return;
   }
-  /* Hashing in order: hold the handle's lock from the turn check to the update, so
-     the bytes enter the hash in file order. */
-  int hashing = 0;
-  if (h->md) {
-    pthread_mutex_lock(&h->mu);
-    if (h->hash_ok && (uint64_t)off > h->hashed) {
-      struct timespec until;
-      clock_gettime(CLOCK_REALTIME, &until);
-      until.tv_nsec += HASH_WAIT_NS;
-      if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec += 1;
-        until.tv_nsec -= 1000000000L;
-      }
-      while (h->hash_ok && (uint64_t)off > h->hashed) {
-        if (pthread_cond_timedwait(&h->cv, &h->mu, &until) == ETIMEDOUT) break;
-      }
-    }
-    hashing = h->hash_ok && (uint64_t)off == h->hashed;
-    if (!hashing) {
-      if (h->hash_ok) {
-        h->hash_ok = 0;
-        pthread_cond_broadcast(&h->cv);
-      }
-      pthread_mutex_unlock(&h->mu);
-    }
-  }
-  /* The kernel gives the offset even for O_APPEND (it owns the size under the
-     writeback cache, and is the only writer otherwise), so a plain pwrite is right. */
+  /* The bytes land first (in parallel with other WRITEs); then, if hashing, they are
+     admitted to the hash in file order. */
   size_t done = 0;
   int err = 0;
   while (done < size) {
@@ -510,9 +566,30 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     }
     done += (size_t)n;
   }
-  if (hashing) {
-    if (err == 0 && EVP_DigestUpdate(h->md, buf, done) == 1) {
-      h->hashed += done;
+  if (h->md) {
+    pthread_mutex_lock(&h->mu);
+    if (h->hash_ok && (uint64_t)off > h->next_off) {
+      struct timespec until;
+      clock_gettime(CLOCK_REALTIME, &until);
+      until.tv_nsec += HASH_WAIT_NS;
+      if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec += 1;
+        until.tv_nsec -= 1000000000L;
+      }
+      while (h->hash_ok && (uint64_t)off > h->next_off) {
+        if (pthread_cond_timedwait(&h->cv, &h->mu, &until) == ETIMEDOUT) break;
+      }
+    }
+    if (h->hash_ok && err == 0 && (uint64_t)off == h->next_off) {
+      if (!h->hasher_started && h->next_off + done <= HASH_INLINE_MAX) {
+        if (EVP_DigestUpdate(h->md, buf, done) == 1) h->hashed += done;
+        else h->hash_ok = 0;
+      } else if (!h->hasher_started) {
+        if (pthread_create(&h->hasher, NULL, hasher_main, h) == 0) h->hasher_started = 1;
+        else h->hash_ok = 0;
+      }
+      h->next_off += done;
+      pthread_cond_signal(&h->cv_data);
     } else {
       h->hash_ok = 0;
     }
@@ -705,14 +782,15 @@ static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
       /* The digest of a file written in order from 0 through this handle only. */
       if (h->md) {
         pthread_mutex_lock(&h->mu);
+        hasher_stop(h);
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int len = 0;
-        if (h->hash_ok && EVP_DigestFinal_ex(h->md, md, &len) == 1) {
+        if (h->hash_ok && h->hashed == h->next_off && EVP_DigestFinal_ex(h->md, md, &len) == 1) {
           char *hex = malloc(2 * len + 1);
           if (hex) {
             for (unsigned int i = 0; i < len; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
             c->name = hex;
-            c->b = (double)h->hashed;
+            c->b = (double)h->next_off;
           }
         }
         pthread_mutex_unlock(&h->mu);
@@ -1090,6 +1168,7 @@ static struct handle *new_handle(double ts_fh, double fd, double flags) {
       h->hash_ok = 1;
       pthread_mutex_init(&h->mu, NULL);
       pthread_cond_init(&h->cv, NULL);
+      pthread_cond_init(&h->cv_data, NULL);
     } else if (h->md) {
       EVP_MD_CTX_free(h->md);
       h->md = NULL;

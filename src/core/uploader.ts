@@ -71,9 +71,12 @@ export class Uploader {
       // A file reopened for writing is uploaded at its next close instead.
       if (this.ctx.handles.openFor(nodeId).some((h) => h.writable)) continue;
       this.active++;
+      const version = this.version(nodeId);
       this.ensure(nodeId).catch((err: unknown) => {
         const e = toRosetError(err);
-        if (e.rosetCode !== 'NODE_NOT_FOUND') this.ctx.log.warn({ nodeId, code: e.rosetCode, err: e.message }, 'background upload failed; the commit will upload again');
+        // A file changed or deleted meanwhile stops its upload on purpose.
+        if (this.version(nodeId) !== version || e.rosetCode === 'NODE_NOT_FOUND') this.ctx.log.debug({ nodeId, err: e.message }, 'background upload stopped: the file changed');
+        else this.ctx.log.warn({ nodeId, code: e.rosetCode, err: e.message }, 'background upload failed; the commit will upload again');
       }).finally(() => {
         this.active--;
         this.pump();
@@ -126,7 +129,7 @@ export class Uploader {
       how = 'deduped';
     } else {
       try {
-        await this.ctx.store.putFile(key, local, { ifAbsent: true, beforeComplete: changed });
+        await this.ctx.store.putFile(key, local, { ifAbsent: true, beforeComplete: changed, beforePart: changed });
       } catch (err) {
         // Another upload of the same bytes got there first: that is dedup, not failure.
         if (err instanceof StoreError && err.rosetCode === 'PRECONDITION_FAILED') how = 'deduped';

@@ -62,7 +62,7 @@ export interface NativeFuseMount extends FuseMount {
 }
 
 function handleFlags(h: { writable: boolean; hash: boolean }): number {
-  return h.writable ? H_WRITE | (h.hash ? H_HASH : 0) : 0;
+  return h.writable ? H_WRITE | (h.hash && !process.env.NOHASH ? H_HASH : 0) : 0;
 }
 
 function attrOf(st: Stat, ino: number): AttrArray {
@@ -208,7 +208,10 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
     // bytes came in order from offset 0.
     [Op.RELEASE]: async (id, _ino, fh, written, hashedBytes, _c, digest) => {
       if (fh && written) fs.noteWritten(fh, digest !== undefined);
-      if (fh && digest !== undefined) fs.noteDigest(fh, digest, hashedBytes);
+      if (fh && digest !== undefined) {
+        fs.noteDigest(fh, digest, hashedBytes);
+        log.trace({ fh, bytes: hashedBytes }, 'sha256 taken by the data path');
+      }
       if (fh) await fs.release(fh);
       replyOk(id);
     },

@@ -47,7 +47,7 @@ import {
   UploadPartCommand,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { StoreError } from '../errors/index.js';
+import { RosetError, StoreError } from '../errors/index.js';
 import type {
   ByteRange, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PartResult, PutFileOptions, PutResult, StoreCapabilities,
 } from './types.js';
@@ -440,6 +440,7 @@ export class S3Store implements ObjectStore {
         // A part's buffer is taken from the budget all uploads share, so memory stays
         // bounded by concurrency × partSize however many files upload at once.
         while (failed === undefined && next < partCount) {
+          options.beforePart?.();
           const index = next++;
           const offset = index * partSize;
           const length = Math.min(partSize, size - offset);
@@ -466,7 +467,8 @@ export class S3Store implements ObjectStore {
       await Promise.all(workers);
       if (failed !== undefined) {
         await this.abortMultipartUpload(key, uploadId).catch(() => {});
-        throw failed instanceof StoreError ? failed : new StoreError('STORAGE_ERROR', `Upload of ${key} failed: ${(failed as Error).message}`, { key }, { cause: failed });
+        // The caller's own error (beforePart) goes back as it is.
+        throw failed instanceof RosetError ? failed : new StoreError('STORAGE_ERROR', `Upload of ${key} failed: ${(failed as Error).message}`, { key }, { cause: failed });
       }
       try {
         await options.beforeComplete?.();

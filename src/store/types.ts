@@ -70,6 +70,11 @@ export interface PutFileOptions {
    * PUT, or the multipart completion). Throwing aborts the upload: nothing is published.
    */
   beforeComplete?: () => void | Promise<void>;
+  /**
+   * Called before each part is read and sent (multipart), so an upload that no longer
+   * matters (its file changed or was deleted) stops early. Throwing aborts the upload.
+   */
+  beforePart?: () => void;
 }
 
 export interface ObjectStore {
