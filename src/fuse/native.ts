@@ -62,7 +62,7 @@ export interface NativeFuseMount extends FuseMount {
 }
 
 function handleFlags(h: { writable: boolean; hash: boolean }): number {
-  return h.writable ? H_WRITE | (h.hash && !process.env.NOHASH ? H_HASH : 0) : 0;
+  return h.writable ? H_WRITE | (h.hash ? H_HASH : 0) : 0;
 }
 
 function attrOf(st: Stat, ino: number): AttrArray {
