@@ -28,6 +28,9 @@
  *   closes it when it handles the release.
  * - A write through a handle without H_WRITE fails with EROFS here, with no round trip:
  *   TypeScript sets the flag at open (and may clear it later with setHandleFlags).
+ * - With H_HASH, a digest is reported at RELEASE only if every byte of the file went
+ *   through this handle's WRITEs in order from offset 0 (next_off == hashed, hash_ok);
+ *   any other write ends hashing for the handle, and the uploader hashes instead.
  * - Signals are blocked on every FUSE thread, so SIGTERM/SIGINT reach Node's handlers.
  * - The session is destroyed only after its loop thread has been joined and the
  *   thread-safe function has drained, so no request can outlive its session.

@@ -439,15 +439,16 @@ export class S3Store implements ObjectStore {
       const worker = async (): Promise<void> => {
         // A part's buffer is taken from the budget all uploads share, so memory stays
         // bounded by concurrency × partSize however many files upload at once.
+        let own: Buffer | undefined; // this worker's buffer for a part size not the store's
         while (failed === undefined && next < partCount) {
           options.beforePart?.();
           const index = next++;
           const offset = index * partSize;
           const length = Math.min(partSize, size - offset);
           const give = await this.partBuffers.take(length);
-          // Whole-size part buffers are reused (the budget bounds how many exist);
-          // odd sizes (the parts of a file too large for 10,000 default parts) are not.
-          const buf = partSize === this.partSize ? this.freeParts.pop() ?? Buffer.allocUnsafeSlow(partSize) : Buffer.allocUnsafeSlow(partSize);
+          // Buffers of the store's part size are pooled (the budget bounds how many
+          // exist); a worker uploading other sizes keeps and reuses one of its own.
+          const buf = partSize === this.partSize ? this.freeParts.pop() ?? Buffer.allocUnsafeSlow(partSize) : (own ??= Buffer.allocUnsafeSlow(partSize));
           try {
             const body = buf.subarray(0, length);
             await readFully(fh, body, length, offset, key);
@@ -456,7 +457,7 @@ export class S3Store implements ObjectStore {
             }));
             parts[index] = { partNumber: index + 1, etag: unquote(res.ETag) };
           } finally {
-            if (buf.length === this.partSize && this.freeParts.length < this.concurrency) this.freeParts.push(buf);
+            if (buf !== own && this.freeParts.length < this.concurrency) this.freeParts.push(buf);
             give();
           }
           uploaded += length;
