@@ -94,15 +94,13 @@ enum {
    TypeScript at RELEASE, and the background upload need not read the file again. */
 #define H_HASH 4u
 
-/* How long an out-of-order WRITE waits for the ones before it before the hash gives
-   up (the kernel's writeback sends a file's pages in order, but several worker threads
-   may pick them up in a different one). */
-#define HASH_WAIT_NS (100L * 1000 * 1000)
-
-/* Bytes hashed inline by the writing thread before the handle's hasher thread takes
-   over (small files never start one), and the size of the hasher's reads. */
+/* Admitted bytes past which the handle's hasher thread starts (smaller files are
+   hashed at RELEASE), and the size of its reads. */
 #define HASH_INLINE_MAX (1u << 20)
 #define HASH_CHUNK (1u << 20)
+/* WRITEs ahead of the written prefix that can wait to join it (the kernel keeps at most
+   max_background = 64 writeback requests in flight). */
+#define HASH_PENDING 64
 
 #define MAX_WRITE (1u << 20)
 
@@ -121,21 +119,22 @@ struct handle {
   _Atomic uint32_t flags;
   uint64_t ts_fh; /* the TypeScript core's handle number */
   struct handle *next; /* chain in rfs.handles */
-  /* Hash while writing (H_HASH). Writes are admitted to the hash in file order:
-     `next_off` is the end of what was admitted; the first write that is not next in
-     order ends hashing (hash_ok = 0). The first HASH_INLINE_MAX bytes are hashed by the
-     writing thread itself; past that, a thread of the handle's own, at the lowest CPU
-     priority, reads the admitted bytes back from the staged file (page cache) and
-     hashes them: the WRITE path never pays for the hash, which uses CPU the writer
-     leaves idle and catches up at RELEASE. `hashed` bytes are in `md`.
-     Guarded by `mu`, except `md`, which only the thread that owns the hash at the time
-     touches (the writer under `mu` before the hasher starts, then the hasher). */
+  /* Hash while writing (H_HASH). [0, next_off) is the prefix of the file known to be
+     written exactly once, by this handle; a WRITE that lands further on (several
+     worker threads serve the kernel's writeback at once) waits in `pend` until the
+     prefix reaches it, without holding up its reply. Any write into the admitted prefix,
+     or overlapping a pending one, ends hashing (hash_ok = 0). A thread of the handle's
+     own, at the lowest CPU priority, reads the admitted prefix back from the staged file
+     (page cache) and hashes it once it passes HASH_INLINE_MAX; RELEASE hashes what is
+     left. The WRITE path never pays for the hash. `hashed` bytes are in `md`.
+     Guarded by `mu`, except `md`, which the hasher owns while it runs and RELEASE after. */
   EVP_MD_CTX *md;
   uint64_t next_off;
   uint64_t hashed;
+  struct { uint64_t off, end; } pend[HASH_PENDING];
+  int npend;
   int hash_ok;
   pthread_mutex_t mu;
-  pthread_cond_t cv;       /* next_off moved or hash_ok changed (ordering waiters) */
   pthread_cond_t cv_data;  /* bytes admitted, or closing (hasher) */
   int hasher_started;
   int hasher_closing;
@@ -152,7 +151,6 @@ static void free_handle(struct handle *h) {
     pthread_mutex_unlock(&h->mu);
     EVP_MD_CTX_free(h->md);
     pthread_mutex_destroy(&h->mu);
-    pthread_cond_destroy(&h->cv);
     pthread_cond_destroy(&h->cv_data);
   }
   free(h);
@@ -212,6 +210,21 @@ static void hasher_stop(struct handle *h) {
   pthread_join(h->hasher, NULL);
   pthread_mutex_lock(&h->mu);
   h->hasher_started = 0;
+}
+
+/* Under mu, hasher stopped: hashes what the hasher had not (small files: all of it). */
+static void hash_rest(struct handle *h) {
+  unsigned char buf[64 * 1024];
+  while (h->hash_ok && h->hashed < h->next_off) {
+    size_t want = h->next_off - h->hashed < sizeof buf ? (size_t)(h->next_off - h->hashed) : sizeof buf;
+    ssize_t n = pread(h->fd, buf, want, (off_t)h->hashed);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || EVP_DigestUpdate(h->md, buf, (size_t)n) != 1) {
+      h->hash_ok = 0;
+      break;
+    }
+    h->hashed += (uint64_t)n;
+  }
 }
 
 #define HANDLE_BUCKETS 1024
@@ -571,32 +584,46 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   }
   if (h->md) {
     pthread_mutex_lock(&h->mu);
-    if (h->hash_ok && (uint64_t)off > h->next_off) {
-      struct timespec until;
-      clock_gettime(CLOCK_REALTIME, &until);
-      until.tv_nsec += HASH_WAIT_NS;
-      if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec += 1;
-        until.tv_nsec -= 1000000000L;
+    uint64_t from = (uint64_t)off, to = (uint64_t)off + done;
+    if (!h->hash_ok || done == 0) {
+      /* nothing to admit */
+    } else if (err != 0 || from < h->next_off) {
+      h->hash_ok = 0; /* failed, or wrote into the admitted prefix again */
+    } else if (from > h->next_off) {
+      for (int i = 0; i < h->npend && h->hash_ok; i++) {
+        if (from < h->pend[i].end && h->pend[i].off < to) h->hash_ok = 0;
       }
-      while (h->hash_ok && (uint64_t)off > h->next_off) {
-        if (pthread_cond_timedwait(&h->cv, &h->mu, &until) == ETIMEDOUT) break;
+      if (h->hash_ok && h->npend < HASH_PENDING) {
+        h->pend[h->npend].off = from;
+        h->pend[h->npend].end = to;
+        h->npend++;
+      } else {
+        h->hash_ok = 0;
       }
-    }
-    if (h->hash_ok && err == 0 && (uint64_t)off == h->next_off) {
-      if (!h->hasher_started && h->next_off + done <= HASH_INLINE_MAX) {
-        if (EVP_DigestUpdate(h->md, buf, done) == 1) h->hashed += done;
-        else h->hash_ok = 0;
-      } else if (!h->hasher_started) {
+    } else {
+      h->next_off = to;
+      /* Pending writes that now touch the prefix join it. */
+      for (int moved = 1; moved && h->hash_ok;) {
+        moved = 0;
+        for (int i = 0; i < h->npend; i++) {
+          if (h->pend[i].off < h->next_off) {
+            h->hash_ok = 0;
+            break;
+          }
+          if (h->pend[i].off == h->next_off) {
+            h->next_off = h->pend[i].end;
+            h->pend[i] = h->pend[--h->npend];
+            moved = 1;
+            break;
+          }
+        }
+      }
+      if (h->hash_ok && !h->hasher_started && h->next_off > HASH_INLINE_MAX) {
         if (pthread_create(&h->hasher, NULL, hasher_main, h) == 0) h->hasher_started = 1;
         else h->hash_ok = 0;
       }
-      h->next_off += done;
       pthread_cond_signal(&h->cv_data);
-    } else {
-      h->hash_ok = 0;
     }
-    pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
   }
   if (err != 0) {
@@ -786,6 +813,8 @@ static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
       if (h->md) {
         pthread_mutex_lock(&h->mu);
         hasher_stop(h);
+        if (h->npend > 0) h->hash_ok = 0; /* a hole: not every byte was written here */
+        hash_rest(h);
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int len = 0;
         if (h->hash_ok && h->hashed == h->next_off && EVP_DigestFinal_ex(h->md, md, &len) == 1) {
@@ -1170,7 +1199,6 @@ static struct handle *new_handle(double ts_fh, double fd, double flags) {
     if (h->md && EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) == 1) {
       h->hash_ok = 1;
       pthread_mutex_init(&h->mu, NULL);
-      pthread_cond_init(&h->cv, NULL);
       pthread_cond_init(&h->cv_data, NULL);
     } else if (h->md) {
       EVP_MD_CTX_free(h->md);
