@@ -10,9 +10,10 @@ Owns:
   as the last resort, so no FUSE mount or daemon outlives the session.
 
 Invariants:
-- Under ``CI=true`` nothing skips: a missing Python package, FUSE device, Node.js
-  or daemon is a failure (``need()`` fails instead of skipping, and any skip that
-  still happens fails the session in ``pytest_sessionfinish``).
+- Nothing skips, in CI or not: a missing Python package, FUSE device, Node.js or
+  daemon is a failure that names what is missing (``need()``), and under ``CI=true``
+  any skip that still happens (a plugin's, say) fails the session in
+  ``pytest_sessionfinish``.
 - Tests share the session daemon but never each other's names: every test works
   under its own ``/t-<random>`` folder and its own ref names (``unique``).
 """
@@ -40,12 +41,10 @@ _skipped: List[str] = []
 
 
 def need(condition: bool, reason: str) -> None:
-    """Skip locally, fail loudly in CI."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"CI=true and a test prerequisite is missing: {reason}", pytrace=False)
-    pytest.skip(reason)
+    """Fails the test, loudly, when a prerequisite is missing: a test that cannot run
+    must not pass for one that did."""
+    if not condition:
+        pytest.fail(f"a test prerequisite is missing: {reason}", pytrace=False)
 
 
 def need_module(name: str):
