@@ -133,7 +133,7 @@ struct handle {
   uint64_t hashed;
   struct { uint64_t off, end; } pend[HASH_PENDING];
   int npend;
-  int hash_ok;
+  _Atomic int hash_ok; /* written under mu; read without it only as a hint (WRITE fast path) */
   pthread_mutex_t mu;
   pthread_cond_t cv_data;  /* bytes admitted, or closing (hasher) */
   int hasher_started;
@@ -582,7 +582,8 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     }
     done += (size_t)n;
   }
-  if (h->md) {
+  /* Once hashing has ended for the handle (a rewrite, a hole), WRITEs skip the lock. */
+  if (h->md && atomic_load_explicit(&h->hash_ok, memory_order_relaxed)) {
     pthread_mutex_lock(&h->mu);
     uint64_t from = (uint64_t)off, to = (uint64_t)off + done;
     if (!h->hash_ok || done == 0) {
@@ -1156,21 +1157,29 @@ static napi_value js_reply_err(napi_env env, napi_callback_info info) {
   return ret_int(env, fuse_reply_err(req, (int)num(env, argv[1])));
 }
 
+/* An entry from (attr[], attrTimeout, entryTimeout); -1 (a TypeError thrown) if the
+   attributes are malformed. Read before the request is taken, so a bad call leaves it
+   waiting for a proper reply. */
+static int read_entry(napi_env env, napi_value *args, struct fuse_entry_param *e) {
+  memset(e, 0, sizeof *e);
+  if (read_attr(env, args[0], &e->attr) != 0) {
+    napi_throw_type_error(env, NULL, "roset_fuse: bad attr");
+    return -1;
+  }
+  e->ino = e->attr.st_ino;
+  e->generation = 0; /* inode numbers are never reused (staging index autoincrement) */
+  e->attr_timeout = num(env, args[1]);
+  e->entry_timeout = num(env, args[2]);
+  return 0;
+}
+
 /* replyEntry(id, attr[], attrTimeout, entryTimeout) */
 static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
   ARGS(4);
   struct fuse_entry_param e;
-  memset(&e, 0, sizeof e);
-  if (read_attr(env, argv[1], &e.attr) != 0) {
-    napi_throw_type_error(env, NULL, "roset_fuse: bad attr");
-    return NULL;
-  }
+  if (read_entry(env, &argv[1], &e) != 0) return NULL;
   fuse_req_t req = take(env, argv[0]);
   if (!req) return ret_int(env, -ESTALE);
-  e.ino = e.attr.st_ino;
-  e.generation = 0; /* inode numbers are never reused (staging index autoincrement) */
-  e.attr_timeout = num(env, argv[2]);
-  e.entry_timeout = num(env, argv[3]);
   return ret_int(env, fuse_reply_entry(req, &e));
 }
 
@@ -1209,26 +1218,25 @@ static struct handle *new_handle(double ts_fh, double fd, double flags) {
   return h;
 }
 
-/* replyOpen(id, tsFh, fd, handleFlags, keepCache) -> 0 | -errno. On failure (the open
-   was interrupted) the kernel will never release the handle: the caller must. */
-static napi_value js_reply_open(napi_env env, napi_callback_info info) {
-  ARGS(5);
-  fuse_req_t req = take(env, argv[0]);
-  if (!req) return ret_int(env, -ESTALE);
+/* The shared half of replyOpen and replyCreate: a handle for the core's (tsFh, fd,
+   flags), registered, then the reply; if the reply fails (the open was interrupted) the
+   kernel will never release the handle, so it goes here, and the caller must release
+   the core's. `e` is NULL for an open. */
+static napi_value reply_with_handle(napi_env env, fuse_req_t req, napi_value *hargs, const struct fuse_entry_param *e) {
   struct rfs *rfs = req_rfs(req);
-  struct handle *h = new_handle(num(env, argv[1]), num(env, argv[2]), num(env, argv[3]));
+  struct handle *h = new_handle(num(env, hargs[0]), num(env, hargs[1]), num(env, hargs[2]));
   if (!h) {
     fuse_reply_err(req, ENOMEM);
     return ret_int(env, -ENOMEM);
   }
   bool keep = false;
-  napi_get_value_bool(env, argv[4], &keep);
+  napi_get_value_bool(env, hargs[3], &keep);
   struct fuse_file_info fi;
   memset(&fi, 0, sizeof fi);
   fi.fh = (uint64_t)(uintptr_t)h;
   fi.keep_cache = keep ? 1 : 0;
   handle_insert(rfs, h);
-  int rc = fuse_reply_open(req, &fi);
+  int rc = e ? fuse_reply_create(req, e, &fi) : fuse_reply_open(req, &fi);
   if (rc != 0) {
     handle_remove(rfs, h);
     free_handle(h);
@@ -1236,39 +1244,22 @@ static napi_value js_reply_open(napi_env env, napi_callback_info info) {
   return ret_int(env, rc);
 }
 
+/* replyOpen(id, tsFh, fd, handleFlags, keepCache) -> 0 | -errno. */
+static napi_value js_reply_open(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  fuse_req_t req = take(env, argv[0]);
+  if (!req) return ret_int(env, -ESTALE);
+  return reply_with_handle(env, req, &argv[1], NULL);
+}
+
 /* replyCreate(id, attr[], attrTimeout, entryTimeout, tsFh, fd, handleFlags, keepCache) */
 static napi_value js_reply_create(napi_env env, napi_callback_info info) {
   ARGS(8);
   struct fuse_entry_param e;
-  memset(&e, 0, sizeof e);
-  if (read_attr(env, argv[1], &e.attr) != 0) {
-    napi_throw_type_error(env, NULL, "roset_fuse: bad attr");
-    return NULL;
-  }
+  if (read_entry(env, &argv[1], &e) != 0) return NULL;
   fuse_req_t req = take(env, argv[0]);
   if (!req) return ret_int(env, -ESTALE);
-  struct rfs *rfs = req_rfs(req);
-  e.ino = e.attr.st_ino;
-  e.attr_timeout = num(env, argv[2]);
-  e.entry_timeout = num(env, argv[3]);
-  struct handle *h = new_handle(num(env, argv[4]), num(env, argv[5]), num(env, argv[6]));
-  if (!h) {
-    fuse_reply_err(req, ENOMEM);
-    return ret_int(env, -ENOMEM);
-  }
-  bool keep = false;
-  napi_get_value_bool(env, argv[7], &keep);
-  struct fuse_file_info fi;
-  memset(&fi, 0, sizeof fi);
-  fi.fh = (uint64_t)(uintptr_t)h;
-  fi.keep_cache = keep ? 1 : 0;
-  handle_insert(rfs, h);
-  int rc = fuse_reply_create(req, &e, &fi);
-  if (rc != 0) {
-    handle_remove(rfs, h);
-    free_handle(h);
-  }
-  return ret_int(env, rc);
+  return reply_with_handle(env, req, &argv[4], &e);
 }
 
 /* replyOpendir(id, dirFh) */

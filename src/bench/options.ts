@@ -8,6 +8,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import { positive, positiveInt } from '../util/cli-args.js';
 import { REPO } from './systems.js';
 
 export const ROWS = ['write', 'commit', 'latency', 'read', 'small', 'rss'] as const;
@@ -40,18 +41,6 @@ export interface BenchOptions {
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
 
-function positive(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
-  return n;
-}
-
-function integer(v: string): number {
-  const n = positive(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError('expected a whole number');
-  return n;
-}
-
 function list(v: string): string[] {
   return v.split(',').map((s) => s.trim()).filter(Boolean);
 }
@@ -68,12 +57,12 @@ export function parseOptions(argv: string[]): BenchOptions {
     .option('--size-gib <n>', 'sequential write and cold/warm read size', positive, 2)
     .option('--commit-gib <n>', 'file size for last close → commit completed', positive, 1)
     .option('--rss-gib <n>', 'bytes written while the daemon RSS is sampled', positive, 10)
-    .option('--rss-files <n>', 'split those bytes over this many files (a sharded checkpoint)', integer, 1)
-    .option('--small-files <n>', 'small files created and committed through Roset', integer, 10_000)
+    .option('--rss-files <n>', 'split those bytes over this many files (a sharded checkpoint)', positiveInt, 1)
+    .option('--small-files <n>', 'small files created and committed through Roset', positiveInt, 10_000)
     .option('--small-kib <n>', 'size of each small file', positive, 4)
-    .option('--peer-small-files <n>', 'small files created through s3fs and rclone (s3fs does about 100/s)', integer, 1000)
-    .option('--commits <n>', 'commit() calls timed for p50/p99', integer, 200)
-    .option('--repeat <n>', 'samples per throughput row (median reported; ref and system alternate)', integer, 3)
+    .option('--peer-small-files <n>', 'small files created through s3fs and rclone (s3fs does about 100/s)', positiveInt, 1000)
+    .option('--commits <n>', 'commit() calls timed for p50/p99', positiveInt, 200)
+    .option('--repeat <n>', 'samples per throughput row (median reported; ref and system alternate)', positiveInt, 3)
     .option('--quick', 'short run: 0.25 GiB sizes, 1 GiB RSS write, 1,000 small files, 50 commits, 1 sample')
     .option('--no-peers', 'skip s3fs and rclone')
     .option('--bindings <list>', 'Roset FUSE bindings to run (default: every one roset-mount --help offers)', list)
@@ -83,9 +72,9 @@ export function parseOptions(argv: string[]): BenchOptions {
     .option('--write-doc', 'rewrite the results section of docs/BENCHMARKS.md from this run')
     .option('--doc-from <json>', 'do not run: rewrite docs/BENCHMARKS.md from a results file')
     .option('--raw-part-mib <n>', 'raw multipart reference: part size', positive, 64)
-    .option('--raw-concurrency <n>', 'raw multipart and ranged-GET reference: requests in flight', integer, 8)
+    .option('--raw-concurrency <n>', 'raw multipart and ranged-GET reference: requests in flight', positiveInt, 8)
     .option('--raw-range-mib <n>', 'raw ranged-GET reference: range size', positive, 16)
-    .option('--raw-put-concurrency <n>', 'raw small-object PUT reference: requests in flight', integer, 16)
+    .option('--raw-put-concurrency <n>', 'raw small-object PUT reference: requests in flight', positiveInt, 16)
     .showHelpAfterError();
   program.parse(argv, { from: 'user' });
   const o = program.opts();

@@ -9,7 +9,8 @@ import { Daemon, type DaemonConfig } from '../daemon/daemon.js';
 import { DEFAULT_FUSE_BINDING, FUSE_BINDINGS, type FuseBinding } from '../fuse/types.js';
 import { createLogger, type LogLevel } from '../util/log.js';
 import { defaultStateDir } from '../util/state-dir.js';
-import { addStoreOptions, envFlag, size, storeConfig } from './store-options.js';
+import { addStoreOptions, envFlag, storeConfig } from './store-options.js';
+import { size } from '../util/cli-args.js';
 
 const env = process.env;
 

@@ -5,6 +5,7 @@
 import * as path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import type { StoreOptions } from '../store/index.js';
+import { positive, positiveInt, size } from '../util/cli-args.js';
 
 export function addStoreOptions(cmd: Command): Command {
   return cmd
@@ -19,29 +20,9 @@ export function addStoreOptions(cmd: Command): Command {
     .option('--upload-concurrency <n>', 'parts of one upload in flight at once [env ROSET_UPLOAD_CONCURRENCY] (default: 4)', positiveInt);
 }
 
-/** `10G`, `512MiB`, `1.5T`, or plain bytes; binary units. */
-export function size(v: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(v.trim());
-  if (!m) throw new InvalidArgumentError('expected a size such as 50G, 512M or 1073741824');
-  const exp = ' KMGT'.indexOf((m[2] || ' ').toUpperCase());
-  return Math.floor(Number(m[1]) * 1024 ** exp);
-}
-
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive whole number');
-  return n;
-}
-
 function partSize(v: string): number {
   const n = size(v);
   if (n < 5 * 2 ** 20) throw new InvalidArgumentError('S3 parts are at least 5 MiB (5M)');
-  return n;
-}
-
-function positive(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
   return n;
 }
 

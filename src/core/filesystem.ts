@@ -14,7 +14,6 @@
  * - Data writes are synchronous `pwrite`s into the staged file, done before the FUSE
  *   reply, so the kernel's buffer is never used after the call returns.
  */
-import { createHash } from 'node:crypto';
 import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
@@ -26,7 +25,7 @@ import { StagingAgent } from './agent.js';
 import { stagingPath, type CoreContext } from './context.js';
 import { ObjectCache } from './object-cache.js';
 import { Uploader } from './uploader.js';
-import type { Handle } from './handles.js';
+import { newWriteHash, type Handle, type WriteHash } from './handles.js';
 
 export interface Stat {
   mode: number;
@@ -116,7 +115,10 @@ export class RosetFilesystem {
   }
 
   async getattr(p: string): Promise<Stat> {
-    const n = await this.node(p);
+    return this.statOf(await this.node(p));
+  }
+
+  private async statOf(n: NodeRecord): Promise<Stat> {
     const base = {
       uid: this.uid, gid: this.gid, ino: this.ctx.index.ino(n.id), blksize: 4096,
       ctime: new Date(n.updatedAt), atime: new Date(n.mtimeMs),
@@ -157,7 +159,7 @@ export class RosetFilesystem {
   async create(p: string, mode: number, flags: number): Promise<number> {
     const np = normalizePath(p);
     // Registered before the node exists, so a seal starting now waits for this create.
-    const h = this.ctx.handles.add({ nodeId: null, path: np, fd: -1, writable: true, append: (flags & C.O_APPEND) !== 0, dirty: false, hash: createHash('sha256'), hashed: 0 });
+    const h = this.ctx.handles.add({ nodeId: null, path: np, fd: -1, writable: true, append: (flags & C.O_APPEND) !== 0, dirty: false, sha: newWriteHash() });
     try {
       await this.writable(np);
       const n = await this.ctx.control.createNode({
@@ -207,12 +209,11 @@ export class RosetFilesystem {
       if (!this.staged(n)) throw new CacheError('INTERNAL', `The staged bytes of ${np} are missing from the cache`);
       let f = fsSync.constants.O_RDWR;
       if (flags & C.O_TRUNC) f |= fsSync.constants.O_TRUNC;
-      this.uploader.touch(n.id);
+      this.changing(n.id);
       h.fd = fsSync.openSync(stagingPath(this.ctx, n.id), f);
-      // A hash taken through one handle says nothing once another can write too.
-      const others = this.ctx.handles.openFor(n.id).filter((o) => o.writable && o.fh !== h.fh);
-      for (const o of others) this.dropHash(o);
-      if (others.length === 0 && fsSync.fstatSync(h.fd).size === 0) { h.hash = createHash('sha256'); h.hashed = 0; }
+      // Hashed while written only from an empty file, by its one writer.
+      const alone = !this.ctx.handles.openFor(n.id).some((o) => o.writable && o.fh !== h.fh);
+      if (alone && fsSync.fstatSync(h.fd).size === 0) h.sha = newWriteHash();
       this.ctx.index.addWriters(n.id, 1);
       if (flags & C.O_TRUNC) h.dirty = true;
       return h.fh;
@@ -244,13 +245,11 @@ export class RosetFilesystem {
       const pos = h.append ? fsSync.fstatSync(h.fd).size : position;
       h.dirty = true;
       const n = fsSync.writeSync(h.fd, buf, 0, length, pos);
-      if (h.hash) {
-        if (pos === h.hashed) {
-          h.hash.update(buf.subarray(0, n));
-          h.hashed! += n;
-        } else {
-          h.hash = null;
-        }
+      if (h.sha?.kind === 'running' && pos === h.sha.bytes) {
+        h.sha.hash.update(buf.subarray(0, n));
+        h.sha.bytes += n;
+      } else {
+        h.sha = null;
       }
       return n;
     } catch (err) {
@@ -303,9 +302,13 @@ export class RosetFilesystem {
     if (upload) this.uploader.schedule(h.nodeId!);
   }
 
-  private dropHash(h: Handle): void {
-    h.hash = null;
-    h.digest = undefined;
+  /**
+   * The node's staged bytes may change (a writable open, a truncate): its uploads and
+   * every hash taken through its handles no longer describe it.
+   */
+  private changing(nodeId: string): void {
+    this.uploader.touch(nodeId);
+    for (const o of this.ctx.handles.openFor(nodeId)) o.sha = null;
   }
 
   /**
@@ -315,8 +318,7 @@ export class RosetFilesystem {
   private closedWriter(h: Handle): boolean {
     const nodeId = h.nodeId!;
     const st = fsSync.fstatSync(h.fd);
-    const sha256 = h.hash && h.digest && h.digestBytes === st.size ? h.digest
-      : h.hash && h.hashed === st.size ? h.hash.digest('hex') : null;
+    const sha256 = h.sha && h.sha.bytes === st.size ? digestOf(h.sha) : null;
     if (sha256) {
       try {
         this.ctx.index.setUpload({ nodeId, size: st.size, mtimeMs: Math.floor(st.mtimeMs), sha256, state: 'hashed' });
@@ -325,7 +327,7 @@ export class RosetFilesystem {
         this.ctx.log.debug({ nodeId, err: (err as Error).message }, 'could not keep the hash taken while writing');
       }
     }
-    this.dropHash(h);
+    h.sha = null;
     return !this.ctx.handles.openFor(nodeId).some((o) => o.writable && o.fh !== h.fh);
   }
 
@@ -335,8 +337,7 @@ export class RosetFilesystem {
     if (n.type === 'folder') throw new NamespaceError('IS_A_FOLDER', `${np} is a folder`);
     await this.writable(np);
     if (n.ownerAgent !== this.ctx.agentId) throw new NamespaceError('CONFLICT', `${np} is staged by another node`);
-    this.uploader.touch(n.id);
-    for (const o of this.ctx.handles.openFor(n.id)) this.dropHash(o);
+    this.changing(n.id);
     try {
       await fs.truncate(stagingPath(this.ctx, n.id), size);
     } catch (err) {
@@ -358,11 +359,10 @@ export class RosetFilesystem {
       if (err instanceof RosetError && err.rosetCode === 'COMMITTED') throw err;
     });
     try {
-      if (h.nodeId) this.uploader.touch(h.nodeId);
+      if (h.nodeId) this.changing(h.nodeId);
       fsSync.ftruncateSync(h.fd, size);
       h.dirty = true;
-      for (const o of this.ctx.handles.openFor(h.nodeId ?? '')) this.dropHash(o);
-      this.dropHash(h);
+      h.sha = null;
     } catch (err) {
       throw localError(err, `truncate ${h.path}`);
     }
@@ -421,7 +421,7 @@ export class RosetFilesystem {
   /** The node at `p` with its attributes: what a FUSE LOOKUP answers. */
   async lookupEntry(p: string): Promise<{ nodeId: string; stat: Stat }> {
     const n = await this.node(p);
-    return { nodeId: n.id, stat: await this.getattr(n.path) };
+    return { nodeId: n.id, stat: await this.statOf(n) };
   }
 
   /** The current path of a node (renames included), or null once it is gone. */
@@ -443,7 +443,7 @@ export class RosetFilesystem {
    */
   handleInfo(fh: number): { fd: number; writable: boolean; nodeId: string | null; hash: boolean } | null {
     const h = this.ctx.handles.get(fh);
-    return h && h.fd >= 0 ? { fd: h.fd, writable: h.writable, nodeId: h.nodeId, hash: Boolean(h.writable && h.hash && h.hashed === 0) } : null;
+    return h && h.fd >= 0 ? { fd: h.fd, writable: h.writable, nodeId: h.nodeId, hash: h.writable && h.sha?.kind === 'running' && h.sha.bytes === 0 } : null;
   }
 
   /**
@@ -455,15 +455,14 @@ export class RosetFilesystem {
     const h = this.ctx.handles.get(fh);
     if (!h || !h.writable) return;
     h.dirty = true;
-    if (!hashedThere) this.dropHash(h);
+    if (!hashedThere) h.sha = null;
   }
 
   /** The binding's sha256 of the first `bytes` bytes, written in order through `fh`. */
   noteDigest(fh: number, sha256: string, bytes: number): void {
     const h = this.ctx.handles.get(fh);
-    if (!h || !h.writable || !h.hash || h.hashed !== 0 || !/^[0-9a-f]{64}$/.test(sha256)) return;
-    h.digest = sha256;
-    h.digestBytes = bytes;
+    if (!h || !h.writable || h.sha?.kind !== 'running' || h.sha.bytes !== 0 || !/^[0-9a-f]{64}$/.test(sha256)) return;
+    h.sha = { kind: 'taken', digest: sha256, bytes };
   }
 
   /**
@@ -473,7 +472,7 @@ export class RosetFilesystem {
   async fgetattr(fh: number): Promise<Stat> {
     const h = this.handle(fh);
     const n = await this.ctx.control.lookup(this.ctx.mountId, h.path);
-    if (n && n.id === h.nodeId) return this.getattr(h.path);
+    if (n && n.id === h.nodeId) return this.statOf(n);
     const st = fsSync.fstatSync(h.fd);
     return {
       mode: C.S_IFREG | (h.writable ? 0o644 : 0o444), size: st.size, nlink: 0, uid: this.uid, gid: this.gid,
@@ -514,5 +513,18 @@ export class RosetFilesystem {
   /** Count of writable handles: the daemon drains these before unmounting. */
   get openWriters(): number {
     return this.ctx.handles.all().filter((h) => h.writable).length;
+  }
+}
+
+function digestOf(s: WriteHash): string {
+  switch (s.kind) {
+    case 'running':
+      return s.hash.digest('hex');
+    case 'taken':
+      return s.digest;
+    default: {
+      const never: never = s;
+      throw new Error(`Unknown hash state ${String(never)}`);
+    }
   }
 }

@@ -10,7 +10,7 @@
  *   any moment either sees the handle or the handle's check sees the seal.
  * - Paths of open handles follow renames (`renamed`).
  */
-import type { Hash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { isWithin } from '../meta/paths.js';
 
@@ -24,18 +24,21 @@ export interface Handle {
   /** Bytes were written through this handle since it was opened. */
   dirty: boolean;
   /**
-   * sha256 of the file so far, while it is written sequentially from byte 0 through
-   * this handle (then the upload need not read it again); null once it is not.
+   * sha256 of the bytes written through this handle, kept while they came in order
+   * from byte 0 and no other handle could change them (then the upload need not read
+   * the file again); null or absent once that is not so.
    */
-  hash?: Hash | null;
-  hashed?: number;
-  /**
-   * sha256 of the first `digestBytes` bytes, taken by a binding that writes in C
-   * (native) while the bytes arrived in order through this handle.
-   */
-  digest?: string;
-  digestBytes?: number;
+  sha?: WriteHash | null;
 }
+
+/**
+ * `running`: hashed here, `bytes` so far (the fuse-native binding writes through the
+ * core); `taken`: the digest of the first `bytes` bytes, reported by a binding that
+ * writes in C (native).
+ */
+export type WriteHash = { kind: 'running'; hash: Hash; bytes: number } | { kind: 'taken'; digest: string; bytes: number };
+
+export const newWriteHash = (): WriteHash => ({ kind: 'running', hash: createHash('sha256'), bytes: 0 });
 
 export class HandleTable {
   private readonly handles = new Map<number, Handle>();
