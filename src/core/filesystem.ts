@@ -287,7 +287,15 @@ export class RosetFilesystem {
     let upload = false;
     try {
       if (h.writable && h.nodeId) {
-        if (h.fd >= 0 && h.dirty) await this.publishAttrs(h).catch(() => undefined);
+        // Normally FLUSH published these already. Nobody waits on a release (close(2)
+        // has returned), so a failure is logged; an unlinked file has no node to update.
+        if (h.fd >= 0 && h.dirty) {
+          await this.publishAttrs(h).catch((err: unknown) => {
+            if (!(err instanceof RosetError && err.rosetCode === 'NODE_NOT_FOUND')) {
+              this.ctx.log.warn({ path: h.path, err: (err as Error).message }, 'could not publish size and mtime at release');
+            }
+          });
+        }
         if (h.fd >= 0) upload = this.closedWriter(h);
         // Can fail on a full cache disk (SQLite cannot write): the error is the
         // release's, but the fd still closes below, or its bytes could never be freed.
