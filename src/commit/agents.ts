@@ -24,13 +24,13 @@ export interface Agent {
   /** Local directory where this agent serves the mount, if it is a FUSE agent. */
   readonly mountpoint: string | null;
   /**
-   * Waits until no handle open for writing remains under `folderPath` (the control
-   * plane has already raised the barrier), then records the snapshot of the closed
-   * files. Rejects with OPEN_HANDLES after `timeoutMs`.
+   * Waits until no handle open for writing remains inside the folder `folderId` (the
+   * control plane has already raised the barrier), then records the snapshot of the
+   * closed files. Rejects with OPEN_HANDLES after `timeoutMs`.
    */
-  seal(commitId: string, folderPath: string, timeoutMs: number): Promise<void>;
+  seal(commitId: string, folderId: string, timeoutMs: number): Promise<void>;
   /** Uploads the snapshot's bytes as content-addressed objects (deduplicated). */
-  upload(commitId: string, folderPath: string): Promise<AgentUploadResult>;
+  upload(commitId: string, folderId: string): Promise<AgentUploadResult>;
   /**
    * Forgets the snapshot once the commit is completed or failed. After a completed
    * commit the agent may hand its staged copies over to its read cache.

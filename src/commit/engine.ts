@@ -17,8 +17,7 @@
 import type { Logger } from 'pino';
 import type { Manifest } from '../api/types.js';
 import type { AgentFile, AgentRegistry } from './agents.js';
-import type { CommitRecord, MetadataStore, NodeRecord } from '../meta/types.js';
-import { isWithin, relativeTo } from '../meta/paths.js';
+import { msOf, type CommitRecord, type MetadataStore, type SubtreeNode } from '../meta/types.js';
 import { CommitError, StoreError, toRosetError } from '../errors/index.js';
 import type { ObjectStore } from '../store/types.js';
 import { failpoint } from '../util/failpoints.js';
@@ -65,7 +64,7 @@ export class CommitEngine {
     const log = this.log.child({ commitId: commit.id, path: commit.path });
     const agents = this.agents.forMount(commit.mountId);
     try {
-      const inside = await this.meta.listDescendants(commit.mountId, commit.path);
+      const inside = await this.meta.listSubtree(commit.nodeId);
       const stagedFiles = inside.filter((n) => n.type === 'file' && n.state !== 'committed');
       const owners = new Set(stagedFiles.map((n) => n.ownerAgent));
       for (const owner of owners) {
@@ -75,12 +74,12 @@ export class CommitEngine {
       }
       if (from === 'seal') {
         log.debug('sealing');
-        await Promise.all(agents.map((a) => a.seal(commit.id, commit.path, this.options.sealTimeoutMs)));
+        await Promise.all(agents.map((a) => a.seal(commit.id, commit.nodeId, this.options.sealTimeoutMs)));
         await this.meta.setCommitPhase(commit.id, 'uploading');
         await failpoint('commit.after-snapshot', log);
       }
       log.debug('uploading');
-      const results = await Promise.all(agents.map((a) => a.upload(commit.id, commit.path)));
+      const results = await Promise.all(agents.map((a) => a.upload(commit.id, commit.nodeId)));
       const files: AgentFile[] = [];
       let uploadedBytes = 0;
       let dedupedBytes = 0;
@@ -89,13 +88,14 @@ export class CommitEngine {
         uploadedBytes += r.uploadedBytes;
         dedupedBytes += r.dedupedBytes;
       }
-      files.push(...committedFilesInside(commit.path, inside));
+      // Already-committed files inside the folder were uploaded by their own commit.
+      const earlier = committedFilesInside(inside);
+      for (const f of earlier) dedupedBytes += f.size;
+      files.push(...earlier);
       const seen = new Set<string>();
       for (const f of files) {
         if (seen.has(f.path)) throw new CommitError('CONFLICT', `${f.path} was written by more than one agent`);
         seen.add(f.path);
-        // Already-committed files inside the folder were uploaded by their own commit.
-        if (!results.some((r) => r.files.includes(f))) dedupedBytes += f.size;
       }
       files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
       const bytes = files.reduce((s, f) => s + f.size, 0);
@@ -236,11 +236,11 @@ export class CommitEngine {
   }
 }
 
-function committedFilesInside(folder: string, inside: NodeRecord[]): AgentFile[] {
+function committedFilesInside(inside: SubtreeNode[]): AgentFile[] {
   return inside
-    .filter((n) => n.type === 'file' && n.state === 'committed' && n.sha256 && isWithin(n.path, folder))
+    .filter((n) => n.type === 'file' && n.state === 'committed' && n.sha256)
     .map((n) => ({
-      nodeId: n.id, path: relativeTo(folder, n.path), size: n.size, mode: n.mode & 0o7777, mtime: n.mtimeMs,
+      nodeId: n.id, path: n.relPath, size: n.size, mode: n.mode & 0o7777, mtime: msOf(n.mtime),
       sha256: n.sha256!, key: objectKey(n.sha256!),
     }));
 }

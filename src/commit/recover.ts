@@ -18,8 +18,8 @@
  */
 import type { Manifest } from '../api/types.js';
 import { CommitError } from '../errors/index.js';
-import { ancestorsOf, baseName, joinPath, parentOf } from '../meta/paths.js';
-import type { MetadataStore } from '../meta/types.js';
+import { baseName, joinPath, parentOf } from '../meta/paths.js';
+import { timespecFromMs, type MetadataStore } from '../meta/types.js';
 import type { ObjectStore } from '../store/types.js';
 import { listAll } from '../store/types.js';
 
@@ -93,13 +93,15 @@ export async function recoverFromBucket(store: ObjectStore, meta: MetadataStore,
     report.mounts.push({ id, name });
   }
 
+  const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  /** The folder at `path`, made with any missing folders above it; its id. */
   const ensureFolder = async (mountId: string, path: string): Promise<string> => {
-    for (const p of [...ancestorsOf(path), path]) {
-      if (p === '/' || (await meta.getNodeByPath(mountId, p))) continue;
-      const parent = (await meta.getNodeByPath(mountId, parentOf(p)))!;
-      await meta.insertNode({ mountId, parentId: parent.id, parentPath: parent.path, name: baseName(p), type: 'folder', mode: 0o40755, ownerAgent: null });
+    let cur = (await meta.root(mountId)).id;
+    for (const name of path.split('/').filter(Boolean)) {
+      cur = (await meta.lookup(cur, name))?.id
+        ?? (await meta.createNode({ mountId, parentId: cur, name, type: 'folder', mode: 0o40755, ...owner, ownerAgent: null })).id;
     }
-    return (await meta.getNodeByPath(mountId, path))!.id;
+    return cur;
   };
 
   for (const [i, { m, completedAt }] of manifests.entries()) {
@@ -107,13 +109,12 @@ export async function recoverFromBucket(store: ObjectStore, meta: MetadataStore,
     const committedFiles = [];
     for (const f of m.files) {
       const path = joinPath(m.path, f.path);
-      const existing = await meta.getNodeByPath(m.mountId, path);
-      // A file inside a folder committed earlier is already there, committed.
-      if (existing) continue;
       const parentId = await ensureFolder(m.mountId, parentOf(path));
-      const parent = (await meta.getNode(parentId))!;
-      const node = await meta.insertNode({ mountId: m.mountId, parentId, parentPath: parent.path, name: baseName(path), type: 'file', mode: 0o100000 | f.mode, ownerAgent: null });
-      await meta.updateNodeAttrs(node.id, { mtimeMs: f.mtime });
+      // A file inside a folder committed earlier is already there, committed.
+      if (await meta.lookup(parentId, baseName(path))) continue;
+      const node = await meta.createNode({
+        mountId: m.mountId, parentId, name: baseName(path), type: 'file', mode: 0o100000 | f.mode, ...owner, ownerAgent: null, time: timespecFromMs(f.mtime),
+      });
       committedFiles.push({ nodeId: node.id, size: f.size, sha256: f.sha256 });
     }
     const stats = m.stats ?? { files: m.files.length, bytes: m.files.reduce((s, f) => s + f.size, 0), uploadedBytes: 0, dedupedBytes: 0 };

@@ -7,9 +7,10 @@
  * compare-and-swap and its bucket mirror, key verification.
  *
  * Invariants:
- * - A folder is writable only if neither it nor any folder above it is sealing or
- *   committed (`assertWritable`); a commit is refused while any folder around or inside
- *   the target is sealing.
+ * - The write barrier is enforced by the metadata store, inside the transaction of each
+ *   change (src/meta/types.ts, "THE WRITE BARRIER LIVES HERE"); this class never checks
+ *   a state and then changes something in a second step.
+ * - The data plane addresses nodes by id; paths are resolved here only for the API.
  * - A ref only ever points at a `completed` commit of its own mount.
  * - API keys are stored as sha256 hashes and compared in constant time.
  */
@@ -22,28 +23,42 @@ import { ApiError, CommitError, NamespaceError, StoreError } from '../errors/ind
 import type { ObjectStore } from '../store/types.js';
 import { AgentRegistry, type Agent } from '../commit/agents.js';
 import { ids } from '../meta/ids.js';
-import type { ApiKeyRecord, CommitPhase, CommitRecord, GroupRecord, MetadataStore, NodeRecord, RefRecord } from '../meta/types.js';
-import { ancestorsOf, baseName, isWithin, joinPath, normalizePath, parentOf, validateName } from '../meta/paths.js';
+import type {
+  ApiKeyRecord, AttrChange, Barrier, CommitPhase, CommitRecord, GroupRecord, Guard, MetadataStore, MoveRequest, NewNode, NodeRecord, NodeWithPath, RefRecord, SubtreeNode,
+} from '../meta/types.js';
+import { joinPath, normalizePath, validateName } from '../meta/paths.js';
 
 export const REF_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
-const DEFAULT_FILE_MODE = 0o100644;
 const DEFAULT_DIR_MODE = 0o40755;
 
-/** What the data plane needs from the control plane. */
+/**
+ * What the data plane needs from the control plane: nodes by id, and changes that
+ * check the barrier in their own transaction.
+ */
 export interface ControlApi {
-  lookup(mountId: string, path: string): Promise<NodeRecord | null>;
-  /** A live node of this mount by id (its current path follows renames); null if gone. */
+  /** The mount's root folder. */
+  root(mountId: string): Promise<NodeRecord>;
+  /** The live child `name` of a folder. */
+  lookupChild(parentId: string, name: string): Promise<NodeRecord | null>;
+  /** A live node of this mount by id; null once it is gone. */
   lookupById(mountId: string, id: string): Promise<NodeRecord | null>;
+  /** A live node and what refuses a change to it, read together (open for writing). */
+  nodeForWrite(mountId: string, id: string): Promise<{ node: NodeRecord; barrier: Barrier | null } | null>;
   children(nodeId: string): Promise<NodeRecord[]>;
-  createNode(req: { mountId: string; parentPath: string; name: string; type: NodeType; mode?: number; ownerAgent?: string | null }): Promise<NodeRecord>;
+  countSubfolders(nodeId: string): Promise<number>;
+  createChild(n: NewNode): Promise<NodeRecord>;
   /** Removes a staging file or an empty staging folder (unlink, rmdir). */
-  removeNode(mountId: string, path: string, type: NodeType): Promise<NodeRecord>;
-  rename(mountId: string, from: string, to: string): Promise<{ replaced: NodeRecord | null }>;
-  setAttrs(mountId: string, path: string, attrs: { size?: number; mode?: number; mtimeMs?: number }): Promise<void>;
-  /** Throws SEALED or COMMITTED unless `path` may be changed. */
-  assertWritable(mountId: string, path: string): Promise<void>;
-  /** Staging files under `folderPath` that `agentId` owns. */
-  stagedFiles(mountId: string, folderPath: string, agentId: string): Promise<NodeRecord[]>;
+  removeChild(mountId: string, parentId: string, name: string, type: NodeType): Promise<NodeRecord>;
+  moveChild(req: MoveRequest): Promise<{ node: NodeRecord; replaced: NodeRecord | null }>;
+  setNodeAttrs(mountId: string, id: string, attrs: AttrChange, guard: Guard): Promise<NodeRecord>;
+  /** The barrier error for a change to `id`, thrown; nothing if it may change. */
+  assertWritable(mountId: string, id: string): Promise<void>;
+  /** Live nodes inside a folder, by ancestry. */
+  subtree(folderId: string): Promise<SubtreeNode[]>;
+  /** Staging files inside a folder that `agentId` owns. */
+  stagedFiles(folderId: string, agentId: string): Promise<SubtreeNode[]>;
+  /** The current path of a node, for messages; null once it is gone. */
+  pathOf(id: string): Promise<string | null>;
   registerAgent(agent: Agent): void;
   unregisterAgent(id: string): void;
 }
@@ -97,10 +112,14 @@ export class ControlPlane implements ControlApi {
     return { ...m, mountpoints: [] };
   }
 
-  // ---- Namespace ----------------------------------------------------------------
+  // ---- Namespace: the data plane (by id) ---------------------------------------------
 
-  async lookup(mountId: string, path: string): Promise<NodeRecord | null> {
-    return this.meta.getNodeByPath(mountId, path);
+  async root(mountId: string): Promise<NodeRecord> {
+    return this.meta.root(mountId);
+  }
+
+  async lookupChild(parentId: string, name: string): Promise<NodeRecord | null> {
+    return this.meta.lookup(parentId, name);
   }
 
   async lookupById(mountId: string, id: string): Promise<NodeRecord | null> {
@@ -108,135 +127,156 @@ export class ControlPlane implements ControlApi {
     return n && n.mountId === mountId && !n.deletedAt ? n : null;
   }
 
+  async nodeForWrite(mountId: string, id: string): Promise<{ node: NodeRecord; barrier: Barrier | null } | null> {
+    const r = await this.meta.getNodeForWrite(id);
+    return r && r.node.mountId === mountId ? r : null;
+  }
+
   async children(nodeId: string): Promise<NodeRecord[]> {
     return this.meta.listChildren(nodeId);
+  }
+
+  async countSubfolders(nodeId: string): Promise<number> {
+    return this.meta.countSubfolders(nodeId);
+  }
+
+  async createChild(n: NewNode): Promise<NodeRecord> {
+    return this.meta.createNode({ ...n, name: validateName(n.name) });
+  }
+
+  async removeChild(mountId: string, parentId: string, name: string, type: NodeType): Promise<NodeRecord> {
+    const parent = await this.meta.getNode(parentId);
+    if (parent && !parent.parentId && (name === '' || name === '.')) throw new NamespaceError('CROSS_DEVICE', 'The root folder cannot be removed');
+    return this.meta.removeNode(mountId, parentId, name, type);
+  }
+
+  async moveChild(req: MoveRequest): Promise<{ node: NodeRecord; replaced: NodeRecord | null }> {
+    return this.meta.moveNode({ ...req, dstName: validateName(req.dstName) });
+  }
+
+  async setNodeAttrs(mountId: string, id: string, attrs: AttrChange, guard: Guard): Promise<NodeRecord> {
+    const n = await this.meta.getNode(id);
+    if (!n || n.mountId !== mountId || n.deletedAt) throw new NamespaceError('NODE_NOT_FOUND', `No node ${id}`);
+    return this.meta.setAttrs(id, attrs, guard);
+  }
+
+  async assertWritable(mountId: string, id: string): Promise<void> {
+    const r = await this.nodeForWrite(mountId, id);
+    if (!r) throw new NamespaceError('NODE_NOT_FOUND', `No node ${id}`);
+    if (r.barrier) throw await this.barrierError(r.barrier);
+  }
+
+  /** The error a change refused by `b` answers. */
+  async barrierError(b: Barrier): Promise<NamespaceError> {
+    const at = (await this.meta.pathOf(b.nodeId)) ?? b.nodeId;
+    return b.code === 'SEALED'
+      ? new NamespaceError('SEALED', `${at} is sealing for a commit`, { path: at })
+      : new NamespaceError('COMMITTED', `${at} is committed and immutable`, { path: at });
+  }
+
+  async subtree(folderId: string): Promise<SubtreeNode[]> {
+    return this.meta.listSubtree(folderId);
+  }
+
+  async stagedFiles(folderId: string, agentId: string): Promise<SubtreeNode[]> {
+    return this.meta.stagedFiles(folderId, agentId);
+  }
+
+  async pathOf(id: string): Promise<string | null> {
+    return this.meta.pathOf(id);
+  }
+
+  // ---- Namespace: the API (paths resolved here, once) --------------------------------
+
+  /** The live node at a mount-relative path. */
+  async lookup(mountId: string, path: string): Promise<NodeWithPath | null> {
+    return this.meta.resolvePath(mountId, normalizePath(path));
   }
 
   async resolve(mountId: string, paths: unknown): Promise<Record<string, Node | null>> {
     if (!Array.isArray(paths) || paths.length > 1000) throw new ApiError('BAD_REQUEST', 'paths must be an array of at most 1000 strings');
     const out: Record<string, Node | null> = {};
     for (const p of paths) {
-      const n = await this.meta.getNodeByPath(mountId, normalizePath(p));
+      const n = await this.meta.resolvePath(mountId, normalizePath(p));
       out[p as string] = n ? toNode(n) : null;
     }
     return out;
   }
 
-  async getNode(mountId: string, id: string): Promise<NodeRecord> {
+  async getNode(mountId: string, id: string): Promise<NodeWithPath> {
     const n = await this.meta.getNode(id);
     if (!n || n.mountId !== mountId) throw new NamespaceError('NODE_NOT_FOUND', `No node ${id}`);
-    return n;
+    if (n.deletedAt) return { ...n, path: `(deleted)/${n.name}` };
+    const path = await this.meta.pathOf(id);
+    return { ...n, path: path ?? `(deleted)/${n.name}` };
   }
 
-  async listChildrenPage(mountId: string, id: string, cursor: string | undefined, limit: number): Promise<{ items: NodeRecord[]; nextCursor: string | null }> {
+  async listChildrenPage(mountId: string, id: string, cursor: string | undefined, limit: number): Promise<{ items: NodeWithPath[]; nextCursor: string | null }> {
     const n = await this.getNode(mountId, id);
     if (n.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `${n.path} is not a folder`);
     const items = await this.meta.listChildren(id, { cursor, limit: limit + 1 });
     const more = items.length > limit;
-    const page = items.slice(0, limit);
+    const page = items.slice(0, limit).map((c) => ({ ...c, path: joinPath(n.path, c.name) }));
     return { items: page, nextCursor: more ? page[page.length - 1]!.name : null };
   }
 
-  async assertWritable(mountId: string, path: string): Promise<void> {
-    const chain = await this.meta.getNodesByPaths(mountId, [...ancestorsOf(path), path]);
-    for (const n of chain) {
-      if (n.state === 'sealing') throw new NamespaceError('SEALED', `${n.path} is sealing for a commit`, { path: n.path });
-      if (n.state === 'committed') throw new NamespaceError('COMMITTED', `${n.path} is committed and immutable`, { path: n.path });
-    }
-  }
-
-  async createNode(req: { mountId: string; parentPath?: unknown; parentId?: unknown; name: unknown; type: unknown; mode?: number; ownerAgent?: string | null }): Promise<NodeRecord> {
+  /**
+   * `POST /v1/nodes`: creates a folder, with any missing folders above it (as `mkdir
+   * -p`, so the seed SDK's `create_folder(parent, name)` works on a fresh mount).
+   * Creating an existing leaf is NODE_EXISTS. Files are written through a mount, which
+   * stages their bytes and owns them; a file made here would have no owner able to
+   * commit it, so it is refused.
+   */
+  async createNode(req: { mountId: string; parentPath?: unknown; parentId?: unknown; name: unknown; type: unknown }): Promise<NodeWithPath> {
     const name = validateName(req.name);
-    if (req.type !== 'file' && req.type !== 'folder') throw new ApiError('BAD_REQUEST', 'type must be "file" or "folder"');
-    let parent: NodeRecord | null;
+    if (req.type === 'file') throw new ApiError('FILE_CREATE_NOT_SUPPORTED', 'Files are created by writing them through a mount (open, write, close); the API creates folders only');
+    if (req.type !== 'folder') throw new ApiError('BAD_REQUEST', 'type must be "folder"');
+    let parent: NodeWithPath | null;
     if (req.parentId !== undefined && req.parentId !== null) {
       if (typeof req.parentId !== 'string') throw new ApiError('BAD_REQUEST', 'parentId must be a string');
-      parent = await this.meta.getNode(req.parentId);
-      if (parent && (parent.mountId !== req.mountId || parent.deletedAt)) parent = null;
+      const p = await this.meta.getNodeWithPath(req.parentId);
+      parent = p && p.mountId === req.mountId ? p : null;
+      if (!parent) throw new NamespaceError('NODE_NOT_FOUND', 'The parent folder does not exist');
     } else if (req.parentPath !== undefined) {
-      parent = await this.meta.getNodeByPath(req.mountId, normalizePath(req.parentPath));
+      parent = await this.ensureFolders(req.mountId, normalizePath(req.parentPath));
     } else {
       throw new ApiError('BAD_REQUEST', 'parentPath or parentId is required');
     }
-    if (!parent) throw new NamespaceError('NODE_NOT_FOUND', 'The parent folder does not exist');
-    if (parent.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `${parent.path} is not a folder`);
-    const path = joinPath(parent.path, name);
-    await this.assertWritable(req.mountId, path);
-    const existing = await this.meta.getNodeByPath(req.mountId, path);
-    if (existing) {
-      if (existing.type === 'file' && req.type === 'file' && existing.ownerAgent && req.ownerAgent && existing.ownerAgent !== req.ownerAgent) {
-        throw new NamespaceError('CONFLICT', `${path} is being written from another node`, { path });
+    const n = await this.meta.createNode({ mountId: req.mountId, parentId: parent.id, name, type: 'folder', mode: DEFAULT_DIR_MODE, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, ownerAgent: null });
+    return { ...n, path: joinPath(parent.path, name) };
+  }
+
+  /** The folder at `path`, creating missing folders on the way (each create checks the barrier). */
+  private async ensureFolders(mountId: string, path: string): Promise<NodeWithPath> {
+    let cur: NodeWithPath = { ...(await this.meta.root(mountId)), path: '/' };
+    for (const name of path.split('/').filter(Boolean)) {
+      let next = await this.meta.lookup(cur.id, name);
+      if (!next) {
+        try {
+          next = await this.meta.createNode({ mountId, parentId: cur.id, name, type: 'folder', mode: DEFAULT_DIR_MODE, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, ownerAgent: null });
+        } catch (err) {
+          // Created meanwhile by someone else: use theirs.
+          if (!(err instanceof NamespaceError && err.rosetCode === 'NODE_EXISTS')) throw err;
+          next = await this.meta.lookup(cur.id, name);
+          if (!next) throw err;
+        }
       }
-      throw new NamespaceError('NODE_EXISTS', `${path} already exists`, { path });
+      const childPath = joinPath(cur.path, name);
+      if (next.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `${childPath} is not a folder`, { path: childPath });
+      cur = { ...next, path: childPath };
     }
-    return this.meta.insertNode({
-      mountId: req.mountId, parentId: parent.id, parentPath: parent.path, name, type: req.type,
-      mode: req.mode ?? (req.type === 'folder' ? DEFAULT_DIR_MODE : DEFAULT_FILE_MODE), ownerAgent: req.type === 'file' ? req.ownerAgent ?? null : null,
-    });
-  }
-
-  async removeNode(mountId: string, path: string, type: NodeType): Promise<NodeRecord> {
-    const n = await this.meta.getNodeByPath(mountId, path);
-    if (!n) throw new NamespaceError('NODE_NOT_FOUND', `${path} does not exist`);
-    if (n.path === '/') throw new NamespaceError('CROSS_DEVICE', 'The root folder cannot be removed');
-    if (type === 'file' && n.type === 'folder') throw new NamespaceError('IS_A_FOLDER', `${path} is a folder`);
-    if (type === 'folder' && n.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `${path} is not a folder`);
-    await this.assertWritable(mountId, path);
-    if (n.type === 'folder' && (await this.meta.listChildren(n.id, { limit: 1 })).length > 0) {
-      throw new NamespaceError('FOLDER_NOT_EMPTY', `${path} is not empty`);
-    }
-    await this.meta.removeNode(n.id);
-    return n;
-  }
-
-  async rename(mountId: string, from: string, to: string): Promise<{ replaced: NodeRecord | null }> {
-    const src = await this.meta.getNodeByPath(mountId, from);
-    if (!src) throw new NamespaceError('NODE_NOT_FOUND', `${from} does not exist`);
-    if (from === '/' || isWithin(to, from)) throw new ApiError('BAD_REQUEST', `Cannot move ${from} into itself`);
-    await this.assertWritable(mountId, from);
-    await this.assertWritable(mountId, to);
-    // A folder holding sealing or committed folders keeps them where their commits say they are.
-    if (src.type === 'folder' && await this.meta.hasDescendantInState(mountId, from, ['sealing', 'committed'])) {
-      throw new NamespaceError('COMMITTED', `${from} contains committed or sealing folders and cannot be moved`);
-    }
-    const parent = await this.meta.getNodeByPath(mountId, parentOf(to));
-    if (!parent) throw new NamespaceError('NODE_NOT_FOUND', `${parentOf(to)} does not exist`);
-    if (parent.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `${parent.path} is not a folder`);
-    const dest = await this.meta.getNodeByPath(mountId, to);
-    if (dest && dest.id === src.id) return { replaced: null };
-    if (dest) {
-      if (dest.type === 'folder' && src.type !== 'folder') throw new NamespaceError('IS_A_FOLDER', `${to} is a folder`);
-      if (dest.type !== 'folder' && src.type === 'folder') throw new NamespaceError('NOT_A_FOLDER', `${to} is not a folder`);
-      if (dest.type === 'folder' && (await this.meta.listChildren(dest.id, { limit: 1 })).length > 0) {
-        throw new NamespaceError('FOLDER_NOT_EMPTY', `${to} is not empty`);
-      }
-    }
-    await this.meta.moveNode(src.id, parent, baseName(to), dest ? dest.id : null);
-    return { replaced: dest };
-  }
-
-  async setAttrs(mountId: string, path: string, attrs: { size?: number; mode?: number; mtimeMs?: number }): Promise<void> {
-    const n = await this.meta.getNodeByPath(mountId, path);
-    if (!n) throw new NamespaceError('NODE_NOT_FOUND', `${path} does not exist`);
-    await this.meta.updateNodeAttrs(n.id, attrs);
-  }
-
-  async stagedFiles(mountId: string, folderPath: string, agentId: string): Promise<NodeRecord[]> {
-    return (await this.meta.listDescendants(mountId, folderPath)).filter((n) => n.type === 'file' && n.state !== 'committed' && n.ownerAgent === agentId);
+    return cur;
   }
 
   /** API soft delete: the node goes to the trash; staged or committed data stays until purged. */
-  async deleteNode(mountId: string, id: string): Promise<NodeRecord> {
+  async deleteNode(mountId: string, id: string): Promise<NodeWithPath> {
     const n = await this.getNode(mountId, id);
+    // A well-formed request that the root's role refuses: a 409 like rmdir of the root,
+    // not a 400, which would tell the client its request was malformed.
+    if (!n.parentId) throw new NamespaceError('CROSS_DEVICE', 'The root folder cannot be deleted');
     if (n.deletedAt) return n;
-    // A well-formed request that the root's role refuses: a 409 like rmdir of the root
-    // (removeNode), not a 400, which would tell the client its request was malformed.
-    if (n.path === '/') throw new NamespaceError('CROSS_DEVICE', 'The root folder cannot be deleted');
-    const chain = await this.meta.getNodesByPaths(mountId, [...ancestorsOf(n.path), n.path]);
-    if (chain.some((c) => c.state === 'sealing') || await this.meta.hasDescendantInState(mountId, n.path, ['sealing'])) {
-      throw new NamespaceError('SEALED', `${n.path} is sealing for a commit`);
-    }
-    return this.meta.softDeleteNode(id, new Date().toISOString());
+    const gone = await this.meta.softDeleteNode(id, new Date().toISOString());
+    return { ...gone, path: n.path };
   }
 
   registerAgent(agent: Agent): void {
@@ -262,14 +302,8 @@ export class ControlPlane implements ControlApi {
       if (!g || g.mountId !== mountId) throw new CommitError('GROUP_NOT_FOUND', `No commit group ${groupId}`);
       if (g.status !== 'pending' || g.sealedAt) throw new CommitError('GROUP_NOT_PENDING', `Commit group ${groupId} is already sealed`);
     }
-    for (const a of await this.meta.getNodesByPaths(mountId, ancestorsOf(node.path))) {
-      if (a.state === 'committed') throw new NamespaceError('COMMITTED', `${a.path} is already committed`);
-      if (a.state === 'sealing') throw new CommitError('COMMIT_IN_PROGRESS', `${a.path} is being committed`);
-    }
-    if (node.state === 'committed') throw new NamespaceError('COMMITTED', `${node.path} is already committed`);
-    if (await this.meta.hasDescendantInState(mountId, node.path, ['sealing'])) {
-      throw new CommitError('COMMIT_IN_PROGRESS', `A folder inside ${node.path} is being committed`);
-    }
+    // The barrier rises in beginCommit's transaction, which also refuses a commit inside
+    // a committed folder or around or inside one that is sealing.
     const parent = await this.meta.latestCompletedCommit(mountId);
     const commit = await this.meta.beginCommit({
       id: ids.commit(), mountId, nodeId: node.id, path: node.path, message: (body.message as string | undefined) ?? '', groupId,
@@ -457,7 +491,7 @@ export function matchKeyHash(candidate: Buffer, stored: readonly Buffer[], equal
   return found;
 }
 
-export function toNode(n: NodeRecord): Node {
+export function toNode(n: NodeWithPath): Node {
   return {
     id: n.id, mountId: n.mountId, parentId: n.parentId, path: n.path, name: n.name, type: n.type, size: n.size, state: n.state,
     commitId: n.commitId, createdAt: n.createdAt, updatedAt: n.updatedAt, deletedAt: n.deletedAt,

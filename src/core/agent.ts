@@ -13,7 +13,6 @@
  */
 import * as fs from 'node:fs/promises';
 import type { Agent, AgentFile, AgentUploadResult } from '../commit/agents.js';
-import { relativeTo } from '../meta/paths.js';
 import { objectKey } from '../commit/layout.js';
 import { CacheError, CommitError } from '../errors/index.js';
 import { failpoint } from '../util/failpoints.js';
@@ -34,14 +33,19 @@ export class StagingAgent implements Agent {
     this.mountId = ctx.mountId;
   }
 
-  async seal(commitId: string, folderPath: string, timeoutMs: number): Promise<void> {
-    const closed = await this.ctx.handles.waitForWriters(folderPath, timeoutMs);
+  async seal(commitId: string, folderId: string, timeoutMs: number): Promise<void> {
+    // The barrier is up: nothing can be created, moved or removed inside the folder,
+    // so its members, read once, are the set of nodes whose writers must finish.
+    const inside = await this.ctx.control.subtree(folderId);
+    const ids = new Set([folderId, ...inside.map((n) => n.id)]);
+    const closed = await this.ctx.handles.waitForWriters(ids, timeoutMs);
     if (!closed) {
-      const open = this.ctx.handles.writersUnder(folderPath).map((h) => h.path);
+      const rel = new Map(inside.map((n) => [n.id, n.relPath]));
+      const open = this.ctx.handles.writersIn(ids).map((h) => (h.nodeId ? rel.get(h.nodeId) ?? h.nodeId : '(being created)'));
       throw new CommitError('OPEN_HANDLES', `${open.length} file(s) still open for writing after ${Math.round(timeoutMs / 1000)} s: ${open.slice(0, 5).join(', ')}`,
         { paths: open });
     }
-    const nodes = await this.ctx.control.stagedFiles(this.mountId, folderPath, this.id);
+    const nodes = await this.ctx.control.stagedFiles(folderId, this.id);
     await this.ctx.flushKernelCache?.(nodes.map((n) => n.id)); // kernel-held dirty pages first (native binding's writeback cache)
     const files: SnapshotFile[] = [];
     for (const n of nodes) {
@@ -49,14 +53,14 @@ export class StagingAgent implements Agent {
       try {
         st = await fs.stat(stagingPath(this.ctx, n.id));
       } catch {
-        throw new CacheError('OBJECT_NOT_FOUND', `The staged bytes of ${n.path} are missing from the cache`);
+        throw new CacheError('STAGED_DATA_LOST', `The staged bytes of ${n.relPath} are missing from this node's cache`);
       }
-      files.push({ commitId, nodeId: n.id, relPath: relativeTo(folderPath, n.path), size: st.size, mode: n.mode & 0o7777, mtimeMs: Math.floor(st.mtimeMs), sha256: null, state: 'pending' });
+      files.push({ commitId, nodeId: n.id, relPath: n.relPath, size: st.size, mode: n.mode & 0o7777, mtimeMs: Math.floor(st.mtimeMs), sha256: null, state: 'pending' });
     }
     this.ctx.index.saveSnapshot(files);
   }
 
-  async upload(commitId: string, _folderPath: string): Promise<AgentUploadResult> {
+  async upload(commitId: string, _folderId: string): Promise<AgentUploadResult> {
     const files = this.ctx.index.snapshot(commitId);
     const queue = files.filter((f) => f.state === 'pending');
     const worker = async (): Promise<void> => {

@@ -1,25 +1,37 @@
 /**
- * The filesystem core: every POSIX operation the mount supports, on mount-relative
- * paths, testable without FUSE. The FUSE adapter only translates arguments and errno.
+ * The filesystem core: every POSIX operation the mount supports, addressed by node id,
+ * testable without FUSE. The FUSE bindings only translate arguments and errno; a
+ * binding that speaks paths resolves them once, at its edge (`path-ops.ts`).
  *
- * Owns: staged bytes in `<cacheDir>/staging/<nodeId>`, open handles, and the
- * enforcement half of the write barrier (the control plane holds folder states).
+ * Owns: staged bytes in `<cacheDir>/staging/<nodeId>`, open handles, and the waiting
+ * half of the write barrier (the metadata store checks folder states inside the
+ * transaction of every change: src/meta/types.ts).
  *
  * Invariants:
- * - Anything that changes a file or folder first checks `assertWritable` on the
- *   control plane: inside a sealing or committed folder it fails with EROFS
- *   (SEALED / COMMITTED). Writes through a handle opened before the seal may finish.
+ * - Every namespace change is one control-plane call whose transaction checks the
+ *   barrier; inside a sealing or committed folder it fails with EROFS (SEALED /
+ *   COMMITTED). Nothing here checks a state first and changes it in a second step.
+ * - Whatever changes a file's bytes registers as a writer (a handle in `handles.ts`)
+ *   before the barrier is checked, and stays one until the bytes are changed: open for
+ *   writing, create, and truncate or utimens without a handle. A seal waits for every
+ *   writer inside its folder, so a snapshot never misses a change the caller was told
+ *   succeeded, and a caller refused by the barrier is told EROFS, never an internal
+ *   error.
+ * - Writes through a handle opened before the seal may finish.
+ * - An unlinked file stays usable through the handles open on it (fstat, read, write,
+ *   close) until the last one closes, as POSIX says.
  * - Committed files are read from the staged copy when this node wrote them, else from
  *   the object cache, which verifies sha256 before it serves a byte.
- * - Data writes are synchronous `pwrite`s into the staged file, done before the FUSE
- *   reply, so the kernel's buffer is never used after the call returns.
+ * - With the fuse-native binding, data writes are synchronous `pwrite`s done before the
+ *   FUSE reply, so the kernel's buffer is never used after the call returns; the native
+ *   binding writes in C and tells the core afterwards (`noteWritten`).
  */
 import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
-import type { NodeRecord } from '../meta/types.js';
-import { baseName, normalizePath, parentOf } from '../meta/paths.js';
+import { msOf, nowTimespec, type AttrChange, type Guard, type NodeRecord, type Timespec } from '../meta/types.js';
+import { validateName } from '../meta/paths.js';
 import { CacheError, NamespaceError, RosetError } from '../errors/index.js';
 import { StagingAgent } from './agent.js';
 import { stagingPath, type CoreContext } from './context.js';
@@ -36,9 +48,31 @@ export interface Stat {
   ino: number;
   blksize: number;
   blocks: number;
-  atime: Date;
-  mtime: Date;
-  ctime: Date;
+  atime: Timespec;
+  mtime: Timespec;
+  ctime: Timespec;
+}
+
+/** A node as a LOOKUP, MKDIR or CREATE reply needs it. */
+export interface Entry {
+  nodeId: string;
+  stat: Stat;
+}
+
+/** Who asks: the owner of what they create. */
+export interface Caller {
+  uid: number;
+  gid: number;
+}
+
+/** A SETATTR: absent fields stay; 'now' is the time of the call. */
+export interface AttrRequest {
+  size?: number;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  atime?: Timespec | 'now';
+  mtime?: Timespec | 'now';
 }
 
 export interface StatFs {
@@ -47,21 +81,33 @@ export interface StatFs {
 
 const O_ACCMODE = 3;
 const C = fsSync.constants;
+export const RENAME_NOREPLACE = 1;
+export const RENAME_EXCHANGE = 2;
 
-/** Turns a local syscall failure into a RosetError the adapter can map to errno. */
+/**
+ * Turns a local syscall failure into a RosetError the adapter can map to errno. The C
+ * data path (native/src/roset_fuse.c, data_errno) answers the same errno for the same
+ * failures; test/fuse/errno-parity.test.ts checks the two against src/errors/codes.ts.
+ */
 function localError(err: unknown, what: string): RosetError {
   if (err instanceof RosetError) return err;
   const e = err as NodeJS.ErrnoException;
   if (e.code === 'ENOSPC' || e.code === 'EDQUOT') return new CacheError('NO_SPACE', `The cache disk is full (${what})`, {}, { cause: err });
+  if (e.code === 'EFBIG') return new CacheError('FILE_TOO_LARGE', `${what}: the file would exceed the maximum file size`, {}, { cause: err });
   return new CacheError('INTERNAL', `${what}: ${e.message}`, {}, { cause: err });
 }
+
+const tsOfStat = (sec: bigint, ns: bigint): Timespec => ({ sec: Number(sec), nsec: Number(ns) });
+const cmpTs = (a: Timespec, b: Timespec): number => a.sec - b.sec || a.nsec - b.nsec;
+const maxTs = (a: Timespec, b: Timespec): Timespec => (cmpTs(a, b) >= 0 ? a : b);
+/** A Date (what `fs.utimes` takes) for a Timespec, to the microsecond Node passes on. */
+const dateOf = (t: Timespec): Date => new Date(t.sec * 1000 + t.nsec / 1e6);
 
 export class RosetFilesystem {
   readonly agent: StagingAgent;
   readonly uploader: Uploader;
   private readonly objects: ObjectCache;
-  private readonly uid = process.getuid?.() ?? 0;
-  private readonly gid = process.getgid?.() ?? 0;
+  private rootId: string | null = null;
 
   constructor(private readonly ctx: CoreContext, mountpoint: string | null) {
     this.uploader = new Uploader(ctx);
@@ -74,6 +120,12 @@ export class RosetFilesystem {
     for (const f of await fs.readdir(path.join(cacheDir, 'tmp'))) await fs.rm(path.join(cacheDir, 'tmp', f), { force: true, recursive: true });
   }
 
+  /** The mount's root folder id (fixed for the life of the mount). */
+  async root(): Promise<string> {
+    this.rootId ??= (await this.ctx.control.root(this.ctx.mountId)).id;
+    return this.rootId;
+  }
+
   /**
    * Brings the namespace and the cache back in line after a restart: staged files are
    * served again; files this agent owns whose bytes the cache lost are removed from the
@@ -83,13 +135,11 @@ export class RosetFilesystem {
     const unclosed = this.ctx.index.resetWriters();
     if (unclosed > 0) this.ctx.log.warn({ files: unclosed }, 'files were open for writing when the daemon stopped; their bytes are kept as written');
     const lost: string[] = [];
-    const root = await this.ctx.control.lookup(this.ctx.mountId, '/');
-    if (!root) return { lost, unclosed };
-    for (const n of await this.ctx.control.stagedFiles(this.ctx.mountId, '/', this.ctx.agentId)) {
+    for (const n of await this.ctx.control.stagedFiles(await this.root(), this.ctx.agentId)) {
       if (!this.ctx.index.hasStaged(n.id) || !fsSync.existsSync(stagingPath(this.ctx, n.id))) {
-        lost.push(n.path);
-        await this.ctx.control.removeNode(this.ctx.mountId, n.path, 'file').catch((err: unknown) => {
-          this.ctx.log.error({ path: n.path, err: (err as Error).message }, 'could not remove a file whose staged bytes are gone');
+        lost.push(`/${n.relPath}`);
+        await this.ctx.control.removeChild(this.ctx.mountId, n.parentId!, n.name, 'file').catch((err: unknown) => {
+          this.ctx.log.error({ path: `/${n.relPath}`, err: (err as Error).message }, 'could not remove a file whose staged bytes are gone');
         });
       }
     }
@@ -98,15 +148,15 @@ export class RosetFilesystem {
     return { lost, unclosed };
   }
 
-  private async node(p: string): Promise<NodeRecord> {
-    const n = await this.ctx.control.lookup(this.ctx.mountId, normalizePath(p));
-    if (!n) throw new NamespaceError('NODE_NOT_FOUND', `${p} does not exist`);
-    return n;
+  private readOnlyMount(): void {
+    if (this.ctx.readOnly) throw new NamespaceError('READ_ONLY_MOUNT', 'The mount is read-only');
   }
 
-  private async writable(p: string): Promise<void> {
-    if (this.ctx.readOnly) throw new NamespaceError('READ_ONLY_MOUNT', 'The mount is read-only');
-    await this.ctx.control.assertWritable(this.ctx.mountId, p);
+  /** A live node, or NODE_NOT_FOUND. */
+  private async node(id: string): Promise<NodeRecord> {
+    const n = await this.ctx.control.lookupById(this.ctx.mountId, id);
+    if (!n) throw new NamespaceError('NODE_NOT_FOUND', `Node ${id} does not exist`);
+    return n;
   }
 
   /** Whether this node holds the file's bytes locally as a staged file. */
@@ -114,101 +164,165 @@ export class RosetFilesystem {
     return this.ctx.index.hasStaged(n.id);
   }
 
-  async getattr(p: string): Promise<Stat> {
-    return this.statOf(await this.node(p));
+  // ---- Reads of the namespace --------------------------------------------------------
+
+  /** LOOKUP: the child `name` of a folder, with its attributes. One metadata query. */
+  async lookup(parentId: string, name: string): Promise<Entry> {
+    const n = await this.ctx.control.lookupChild(parentId, name);
+    if (!n) throw new NamespaceError('NODE_NOT_FOUND', `${name} does not exist`);
+    return { nodeId: n.id, stat: await this.statOf(n) };
+  }
+
+  /**
+   * GETATTR. Through a handle (`fh`), or for a node some handle still holds open, an
+   * unlinked file answers from the bytes the handle holds. One metadata query.
+   */
+  async getattr(id: string, fh?: number): Promise<Stat> {
+    const n = await this.ctx.control.lookupById(this.ctx.mountId, id);
+    if (n) return this.statOf(n);
+    const h = fh ? this.ctx.handles.get(fh) : this.ctx.handles.openFor(id).find((o) => o.fd >= 0);
+    if (h && h.fd >= 0 && h.nodeId === id) return this.orphanStat(h);
+    throw new NamespaceError('NODE_NOT_FOUND', `Node ${id} does not exist`);
+  }
+
+  /** Attributes of an unlinked file that a handle keeps open: nlink 0, from its fd. */
+  private orphanStat(h: Handle): Stat {
+    const st = fsSync.fstatSync(h.fd, { bigint: true });
+    const o = h.orphan;
+    return {
+      mode: C.S_IFREG | ((o?.mode ?? (h.writable ? 0o644 : 0o444)) & 0o7777), size: Number(st.size), nlink: 0, uid: o?.uid ?? 0, gid: o?.gid ?? 0,
+      ino: h.nodeId ? this.ctx.index.ino(h.nodeId) : 0, blksize: 4096, blocks: Number(st.blocks),
+      atime: o?.atime ?? tsOfStat(st.atimeMs / 1000n, st.atimeNs % 1_000_000_000n), mtime: tsOfStat(st.mtimeMs / 1000n, st.mtimeNs % 1_000_000_000n),
+      ctime: tsOfStat(st.ctimeMs / 1000n, st.ctimeNs % 1_000_000_000n),
+    };
   }
 
   private async statOf(n: NodeRecord): Promise<Stat> {
-    const base = {
-      uid: this.uid, gid: this.gid, ino: this.ctx.index.ino(n.id), blksize: 4096,
-      ctime: new Date(n.updatedAt), atime: new Date(n.mtimeMs),
-    };
+    const base = { uid: n.uid, gid: n.gid, ino: this.ctx.index.ino(n.id), blksize: 4096, atime: n.atime, ctime: n.ctime };
     if (n.type === 'folder') {
       const mode = n.state === 'staging' && !this.ctx.readOnly ? n.mode : n.mode & ~0o222;
-      return { ...base, mode: C.S_IFDIR | (mode & 0o7777), size: 4096, nlink: 2, blocks: 8, mtime: new Date(n.mtimeMs) };
+      const subfolders = n.subfolders ?? await this.ctx.control.countSubfolders(n.id);
+      return { ...base, mode: C.S_IFDIR | (mode & 0o7777), size: 4096, nlink: 2 + subfolders, blocks: 8, mtime: n.mtime };
     }
     let size = n.size;
-    let mtime = new Date(n.mtimeMs);
+    let mtime = n.mtime;
+    let ctime = n.ctime;
     if (n.state !== 'committed' && this.staged(n)) {
-      // Staged bytes are the truth while a file is being written.
-      const st = await fs.stat(stagingPath(this.ctx, n.id)).catch(() => null);
-      if (st) { size = st.size; mtime = st.mtime; }
+      // Staged bytes are the truth for size while a file is written; for mtime too,
+      // unless the node's recorded mtime is within a millisecond of the file's: then it
+      // is the exact value a utimens set (the staged file keeps only microseconds).
+      const st = await fs.stat(stagingPath(this.ctx, n.id), { bigint: true }).catch(() => null);
+      if (st) {
+        size = Number(st.size);
+        const fileMtime = tsOfStat(st.mtimeMs / 1000n, st.mtimeNs % 1_000_000_000n);
+        if (Math.abs((fileMtime.sec - n.mtime.sec) * 1e9 + fileMtime.nsec - n.mtime.nsec) >= 1e6) mtime = fileMtime;
+        ctime = maxTs(ctime, tsOfStat(st.ctimeMs / 1000n, st.ctimeNs % 1_000_000_000n));
+      }
     }
     // Committed files are immutable: show them without write permission.
     const mode = n.state === 'committed' || this.ctx.readOnly ? n.mode & ~0o222 : n.mode;
-    return { ...base, mode: C.S_IFREG | (mode & 0o7777), size, nlink: 1, blocks: Math.ceil(size / 512), mtime };
+    return { ...base, mode: C.S_IFREG | (mode & 0o7777), size, nlink: 1, blocks: Math.ceil(size / 512), mtime, ctime };
   }
 
-  async readdir(p: string): Promise<string[]> {
-    const n = await this.node(p);
-    if (n.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `${p} is not a folder`);
-    return (await this.ctx.control.children(n.id)).map((c) => c.name);
+  /** Children with their inode numbers and types, for a readdir that needs d_ino/d_type. */
+  async readdir(id: string): Promise<Array<{ name: string; ino: number; folder: boolean }>> {
+    const n = await this.node(id);
+    if (n.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `${n.name} is not a folder`);
+    return (await this.ctx.control.children(n.id)).map((c) => ({ name: c.name, ino: this.ctx.index.ino(c.id), folder: c.type === 'folder' }));
   }
 
-  async mkdir(p: string, mode: number): Promise<void> {
-    const np = normalizePath(p);
-    await this.writable(np);
-    await this.ctx.control.createNode({ mountId: this.ctx.mountId, parentPath: parentOf(np), name: baseName(np), type: 'folder', mode: C.S_IFDIR | (mode & 0o7777) });
+  /** The parent of a folder, for `..` (the root is its own parent). */
+  async parentOf(id: string): Promise<string> {
+    const n = await this.node(id);
+    return n.parentId ?? n.id;
   }
 
-  async rmdir(p: string): Promise<void> {
-    await this.writable(normalizePath(p));
-    await this.ctx.control.removeNode(this.ctx.mountId, normalizePath(p), 'folder');
+  // ---- Namespace changes: one transactional control-plane call each --------------------
+
+  async mkdir(parentId: string, name: string, mode: number, caller: Caller): Promise<Entry> {
+    this.readOnlyMount();
+    const n = await this.ctx.control.createChild({
+      mountId: this.ctx.mountId, parentId, name, type: 'folder', mode: C.S_IFDIR | (mode & 0o7777), uid: caller.uid, gid: caller.gid, ownerAgent: null,
+    });
+    return { nodeId: n.id, stat: await this.statOf({ ...n, subfolders: 0 }) };
   }
 
-  async create(p: string, mode: number, flags: number): Promise<number> {
-    const np = normalizePath(p);
-    // Registered before the node exists, so a seal starting now waits for this create.
-    const h = this.ctx.handles.add({ nodeId: null, path: np, fd: -1, writable: true, append: (flags & C.O_APPEND) !== 0, dirty: false, sha: newWriteHash() });
+  async rmdir(parentId: string, name: string): Promise<void> {
+    this.readOnlyMount();
+    await this.ctx.control.removeChild(this.ctx.mountId, parentId, name, 'folder');
+  }
+
+  async unlink(parentId: string, name: string): Promise<void> {
+    this.readOnlyMount();
+    const n = await this.ctx.control.removeChild(this.ctx.mountId, parentId, name, 'file');
+    await this.dropStaged(n);
+  }
+
+  async rename(parentId: string, name: string, newParentId: string, newName: string, flags = 0): Promise<void> {
+    this.readOnlyMount();
+    if (flags & RENAME_EXCHANGE) throw new NamespaceError('UNSUPPORTED_FLAG', 'rename with RENAME_EXCHANGE is not supported');
+    if (flags & ~RENAME_NOREPLACE) throw new NamespaceError('UNSUPPORTED_FLAG', `rename flags ${flags} are not supported`);
+    const { replaced } = await this.ctx.control.moveChild({
+      mountId: this.ctx.mountId, srcParentId: parentId, srcName: name, dstParentId: newParentId, dstName: newName, noReplace: (flags & RENAME_NOREPLACE) !== 0,
+    });
+    if (replaced && replaced.type === 'file') await this.dropStaged(replaced);
+  }
+
+  /**
+   * CREATE: a new staged file, open for writing. The handle is registered (under its
+   * parent) before the node exists, so a seal starting now waits for this create.
+   */
+  async create(parentId: string, name: string, mode: number, flags: number, caller: Caller): Promise<{ fh: number; entry: Entry }> {
+    this.readOnlyMount();
+    validateName(name);
+    const h = this.ctx.handles.add({ nodeId: null, parentId, fd: -1, writable: true, append: (flags & C.O_APPEND) !== 0, dirty: false, sha: newWriteHash() });
     try {
-      await this.writable(np);
-      const n = await this.ctx.control.createNode({
-        mountId: this.ctx.mountId, parentPath: parentOf(np), name: baseName(np), type: 'file', mode: C.S_IFREG | (mode & 0o7777), ownerAgent: this.ctx.agentId,
+      const n = await this.ctx.control.createChild({
+        mountId: this.ctx.mountId, parentId, name, type: 'file', mode: C.S_IFREG | (mode & 0o7777), uid: caller.uid, gid: caller.gid, ownerAgent: this.ctx.agentId,
       });
       h.nodeId = n.id;
       try {
-        h.fd = fsSync.openSync(stagingPath(this.ctx, n.id), fsSync.constants.O_RDWR | fsSync.constants.O_CREAT | fsSync.constants.O_TRUNC, 0o600);
+        h.fd = fsSync.openSync(stagingPath(this.ctx, n.id), C.O_RDWR | C.O_CREAT | C.O_TRUNC, 0o600);
+        // The staged file starts with the node's times, so the two agree (see statOf).
+        fsSync.futimesSync(h.fd, n.mtime.sec + n.mtime.nsec / 1e9, n.mtime.sec + n.mtime.nsec / 1e9);
       } catch (err) {
-        await this.ctx.control.removeNode(this.ctx.mountId, np, 'file');
-        throw localError(err, `create ${np}`);
+        if (h.fd >= 0) fsSync.closeSync(h.fd);
+        h.fd = -1;
+        await this.ctx.control.removeChild(this.ctx.mountId, parentId, name, 'file');
+        throw localError(err, `create ${name}`);
       }
       this.ctx.index.addStaged(n.id, this.ctx.mountId);
       this.ctx.index.addWriters(n.id, 1);
-      return h.fh;
+      return { fh: h.fh, entry: { nodeId: n.id, stat: await this.statOf(n) } };
     } catch (err) {
       this.ctx.handles.remove(h.fh);
       throw err;
     }
   }
 
-  async open(p: string, flags: number): Promise<number> {
-    const np = normalizePath(p);
+  /**
+   * OPEN. A read costs one metadata query; so does an open for writing: the node and
+   * the barrier above it are read together, after the handle is registered as a writer.
+   */
+  async open(id: string, flags: number): Promise<number> {
     const wantsWrite = (flags & O_ACCMODE) !== C.O_RDONLY || (flags & C.O_TRUNC) !== 0;
-    const n = await this.node(np);
-    if (n.type === 'folder') throw new NamespaceError('IS_A_FOLDER', `${np} is a folder`);
     if (!wantsWrite) {
-      const local = n.state !== 'committed' || this.staged(n) ? stagingPath(this.ctx, n.id) : await this.objects.localPath(n.sha256!, n.size);
-      try {
-        const fd = fsSync.openSync(local, fsSync.constants.O_RDONLY);
-        return this.ctx.handles.add({ nodeId: n.id, path: np, fd, writable: false, append: false, dirty: false }).fh;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT' && n.state === 'committed' && n.sha256) {
-          // The staged copy was evicted after the commit: serve it from the store.
-          const fd = fsSync.openSync(await this.objects.localPath(n.sha256, n.size), fsSync.constants.O_RDONLY);
-          return this.ctx.handles.add({ nodeId: n.id, path: np, fd, writable: false, append: false, dirty: false }).fh;
-        }
-        throw localError(err, `open ${np}`);
-      }
+      const n = await this.node(id);
+      if (n.type === 'folder') throw new NamespaceError('IS_A_FOLDER', `${n.name} is a folder`);
+      return this.openForRead(n);
     }
-    const h = this.ctx.handles.add({ nodeId: n.id, path: np, fd: -1, writable: true, append: (flags & C.O_APPEND) !== 0, dirty: false });
+    this.readOnlyMount();
+    const h = this.ctx.handles.add({ nodeId: id, parentId: null, fd: -1, writable: true, append: (flags & C.O_APPEND) !== 0, dirty: false });
     try {
-      await this.writable(np);
-      if (n.ownerAgent !== this.ctx.agentId) {
-        throw new NamespaceError('CONFLICT', `${np} is staged by another node`, { path: np });
-      }
-      if (!this.staged(n)) throw new CacheError('INTERNAL', `The staged bytes of ${np} are missing from the cache`);
-      let f = fsSync.constants.O_RDWR;
-      if (flags & C.O_TRUNC) f |= fsSync.constants.O_TRUNC;
+      const r = await this.ctx.control.nodeForWrite(this.ctx.mountId, id);
+      if (!r) throw new NamespaceError('NODE_NOT_FOUND', `Node ${id} does not exist`);
+      const n = r.node;
+      if (n.type === 'folder') throw new NamespaceError('IS_A_FOLDER', `${n.name} is a folder`);
+      if (r.barrier) throw await this.barrierError(r.barrier);
+      if (n.ownerAgent !== this.ctx.agentId) throw new NamespaceError('CONFLICT', `${n.name} is staged by another node`, { name: n.name });
+      if (!this.staged(n)) throw new CacheError('STAGED_DATA_LOST', `The staged bytes of ${n.name} are missing from this node's cache`);
+      let f = C.O_RDWR;
+      if (flags & C.O_TRUNC) f |= C.O_TRUNC;
       this.changing(n.id);
       h.fd = fsSync.openSync(stagingPath(this.ctx, n.id), f);
       // Hashed while written only from an empty file, by its one writer.
@@ -219,9 +333,36 @@ export class RosetFilesystem {
       return h.fh;
     } catch (err) {
       this.ctx.handles.remove(h.fh);
-      throw localError(err, `open ${np}`);
+      throw localError(err, `open ${id}`);
     }
   }
+
+  private async barrierError(b: { code: 'SEALED' | 'COMMITTED'; nodeId: string }): Promise<NamespaceError> {
+    const at = (await this.ctx.control.pathOf(b.nodeId)) ?? b.nodeId;
+    return b.code === 'SEALED'
+      ? new NamespaceError('SEALED', `${at} is sealing for a commit`, { path: at })
+      : new NamespaceError('COMMITTED', `${at} is committed and immutable`, { path: at });
+  }
+
+  private async openForRead(n: NodeRecord): Promise<number> {
+    const local = n.state !== 'committed' || this.staged(n) ? stagingPath(this.ctx, n.id) : await this.objects.localPath(n.sha256!, n.size);
+    try {
+      const fd = fsSync.openSync(local, C.O_RDONLY);
+      return this.ctx.handles.add({ nodeId: n.id, parentId: null, fd, writable: false, append: false, dirty: false }).fh;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && n.state === 'committed' && n.sha256) {
+        // The staged copy was evicted after the commit: serve it from the store.
+        const fd = fsSync.openSync(await this.objects.localPath(n.sha256, n.size), C.O_RDONLY);
+        return this.ctx.handles.add({ nodeId: n.id, parentId: null, fd, writable: false, append: false, dirty: false }).fh;
+      }
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new CacheError('STAGED_DATA_LOST', `The staged bytes of ${n.name} are missing from this node's cache`, {}, { cause: err });
+      }
+      throw localError(err, `open ${n.name}`);
+    }
+  }
+
+  // ---- Data through handles ------------------------------------------------------------
 
   private handle(fh: number): Handle {
     const h = this.ctx.handles.get(fh);
@@ -234,13 +375,13 @@ export class RosetFilesystem {
     try {
       return fsSync.readSync(h.fd, buf, 0, length, position);
     } catch (err) {
-      throw localError(err, `read ${h.path}`);
+      throw localError(err, `read ${h.nodeId}`);
     }
   }
 
   write(fh: number, buf: Buffer, length: number, position: number): number {
     const h = this.handle(fh);
-    if (!h.writable) throw new NamespaceError('READ_ONLY_MOUNT', `${h.path} is not open for writing`);
+    if (!h.writable) throw new NamespaceError('NOT_OPEN_FOR_WRITING', 'The file handle is not open for writing');
     try {
       const pos = h.append ? fsSync.fstatSync(h.fd).size : position;
       h.dirty = true;
@@ -253,7 +394,7 @@ export class RosetFilesystem {
       }
       return n;
     } catch (err) {
-      throw localError(err, `write ${h.path}`);
+      throw localError(err, `write ${h.nodeId}`);
     }
   }
 
@@ -261,7 +402,7 @@ export class RosetFilesystem {
     const h = this.handle(fh);
     // On the thread pool: flushing a large staged file takes the disk's time, and the
     // event loop answers every other metadata request of the mount meanwhile.
-    await new Promise<void>((resolve, reject) => fsSync.fsync(h.fd, (err) => (err ? reject(localError(err, `fsync ${h.path}`)) : resolve())));
+    await new Promise<void>((resolve, reject) => fsSync.fsync(h.fd, (err) => (err ? reject(localError(err, `fsync ${h.nodeId}`)) : resolve())));
   }
 
   /**
@@ -275,9 +416,18 @@ export class RosetFilesystem {
     await this.publishAttrs(h);
   }
 
+  /**
+   * Records the staged file's size and mtime on its node. A handle opened before a
+   * seal may do so while the folder seals. An unlinked file has no node left: nothing
+   * to record, and not an error (its handle keeps working).
+   */
   private async publishAttrs(h: Handle): Promise<void> {
-    const st = fsSync.fstatSync(h.fd);
-    await this.ctx.control.setAttrs(this.ctx.mountId, h.path, { size: st.size, mtimeMs: Math.floor(st.mtimeMs) });
+    const st = fsSync.fstatSync(h.fd, { bigint: true });
+    try {
+      await this.ctx.control.setNodeAttrs(this.ctx.mountId, h.nodeId!, { size: Number(st.size), mtime: tsOfStat(st.mtimeMs / 1000n, st.mtimeNs % 1_000_000_000n) }, 'not-committed');
+    } catch (err) {
+      if (!(err instanceof RosetError && err.rosetCode === 'NODE_NOT_FOUND' && h.orphan)) throw err;
+    }
     h.dirty = false;
   }
 
@@ -288,18 +438,16 @@ export class RosetFilesystem {
     try {
       if (h.writable && h.nodeId) {
         // Normally FLUSH published these already. Nobody waits on a release (close(2)
-        // has returned), so a failure is logged; an unlinked file has no node to update.
+        // has returned), so a failure is logged.
         if (h.fd >= 0 && h.dirty) {
           await this.publishAttrs(h).catch((err: unknown) => {
-            if (!(err instanceof RosetError && err.rosetCode === 'NODE_NOT_FOUND')) {
-              this.ctx.log.warn({ path: h.path, err: (err as Error).message }, 'could not publish size and mtime at release');
-            }
+            this.ctx.log.warn({ nodeId: h.nodeId, err: (err as Error).message }, 'could not publish size and mtime at release');
           });
         }
-        if (h.fd >= 0) upload = this.closedWriter(h);
+        if (h.fd >= 0 && !h.orphan) upload = this.closedWriter(h);
         // Can fail on a full cache disk (SQLite cannot write): the error is the
         // release's, but the fd still closes below, or its bytes could never be freed.
-        this.ctx.index.addWriters(h.nodeId, -1);
+        if (!h.orphan) this.ctx.index.addWriters(h.nodeId, -1);
       }
     } finally {
       if (h.fd >= 0) fsSync.closeSync(h.fd);
@@ -339,82 +487,128 @@ export class RosetFilesystem {
     return !this.ctx.handles.openFor(nodeId).some((o) => o.writable && o.fh !== h.fh);
   }
 
-  async truncate(p: string, size: number): Promise<void> {
-    const np = normalizePath(p);
-    const n = await this.node(np);
-    if (n.type === 'folder') throw new NamespaceError('IS_A_FOLDER', `${np} is a folder`);
-    await this.writable(np);
-    if (n.ownerAgent !== this.ctx.agentId) throw new NamespaceError('CONFLICT', `${np} is staged by another node`);
-    this.changing(n.id);
-    try {
-      await fs.truncate(stagingPath(this.ctx, n.id), size);
-    } catch (err) {
-      throw localError(err, `truncate ${np}`);
-    }
-    if (!this.ctx.handles.openFor(n.id).some((o) => o.writable)) this.uploader.schedule(n.id);
-    await this.ctx.control.setAttrs(this.ctx.mountId, np, { size, mtimeMs: Date.now() });
-  }
-
-  async ftruncate(fh: number, size: number): Promise<void> {
-    const h = this.handle(fh);
-    if (!h.writable) {
-      await this.truncate(h.path, size);
-      return;
-    }
-    await this.writable(h.path).catch((err: unknown) => {
-      // A handle opened before the seal may keep writing, but not change the size
-      // of a folder that is already committed.
-      if (err instanceof RosetError && err.rosetCode === 'COMMITTED') throw err;
-    });
-    try {
-      if (h.nodeId) this.changing(h.nodeId);
-      fsSync.ftruncateSync(h.fd, size);
-      h.dirty = true;
-      h.sha = null;
-    } catch (err) {
-      throw localError(err, `truncate ${h.path}`);
-    }
-  }
-
-  async unlink(p: string): Promise<void> {
-    const np = normalizePath(p);
-    await this.writable(np);
-    const n = await this.ctx.control.removeNode(this.ctx.mountId, np, 'file');
-    await this.dropStaged(n.id);
-  }
-
-  private async dropStaged(nodeId: string): Promise<void> {
+  private async dropStaged(n: NodeRecord): Promise<void> {
     // Open handles keep their fd, as POSIX allows; the bytes go when the last fd closes.
+    // They keep what stat needs of the node, which is gone from the namespace.
+    const open = this.ctx.handles.openFor(n.id);
+    for (const o of open) o.orphan = { mode: n.mode, uid: n.uid, gid: n.gid, atime: n.atime };
+    if (open.some((o) => o.writable && o.fd >= 0)) this.ctx.index.addWriters(n.id, -open.filter((o) => o.writable && o.fd >= 0).length);
     // The file goes first: on a full disk, that frees the space the index needs.
-    this.uploader.bump(nodeId);
-    await fs.rm(stagingPath(this.ctx, nodeId), { force: true });
-    this.ctx.index.removeStaged(nodeId);
-    this.ctx.index.dropUpload(nodeId);
+    this.uploader.bump(n.id);
+    await fs.rm(stagingPath(this.ctx, n.id), { force: true });
+    this.ctx.index.removeStaged(n.id);
+    this.ctx.index.dropUpload(n.id);
   }
 
-  async rename(from: string, to: string): Promise<void> {
-    const src = normalizePath(from);
-    const dst = normalizePath(to);
-    await this.writable(src);
-    await this.writable(dst);
-    const { replaced } = await this.ctx.control.rename(this.ctx.mountId, src, dst);
-    if (replaced && replaced.type === 'file') await this.dropStaged(replaced.id);
-    this.ctx.handles.renamed(src, dst);
+  // ---- Attributes ------------------------------------------------------------------------
+
+  /**
+   * SETATTR: size, mode, owner and times, through a handle (`fh`) or not. Returns the
+   * attributes after the change.
+   *
+   * - Without a handle, a change of bytes (size) or of the staged file's times counts
+   *   as a writer for as long as it runs (see the header), and the barrier is checked
+   *   in the transaction that records it.
+   * - Through a handle opened for writing, size and times follow the handle's rule: a
+   *   handle opened before the seal may finish (the kernel sets times itself when it
+   *   writes back under the writeback cache), but nothing changes a committed file.
+   * - mode, uid and gid are metadata only: one guarded transaction.
+   */
+  async setattr(id: string, fh: number | undefined, req: AttrRequest): Promise<Stat> {
+    this.readOnlyMount();
+    const h = fh ? this.ctx.handles.get(fh) : undefined;
+    const viaHandle = !!(h && h.writable && h.fd >= 0 && h.nodeId === id);
+    const now = nowTimespec();
+    const atime = req.atime === 'now' ? now : req.atime;
+    const mtime = req.mtime === 'now' ? now : req.mtime;
+    const touchesBytes = req.size !== undefined || mtime !== undefined || atime !== undefined;
+    const meta: AttrChange = {};
+    if (req.mode !== undefined) meta.mode = req.mode;
+    if (req.uid !== undefined) meta.uid = req.uid;
+    if (req.gid !== undefined) meta.gid = req.gid;
+    if (atime) meta.atime = atime;
+    if (mtime) meta.mtime = mtime;
+
+    if (h?.orphan && viaHandle) return this.setattrOrphan(h, req.size, atime, mtime);
+    if (!touchesBytes) {
+      const n = await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, this.withMode(meta, await this.node(id)), 'writable');
+      return this.statOf(n);
+    }
+    if (viaHandle) {
+      const guard: Guard = req.mode !== undefined || req.uid !== undefined || req.gid !== undefined ? 'writable' : 'not-committed';
+      await this.ctx.control.assertWritable(this.ctx.mountId, id).catch((err: unknown) => {
+        if (!(guard === 'not-committed' && err instanceof RosetError && err.rosetCode === 'SEALED')) throw err;
+      });
+      this.changeBytes(h!.fd, id, req.size, atime, mtime);
+      if (req.size !== undefined) h!.dirty = true;
+      const n = await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, this.withSize(meta, h!.fd, req.size), guard);
+      return this.statOf(n);
+    }
+    // A path operation on the bytes: a writer until it is recorded.
+    const op = this.ctx.handles.add({ nodeId: id, parentId: null, fd: -1, writable: true, append: false, dirty: false });
+    try {
+      const r = await this.ctx.control.nodeForWrite(this.ctx.mountId, id);
+      if (!r) throw new NamespaceError('NODE_NOT_FOUND', `Node ${id} does not exist`);
+      const n = r.node;
+      if (r.barrier) throw await this.barrierError(r.barrier);
+      if (n.type === 'folder') {
+        if (req.size !== undefined) throw new NamespaceError('IS_A_FOLDER', `${n.name} is a folder`);
+        return this.statOf(await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, this.withMode(meta, n), 'writable'));
+      }
+      if (req.size !== undefined && n.ownerAgent !== this.ctx.agentId) throw new NamespaceError('CONFLICT', `${n.name} is staged by another node`);
+      let fd = -1;
+      if (this.staged(n)) {
+        try {
+          fd = fsSync.openSync(stagingPath(this.ctx, n.id), C.O_RDWR);
+          if (req.size !== undefined) this.changing(n.id);
+          this.changeBytes(fd, id, req.size, atime, mtime);
+          if (req.size !== undefined) meta.size = fsSync.fstatSync(fd).size;
+        } finally {
+          if (fd >= 0) fsSync.closeSync(fd);
+        }
+      } else if (req.size !== undefined) {
+        throw new CacheError('STAGED_DATA_LOST', `The staged bytes of ${n.name} are missing from this node's cache`);
+      }
+      if (req.size !== undefined && !mtime) meta.mtime = now;
+      const out = await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, this.withMode(meta, n), 'writable');
+      if (req.size !== undefined && !this.ctx.handles.openFor(id).some((o) => o.writable && o.fd >= 0)) this.uploader.schedule(id);
+      return this.statOf(out);
+    } finally {
+      this.ctx.handles.remove(op.fh);
+    }
   }
 
-  async chmod(p: string, mode: number): Promise<void> {
-    const np = normalizePath(p);
-    const n = await this.node(np);
-    await this.writable(np);
-    await this.ctx.control.setAttrs(this.ctx.mountId, np, { mode: (n.mode & ~0o7777) | (mode & 0o7777) });
+  /** Keeps the file-type bits of a node's mode when only permissions are given. */
+  private withMode(meta: AttrChange, n: NodeRecord): AttrChange {
+    return meta.mode === undefined ? meta : { ...meta, mode: (n.mode & ~0o7777) | (meta.mode & 0o7777) };
   }
 
-  async utimens(p: string, _atime: Date, mtime: Date): Promise<void> {
-    const np = normalizePath(p);
-    const n = await this.node(np);
-    await this.writable(np);
-    if (n.type === 'file' && this.staged(n)) await fs.utimes(stagingPath(this.ctx, n.id), mtime, mtime).catch(() => undefined);
-    await this.ctx.control.setAttrs(this.ctx.mountId, np, { mtimeMs: mtime.getTime() });
+  private withSize(meta: AttrChange, fd: number, size: number | undefined): AttrChange {
+    return size === undefined ? meta : { ...meta, size: fsSync.fstatSync(fd).size };
+  }
+
+  /** Truncates and sets the times of a staged file's bytes. */
+  private changeBytes(fd: number, id: string, size: number | undefined, atime: Timespec | undefined, mtime: Timespec | undefined): void {
+    try {
+      if (size !== undefined) {
+        this.changing(id);
+        fsSync.ftruncateSync(fd, size);
+      }
+      if (atime || mtime) {
+        const st = fsSync.fstatSync(fd);
+        const a = atime ? atime.sec + atime.nsec / 1e9 : st.atimeMs / 1000;
+        const m = mtime ? mtime.sec + mtime.nsec / 1e9 : st.mtimeMs / 1000;
+        fsSync.futimesSync(fd, a, m);
+      }
+    } catch (err) {
+      throw localError(err, `setattr ${id}`);
+    }
+  }
+
+  private setattrOrphan(h: Handle, size: number | undefined, atime: Timespec | undefined, mtime: Timespec | undefined): Stat {
+    this.changeBytes(h.fd, h.nodeId!, size, atime, mtime);
+    if (atime && h.orphan) h.orphan.atime = atime;
+    return this.orphanStat(h);
   }
 
   async statfs(): Promise<StatFs> {
@@ -424,25 +618,7 @@ export class RosetFilesystem {
     };
   }
 
-  // ---- For inode-based bindings (src/fuse/native.ts): additive, same rules as above ----
-
-  /** The node at `p` with its attributes: what a FUSE LOOKUP answers. */
-  async lookupEntry(p: string): Promise<{ nodeId: string; stat: Stat }> {
-    const n = await this.node(p);
-    return { nodeId: n.id, stat: await this.statOf(n) };
-  }
-
-  /** The current path of a node (renames included), or null once it is gone. */
-  async pathOfNode(nodeId: string): Promise<string | null> {
-    return (await this.ctx.control.lookupById(this.ctx.mountId, nodeId))?.path ?? null;
-  }
-
-  /** Children with their inode numbers and types, for a readdir that needs d_ino/d_type. */
-  async readdirEntries(p: string): Promise<Array<{ name: string; ino: number; folder: boolean }>> {
-    const n = await this.node(p);
-    if (n.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `${p} is not a folder`);
-    return (await this.ctx.control.children(n.id)).map((c) => ({ name: c.name, ino: this.ctx.index.ino(c.id), folder: c.type === 'folder' }));
-  }
+  // ---- For bindings that serve data themselves (src/fuse/native.ts) -----------------------
 
   /**
    * What a binding that serves data itself needs of an open handle: its fd, its mode,
@@ -473,46 +649,6 @@ export class RosetFilesystem {
     h.sha = { kind: 'taken', digest: sha256, bytes };
   }
 
-  /**
-   * Attributes through an open handle: those of its node, or, once the file was
-   * unlinked while open, of the bytes the handle still holds.
-   */
-  async fgetattr(fh: number): Promise<Stat> {
-    const h = this.handle(fh);
-    const n = await this.ctx.control.lookup(this.ctx.mountId, h.path);
-    if (n && n.id === h.nodeId) return this.statOf(n);
-    const st = fsSync.fstatSync(h.fd);
-    return {
-      mode: C.S_IFREG | (h.writable ? 0o644 : 0o444), size: st.size, nlink: 0, uid: this.uid, gid: this.gid,
-      ino: h.nodeId ? this.ctx.index.ino(h.nodeId) : 0, blksize: 4096, blocks: Math.ceil(st.size / 512), atime: st.atime, mtime: st.mtime, ctime: st.ctime,
-    };
-  }
-
-  /**
-   * Sets times through an open handle. The kernel does this itself when it writes back
-   * a file under the writeback cache, so a handle opened for writing before a seal may
-   * do it while sealing, as it may write (same rule as ftruncate).
-   */
-  async futimens(fh: number, _atime: Date, mtime: Date): Promise<void> {
-    const h = this.handle(fh);
-    if (!h.writable) {
-      await this.utimens(h.path, _atime, mtime);
-      return;
-    }
-    await this.writable(h.path).catch((err: unknown) => {
-      if (err instanceof RosetError && err.rosetCode === 'COMMITTED') throw err;
-    });
-    try {
-      fsSync.futimesSync(h.fd, mtime, mtime);
-    } catch (err) {
-      throw localError(err, `utimens ${h.path}`);
-    }
-    // An unlinked file keeps its handle but has no node left to update.
-    await this.ctx.control.setAttrs(this.ctx.mountId, h.path, { mtimeMs: mtime.getTime() }).catch((err: unknown) => {
-      if (!(err instanceof RosetError && err.rosetCode === 'NODE_NOT_FOUND')) throw err;
-    });
-  }
-
   /** Resolves once every download into the read cache is on disk and recorded. */
   async settle(): Promise<void> {
     await this.objects.settled();
@@ -536,3 +672,5 @@ function digestOf(s: WriteHash): string {
     }
   }
 }
+
+export { msOf };

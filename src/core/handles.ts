@@ -1,23 +1,27 @@
 /**
  * Open file handles and the waiting half of the write barrier.
  *
- * Owns: the table of open handles (fh → node, path, fd, mode) and the wait for
- * writable handles under a folder to close.
+ * Owns: the table of open handles (fh → node id, fd, mode) and the wait for writers
+ * inside a folder to finish.
  *
  * Invariants:
- * - A writable handle is registered *before* the barrier is checked for it (and a
- *   create registers a placeholder before the node exists), so a seal that starts at
- *   any moment either sees the handle or the handle's check sees the seal.
- * - Paths of open handles follow renames (`renamed`).
+ * - A writer is registered *before* the barrier is checked for it (a create registers
+ *   a placeholder under its parent before the node exists; a truncate or utimens
+ *   without a handle registers for as long as it runs), so a seal that starts at any
+ *   moment either sees the writer or the writer's check sees the seal.
+ * - Handles are keyed by node id, never by path: a rename changes nothing here.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { isWithin } from '../meta/paths.js';
+import type { Timespec } from '../meta/types.js';
 
 export interface Handle {
   fh: number;
+  /** The node; null for a create whose node does not exist yet. */
   nodeId: string | null;
-  path: string;
+  /** The folder a create is creating in (set while `nodeId` is null). */
+  parentId: string | null;
+  /** -1 for a placeholder (a create not done yet, or a path operation on the bytes). */
   fd: number;
   writable: boolean;
   append: boolean;
@@ -29,6 +33,11 @@ export interface Handle {
    * the file again); null or absent once that is not so.
    */
   sha?: WriteHash | null;
+  /**
+   * Set when the file was unlinked while this handle was open: what stat needs of the
+   * node, which is gone from the namespace. The handle keeps working on its fd.
+   */
+  orphan?: { mode: number; uid: number; gid: number; atime: Timespec };
 }
 
 /**
@@ -70,26 +79,24 @@ export class HandleTable {
     return [...this.handles.values()];
   }
 
-  writersUnder(folder: string): Handle[] {
-    return this.all().filter((h) => h.writable && isWithin(h.path, folder));
+  /** Writers on the nodes in `ids`, or creating into one of them. */
+  writersIn(ids: ReadonlySet<string>): Handle[] {
+    return this.all().filter((h) => h.writable && (h.nodeId !== null ? ids.has(h.nodeId) : h.parentId !== null && ids.has(h.parentId)));
   }
 
   openFor(nodeId: string): Handle[] {
     return this.all().filter((h) => h.nodeId === nodeId);
   }
 
-  renamed(from: string, to: string): void {
-    for (const h of this.handles.values()) {
-      if (isWithin(h.path, from)) h.path = to + h.path.slice(from.length);
-    }
-  }
-
-  /** Resolves once no writable handle is open under `folder`; false on timeout. */
-  waitForWriters(folder: string, timeoutMs: number): Promise<boolean> {
-    if (this.writersUnder(folder).length === 0) return Promise.resolve(true);
+  /**
+   * Resolves once no writer is left on the nodes in `ids` (a folder and everything in
+   * it); false on timeout. Under the barrier no writer can join, so the set is fixed.
+   */
+  waitForWriters(ids: ReadonlySet<string>, timeoutMs: number): Promise<boolean> {
+    if (this.writersIn(ids).length === 0) return Promise.resolve(true);
     return new Promise((resolve) => {
       const onClose = (): void => {
-        if (this.writersUnder(folder).length === 0) done(true);
+        if (this.writersIn(ids).length === 0) done(true);
       };
       const timer = setTimeout(() => done(false), timeoutMs);
       const done = (ok: boolean): void => {

@@ -11,7 +11,7 @@
 export type Errno =
   | 'EACCES' | 'EPERM' | 'EINVAL' | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR'
   | 'ENOTEMPTY' | 'EROFS' | 'EIO' | 'ENOSPC' | 'ENAMETOOLONG' | 'EBUSY' | 'EAGAIN'
-  | 'ENOTSUP' | 'EXDEV' | 'ETIMEDOUT' | 'EBADF';
+  | 'ENOTSUP' | 'EXDEV' | 'ETIMEDOUT' | 'EBADF' | 'EFBIG';
 
 interface CodeInfo {
   readonly status: number;
@@ -42,6 +42,12 @@ export const ERROR_CODES = {
   IS_A_FOLDER: def(409, 'EISDIR', 'The node is a folder'),
   FOLDER_NOT_EMPTY: def(409, 'ENOTEMPTY', 'The folder is not empty'),
   CROSS_DEVICE: def(409, 'EXDEV', 'The operation would cross a commit boundary'),
+  INVALID_MOVE: def(400, 'EINVAL', 'A folder cannot be moved into itself or below itself'),
+  UNSUPPORTED_FLAG: def(400, 'EINVAL', 'The operation was asked for with a flag Roset does not support'),
+  CONTAINS_COMMITS: def(409, 'EBUSY', 'The folder holds sealing or committed folders, whose place is fixed by their commits'),
+  FILE_CREATE_NOT_SUPPORTED: def(400, 'EINVAL', 'Files are created by writing them through a mount, not through the API'),
+  FILE_TOO_LARGE: def(413, 'EFBIG', 'The file would exceed the maximum file size'),
+  NOT_OPEN_FOR_WRITING: def(409, 'EBADF', 'The file handle is not open for writing'),
   // Write barrier and immutability
   SEALED: def(409, 'EROFS', 'The folder is sealing for a commit: writes are refused'),
   COMMITTED: def(409, 'EROFS', 'The folder is committed and immutable'),
@@ -67,6 +73,7 @@ export const ERROR_CODES = {
   PRECONDITION_FAILED: def(412, 'EEXIST', 'A conditional write lost: the object exists or changed'),
   INTEGRITY_ERROR: def(502, 'EIO', 'Fetched bytes do not match the manifest sha256'),
   NO_SPACE: def(507, 'ENOSPC', 'The cache disk is full'),
+  STAGED_DATA_LOST: def(500, 'EIO', "The staged bytes of a file are missing from this node's cache"),
   // Client side (SDK and CLI): never sent by the server; the status is what a proxy
   // would most likely have answered, so callers can treat them like wire codes.
   NETWORK_ERROR: def(503, 'EIO', 'The API could not be reached'),

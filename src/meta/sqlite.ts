@@ -1,70 +1,49 @@
 /**
  * SQLite implementation of the control-plane MetadataStore (the embedded default).
  *
- * Owns: `<stateDir>/metadata.db` (WAL). Schema migrations run at open.
- * Invariants: each interface method runs in one SQLite transaction, so a reader never
- * sees a commit completed without its folder, or a ref moved without its log entry.
+ * Owns: `<stateDir>/metadata.db` (WAL). The schema and its migrations are in
+ * `sqlite-schema.ts` and run at open.
+ *
+ * Invariants:
+ * - Each interface method runs in one SQLite transaction, so a reader never sees a
+ *   commit completed without its folder, or a ref moved without its log entry.
+ * - The write barrier is checked inside the transaction that makes a change (`guarded`,
+ *   `barrierIn`): better-sqlite3 is synchronous and a write transaction is
+ *   `BEGIN IMMEDIATE`, so nothing can raise a barrier between the check and the change,
+ *   in this process or in another one sharing the file.
+ * - The tree is edges: ancestry and subtrees are recursive queries over `parent_id`,
+ *   names are compared with `=` (bytes). No path string is stored for a node.
  */
 import Database from 'better-sqlite3';
-import type { Database as Db } from 'better-sqlite3';
+import type { Database as Db, Statement } from 'better-sqlite3';
 import { NamespaceError } from '../errors/index.js';
 import { newId } from './ids.js';
-import type { CommitErrorInfo, CommitStats, NodeState } from '../api/types.js';
-import type {
-  ApiKeyRecord, CommitPhase, CommitRecord, CommittedFile, Cursor, GroupRecord, MetadataStore, MountRecord, NewNode, NodeRecord,
-  RefLogRecord, RefRecord,
+import { migrate } from './sqlite-schema.js';
+import type { CommitErrorInfo, CommitStats, NodeState, NodeType } from '../api/types.js';
+import {
+  nowTimespec,
+  type ApiKeyRecord, type AttrChange, type Barrier, type CommitPhase, type CommitRecord, type CommittedFile, type Cursor, type GroupRecord, type Guard,
+  type MetadataStore, type MountRecord, type MoveRequest, type NewNode, type NodeRecord, type NodeWithPath, type RefLogRecord, type RefRecord,
+  type SubtreeNode, type Timespec,
 } from './types.js';
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS mounts (
-  id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, store TEXT NOT NULL, created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS nodes (
-  id TEXT PRIMARY KEY, mount_id TEXT NOT NULL, parent_id TEXT, path TEXT NOT NULL, name TEXT NOT NULL,
-  type TEXT NOT NULL, size INTEGER NOT NULL DEFAULT 0, mode INTEGER NOT NULL, mtime_ms INTEGER NOT NULL,
-  state TEXT NOT NULL, commit_id TEXT, sha256 TEXT, owner_agent TEXT,
-  created_at TEXT NOT NULL, updated_at TEXT NOT NULL, deleted_at TEXT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS nodes_live_path ON nodes(mount_id, path) WHERE deleted_at IS NULL;
-CREATE INDEX IF NOT EXISTS nodes_parent ON nodes(parent_id, name);
-CREATE TABLE IF NOT EXISTS commits (
-  id TEXT PRIMARY KEY, mount_id TEXT NOT NULL, node_id TEXT NOT NULL, path TEXT NOT NULL, message TEXT NOT NULL,
-  group_id TEXT, parent_commit_id TEXT, phase TEXT NOT NULL, error_code TEXT, error_message TEXT,
-  files INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0, uploaded_bytes INTEGER NOT NULL DEFAULT 0,
-  deduped_bytes INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, completed_at TEXT, seq INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS commits_mount_seq ON commits(mount_id, seq);
-CREATE INDEX IF NOT EXISTS commits_node ON commits(node_id);
-CREATE INDEX IF NOT EXISTS commits_group ON commits(group_id);
-CREATE TABLE IF NOT EXISTS refs (
-  mount_id TEXT NOT NULL, name TEXT NOT NULL, commit_id TEXT NOT NULL, updated_at TEXT NOT NULL, updated_by TEXT NOT NULL,
-  PRIMARY KEY (mount_id, name)
-);
-CREATE TABLE IF NOT EXISTS ref_log (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT, mount_id TEXT NOT NULL, name TEXT NOT NULL, from_commit_id TEXT, to_commit_id TEXT,
-  updated_at TEXT NOT NULL, updated_by TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ref_log_name ON ref_log(mount_id, name, seq);
-CREATE TABLE IF NOT EXISTS commit_groups (
-  id TEXT PRIMARY KEY, mount_id TEXT NOT NULL, message TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL,
-  sealed_at TEXT, committed_at TEXT
-);
-CREATE TABLE IF NOT EXISTS api_keys (
-  id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL
-);
-`;
 
 type Row = Record<string, unknown>;
 
 function nodeFrom(r: Row): NodeRecord {
   return {
-    id: r.id as string, mountId: r.mount_id as string, parentId: (r.parent_id as string | null) ?? null, path: r.path as string,
-    name: r.name as string, type: r.type as NodeRecord['type'], size: Number(r.size), mode: Number(r.mode), mtimeMs: Number(r.mtime_ms),
+    id: r.id as string, mountId: r.mount_id as string, parentId: (r.parent_id as string | null) ?? null,
+    name: r.name as string, type: r.type as NodeRecord['type'], size: Number(r.size), mode: Number(r.mode), uid: Number(r.uid), gid: Number(r.gid),
+    atime: { sec: Number(r.atime_s), nsec: Number(r.atime_ns) }, mtime: { sec: Number(r.mtime_s), nsec: Number(r.mtime_ns) },
+    ctime: { sec: Number(r.ctime_s), nsec: Number(r.ctime_ns) },
     state: r.state as NodeState, commitId: (r.commit_id as string | null) ?? null, sha256: (r.sha256 as string | null) ?? null,
     ownerAgent: (r.owner_agent as string | null) ?? null, createdAt: r.created_at as string, updatedAt: r.updated_at as string,
     deletedAt: (r.deleted_at as string | null) ?? null,
+    ...(r.subfolders === undefined ? {} : { subfolders: Number(r.subfolders) }),
   };
 }
+
+/** A node's columns and its live subfolder count (for st_nlink), in one read. */
+const NODE = `n.*, (SELECT COUNT(*) FROM nodes c WHERE c.parent_id = n.id AND c.deleted_at IS NULL AND c.type = 'folder') AS subfolders`;
 
 function commitFrom(r: Row): CommitRecord {
   return {
@@ -88,44 +67,120 @@ function groupFrom(r: Row): GroupRecord {
   };
 }
 
-/** `LIKE` pattern for everything strictly below `path`. */
-function below(path: string): string {
-  const escaped = path.replace(/[\\%_]/g, (c) => `\\${c}`);
-  return path === '/' ? '/%' : `${escaped}/%`;
-}
+/** The chain from a node up to its mount's root: `up(id, parent_id, state, deleted_at, name, depth)`. */
+const UP = `WITH RECURSIVE up(id, parent_id, state, deleted_at, name, depth) AS (
+  SELECT id, parent_id, state, deleted_at, name, 0 FROM nodes WHERE id = ?
+  UNION ALL
+  SELECT n.id, n.parent_id, n.state, n.deleted_at, n.name, up.depth + 1 FROM nodes n JOIN up ON n.id = up.parent_id
+)`;
+
+/** Live nodes strictly below a node, with paths relative to it: `down(id, rel)`. */
+const DOWN = `WITH RECURSIVE down(id, rel) AS (
+  SELECT id, name FROM nodes WHERE parent_id = ? AND deleted_at IS NULL
+  UNION ALL
+  SELECT n.id, down.rel || '/' || n.name FROM nodes n JOIN down ON n.parent_id = down.id WHERE n.deleted_at IS NULL
+)`;
+
+/** The nearest non-staging node at or above `id` (itself first): what refuses a change. */
+const BARRIER = `${UP} SELECT id, state FROM up WHERE state != 'staging' ORDER BY depth LIMIT 1`;
+
+const isoNow = (): string => new Date().toISOString();
 
 export class SqliteMetadataStore implements MetadataStore {
   private readonly db: Db;
+  private readonly stmts = new Map<string, Statement>();
+  /**
+   * Statements executed since open: tests count the metadata queries a filesystem
+   * request costs.
+   */
+  queries = 0;
 
   constructor(file: string) {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
-    this.db.exec(SCHEMA);
+    migrate(this.db, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
+  }
+
+  private stmt(sql: string): Statement {
+    let s = this.stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.stmts.set(sql, s);
+    }
+    this.queries++;
+    return s;
   }
 
   private all(sql: string, ...params: unknown[]): Row[] {
-    return this.db.prepare(sql).all(...params) as Row[];
+    return this.stmt(sql).all(...params) as Row[];
   }
 
   private one(sql: string, ...params: unknown[]): Row | undefined {
-    return this.db.prepare(sql).get(...params) as Row | undefined;
+    return this.stmt(sql).get(...params) as Row | undefined;
   }
 
   private run(sql: string, ...params: unknown[]): number {
-    return this.db.prepare(sql).run(...params).changes;
+    return this.stmt(sql).run(...params).changes;
+  }
+
+  /** Runs `fn` in a write transaction (BEGIN IMMEDIATE: the write lock is taken first). */
+  private write<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  private barrierIn(id: string): Barrier | null {
+    const b = this.one(BARRIER, id);
+    return b ? { code: b.state === 'sealing' ? 'SEALED' : 'COMMITTED', nodeId: b.id as string } : null;
+  }
+
+  /** Throws the barrier's error for a change to `id` under `guard`. */
+  private guarded(id: string, guard: Guard, what: string): void {
+    if (guard === 'none') return;
+    const b = this.barrierIn(id);
+    if (!b || (guard === 'not-committed' && b.code === 'SEALED')) return;
+    const at = this.pathIn(b.nodeId) ?? b.nodeId;
+    throw b.code === 'SEALED'
+      ? new NamespaceError('SEALED', `${at} is sealing for a commit: ${what} refused`, { path: at })
+      : new NamespaceError('COMMITTED', `${at} is committed and immutable: ${what} refused`, { path: at });
+  }
+
+  private pathIn(id: string): string | null {
+    const chain = this.all(`${UP} SELECT parent_id, deleted_at, name FROM up ORDER BY depth`, id);
+    if (chain.length === 0 || chain.some((r) => r.deleted_at !== null) || chain[chain.length - 1]!.parent_id !== null) return null;
+    const names = chain.slice(0, -1).map((r) => r.name as string).reverse();
+    return `/${names.join('/')}`;
+  }
+
+  private liveNode(id: string): NodeRecord | null {
+    const r = this.one(`SELECT ${NODE} FROM nodes n WHERE n.id = ? AND n.deleted_at IS NULL`, id);
+    return r ? nodeFrom(r) : null;
+  }
+
+  private child(parentId: string, name: string): NodeRecord | null {
+    const r = this.one(`SELECT ${NODE} FROM nodes n WHERE n.parent_id = ? AND n.name = ? AND n.deleted_at IS NULL`, parentId, name);
+    return r ? nodeFrom(r) : null;
+  }
+
+  /** An entry changed in these folders: their mtime and ctime move (POSIX). */
+  private touchFolders(ids: string[], t: Timespec, at: string): void {
+    for (const id of new Set(ids)) {
+      this.run('UPDATE nodes SET mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ?, updated_at = ? WHERE id = ?', t.sec, t.nsec, t.sec, t.nsec, at, id);
+    }
   }
 
   async createMount(m: MountRecord): Promise<MountRecord> {
-    const tx = this.db.transaction(() => {
-      this.run('INSERT INTO mounts (id, name, store, created_at) VALUES (?, ?, ?, ?)', m.id, m.name, m.store, m.createdAt);
-      // Every mount has a root folder at "/".
-      this.run(`INSERT INTO nodes (id, mount_id, parent_id, path, name, type, size, mode, mtime_ms, state, created_at, updated_at)
-        VALUES (?, ?, NULL, '/', '', 'folder', 0, ?, ?, 'staging', ?, ?)`, `root_${m.id}`, m.id, 0o40755, Date.parse(m.createdAt), m.createdAt, m.createdAt);
-    });
+    const t = { sec: Math.floor(Date.parse(m.createdAt) / 1000), nsec: (Date.parse(m.createdAt) % 1000) * 1e6 };
     try {
-      tx();
+      this.write(() => {
+        this.run('INSERT INTO mounts (id, name, store, created_at) VALUES (?, ?, ?, ?)', m.id, m.name, m.store, m.createdAt);
+        // Every mount has a root folder, the only node without a parent.
+        this.run(`INSERT INTO nodes (id, mount_id, parent_id, name, type, size, mode, uid, gid, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns,
+            state, created_at, updated_at)
+          VALUES (?, ?, NULL, '', 'folder', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'staging', ?, ?)`,
+        `root_${m.id}`, m.id, 0o40755, process.getuid?.() ?? 0, process.getgid?.() ?? 0, t.sec, t.nsec, t.sec, t.nsec, t.sec, t.nsec, m.createdAt, m.createdAt);
+      });
     } catch (err) {
       if (String((err as Error).message).includes('UNIQUE')) throw new NamespaceError('NODE_EXISTS', `A mount named ${m.name} already exists`);
       throw err;
@@ -142,20 +197,46 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.all('SELECT * FROM mounts ORDER BY created_at, id').map((r) => ({ id: r.id as string, name: r.name as string, store: r.store as string, createdAt: r.created_at as string }));
   }
 
+  // ---- Nodes: reads ---------------------------------------------------------------
+
   async getNode(id: string): Promise<NodeRecord | null> {
-    const r = this.one('SELECT * FROM nodes WHERE id = ?', id);
+    const r = this.one(`SELECT ${NODE} FROM nodes n WHERE n.id = ?`, id);
     return r ? nodeFrom(r) : null;
   }
 
-  async getNodeByPath(mountId: string, path: string): Promise<NodeRecord | null> {
-    const r = this.one('SELECT * FROM nodes WHERE mount_id = ? AND path = ? AND deleted_at IS NULL', mountId, path);
-    return r ? nodeFrom(r) : null;
+  async lookup(parentId: string, name: string): Promise<NodeRecord | null> {
+    return this.child(parentId, name);
   }
 
-  async getNodesByPaths(mountId: string, paths: string[]): Promise<NodeRecord[]> {
-    if (paths.length === 0) return [];
-    const marks = paths.map(() => '?').join(',');
-    return this.all(`SELECT * FROM nodes WHERE mount_id = ? AND deleted_at IS NULL AND path IN (${marks})`, mountId, ...paths).map(nodeFrom);
+  async root(mountId: string): Promise<NodeRecord> {
+    const r = this.one('SELECT * FROM nodes WHERE mount_id = ? AND parent_id IS NULL', mountId);
+    if (!r) throw new NamespaceError('MOUNT_NOT_FOUND', `No mount ${mountId}`);
+    return nodeFrom(r);
+  }
+
+  async resolvePath(mountId: string, path: string): Promise<NodeWithPath | null> {
+    return this.db.transaction(() => {
+      const r = this.one('SELECT * FROM nodes WHERE mount_id = ? AND parent_id IS NULL', mountId);
+      if (!r) return null;
+      let n: NodeRecord | null = nodeFrom(r);
+      for (const name of path.split('/').filter(Boolean)) {
+        n = this.child(n.id, name);
+        if (!n) return null;
+      }
+      return { ...n, path };
+    })();
+  }
+
+  async pathOf(id: string): Promise<string | null> {
+    return this.pathIn(id);
+  }
+
+  async getNodeWithPath(id: string): Promise<NodeWithPath | null> {
+    return this.db.transaction(() => {
+      const n = this.liveNode(id);
+      const path = n ? this.pathIn(id) : null;
+      return n && path !== null ? { ...n, path } : null;
+    })();
   }
 
   async listChildren(parentId: string, page?: Cursor): Promise<NodeRecord[]> {
@@ -164,86 +245,192 @@ export class SqliteMetadataStore implements MetadataStore {
       parentId, page.cursor ?? '', page.limit).map(nodeFrom);
   }
 
-  async listDescendants(mountId: string, path: string): Promise<NodeRecord[]> {
-    return this.all("SELECT * FROM nodes WHERE mount_id = ? AND deleted_at IS NULL AND path LIKE ? ESCAPE '\\' ORDER BY path", mountId, below(path)).map(nodeFrom);
+  async listSubtree(id: string): Promise<SubtreeNode[]> {
+    return this.all(`${DOWN} SELECT n.*, down.rel AS rel_path FROM down JOIN nodes n ON n.id = down.id ORDER BY down.rel`, id)
+      .map((r) => ({ ...nodeFrom(r), relPath: r.rel_path as string }));
   }
 
-  async hasDescendantInState(mountId: string, path: string, states: NodeState[]): Promise<boolean> {
+  async hasDescendantInState(id: string, states: NodeState[]): Promise<boolean> {
+    return this.descendantIn(id, states);
+  }
+
+  private descendantIn(id: string, states: NodeState[]): boolean {
     const marks = states.map(() => '?').join(',');
-    return !!this.one(`SELECT 1 FROM nodes WHERE mount_id = ? AND deleted_at IS NULL AND path LIKE ? ESCAPE '\\' AND state IN (${marks}) LIMIT 1`,
-      mountId, below(path), ...states);
+    return !!this.one(`${DOWN} SELECT 1 FROM down JOIN nodes n ON n.id = down.id WHERE n.state IN (${marks}) LIMIT 1`, id, ...states);
   }
 
-  async insertNode(n: NewNode): Promise<NodeRecord> {
-    const now = new Date().toISOString();
-    const path = n.parentPath === '/' ? `/${n.name}` : `${n.parentPath}/${n.name}`;
-    const rec: NodeRecord = {
-      id: `node_${newId()}`, mountId: n.mountId, parentId: n.parentId, path, name: n.name, type: n.type, size: 0, mode: n.mode,
-      mtimeMs: Date.now(), state: 'staging', commitId: null, sha256: null, ownerAgent: n.ownerAgent, createdAt: now, updatedAt: now, deletedAt: null,
-    };
-    try {
-      this.run(`INSERT INTO nodes (id, mount_id, parent_id, path, name, type, size, mode, mtime_ms, state, owner_agent, created_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, 'staging', ?, ?, ?)`,
-      rec.id, rec.mountId, rec.parentId, rec.path, rec.name, rec.type, rec.mode, rec.mtimeMs, rec.ownerAgent, now, now);
-    } catch (err) {
-      if (String((err as Error).message).includes('UNIQUE')) throw new NamespaceError('NODE_EXISTS', `${path} already exists`, { path });
-      throw err;
-    }
-    return rec;
+  async countSubfolders(id: string): Promise<number> {
+    return Number(this.one("SELECT COUNT(*) AS c FROM nodes WHERE parent_id = ? AND deleted_at IS NULL AND type = 'folder'", id)!.c);
   }
 
-  async updateNodeAttrs(id: string, attrs: { size?: number; mode?: number; mtimeMs?: number }): Promise<void> {
-    this.run(`UPDATE nodes SET size = COALESCE(?, size), mode = COALESCE(?, mode), mtime_ms = COALESCE(?, mtime_ms), updated_at = ? WHERE id = ?`,
-      attrs.size ?? null, attrs.mode ?? null, attrs.mtimeMs ?? null, new Date().toISOString(), id);
+  async barrierOf(id: string): Promise<Barrier | null> {
+    return this.barrierIn(id);
   }
 
-  async removeNode(id: string): Promise<void> {
-    this.run('DELETE FROM nodes WHERE id = ?', id);
+  async getNodeForWrite(id: string): Promise<{ node: NodeRecord; barrier: Barrier | null } | null> {
+    // One statement: the node and the nearest non-staging node above it.
+    const r = this.one(`${UP}, b AS (SELECT id AS b_id, state AS b_state FROM up WHERE state != 'staging' ORDER BY depth LIMIT 1)
+      SELECT ${NODE}, b.b_id, b.b_state FROM nodes n LEFT JOIN b ON 1 WHERE n.id = ? AND n.deleted_at IS NULL`, id, id);
+    if (!r) return null;
+    return { node: nodeFrom(r), barrier: r.b_id ? { code: r.b_state === 'sealing' ? 'SEALED' : 'COMMITTED', nodeId: r.b_id as string } : null };
+  }
+
+  // ---- Nodes: changes ---------------------------------------------------------------
+
+  async createNode(n: NewNode): Promise<NodeRecord> {
+    const t = n.time ?? nowTimespec();
+    const now = isoNow();
+    return this.write(() => {
+      const parent = this.liveNode(n.parentId);
+      if (!parent || parent.mountId !== n.mountId) throw new NamespaceError('NODE_NOT_FOUND', 'The parent folder does not exist');
+      if (parent.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `The parent of ${n.name} is not a folder`);
+      this.guarded(parent.id, 'writable', `creating ${n.name}`);
+      const existing = this.child(parent.id, n.name);
+      if (existing) {
+        if (existing.type === 'file' && n.type === 'file' && existing.ownerAgent && n.ownerAgent && existing.ownerAgent !== n.ownerAgent) {
+          throw new NamespaceError('CONFLICT', `${n.name} is being written from another node`, { name: n.name });
+        }
+        throw new NamespaceError('NODE_EXISTS', `${n.name} already exists`, { name: n.name });
+      }
+      const rec: NodeRecord = {
+        id: `node_${newId()}`, mountId: n.mountId, parentId: parent.id, name: n.name, type: n.type, size: 0, mode: n.mode, uid: n.uid, gid: n.gid,
+        atime: t, mtime: t, ctime: t, state: 'staging', commitId: null, sha256: null, ownerAgent: n.ownerAgent, createdAt: now, updatedAt: now, deletedAt: null,
+      };
+      this.run(`INSERT INTO nodes (id, mount_id, parent_id, name, type, size, mode, uid, gid, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns,
+          state, owner_agent, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'staging', ?, ?, ?)`,
+      rec.id, rec.mountId, rec.parentId, rec.name, rec.type, rec.mode, rec.uid, rec.gid, t.sec, t.nsec, t.sec, t.nsec, t.sec, t.nsec, rec.ownerAgent, now, now);
+      this.touchFolders([parent.id], t, now);
+      return rec;
+    });
+  }
+
+  async removeNode(mountId: string, parentId: string, name: string, type: NodeType): Promise<NodeRecord> {
+    const t = nowTimespec();
+    const now = isoNow();
+    return this.write(() => {
+      const parent = this.liveNode(parentId);
+      if (!parent || parent.mountId !== mountId) throw new NamespaceError('NODE_NOT_FOUND', 'The parent folder does not exist');
+      const n = this.child(parentId, name);
+      if (!n) throw new NamespaceError('NODE_NOT_FOUND', `${name} does not exist`);
+      if (type === 'file' && n.type === 'folder') throw new NamespaceError('IS_A_FOLDER', `${name} is a folder`);
+      if (type === 'folder' && n.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `${name} is not a folder`);
+      // The node itself counts: a committed folder in a staging folder stays.
+      this.guarded(n.id, 'writable', `removing ${name}`);
+      if (n.type === 'folder' && this.one('SELECT 1 FROM nodes WHERE parent_id = ? AND deleted_at IS NULL LIMIT 1', n.id)) {
+        throw new NamespaceError('FOLDER_NOT_EMPTY', `${name} is not empty`);
+      }
+      this.run('DELETE FROM nodes WHERE id = ?', n.id);
+      this.touchFolders([parentId], t, now);
+      return n;
+    });
+  }
+
+  async moveNode(req: MoveRequest): Promise<{ node: NodeRecord; replaced: NodeRecord | null }> {
+    const t = nowTimespec();
+    const now = isoNow();
+    return this.write(() => {
+      const srcParent = this.liveNode(req.srcParentId);
+      const dstParent = this.liveNode(req.dstParentId);
+      if (!srcParent || srcParent.mountId !== req.mountId) throw new NamespaceError('NODE_NOT_FOUND', 'The source folder does not exist');
+      if (!dstParent || dstParent.mountId !== req.mountId) throw new NamespaceError('NODE_NOT_FOUND', 'The destination folder does not exist');
+      if (dstParent.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', 'The destination parent is not a folder');
+      const src = this.child(req.srcParentId, req.srcName);
+      if (!src) throw new NamespaceError('NODE_NOT_FOUND', `${req.srcName} does not exist`);
+      // The node itself counts (a committed folder keeps its place), and both folders.
+      this.guarded(src.id, 'writable', `moving ${req.srcName}`);
+      this.guarded(dstParent.id, 'writable', `moving into ${dstParent.name || '/'}`);
+      if (src.type === 'folder') {
+        if (this.all(`${UP} SELECT id FROM up`, dstParent.id).some((r) => r.id === src.id)) {
+          throw new NamespaceError('INVALID_MOVE', `Cannot move ${req.srcName} into itself`);
+        }
+        if (this.descendantIn(src.id, ['sealing', 'committed'])) {
+          throw new NamespaceError('CONTAINS_COMMITS', `${req.srcName} holds sealing or committed folders and cannot be moved`);
+        }
+      }
+      const dest = this.child(req.dstParentId, req.dstName);
+      if (dest && dest.id === src.id) return { node: src, replaced: null };
+      if (dest) {
+        if (req.noReplace) throw new NamespaceError('NODE_EXISTS', `${req.dstName} already exists`, { name: req.dstName });
+        if (dest.type === 'folder' && src.type !== 'folder') throw new NamespaceError('IS_A_FOLDER', `${req.dstName} is a folder`);
+        if (dest.type !== 'folder' && src.type === 'folder') throw new NamespaceError('NOT_A_FOLDER', `${req.dstName} is not a folder`);
+        this.guarded(dest.id, 'writable', `replacing ${req.dstName}`);
+        if (dest.type === 'folder' && this.one('SELECT 1 FROM nodes WHERE parent_id = ? AND deleted_at IS NULL LIMIT 1', dest.id)) {
+          throw new NamespaceError('FOLDER_NOT_EMPTY', `${req.dstName} is not empty`);
+        }
+        this.run('DELETE FROM nodes WHERE id = ?', dest.id);
+      }
+      this.run('UPDATE nodes SET parent_id = ?, name = ?, ctime_s = ?, ctime_ns = ?, updated_at = ? WHERE id = ?',
+        req.dstParentId, req.dstName, t.sec, t.nsec, now, src.id);
+      this.touchFolders([req.srcParentId, req.dstParentId], t, now);
+      return { node: { ...src, parentId: req.dstParentId, name: req.dstName, ctime: t, updatedAt: now }, replaced: dest };
+    });
+  }
+
+  async setAttrs(id: string, attrs: AttrChange, guard: Guard): Promise<NodeRecord> {
+    const t = nowTimespec();
+    const now = isoNow();
+    return this.write(() => {
+      const n = this.liveNode(id);
+      if (!n) throw new NamespaceError('NODE_NOT_FOUND', `No node ${id}`);
+      this.guarded(id, guard, `changing the attributes of ${n.name || '/'}`);
+      const next: NodeRecord = {
+        ...n, size: attrs.size ?? n.size, mode: attrs.mode ?? n.mode, uid: attrs.uid ?? n.uid, gid: attrs.gid ?? n.gid,
+        atime: attrs.atime ?? n.atime, mtime: attrs.mtime ?? n.mtime, ctime: t, updatedAt: now,
+      };
+      this.run(`UPDATE nodes SET size = ?, mode = ?, uid = ?, gid = ?, atime_s = ?, atime_ns = ?, mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ?,
+          updated_at = ? WHERE id = ?`,
+      next.size, next.mode, next.uid, next.gid, next.atime.sec, next.atime.nsec, next.mtime.sec, next.mtime.nsec, t.sec, t.nsec, now, id);
+      return next;
+    });
   }
 
   async softDeleteNode(id: string, at: string): Promise<NodeRecord> {
-    const tx = this.db.transaction(() => {
-      const n = this.one('SELECT * FROM nodes WHERE id = ?', id);
-      if (!n) throw new NamespaceError('NODE_NOT_FOUND', `No node ${id}`);
-      this.run("UPDATE nodes SET deleted_at = ?, updated_at = ? WHERE mount_id = ? AND deleted_at IS NULL AND (id = ? OR path LIKE ? ESCAPE '\\')",
-        at, at, n.mount_id, id, below(n.path as string));
-      return nodeFrom(this.one('SELECT * FROM nodes WHERE id = ?', id)!);
+    return this.write(() => {
+      const n = this.liveNode(id);
+      if (!n) {
+        const gone = this.one('SELECT * FROM nodes WHERE id = ?', id);
+        if (gone) return nodeFrom(gone);
+        throw new NamespaceError('NODE_NOT_FOUND', `No node ${id}`);
+      }
+      if (!n.parentId) throw new NamespaceError('CROSS_DEVICE', 'The root folder cannot be deleted');
+      // Anything inside a committed or sealing folder is refused; a committed folder
+      // itself may go to the trash (its commit stays), a sealing one may not.
+      this.guarded(n.parentId, 'writable', `deleting ${n.name}`);
+      if (n.state === 'sealing' || this.descendantIn(id, ['sealing'])) {
+        throw new NamespaceError('SEALED', `${n.name} is sealing for a commit, or holds a folder that is`);
+      }
+      this.run(`${DOWN} UPDATE nodes SET deleted_at = ?, updated_at = ? WHERE deleted_at IS NULL AND (id = ? OR id IN (SELECT id FROM down))`,
+        id, at, at, id);
+      const t = nowTimespec();
+      this.touchFolders([n.parentId], t, at);
+      return { ...n, deletedAt: at, updatedAt: at };
     });
-    return tx();
   }
 
-  async moveNode(id: string, newParent: NodeRecord, newName: string, replaceId: string | null): Promise<void> {
-    const tx = this.db.transaction(() => {
-      const n = this.one('SELECT * FROM nodes WHERE id = ?', id);
-      if (!n) throw new NamespaceError('NODE_NOT_FOUND', `No node ${id}`);
-      if (replaceId) this.run('DELETE FROM nodes WHERE id = ?', replaceId);
-      const oldPath = n.path as string;
-      const newPath = newParent.path === '/' ? `/${newName}` : `${newParent.path}/${newName}`;
-      const now = new Date().toISOString();
-      this.run("UPDATE nodes SET path = ? || substr(path, ?), updated_at = ? WHERE mount_id = ? AND deleted_at IS NULL AND path LIKE ? ESCAPE '\\'",
-        newPath, oldPath.length + 1, now, n.mount_id, below(oldPath));
-      this.run('UPDATE nodes SET parent_id = ?, name = ?, path = ?, updated_at = ? WHERE id = ?', newParent.id, newName, newPath, now, id);
-    });
-    try {
-      tx();
-    } catch (err) {
-      if (String((err as Error).message).includes('UNIQUE')) throw new NamespaceError('NODE_EXISTS', `${newName} already exists`);
-      throw err;
-    }
+  async stagedFiles(folderId: string, agentId: string): Promise<SubtreeNode[]> {
+    return this.all(`${DOWN} SELECT n.*, down.rel AS rel_path FROM down JOIN nodes n ON n.id = down.id
+      WHERE n.type = 'file' AND n.state != 'committed' AND n.owner_agent = ? ORDER BY down.rel`, folderId, agentId)
+      .map((r) => ({ ...nodeFrom(r), relPath: r.rel_path as string }));
   }
+
+  // ---- Commits ------------------------------------------------------------------------
 
   async beginCommit(c: CommitRecord): Promise<CommitRecord> {
-    const tx = this.db.transaction(() => {
-      const changed = this.run("UPDATE nodes SET state = 'sealing', commit_id = ?, updated_at = ? WHERE id = ? AND state = 'staging' AND deleted_at IS NULL",
-        c.id, c.createdAt, c.nodeId);
-      if (changed !== 1) return false;
+    return this.write(() => {
+      const folder = this.liveNode(c.nodeId);
+      if (!folder) throw new NamespaceError('NODE_NOT_FOUND', `${c.path} does not exist`);
+      if (folder.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', 'Only folders can be committed');
+      const b = this.barrierIn(c.nodeId);
+      if (b?.code === 'COMMITTED') throw new NamespaceError('COMMITTED', `${c.path} is already committed, or inside a committed folder`, { path: c.path });
+      if (b) throw new NamespaceError('COMMIT_IN_PROGRESS', `${c.path}, or a folder around it, is being committed`, { path: c.path });
+      if (this.descendantIn(c.nodeId, ['sealing'])) throw new NamespaceError('COMMIT_IN_PROGRESS', `A folder inside ${c.path} is being committed`, { path: c.path });
+      this.run("UPDATE nodes SET state = 'sealing', commit_id = ?, updated_at = ? WHERE id = ?", c.id, c.createdAt, c.nodeId);
       const seq = (this.one('SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM commits') as Row).s;
       this.run(`INSERT INTO commits (id, mount_id, node_id, path, message, group_id, parent_commit_id, phase, created_at, seq)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, c.id, c.mountId, c.nodeId, c.path, c.message, c.groupId, c.parentCommitId, c.phase, c.createdAt, seq);
-      return true;
+      return c;
     });
-    if (!tx()) throw new NamespaceError('COMMIT_IN_PROGRESS', `${c.path} is not in STAGING: a commit of it is in progress or done`, { path: c.path });
-    return c;
   }
 
   async getCommit(id: string): Promise<CommitRecord | null> {
@@ -284,35 +471,31 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async markManifested(id: string, stats: CommitStats, files: CommittedFile[]): Promise<void> {
-    const tx = this.db.transaction(() => {
-      const upd = this.db.prepare('UPDATE nodes SET size = ?, sha256 = ? WHERE id = ?');
-      for (const f of files) upd.run(f.size, f.sha256, f.nodeId);
+    return this.write(() => {
+      for (const f of files) this.run('UPDATE nodes SET size = ?, sha256 = ? WHERE id = ?', f.size, f.sha256, f.nodeId);
       this.run(`UPDATE commits SET phase = 'manifested', files = ?, bytes = ?, uploaded_bytes = ?, deduped_bytes = ?
         WHERE id = ? AND phase IN ('sealing', 'uploading')`, stats.files, stats.bytes, stats.uploadedBytes, stats.dedupedBytes, id);
     });
-    tx();
   }
 
   async completeCommits(ids: string[], at: string, group?: { id: string }): Promise<void> {
-    const tx = this.db.transaction(() => {
+    return this.write(() => {
       for (const id of ids) {
         const c = this.one('SELECT * FROM commits WHERE id = ?', id);
         if (!c || c.phase !== 'manifested') throw new Error(`commit ${id} is not manifested`);
         this.run("UPDATE commits SET phase = 'completed', completed_at = ? WHERE id = ?", at, id);
-        const folder = this.one('SELECT * FROM nodes WHERE id = ?', c.node_id)!;
         // The folder and everything in it become immutable at once; files keep their
         // commit id so reads know which manifest they belong to.
         this.run("UPDATE nodes SET state = 'committed', commit_id = ?, owner_agent = NULL, updated_at = ? WHERE id = ?", id, at, c.node_id);
-        this.run(`UPDATE nodes SET state = 'committed', commit_id = COALESCE(commit_id, ?), owner_agent = NULL, updated_at = ?
-          WHERE mount_id = ? AND deleted_at IS NULL AND state != 'committed' AND path LIKE ? ESCAPE '\\'`, id, at, c.mount_id, below(folder.path as string));
+        this.run(`${DOWN} UPDATE nodes SET state = 'committed', commit_id = COALESCE(commit_id, ?), owner_agent = NULL, updated_at = ?
+          WHERE state != 'committed' AND id IN (SELECT id FROM down)`, c.node_id, id, at);
       }
       if (group) this.run("UPDATE commit_groups SET status = 'committed', committed_at = ? WHERE id = ?", at, group.id);
     });
-    tx();
   }
 
   async failCommits(ids: string[], error: CommitErrorInfo, group?: { id: string }): Promise<void> {
-    const tx = this.db.transaction(() => {
+    return this.write(() => {
       for (const id of ids) {
         const c = this.one('SELECT * FROM commits WHERE id = ?', id);
         if (!c || c.phase === 'completed' || c.phase === 'failed') continue;
@@ -322,7 +505,6 @@ export class SqliteMetadataStore implements MetadataStore {
       }
       if (group) this.run("UPDATE commit_groups SET status = 'failed' WHERE id = ? AND status = 'pending'", group.id);
     });
-    tx();
   }
 
   async getRef(mountId: string, name: string): Promise<RefRecord | null> {
@@ -335,7 +517,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async setRef(ref: RefRecord, expected: string | null | undefined): Promise<RefRecord | null> {
-    const tx = this.db.transaction(() => {
+    return this.write(() => {
       const cur = this.one('SELECT * FROM refs WHERE mount_id = ? AND name = ?', ref.mountId, ref.name);
       const curId = cur ? (cur.commit_id as string) : null;
       if (expected !== undefined && expected !== curId) return null;
@@ -346,11 +528,10 @@ export class SqliteMetadataStore implements MetadataStore {
         ref.mountId, ref.name, curId, ref.commitId, ref.updatedAt, ref.updatedBy);
       return ref;
     });
-    return tx();
   }
 
   async deleteRef(mountId: string, name: string, by: string, at: string): Promise<boolean> {
-    const tx = this.db.transaction(() => {
+    return this.write(() => {
       const cur = this.one('SELECT * FROM refs WHERE mount_id = ? AND name = ?', mountId, name);
       if (!cur) return false;
       this.run('DELETE FROM refs WHERE mount_id = ? AND name = ?', mountId, name);
@@ -358,7 +539,6 @@ export class SqliteMetadataStore implements MetadataStore {
         mountId, name, cur.commit_id, at, by);
       return true;
     });
-    return tx();
   }
 
   async refLog(mountId: string, name: string): Promise<RefLogRecord[]> {

@@ -6,14 +6,48 @@
  * Owns: the shape of mounts, nodes, commits, refs, the ref log, commit groups and API
  * keys, and the atomic operations on them.
  *
+ * The namespace is a tree of edges. A node is identified by its id; its place is the
+ * edge (parent id, name). Names are compared byte for byte (no case folding, no
+ * pattern matching), a subtree is found by following parent ids, and a rename changes
+ * one row whatever the size of the subtree. Paths exist only at the edges of the
+ * system: `resolvePath` turns one into a node once, `pathOf` turns a node into one for
+ * display.
+ *
  * Invariants:
  * - Every method is atomic on its own. Multi-row state changes that must never be seen
  *   half-done (a commit completing together with its folder; a group completing with
  *   all its commits; a ref moving together with its log entry) are single methods.
- * - Paths are mount-relative, absolute, normalized (`/a/b`), `/` is the root folder.
- * - At most one live (not soft-deleted) node per (mount, path).
+ * - THE WRITE BARRIER LIVES HERE. Every method that changes the namespace (create,
+ *   remove, move, setAttrs with a guard, softDelete, beginCommit) reads the effective
+ *   state of the node and of its ancestors in the same transaction that makes the
+ *   change, and refuses with SEALED or COMMITTED (see `Barrier`). No caller may check
+ *   first and change later: with several writers on one database (the PostgreSQL
+ *   backend), only the check inside the transaction holds. A backend must keep this
+ *   with transactions and row locks (lock the ancestor chain, or run SERIALIZABLE).
+ * - At most one live (not soft-deleted) node per (parent id, name).
  */
 import type { CommitErrorInfo, CommitStats, GroupStatus, NodeState, NodeType } from '../api/types.js';
+
+/** A point in time with the kernel's precision: whole seconds and nanoseconds (0 ≤ nsec < 1e9). */
+export interface Timespec {
+  sec: number;
+  nsec: number;
+}
+
+export const timespecFromMs = (ms: number): Timespec => {
+  const sec = Math.floor(ms / 1000);
+  return { sec, nsec: Math.round((ms - sec * 1000) * 1e6) };
+};
+
+export const msOf = (t: Timespec): number => t.sec * 1000 + Math.floor(t.nsec / 1e6);
+
+/** Now, to the nanosecond the clock gives. */
+export function nowTimespec(): Timespec {
+  const ns = process.hrtime.bigint() - HR_ORIGIN + WALL_ORIGIN_NS;
+  return { sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) };
+}
+const HR_ORIGIN = process.hrtime.bigint();
+const WALL_ORIGIN_NS = BigInt(Date.now()) * 1_000_000n;
 
 export interface MountRecord {
   id: string;
@@ -26,13 +60,21 @@ export interface NodeRecord {
   id: string;
   mountId: string;
   parentId: string | null;
-  path: string;
   name: string;
   type: NodeType;
   size: number;
+  /** File type bits and permission bits, as in st_mode. */
   mode: number;
-  mtimeMs: number;
+  uid: number;
+  gid: number;
+  atime: Timespec;
+  mtime: Timespec;
+  /** Last change of the node's attributes or its entry (st_ctime). */
+  ctime: Timespec;
+  /** The node's own state. Its effective state also depends on its ancestors: see `Barrier`. */
   state: NodeState;
+  /** Live subfolders of a folder (st_nlink is 2 + this), where the read included it. */
+  subfolders?: number;
   commitId: string | null;
   /** Content address of a committed file. */
   sha256: string | null;
@@ -108,14 +150,67 @@ export interface CommittedFile {
   sha256: string;
 }
 
+/** A node with its current path, for the edges of the system (API replies, messages). */
+export interface NodeWithPath extends NodeRecord {
+  path: string;
+}
+
+/** A node inside a subtree, with its path relative to the subtree's root (`a/b.bin`). */
+export interface SubtreeNode extends NodeRecord {
+  relPath: string;
+}
+
+/**
+ * Why a change is refused: the nearest node at or above the target that is not
+ * STAGING. SEALED: a folder is sealing for a commit (the write barrier); COMMITTED: the
+ * node is inside (or is) a committed folder. The nearest one decides, so a file in a
+ * committed folder nested inside a sealing one is COMMITTED.
+ */
+export interface Barrier {
+  code: 'SEALED' | 'COMMITTED';
+  nodeId: string;
+}
+
+/**
+ * How much of the barrier a change must respect:
+ * - `writable`: refused inside any sealing or committed folder (every namespace change);
+ * - `not-committed`: refused only inside a committed folder: a handle opened for
+ *   writing before a seal may finish its work (publish its size, set its times) while
+ *   the seal waits for it;
+ * - `none`: no check (the commit engine and recovery, which own the states).
+ */
+export type Guard = 'writable' | 'not-committed' | 'none';
+
 export interface NewNode {
   mountId: string;
   parentId: string;
-  parentPath: string;
   name: string;
   type: NodeType;
   mode: number;
+  uid: number;
+  gid: number;
   ownerAgent: string | null;
+  /** Creation time (atime, mtime and ctime); now if absent. */
+  time?: Timespec;
+}
+
+export interface AttrChange {
+  size?: number;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  atime?: Timespec;
+  mtime?: Timespec;
+}
+
+export interface MoveRequest {
+  mountId: string;
+  srcParentId: string;
+  srcName: string;
+  dstParentId: string;
+  dstName: string;
+  /** RENAME_NOREPLACE: refuse with NODE_EXISTS when the destination exists. */
+  noReplace: boolean;
 }
 
 export interface Cursor {
@@ -129,27 +224,73 @@ export interface MetadataStore {
   getMount(id: string): Promise<MountRecord | null>;
   listMounts(): Promise<MountRecord[]>;
 
-  // Nodes
+  // Nodes: reads
+  /** A node by id, live or soft-deleted. */
   getNode(id: string): Promise<NodeRecord | null>;
-  getNodeByPath(mountId: string, path: string): Promise<NodeRecord | null>;
-  /** Live nodes whose path is one of `paths` (used for ancestor checks). */
-  getNodesByPaths(mountId: string, paths: string[]): Promise<NodeRecord[]>;
+  /** The live child `name` of `parentId` (byte-for-byte name match). */
+  lookup(parentId: string, name: string): Promise<NodeRecord | null>;
+  /** The mount's root folder. */
+  root(mountId: string): Promise<NodeRecord>;
+  /** The live node at a normalized mount-relative path, with the path. */
+  resolvePath(mountId: string, path: string): Promise<NodeWithPath | null>;
+  /** The current path of a live node; null once it (or a folder above it) is gone. */
+  pathOf(id: string): Promise<string | null>;
+  /** A live node with its current path. */
+  getNodeWithPath(id: string): Promise<NodeWithPath | null>;
   listChildren(parentId: string, page?: Cursor): Promise<NodeRecord[]>;
-  /** Live nodes strictly inside `path`. */
-  listDescendants(mountId: string, path: string): Promise<NodeRecord[]>;
-  /** Whether any live node strictly inside `path` is in one of `states`. */
-  hasDescendantInState(mountId: string, path: string, states: NodeState[]): Promise<boolean>;
-  /** Throws NamespaceError NODE_EXISTS when a live node already has the path. */
-  insertNode(n: NewNode): Promise<NodeRecord>;
-  updateNodeAttrs(id: string, attrs: { size?: number; mode?: number; mtimeMs?: number }): Promise<void>;
-  /** Removes a node for good (staging data only; committed data is only soft-deleted). */
-  removeNode(id: string): Promise<void>;
+  /** Live nodes strictly inside `id`, found by ancestry, with paths relative to it, sorted by path. */
+  listSubtree(id: string): Promise<SubtreeNode[]>;
+  /** Whether any live node strictly inside `id` is in one of `states`. */
+  hasDescendantInState(id: string, states: NodeState[]): Promise<boolean>;
+  /** Live subfolders of a folder (for st_nlink). */
+  countSubfolders(id: string): Promise<number>;
+  /** What refuses a change to `id` (its own state or an ancestor's), or null. */
+  barrierOf(id: string): Promise<Barrier | null>;
+  /**
+   * A live node and what refuses a change to it, read together: what an open for
+   * writing needs, in one query.
+   */
+  getNodeForWrite(id: string): Promise<{ node: NodeRecord; barrier: Barrier | null } | null>;
+
+  // Nodes: changes. Each checks the barrier in its own transaction (see the header).
+  /**
+   * Creates a node under a live folder, refusing inside a sealing or committed folder.
+   * NODE_EXISTS if the name is taken (CONFLICT if it is a file staged by another agent).
+   * The parent's mtime and ctime move.
+   */
+  createNode(n: NewNode): Promise<NodeRecord>;
+  /**
+   * Removes the child `name` of `parentId` for good (unlink, rmdir; staging data only),
+   * refusing inside a sealing or committed folder, a committed node, and a folder that
+   * is not empty. `type` is what the caller expects the node to be.
+   */
+  removeNode(mountId: string, parentId: string, name: string, type: NodeType): Promise<NodeRecord>;
+  /**
+   * Renames an edge. Refused if either parent is inside a sealing or committed folder,
+   * if the node is sealing or committed, or holds a sealing or committed folder, or if
+   * the destination is inside the node. A replaced destination is removed in the same
+   * transaction. Both parents' mtime and ctime move, and the node's ctime.
+   */
+  moveNode(req: MoveRequest): Promise<{ node: NodeRecord; replaced: NodeRecord | null }>;
+  /** Changes attributes under `guard`; ctime moves. Returns the node as changed. */
+  setAttrs(id: string, attrs: AttrChange, guard: Guard): Promise<NodeRecord>;
+  /**
+   * API soft delete: the node and its subtree go to the trash. Refused (COMMITTED) for
+   * anything inside a committed folder, and (SEALED) for a node that is sealing, holds a
+   * sealing folder, or is inside one. A committed folder itself may be deleted: its
+   * commit stays in history.
+   */
   softDeleteNode(id: string, at: string): Promise<NodeRecord>;
-  /** Moves a node (and its subtree) to a new parent and name; replaces `replaceId` if given. */
-  moveNode(id: string, newParent: NodeRecord, newName: string, replaceId: string | null): Promise<void>;
+  /** Staging files inside `folderId` that `agentId` owns, with paths relative to it. */
+  stagedFiles(folderId: string, agentId: string): Promise<SubtreeNode[]>;
 
   // Commits
-  /** Inserts the commit and flips its folder to `sealing`, only if the folder is still `staging`. */
+  /**
+   * Raises the barrier: inserts the commit and flips its folder to `sealing`, in one
+   * transaction that refuses (COMMIT_IN_PROGRESS) unless the folder is staging, no
+   * folder above it is sealing and none inside it is, and (COMMITTED) if a folder above
+   * it is committed.
+   */
   beginCommit(c: CommitRecord): Promise<CommitRecord>;
   getCommit(id: string): Promise<CommitRecord | null>;
   listCommits(mountId: string, filter: { nodeId?: string; phases?: CommitPhase[] }, page: Cursor): Promise<CommitRecord[]>;
