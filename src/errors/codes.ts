@@ -11,7 +11,7 @@
 export type Errno =
   | 'EACCES' | 'EPERM' | 'EINVAL' | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR'
   | 'ENOTEMPTY' | 'EROFS' | 'EIO' | 'ENOSPC' | 'ENAMETOOLONG' | 'EBUSY' | 'EAGAIN'
-  | 'ENOTSUP' | 'EXDEV' | 'ETIMEDOUT' | 'EBADF';
+  | 'ENOTSUP' | 'EXDEV' | 'ETIMEDOUT' | 'EBADF' | 'EFBIG';
 
 interface CodeInfo {
   readonly status: number;
@@ -46,6 +46,7 @@ export const ERROR_CODES = {
   SEALED: def(409, 'EROFS', 'The folder is sealing for a commit: writes are refused'),
   COMMITTED: def(409, 'EROFS', 'The folder is committed and immutable'),
   READ_ONLY_MOUNT: def(409, 'EROFS', 'The mount is read-only'),
+  NOT_OPEN_FOR_WRITING: def(409, 'EBADF', 'The file handle is not open for writing'),
   // Commits
   COMMIT_NOT_FOUND: def(404, 'ENOENT', 'No such commit'),
   COMMIT_IN_PROGRESS: def(409, 'EBUSY', 'A commit of this folder, or of a folder around or inside it, is in progress'),
@@ -67,6 +68,7 @@ export const ERROR_CODES = {
   PRECONDITION_FAILED: def(412, 'EEXIST', 'A conditional write lost: the object exists or changed'),
   INTEGRITY_ERROR: def(502, 'EIO', 'Fetched bytes do not match the manifest sha256'),
   NO_SPACE: def(507, 'ENOSPC', 'The cache disk is full'),
+  FILE_TOO_LARGE: def(413, 'EFBIG', 'The file would exceed the maximum file size'),
   // Client side (SDK and CLI): never sent by the server; the status is what a proxy
   // would most likely have answered, so callers can treat them like wire codes.
   NETWORK_ERROR: def(503, 'EIO', 'The API could not be reached'),
