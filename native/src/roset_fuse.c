@@ -10,10 +10,14 @@
  *
  * Threads:
  * - the loop thread runs fuse_session_loop_mt, which starts up to `maxThreads` worker
- *   threads; READ, WRITE, FLUSH and FSYNCDIR are answered on those threads and never
- *   touch JavaScript;
+ *   threads; READ, WRITE, FSYNCDIR and the FLUSH of a handle without H_WRITE are
+ *   answered on those threads and never touch JavaScript;
  * - every other request is queued to the JavaScript thread (napi thread-safe function)
- *   and answered later, from JavaScript, by request id;
+ *   and answered later, from JavaScript, by request id. That includes the FLUSH of a
+ *   handle with H_WRITE (close(2) of a writable file): it carries whether bytes were
+ *   written through the handle since the last FLUSH (H_WRITTEN, cleared by the FLUSH)
+ *   and whether they are still being hashed in order (H_HASH), and the core publishes
+ *   size and mtime before it replies;
  * - unmount and inode invalidation run on the libuv thread pool, because both block in
  *   the kernel until FUSE requests (served by the worker threads) have been answered.
  *
@@ -26,8 +30,21 @@
  *   after RELEASE (writeback requests hold the file until they finish), so the data
  *   path reads it without a lock. The fd inside belongs to the TypeScript core, which
  *   closes it when it handles the release.
- * - A write through a handle without H_WRITE fails with EROFS here, with no round trip:
- *   TypeScript sets the flag at open (and may clear it later with setHandleFlags).
+ * - A WRITE through a handle without H_WRITE fails with EBADF here, with no round trip
+ *   (the core answers the same condition with NOT_OPEN_FOR_WRITING, EBADF). TypeScript
+ *   sets the flag once, in its open or create reply; the kernel normally never sends
+ *   such a WRITE.
+ * - Data-path syscall failures become the errno the TypeScript core gives the same
+ *   local failure (data_errno; src/fuse/local-errors.ts; pinned by
+ *   test/fuse/errno-parity.test.ts): ENOSPC and EDQUOT -> ENOSPC, EFBIG -> EFBIG,
+ *   anything else -> EIO (reported to JavaScript for the log); EINTR is retried.
+ * - Permissions are the kernel's: the mount always has `default_permissions`, so the
+ *   kernel checks mode bits against the uid, gid and mode in the attributes JavaScript
+ *   replies with, as for ext4. Nothing here checks access or looks at the daemon's uid
+ *   (geteuid only picks umount2 or fusermount3 at unmount).
+ * - Times cross the boundary as whole seconds and nanoseconds (two numbers each, both
+ *   exact in a double), never as fractional milliseconds; the kernel is told the
+ *   granularity is 1 ns.
  * - With H_HASH, a digest is reported at RELEASE only if every byte of the file went
  *   through this handle's WRITEs in order from offset 0 (next_off == hashed, hash_ok);
  *   any other write ends hashing for the handle, and the uploader hashes instead.
@@ -84,9 +101,10 @@ enum {
   OP_FLUSH = 19
 };
 
-/* Handle flags. H_WRITE is set by TypeScript (writes allowed); H_WRITTEN by the data
-   path (bytes landed since the last FLUSH), because the core never sees those writes
-   and must be told, at FLUSH or RELEASE, that the file changed. */
+/* Handle flags. H_WRITE is set by TypeScript in its open or create reply (writes
+   allowed); H_WRITTEN by the data path (bytes landed since the last FLUSH), because the
+   core never sees those writes and must be told, at FLUSH or RELEASE, that the file
+   changed. */
 #define H_WRITE 1u
 #define H_WRITTEN 2u
 /* H_HASH (TypeScript, at open): the file is empty and this is its only writer, so the
@@ -371,7 +389,7 @@ struct call {
   double a, b, c;
   char *name, *name2;
   int has_attr;
-  double attr[6]; /* setattr: mode, uid, gid, size, atime ms, mtime ms */
+  double attr[8]; /* setattr: mode, uid, gid, size, atime sec, atime nsec, mtime sec, mtime nsec */
   size_t nforget;
   struct fuse_forget_data *forgets;
 };
@@ -462,8 +480,8 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   if (c->name) napi_create_string_utf8(env, c->name, NAPI_AUTO_LENGTH, &argv[7]);
   if (c->name2) napi_create_string_utf8(env, c->name2, NAPI_AUTO_LENGTH, &argv[8]);
   if (c->has_attr) {
-    napi_create_array_with_length(env, 6, &argv[9]);
-    for (uint32_t i = 0; i < 6; i++) {
+    napi_create_array_with_length(env, 8, &argv[9]);
+    for (uint32_t i = 0; i < 8; i++) {
       napi_value v;
       napi_create_double(env, c->attr[i], &v);
       napi_set_element(env, argv[9], i, v);
@@ -496,12 +514,22 @@ static void report_io_error(struct rfs *rfs, uint64_t ino, int err, const char *
   event_to_js(rfs, c);
 }
 
-/* Errors the core would turn into a RosetError with a specific errno keep it; any
-   other failure is EIO, as in the core (src/core/filesystem.ts localError). */
+/* The errno of a failed data-path syscall: what the TypeScript core answers for the
+   same local failure (src/fuse/local-errors.ts: NO_SPACE, FILE_TOO_LARGE, else
+   INTERNAL), so both bindings and both halves of this one agree. EINTR never gets here
+   (retried). test/fuse/errno-parity.test.ts checks this against src/errors/codes.ts. */
 static int data_errno(int err) {
   if (err == ENOSPC || err == EDQUOT) return ENOSPC;
-  if (err == EFBIG || err == EINVAL || err == EROFS) return err;
+  if (err == EFBIG) return EFBIG;
   return EIO;
+}
+
+/* Answers a failed data-path syscall; an unexpected failure (EIO: the core's INTERNAL)
+   is also reported to JavaScript for the log, a full disk or too large a file is not. */
+static void reply_data_error(fuse_req_t req, struct rfs *rfs, uint64_t ino, int err, const char *syscall_name) {
+  int e = data_errno(err);
+  if (e == EIO) report_io_error(rfs, ino, err, syscall_name);
+  fuse_reply_err(req, e);
 }
 
 /* One read buffer per worker thread, freed when libfuse retires the thread. */
@@ -548,9 +576,7 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     ssize_t n = pread(h->fd, read_buf + got, size - got, off + (off_t)got);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
-      report_io_error(rfs, ino, err, "pread");
-      fuse_reply_err(req, data_errno(err));
+      reply_data_error(req, rfs, ino, errno, "pread");
       return;
     }
     if (n == 0) break; /* end of file */
@@ -566,7 +592,7 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   struct rfs *rfs = req_rfs(req);
   if (!(atomic_load_explicit(&h->flags, memory_order_acquire) & H_WRITE)) {
     atomic_fetch_add_explicit(&rfs->n_write_refused, 1, memory_order_relaxed);
-    fuse_reply_err(req, EROFS);
+    fuse_reply_err(req, EBADF);
     return;
   }
   /* The bytes land first (in parallel with other WRITEs); then, if hashing, they are
@@ -627,23 +653,23 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     }
     pthread_mutex_unlock(&h->mu);
   }
-  if (err != 0) {
-    if (err != ENOSPC && err != EDQUOT) report_io_error(rfs, ino, err, "pwrite");
-    if (done == 0) {
-      fuse_reply_err(req, data_errno(err));
-      return;
-    }
-    /* otherwise report the bytes that did land */
+  if (err != 0 && done == 0) {
+    reply_data_error(req, rfs, ino, err, "pwrite");
+    return;
   }
+  if (err != 0 && data_errno(err) == EIO) report_io_error(rfs, ino, err, "pwrite");
+  /* A short write: the bytes that did land are reported; the kernel retries the rest. */
   if (!(atomic_load_explicit(&h->flags, memory_order_relaxed) & H_WRITTEN)) atomic_fetch_or(&h->flags, H_WRITTEN);
   atomic_fetch_add_explicit(&rfs->n_write, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&rfs->bytes_written, done, memory_order_relaxed);
   fuse_reply_write(req, done);
 }
 
-/* close(2) of a writable handle goes to the core (which publishes size and mtime, as
-   close waits for FLUSH); a read-only one is answered here. With the writeback cache
-   the kernel has written its dirty pages back before it sends FLUSH. */
+/* close(2) of a handle with H_WRITE goes to the core, with whether bytes landed since
+   the last FLUSH (H_WRITTEN, cleared here) and whether the in-order hash still holds;
+   the core publishes size and mtime before it replies, and close waits for it. One
+   without H_WRITE is answered here. With the writeback cache the kernel has written
+   its dirty pages back before it sends FLUSH. */
 static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   struct handle *h = (struct handle *)(uintptr_t)fi->fh;
   uint32_t flags = atomic_fetch_and(&h->flags, ~H_WRITTEN);
@@ -734,8 +760,6 @@ static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
   to_js(req, c);
 }
 
-static double ts_ms(struct timespec t) { return (double)t.tv_sec * 1000.0 + (double)(t.tv_nsec / 1000000); }
-
 static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
   struct call *c = call_new(OP_SETATTR, ino);
   if (c) {
@@ -746,8 +770,11 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     c->attr[1] = attr->st_uid;
     c->attr[2] = attr->st_gid;
     c->attr[3] = (double)attr->st_size;
-    c->attr[4] = ts_ms(attr->st_atim);
-    c->attr[5] = ts_ms(attr->st_mtim);
+    /* Whole seconds and nanoseconds: both exact in a double (|sec| < 2^53). */
+    c->attr[4] = (double)attr->st_atim.tv_sec;
+    c->attr[5] = (double)attr->st_atim.tv_nsec;
+    c->attr[6] = (double)attr->st_mtim.tv_sec;
+    c->attr[7] = (double)attr->st_mtim.tv_nsec;
   }
   to_js(req, c);
 }
@@ -876,9 +903,10 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
      in flight to keep every worker thread busy. */
   conn->max_background = 64;
   conn->congestion_threshold = 48;
-  /* Times are kept in milliseconds (metadata and Node's Date): tell the kernel, so the
-     mtime it keeps under the writeback cache matches what getattr reports. */
-  conn->time_gran = 1000000;
+  /* Times are exact to the nanosecond on both sides of the binding: tell the kernel,
+     so the mtime it keeps under the writeback cache (and a utimensat's nanoseconds)
+     are not truncated. */
+  conn->time_gran = 1;
   rfs->negotiated_want = conn->want;
   rfs->negotiated_max_write = conn->max_write;
   rfs->negotiated_max_readahead = conn->max_readahead;
@@ -919,7 +947,8 @@ static const struct fuse_lowlevel_ops ops = {
     .create = ll_create,
     /* Not implemented on purpose: xattr ops answer ENOSYS, which the kernel remembers
        (no GETXATTR round trip for security.capability on every write(2)); access is
-       left to the mode bits; locks stay local to the kernel. */
+       the kernel's to check (default_permissions: no ACCESS requests are sent); locks
+       stay local to the kernel. */
 };
 
 /* ---- the loop thread ---- */
@@ -1022,14 +1051,32 @@ static napi_value ret_int(napi_env env, int v) {
   return r;
 }
 
-/* attr array from JavaScript: [ino, mode, nlink, uid, gid, size, blocks, blksize, atimeMs, mtimeMs, ctimeMs] */
+/* A whole number in [lo, hi] from JavaScript, exactly (no rounding, no truncation). */
+static int get_whole(napi_env env, napi_value v, double lo, double hi, int64_t *out) {
+  double d = 0;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return -1;
+  if (!(d >= lo && d <= hi) || d != (double)(int64_t)d) return -1;
+  *out = (int64_t)d;
+  return 0;
+}
+
+#define ATTR_LEN 14
+#define MAX_SAFE 9007199254740991.0 /* 2^53 - 1: every whole number up to it is exact */
+
+/* attr array from JavaScript (AttrArray in src/fuse/native-binding.ts):
+   [ino, mode, nlink, uid, gid, size, blocks, blksize,
+    atimeSec, atimeNsec, mtimeSec, mtimeNsec, ctimeSec, ctimeNsec].
+   Every element a whole number; nanoseconds in [0, 999999999]. -1 if malformed. */
 static int read_attr(napi_env env, napi_value arr, struct stat *st) {
   memset(st, 0, sizeof *st);
-  double f[11] = {0};
-  for (uint32_t i = 0; i < 11; i++) {
+  int64_t f[ATTR_LEN] = {0};
+  for (uint32_t i = 0; i < ATTR_LEN; i++) {
     napi_value v;
+    int is_nsec = i >= 8 && (i - 8) % 2 == 1;
+    double lo = i >= 8 && !is_nsec ? -MAX_SAFE : 0;
+    double hi = is_nsec ? 999999999.0 : MAX_SAFE;
     if (napi_get_element(env, arr, i, &v) != napi_ok) return -1;
-    if (napi_get_value_double(env, v, &f[i]) != napi_ok) return -1;
+    if (get_whole(env, v, lo, hi, &f[i]) != 0) return -1;
   }
   st->st_ino = (ino_t)f[0];
   st->st_mode = (mode_t)f[1];
@@ -1041,13 +1088,8 @@ static int read_attr(napi_env env, napi_value arr, struct stat *st) {
   st->st_blksize = (blksize_t)f[7];
   struct timespec *t[3] = {&st->st_atim, &st->st_mtim, &st->st_ctim};
   for (int i = 0; i < 3; i++) {
-    double ms = f[8 + i];
-    long long whole = (long long)(ms / 1000.0);
-    if ((double)whole * 1000.0 > ms) whole--;
-    t[i]->tv_sec = (time_t)whole;
-    t[i]->tv_nsec = (long)((ms - (double)whole * 1000.0) * 1000000.0);
-    if (t[i]->tv_nsec < 0) t[i]->tv_nsec = 0;
-    if (t[i]->tv_nsec > 999999999) t[i]->tv_nsec = 999999999;
+    t[i]->tv_sec = (time_t)f[8 + 2 * i];
+    t[i]->tv_nsec = (long)f[9 + 2 * i];
   }
   return 0;
 }
@@ -1084,7 +1126,9 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   rfs->writeback = writeback;
 
   char opts[256];
-  snprintf(opts, sizeof opts, "fsname=roset,subtype=roset%s", allow_other ? ",allow_other" : "");
+  /* default_permissions, always: the kernel checks access against the attributes'
+     uid, gid and mode (nothing here does). */
+  snprintf(opts, sizeof opts, "fsname=roset,subtype=roset,default_permissions%s", allow_other ? ",allow_other" : "");
   char *args_v[6];
   int args_c = 0;
   args_v[args_c++] = "roset-mount";
@@ -1334,29 +1378,6 @@ static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
   return ret_int(env, fuse_reply_statfs(req, &s));
 }
 
-/* setHandleFlags(session, tsFh, flags) -> whether the handle is open */
-static napi_value js_set_handle_flags(napi_env env, napi_callback_info info) {
-  ARGS(3);
-  struct rfs *rfs = get_rfs(env, argv[0]);
-  if (!rfs) return NULL;
-  uint64_t fh = (uint64_t)num(env, argv[1]);
-  uint32_t flags = (uint32_t)num(env, argv[2]);
-  int found = 0;
-  pthread_mutex_lock(&rfs->handles_mu);
-  for (struct handle *h = rfs->handles[fh % HANDLE_BUCKETS]; h; h = h->next) {
-    if (h->ts_fh == fh) {
-      /* Only H_WRITE is TypeScript's to set; H_WRITTEN belongs to the data path. */
-      if (flags & H_WRITE) atomic_fetch_or(&h->flags, H_WRITE);
-      else atomic_fetch_and(&h->flags, ~H_WRITE);
-      found = 1;
-    }
-  }
-  pthread_mutex_unlock(&rfs->handles_mu);
-  napi_value r;
-  napi_get_boolean(env, found, &r);
-  return r;
-}
-
 /* stats(session) -> counters of the data path and what INIT negotiated */
 static napi_value js_stats(napi_env env, napi_callback_info info) {
   ARGS(1);
@@ -1514,6 +1535,59 @@ static napi_value js_unmount(napi_env env, napi_callback_info info) {
   return start_work(env, w);
 }
 
+/* ---- for tests only ---- */
+
+/* dataErrno(errno) -> the errno a data-path syscall failing with it is answered with
+   (data_errno), for test/fuse/errno-parity.test.ts. */
+static napi_value js_data_errno(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  return ret_int(env, data_errno((int)num(env, argv[0])));
+}
+
+/* setAttrBits() -> { MODE: FUSE_SET_ATTR_MODE, ... } as compiled in, for the test that
+   keeps SetAttr in src/fuse/native-binding.ts equal to libfuse's values. */
+static napi_value js_set_attr_bits(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value o, v;
+  CHECK(napi_create_object(env, &o));
+#define BIT(key, val)                      \
+  CHECK(napi_create_uint32(env, (val), &v)); \
+  CHECK(napi_set_named_property(env, o, key, v));
+  BIT("MODE", FUSE_SET_ATTR_MODE);
+  BIT("UID", FUSE_SET_ATTR_UID);
+  BIT("GID", FUSE_SET_ATTR_GID);
+  BIT("SIZE", FUSE_SET_ATTR_SIZE);
+  BIT("ATIME", FUSE_SET_ATTR_ATIME);
+  BIT("MTIME", FUSE_SET_ATTR_MTIME);
+  BIT("ATIME_NOW", FUSE_SET_ATTR_ATIME_NOW);
+  BIT("MTIME_NOW", FUSE_SET_ATTR_MTIME_NOW);
+  BIT("FORCE", FUSE_SET_ATTR_FORCE);
+  BIT("CTIME", FUSE_SET_ATTR_CTIME);
+#ifdef FUSE_SET_ATTR_KILL_SUID
+  BIT("KILL_SUID", FUSE_SET_ATTR_KILL_SUID);
+#endif
+#ifdef FUSE_SET_ATTR_KILL_SGID
+  BIT("KILL_SGID", FUSE_SET_ATTR_KILL_SGID);
+#endif
+#ifdef FUSE_SET_ATTR_FILE
+  BIT("FILE", FUSE_SET_ATTR_FILE);
+#endif
+#ifdef FUSE_SET_ATTR_KILL_PRIV
+  BIT("KILL_PRIV", FUSE_SET_ATTR_KILL_PRIV);
+#endif
+#ifdef FUSE_SET_ATTR_OPEN
+  BIT("OPEN", FUSE_SET_ATTR_OPEN);
+#endif
+#ifdef FUSE_SET_ATTR_TIMES_SET
+  BIT("TIMES_SET", FUSE_SET_ATTR_TIMES_SET);
+#endif
+#ifdef FUSE_SET_ATTR_TOUCH
+  BIT("TOUCH", FUSE_SET_ATTR_TOUCH);
+#endif
+#undef BIT
+  return o;
+}
+
 static napi_value init_module(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL},
@@ -1526,9 +1600,10 @@ static napi_value init_module(napi_env env, napi_value exports) {
       {"replyOpendir", NULL, js_reply_opendir, NULL, NULL, NULL, napi_default, NULL},
       {"replyDirents", NULL, js_reply_dirents, NULL, NULL, NULL, napi_default, NULL},
       {"replyStatfs", NULL, js_reply_statfs, NULL, NULL, NULL, napi_default, NULL},
-      {"setHandleFlags", NULL, js_set_handle_flags, NULL, NULL, NULL, napi_default, NULL},
       {"invalInode", NULL, js_inval_inode, NULL, NULL, NULL, napi_default, NULL},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_default, NULL},
+      {"dataErrno", NULL, js_data_errno, NULL, NULL, NULL, napi_default, NULL},
+      {"setAttrBits", NULL, js_set_attr_bits, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -33,6 +33,7 @@ import * as path from 'node:path';
 import { msOf, nowTimespec, type AttrChange, type Guard, type NodeRecord, type Timespec } from '../meta/types.js';
 import { validateName } from '../meta/paths.js';
 import { CacheError, NamespaceError, RosetError } from '../errors/index.js';
+import { localErrorCode } from '../errors/local.js';
 import { StagingAgent } from './agent.js';
 import { stagingPath, type CoreContext } from './context.js';
 import { ObjectCache } from './object-cache.js';
@@ -92,9 +93,16 @@ export const RENAME_EXCHANGE = 2;
 function localError(err: unknown, what: string): RosetError {
   if (err instanceof RosetError) return err;
   const e = err as NodeJS.ErrnoException;
-  if (e.code === 'ENOSPC' || e.code === 'EDQUOT') return new CacheError('NO_SPACE', `The cache disk is full (${what})`, {}, { cause: err });
-  if (e.code === 'EFBIG') return new CacheError('FILE_TOO_LARGE', `${what}: the file would exceed the maximum file size`, {}, { cause: err });
-  return new CacheError('INTERNAL', `${what}: ${e.message}`, {}, { cause: err });
+  const code = localErrorCode(e.code ?? '');
+  switch (code) {
+    case 'NO_SPACE': return new CacheError(code, `The cache disk is full (${what})`, {}, { cause: err });
+    case 'FILE_TOO_LARGE': return new CacheError(code, `${what}: the file would exceed the maximum file size`, {}, { cause: err });
+    case 'INTERNAL': return new CacheError(code, `${what}: ${e.message}`, {}, { cause: err });
+    default: {
+      const never: never = code;
+      throw new Error(`unknown local error code ${String(never)}`);
+    }
+  }
 }
 
 const tsOfStat = (sec: bigint, ns: bigint): Timespec => ({ sec: Number(sec), nsec: Number(ns) });

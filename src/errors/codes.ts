@@ -47,11 +47,11 @@ export const ERROR_CODES = {
   CONTAINS_COMMITS: def(409, 'EBUSY', 'The folder holds sealing or committed folders, whose place is fixed by their commits'),
   FILE_CREATE_NOT_SUPPORTED: def(400, 'EINVAL', 'Files are created by writing them through a mount, not through the API'),
   FILE_TOO_LARGE: def(413, 'EFBIG', 'The file would exceed the maximum file size'),
-  NOT_OPEN_FOR_WRITING: def(409, 'EBADF', 'The file handle is not open for writing'),
   // Write barrier and immutability
   SEALED: def(409, 'EROFS', 'The folder is sealing for a commit: writes are refused'),
   COMMITTED: def(409, 'EROFS', 'The folder is committed and immutable'),
   READ_ONLY_MOUNT: def(409, 'EROFS', 'The mount is read-only'),
+  NOT_OPEN_FOR_WRITING: def(409, 'EBADF', 'The file handle is not open for writing'),
   // Commits
   COMMIT_NOT_FOUND: def(404, 'ENOENT', 'No such commit'),
   COMMIT_IN_PROGRESS: def(409, 'EBUSY', 'A commit of this folder, or of a folder around or inside it, is in progress'),

@@ -1,7 +1,11 @@
 /**
  * Loads the native libfuse3 addon (native/, built by `npm run build:native`) and types
- * what it exports. The C side is native/src/roset_fuse.c; the op numbers and the attr
- * layout below must match it.
+ * what it exports. The C side is native/src/roset_fuse.c; the op numbers, the handle
+ * flags and the attribute layouts below must match it (SetAttr is checked against the
+ * compiled libfuse values by test/fuse/errno-parity.test.ts).
+ *
+ * Times cross the binding as whole seconds and nanoseconds, two numbers per time, exact
+ * to the nanosecond; never as fractional milliseconds.
  *
  * Invariant: loading is lazy and fails with a message that says how to build the addon,
  * so a machine without it can still run the fuse-native binding.
@@ -24,9 +28,11 @@ export const H_WRITE = 1;
 /** Set at open: the file is empty and this is its only writer; C hashes in-order writes (sha256). */
 export const H_HASH = 4;
 
-/** FUSE_SET_ATTR_* bits of a SETATTR. */
+/** FUSE_SET_ATTR_* bits of a SETATTR's toSet (libfuse 3's values). */
 export const SetAttr = {
-  MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5, ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8, CTIME: 1 << 10,
+  MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5, ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8,
+  FORCE: 1 << 9, CTIME: 1 << 10, KILL_SUID: 1 << 11, KILL_SGID: 1 << 12, FILE: 1 << 13, KILL_PRIV: 1 << 14, OPEN: 1 << 15,
+  TIMES_SET: 1 << 16, TOUCH: 1 << 17,
 } as const;
 
 export type Session = { readonly __session: unique symbol };
@@ -34,13 +40,25 @@ export type Session = { readonly __session: unique symbol };
 /**
  * Arguments of one dispatched request: op, reply id, inode, handle (the core's fh, or
  * a directory handle), three numbers whose meaning depends on the op, up to two names,
- * and for SETATTR [mode, uid, gid, size, atimeMs, mtimeMs].
+ * and for SETATTR a SetAttrArray (a is then the toSet bitmask of SetAttr bits).
  */
 export type Dispatch = (op: number, id: number, ino: number, fh: number, a: number, b: number, c: number,
-  name: string | undefined, name2: string | undefined, attr: number[] | undefined) => void;
+  name: string | undefined, name2: string | undefined, attr: SetAttrArray | undefined) => void;
 
-/** [ino, mode, nlink, uid, gid, size, blocks, blksize, atimeMs, mtimeMs, ctimeMs] */
-export type AttrArray = [number, number, number, number, number, number, number, number, number, number, number];
+/**
+ * Attributes replied to the kernel (replyEntry, replyAttr, replyCreate). Every element
+ * is a whole number; each time is whole seconds (may be negative) and nanoseconds in
+ * [0, 999999999]. C refuses anything else with a TypeError, leaving the request open.
+ */
+export type AttrArray = [
+  ino: number, mode: number, nlink: number, uid: number, gid: number, size: number, blocks: number, blksize: number,
+  atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number, ctimeSec: number, ctimeNsec: number,
+];
+
+/** The attributes of a SETATTR, as C sends them: only the fields toSet names are meaningful. */
+export type SetAttrArray = [
+  mode: number, uid: number, gid: number, size: number, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number,
+];
 
 export interface NativeStats {
   reads: number;
@@ -66,9 +84,12 @@ export interface NativeBinding {
   /** Returns how many entries fitted in `size` bytes (or -errno). */
   replyDirents(id: number, size: number, firstOffset: number, names: string[], inos: number[], modes: number[]): number;
   replyStatfs(id: number, s: number[]): number;
-  setHandleFlags(s: Session, fh: number, flags: number): boolean;
   invalInode(s: Session, ino: number, off: number, len: number): Promise<number>;
   stats(s: Session): NativeStats;
+  /** For tests: the errno C answers when a data-path syscall (pread, pwrite) fails with `errno`. */
+  dataErrno(errno: number): number;
+  /** For tests: libfuse's FUSE_SET_ATTR_* values as compiled in, by name without the prefix. */
+  setAttrBits(): Record<string, number>;
 }
 
 export const ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/roset_fuse.node', import.meta.url));

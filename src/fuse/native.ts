@@ -55,8 +55,6 @@ export interface NativeFuseMount extends FuseMount {
   flushKernelCache(nodeIds: string[]): Promise<void>;
   /** Request counters of the C data path, and what the kernel negotiated. */
   stats(): NativeStats;
-  /** Sets a handle's flags in C memory (H_WRITE); false if the handle is not open. */
-  setHandleFlags(fh: number, flags: number): boolean;
   /** Inodes the kernel holds (the root included). */
   readonly inodes: number;
 }
@@ -65,8 +63,15 @@ function handleFlags(h: { writable: boolean; hash: boolean }): number {
   return h.writable ? H_WRITE | (h.hash ? H_HASH : 0) : 0;
 }
 
+/** Whole seconds and nanoseconds of a Date (milliseconds until Stat carries nanoseconds). */
+function secNsec(d: Date): [number, number] {
+  const ms = d.getTime();
+  const sec = Math.floor(ms / 1000);
+  return [sec, (ms - sec * 1000) * 1_000_000];
+}
+
 function attrOf(st: Stat, ino: number): AttrArray {
-  return [ino, st.mode, st.nlink, st.uid, st.gid, st.size, st.blocks, st.blksize, st.atime.getTime(), st.mtime.getTime(), st.ctime.getTime()];
+  return [ino, st.mode, st.nlink, st.uid, st.gid, st.size, st.blocks, st.blksize, ...secNsec(st.atime), ...secNsec(st.mtime), ...secNsec(st.ctime)];
 }
 
 function child(parent: string, name: string): string {
@@ -127,7 +132,9 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
       native.replyAttr(id, attrOf(st, ino), TTL);
     },
     [Op.SETATTR]: async (id, ino, fh, toSet, _b, _c, _n, _n2, attr) => {
-      const [mode, , , size, atimeMs, mtimeMs] = attr!;
+      const [mode, , , size, atimeSec, atimeNsec, mtimeSec, mtimeNsec] = attr!;
+      const atimeMs = atimeSec! * 1000 + Math.floor(atimeNsec! / 1_000_000);
+      const mtimeMs = mtimeSec! * 1000 + Math.floor(mtimeNsec! / 1_000_000);
       let p: string | null = null;
       const path = async (): Promise<string> => (p ??= await pathOf(ino));
       if (toSet & SetAttr.SIZE) {
@@ -286,7 +293,6 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
       return inodes.size;
     },
     stats: () => native.stats(session),
-    setHandleFlags: (fh, flags) => !closed && native.setHandleFlags(session, fh, flags),
     async flushKernelCache(nodeIds: string[]): Promise<void> {
       if (closed) return;
       // Only inodes the kernel holds can have pages; a forgotten inode was written back
