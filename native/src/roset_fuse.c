@@ -389,7 +389,7 @@ struct call {
   double a, b, c;
   char *name, *name2;
   int has_attr;
-  double attr[8]; /* setattr: mode, uid, gid, size, atime sec, atime nsec, mtime sec, mtime nsec */
+  double attr[8]; /* setattr: mode, uid, gid, size, atime sec, atime nsec, mtime sec, mtime nsec; mkdir, create: mode, caller uid, caller gid */
   size_t nforget;
   struct fuse_forget_data *forgets;
 };
@@ -779,11 +779,22 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
   to_js(req, c);
 }
 
+/* The caller's uid and gid own what MKDIR and CREATE make: they ride in the attr array
+   as SETATTR's do ([mode, uid, gid, ...]). */
+static void set_caller(fuse_req_t req, struct call *c, mode_t mode) {
+  const struct fuse_ctx *ctx = fuse_req_ctx(req);
+  c->has_attr = 1;
+  c->attr[0] = mode;
+  c->attr[1] = ctx->uid;
+  c->attr[2] = ctx->gid;
+}
+
 static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
   struct call *c = call_new(OP_MKDIR, parent);
   if (c) {
     c->name = dupstr(name);
     c->a = mode;
+    set_caller(req, c, mode);
   }
   to_js(req, c);
 }
@@ -823,6 +834,7 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     c->name = dupstr(name);
     c->a = mode;
     c->b = fi->flags;
+    set_caller(req, c, mode);
   }
   to_js(req, c);
 }

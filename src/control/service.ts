@@ -59,6 +59,8 @@ export interface ControlApi {
   stagedFiles(folderId: string, agentId: string): Promise<SubtreeNode[]>;
   /** The current path of a node, for messages; null once it is gone. */
   pathOf(id: string): Promise<string | null>;
+  /** The live node at a mount-relative path: for bindings and tools that speak paths, once, at their edge. */
+  resolvePath(mountId: string, path: string): Promise<NodeWithPath | null>;
   registerAgent(agent: Agent): void;
   unregisterAgent(id: string): void;
 }
@@ -184,6 +186,10 @@ export class ControlPlane implements ControlApi {
 
   async pathOf(id: string): Promise<string | null> {
     return this.meta.pathOf(id);
+  }
+
+  async resolvePath(mountId: string, path: string): Promise<NodeWithPath | null> {
+    return this.meta.resolvePath(mountId, normalizePath(path));
   }
 
   // ---- Namespace: the API (paths resolved here, once) --------------------------------

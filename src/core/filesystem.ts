@@ -39,6 +39,7 @@ import { stagingPath, type CoreContext } from './context.js';
 import { ObjectCache } from './object-cache.js';
 import { Uploader } from './uploader.js';
 import { newWriteHash, type Handle, type WriteHash } from './handles.js';
+import { PathFilesystem } from './path-ops.js';
 
 export interface Stat {
   mode: number;
@@ -126,6 +127,11 @@ export class RosetFilesystem {
   static async prepareCacheDir(cacheDir: string): Promise<void> {
     for (const d of ['staging', 'objects', 'tmp']) await fs.mkdir(path.join(cacheDir, d), { recursive: true });
     for (const f of await fs.readdir(path.join(cacheDir, 'tmp'))) await fs.rm(path.join(cacheDir, 'tmp', f), { force: true, recursive: true });
+  }
+
+  /** This core by path, resolving each path once (for path-based bindings and tests). */
+  byPath(): PathFilesystem {
+    return new PathFilesystem(this, this.ctx.control, this.ctx.mountId);
   }
 
   /** The mount's root folder id (fixed for the life of the mount). */
@@ -237,6 +243,11 @@ export class RosetFilesystem {
     const n = await this.node(id);
     if (n.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `${n.name} is not a folder`);
     return (await this.ctx.control.children(n.id)).map((c) => ({ name: c.name, ino: this.ctx.index.ino(c.id), folder: c.type === 'folder' }));
+  }
+
+  /** The inode number of a node (stable, from the staging index). */
+  inoOf(nodeId: string): number {
+    return this.ctx.index.ino(nodeId);
   }
 
   /** The parent of a folder, for `..` (the root is its own parent). */

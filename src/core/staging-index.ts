@@ -3,7 +3,13 @@
  *
  * Owns: `<cacheDir>/index.db` (WAL): inode numbers, staged files (the local bytes of
  * files being written), commit snapshots with per-file upload progress, and the list of
- * committed objects fetched into the cache.
+ * committed objects fetched into the cache; its schema version and migrations.
+ *
+ * Schema versions (`PRAGMA user_version`): 1 is release 0.1.0 (`user_version` 0, with an
+ * unused `settings` table); 2 drops that table. Every row is keyed by node id, which
+ * both versions share, so staged files, snapshots and cached objects carry over as
+ * they are. Migrations run at open, in one transaction; a newer database refuses to
+ * open.
  *
  * Invariants:
  * - A staged file's bytes live at `<cacheDir>/staging/<nodeId>`; the row exists iff
@@ -16,8 +22,9 @@ import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
 
+export const INDEX_SCHEMA_VERSION = 2;
+
 const SCHEMA = `
-CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS inodes (ino INTEGER PRIMARY KEY AUTOINCREMENT, node_id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS staged_files (
   node_id TEXT PRIMARY KEY, mount_id TEXT NOT NULL, open_writers INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL
@@ -74,7 +81,7 @@ export class StagingIndex {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
-    this.db.exec(SCHEMA);
+    this.migrate();
     this.stmts = {
       getIno: this.db.prepare('SELECT ino FROM inodes WHERE node_id = ?'),
       addIno: this.db.prepare('INSERT INTO inodes (node_id) VALUES (?)'),
@@ -87,13 +94,17 @@ export class StagingIndex {
     };
   }
 
-  setting(key: string): string | null {
-    const r = this.db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
-    return r ? r.value : null;
-  }
-
-  setSetting(key: string, value: string): void {
-    this.db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
+  private migrate(): void {
+    const v = this.db.pragma('user_version', { simple: true }) as number;
+    const hasTables = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'staged_files'").get() !== undefined;
+    const from = v !== 0 ? v : hasTables ? 1 : 0;
+    if (from > INDEX_SCHEMA_VERSION) throw new Error(`index.db has schema version ${from}, newer than this release understands (${INDEX_SCHEMA_VERSION}); upgrade Roset`);
+    if (from === INDEX_SCHEMA_VERSION) return;
+    this.db.transaction(() => {
+      this.db.exec(SCHEMA);
+      if (from === 1) this.db.exec('DROP TABLE IF EXISTS settings');
+      this.db.pragma(`user_version = ${INDEX_SCHEMA_VERSION}`);
+    }).immediate();
   }
 
   /** A stable inode number for a node, assigned on first sight. */
@@ -123,11 +134,6 @@ export class StagingIndex {
     this.stmts.delStaged.run(nodeId);
   }
 
-  allStaged(): Array<{ nodeId: string; mountId: string; openWriters: number }> {
-    return (this.db.prepare('SELECT node_id, mount_id, open_writers FROM staged_files').all() as Array<{ node_id: string; mount_id: string; open_writers: number }>)
-      .map((r) => ({ nodeId: r.node_id, mountId: r.mount_id, openWriters: r.open_writers }));
-  }
-
   /** Persisted so that files left open by a crash can be told apart at restart. */
   addWriters(nodeId: string, delta: number): void {
     this.stmts.writers.run(delta, nodeId);
@@ -150,10 +156,6 @@ export class StagingIndex {
       commitId: r.commit_id as string, nodeId: r.node_id as string, relPath: r.rel_path as string, size: Number(r.size), mode: Number(r.mode),
       mtimeMs: Number(r.mtime_ms), sha256: (r.sha256 as string | null) ?? null, state: r.state as SnapshotFileState,
     }));
-  }
-
-  hasSnapshot(commitId: string): boolean {
-    return this.db.prepare('SELECT 1 FROM snapshot_files WHERE commit_id = ? LIMIT 1').get(commitId) !== undefined;
   }
 
   markSnapshotFile(commitId: string, nodeId: string, sha256: string, state: SnapshotFileState): void {

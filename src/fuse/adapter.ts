@@ -13,7 +13,9 @@
  */
 import Fuse from 'fuse-native';
 import { RosetError } from '../errors/index.js';
-import type { RosetFilesystem } from '../core/filesystem.js';
+import type { Stat } from '../core/filesystem.js';
+import type { PathFilesystem } from '../core/path-ops.js';
+import { msOf, timespecFromMs, type Timespec } from '../meta/types.js';
 import { ENOTSUP, toErrno } from './errno.js';
 import type { FuseMount, FuseMountOptions } from './types.js';
 
@@ -23,7 +25,7 @@ type Done = (code: number, ...rest: unknown[]) => void;
 
 export type { FuseMount } from './types.js';
 
-export async function mountFuse(fs: RosetFilesystem, mountpoint: string, opts: FuseMountOptions): Promise<FuseMount> {
+export async function mountFuse(fs: PathFilesystem, mountpoint: string, opts: FuseMountOptions): Promise<FuseMount> {
   const { log } = opts;
   const fail = (op: string, p: string, cb: Done) => (err: unknown): void => {
     if (!(err instanceof RosetError) || err.rosetCode === 'INTERNAL') log.error({ op, path: p, err: (err as Error).message }, 'filesystem operation failed');
@@ -34,13 +36,17 @@ export async function mountFuse(fs: RosetFilesystem, mountpoint: string, opts: F
     fn().then(reply, fail(op, p, cb));
   };
 
+  // fuse-native passes times as whole milliseconds (and, a known fuse-native bug, the
+  // atime in place of the mtime for utimens): what it gives is what is stored.
+  const tsOfMs = (ms: number): Timespec => timespecFromMs(ms);
+  const statOut = (st: Stat) => ({ ...st, atime: msOf(st.atime), mtime: msOf(st.mtime), ctime: msOf(st.ctime) });
+
   const ops = {
     init: (cb: Done) => cb(0),
-    getattr: (p: string, cb: Done) => call('getattr', p, cb, () => fs.getattr(p), (st) => cb(0, st)),
-    fgetattr: (p: string, _fh: number, cb: Done) => call('fgetattr', p, cb, () => fs.getattr(p), (st) => cb(0, st)),
+    getattr: (p: string, cb: Done) => call('getattr', p, cb, () => fs.getattr(p), (st) => cb(0, statOut(st))),
+    fgetattr: (p: string, fh: number, cb: Done) => call('fgetattr', p, cb, () => fs.getattr(p, fh), (st) => cb(0, statOut(st))),
     readdir: (p: string, cb: Done) => call('readdir', p, cb, () => fs.readdir(p), (names) => cb(0, names)),
     statfs: (p: string, cb: Done) => call('statfs', p, cb, () => fs.statfs(), (s) => cb(0, s)),
-    access: (_p: string, _mode: number, cb: Done) => cb(0),
     mkdir: (p: string, mode: number, cb: Done) => call('mkdir', p, cb, () => fs.mkdir(p, mode), () => cb(0)),
     rmdir: (p: string, cb: Done) => call('rmdir', p, cb, () => fs.rmdir(p), () => cb(0)),
     create: (p: string, mode: number, cb: Done) => call('create', p, cb, () => fs.create(p, mode, 0), (fh) => cb(0, fh)),
@@ -63,13 +69,12 @@ export async function mountFuse(fs: RosetFilesystem, mountpoint: string, opts: F
     fsync: (p: string, _datasync: boolean, fh: number, cb: Done) => call('fsync', p, cb, () => fs.fsync(fh), () => cb(0)),
     release: (p: string, fh: number, cb: Done) => call('release', p, cb, () => fs.release(fh), () => cb(0)),
     truncate: (p: string, size: number, cb: Done) => call('truncate', p, cb, () => fs.truncate(p, size), () => cb(0)),
-    ftruncate: (p: string, fh: number, size: number, cb: Done) => call('ftruncate', p, cb, () => fs.ftruncate(fh, size), () => cb(0)),
+    ftruncate: (p: string, fh: number, size: number, cb: Done) => call('ftruncate', p, cb, () => fs.ftruncate(p, fh, size), () => cb(0)),
     unlink: (p: string, cb: Done) => call('unlink', p, cb, () => fs.unlink(p), () => cb(0)),
     rename: (src: string, dst: string, cb: Done) => call('rename', src, cb, () => fs.rename(src, dst), () => cb(0)),
     chmod: (p: string, mode: number, cb: Done) => call('chmod', p, cb, () => fs.chmod(p, mode), () => cb(0)),
-    // Ownership is not tracked: every file belongs to the daemon's user.
-    chown: (p: string, _uid: number, _gid: number, cb: Done) => call('chown', p, cb, () => fs.getattr(p), () => cb(0)),
-    utimens: (p: string, atime: number, mtime: number, cb: Done) => call('utimens', p, cb, () => fs.utimens(p, new Date(atime), new Date(mtime)), () => cb(0)),
+    chown: (p: string, uid: number, gid: number, cb: Done) => call('chown', p, cb, () => fs.chown(p, uid, gid), () => cb(0)),
+    utimens: (p: string, atime: number, mtime: number, cb: Done) => call('utimens', p, cb, () => fs.utimens(p, tsOfMs(atime), tsOfMs(mtime)), () => cb(0)),
     symlink: (_src: string, _dst: string, cb: Done) => cb(ENOTSUP),
     link: (_src: string, _dst: string, cb: Done) => cb(ENOTSUP),
     mknod: (_p: string, _mode: number, _dev: number, cb: Done) => cb(ENOTSUP),
@@ -82,6 +87,8 @@ export async function mountFuse(fs: RosetFilesystem, mountpoint: string, opts: F
     // setTimeout on each 128 KiB write.
     timeout: false,
     allowOther: opts.allowOther,
+    // The kernel checks mode bits against the owner and group Roset stores, as ext4 does.
+    defaultPermissions: true,
     maxRead: MAX_IO,
     fsname: `roset,big_writes,max_write=${MAX_IO}`,
   });

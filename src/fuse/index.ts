@@ -13,7 +13,7 @@ export async function mountFuseBinding(binding: FuseBinding, fs: RosetFilesystem
     case 'native':
       return (await import('./native.js')).mountNative(fs, mountpoint, opts);
     case 'fuse-native':
-      return (await import('./adapter.js')).mountFuse(fs, mountpoint, opts);
+      return (await import('./adapter.js')).mountFuse(fs.byPath(), mountpoint, opts);
     default: {
       const never: never = binding;
       throw new Error(`Unknown FUSE binding ${String(never)}`);

@@ -40,7 +40,8 @@ export type Session = { readonly __session: unique symbol };
 /**
  * Arguments of one dispatched request: op, reply id, inode, handle (the core's fh, or
  * a directory handle), three numbers whose meaning depends on the op, up to two names,
- * and for SETATTR a SetAttrArray (a is then the toSet bitmask of SetAttr bits).
+ * and for SETATTR a SetAttrArray (a is then the toSet bitmask of SetAttr bits); for MKDIR
+ * and CREATE the same array carries the caller: [mode, uid, gid, ...].
  */
 export type Dispatch = (op: number, id: number, ino: number, fh: number, a: number, b: number, c: number,
   name: string | undefined, name2: string | undefined, attr: SetAttrArray | undefined) => void;

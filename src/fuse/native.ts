@@ -26,7 +26,8 @@ import * as fsp from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import type { Logger } from 'pino';
 import { CacheError, NamespaceError, RosetError } from '../errors/index.js';
-import type { RosetFilesystem, Stat } from '../core/filesystem.js';
+import type { AttrRequest, Caller, RosetFilesystem, Stat } from '../core/filesystem.js';
+import type { Timespec } from '../meta/types.js';
 import { toErrno } from './errno.js';
 import { InodeTable, ROOT_INO } from './inodes.js';
 import { H_HASH, H_WRITE, loadNativeBinding, Op, SetAttr, type AttrArray, type NativeStats, type Session } from './native-binding.js';
@@ -35,8 +36,6 @@ import type { FuseMount, FuseMountOptions } from './types.js';
 const E = osConstants.errno as Record<string, number>;
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
-const RENAME_NOREPLACE = 1;
-const RENAME_EXCHANGE = 2;
 
 /** Seconds the kernel may cache entries and attributes: libfuse's default, as fuse-native. */
 const TTL = 1;
@@ -63,45 +62,25 @@ function handleFlags(h: { writable: boolean; hash: boolean }): number {
   return h.writable ? H_WRITE | (h.hash ? H_HASH : 0) : 0;
 }
 
-/** Whole seconds and nanoseconds of a Date (milliseconds until Stat carries nanoseconds). */
-function secNsec(d: Date): [number, number] {
-  const ms = d.getTime();
-  const sec = Math.floor(ms / 1000);
-  return [sec, (ms - sec * 1000) * 1_000_000];
-}
-
 function attrOf(st: Stat, ino: number): AttrArray {
-  return [ino, st.mode, st.nlink, st.uid, st.gid, st.size, st.blocks, st.blksize, ...secNsec(st.atime), ...secNsec(st.mtime), ...secNsec(st.ctime)];
-}
-
-function child(parent: string, name: string): string {
-  return parent === '/' ? `/${name}` : `${parent}/${name}`;
-}
-
-function parentPath(p: string): string {
-  const i = p.lastIndexOf('/');
-  return i <= 0 ? '/' : p.slice(0, i);
+  return [ino, st.mode, st.nlink, st.uid, st.gid, st.size, st.blocks, st.blksize,
+    st.atime.sec, st.atime.nsec, st.mtime.sec, st.mtime.nsec, st.ctime.sec, st.ctime.nsec];
 }
 
 export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts: NativeMountOptions): Promise<NativeFuseMount> {
   const native = loadNativeBinding();
   const { log } = opts;
   await fsp.mkdir(mountpoint, { recursive: true });
-  const root = await fs.lookupEntry('/');
-  const inodes = new InodeTable(root.nodeId);
+  const root = await fs.root();
+  const inodes = new InodeTable(root);
   const dirs = new Map<number, Array<{ name: string; ino: number; mode: number }>>();
   let nextDir = 1;
 
-  const stale = (ino: number): NamespaceError => new NamespaceError('NODE_NOT_FOUND', `Inode ${ino} is not known (forgotten or removed)`);
-
-  /** The current path of an inode the kernel holds. */
-  const pathOf = async (ino: number): Promise<string> => {
-    if (ino === ROOT_INO) return '/';
+  /** The node an inode the kernel holds stands for: no metadata query. */
+  const idOf = (ino: number): string => {
     const nodeId = inodes.nodeId(ino);
-    if (!nodeId) throw stale(ino);
-    const p = await fs.pathOfNode(nodeId);
-    if (p === null) throw stale(ino);
-    return p;
+    if (!nodeId) throw new NamespaceError('NODE_NOT_FOUND', `Inode ${ino} is not known (forgotten or removed)`);
+    return nodeId;
   };
 
   const fail = (op: string, ino: number, id: number) => (err: unknown): void => {
@@ -123,63 +102,48 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
     log.warn({ fh, err: (err as Error).message }, 'could not release an interrupted open');
   });
 
+  const caller = (attr: number[] | undefined): Caller => ({ uid: attr?.[1] ?? 0, gid: attr?.[2] ?? 0 });
+  const ts = (sec: number, nsec: number): Timespec => ({ sec, nsec });
+
   const handlers: Record<number, (id: number, ino: number, fh: number, a: number, b: number, c: number, name?: string, name2?: string, attr?: number[]) => Promise<void>> = {
     [Op.LOOKUP]: async (id, ino, _fh, _a, _b, _c, name) => {
-      entryReply(id, await fs.lookupEntry(child(await pathOf(ino), name!)));
+      entryReply(id, await fs.lookup(idOf(ino), name!));
     },
     [Op.GETATTR]: async (id, ino, fh) => {
-      const st = fh ? await fs.fgetattr(fh) : await fs.getattr(await pathOf(ino));
-      native.replyAttr(id, attrOf(st, ino), TTL);
+      native.replyAttr(id, attrOf(await fs.getattr(idOf(ino), fh || undefined), ino), TTL);
     },
     [Op.SETATTR]: async (id, ino, fh, toSet, _b, _c, _n, _n2, attr) => {
-      const [mode, , , size, atimeSec, atimeNsec, mtimeSec, mtimeNsec] = attr!;
-      const atimeMs = atimeSec! * 1000 + Math.floor(atimeNsec! / 1_000_000);
-      const mtimeMs = mtimeSec! * 1000 + Math.floor(mtimeNsec! / 1_000_000);
-      let p: string | null = null;
-      const path = async (): Promise<string> => (p ??= await pathOf(ino));
-      if (toSet & SetAttr.SIZE) {
-        if (fh) await fs.ftruncate(fh, size!);
-        else await fs.truncate(await path(), size!);
-      }
-      if (toSet & SetAttr.MODE) await fs.chmod(await path(), mode!);
-      if (toSet & (SetAttr.MTIME | SetAttr.MTIME_NOW)) {
-        const mtime = toSet & SetAttr.MTIME_NOW ? new Date() : new Date(mtimeMs!);
-        const atime = toSet & SetAttr.ATIME_NOW ? new Date() : new Date(atimeMs!);
-        // With a handle, this is the kernel writing back the mtime it kept under the
-        // writeback cache (user utimes never carries one): the handle's rule applies.
-        if (fh) await fs.futimens(fh, atime, mtime);
-        else await fs.utimens(await path(), atime, mtime);
-      }
-      // Ownership is not tracked, atime and ctime are not stored: accepted, no effect.
-      const st = fh ? await fs.fgetattr(fh) : await fs.getattr(await path());
-      native.replyAttr(id, attrOf(st, ino), TTL);
+      const [mode, uid, gid, size, atimeSec, atimeNsec, mtimeSec, mtimeNsec] = attr!;
+      const req: AttrRequest = {};
+      if (toSet & SetAttr.SIZE) req.size = size;
+      if (toSet & SetAttr.MODE) req.mode = mode;
+      if (toSet & SetAttr.UID) req.uid = uid;
+      if (toSet & SetAttr.GID) req.gid = gid;
+      if (toSet & SetAttr.ATIME_NOW) req.atime = 'now';
+      else if (toSet & SetAttr.ATIME) req.atime = ts(atimeSec!, atimeNsec!);
+      if (toSet & SetAttr.MTIME_NOW) req.mtime = 'now';
+      else if (toSet & SetAttr.MTIME) req.mtime = ts(mtimeSec!, mtimeNsec!);
+      // With a handle, a time is the kernel writing back what it kept under the
+      // writeback cache (user utimes never carries one): the handle's rule applies.
+      native.replyAttr(id, attrOf(await fs.setattr(idOf(ino), fh || undefined, req), ino), TTL);
     },
-    [Op.MKDIR]: async (id, ino, _fh, mode, _b, _c, name) => {
-      const p = child(await pathOf(ino), name!);
-      await fs.mkdir(p, mode);
-      entryReply(id, await fs.lookupEntry(p));
+    [Op.MKDIR]: async (id, ino, _fh, mode, _b, _c, name, _n2, attr) => {
+      entryReply(id, await fs.mkdir(idOf(ino), name!, mode, caller(attr)));
     },
     [Op.UNLINK]: async (id, ino, _fh, _a, _b, _c, name) => {
-      await fs.unlink(child(await pathOf(ino), name!));
+      await fs.unlink(idOf(ino), name!);
       replyOk(id);
     },
     [Op.RMDIR]: async (id, ino, _fh, _a, _b, _c, name) => {
-      await fs.rmdir(child(await pathOf(ino), name!));
+      await fs.rmdir(idOf(ino), name!);
       replyOk(id);
     },
     [Op.RENAME]: async (id, ino, _fh, flags, newParent, _c, name, newName) => {
-      if (flags & RENAME_EXCHANGE) throw new NamespaceError('BAD_REQUEST', 'rename with RENAME_EXCHANGE is not supported');
-      const from = child(await pathOf(ino), name!);
-      const to = child(await pathOf(newParent), newName!);
-      if (flags & RENAME_NOREPLACE) {
-        const exists = await fs.lookupEntry(to).then(() => true, () => false);
-        if (exists) throw new NamespaceError('NODE_EXISTS', `${to} already exists`);
-      }
-      await fs.rename(from, to);
+      await fs.rename(idOf(ino), name!, idOf(newParent), newName!, flags);
       replyOk(id);
     },
     [Op.OPEN]: async (id, ino, _fh, flags) => {
-      const fh = await fs.open(await pathOf(ino), flags);
+      const fh = await fs.open(idOf(ino), flags);
       const h = fs.handleInfo(fh);
       if (!h) {
         await orphan(fh);
@@ -189,16 +153,8 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
       // stay true across opens (and a committed file's warm reads never leave the kernel).
       if (native.replyOpen(id, fh, h.fd, handleFlags(h), true) !== 0) await orphan(fh);
     },
-    [Op.CREATE]: async (id, ino, _fh, mode, flags, _c, name) => {
-      const p = child(await pathOf(ino), name!);
-      const fh = await fs.create(p, mode, flags);
-      let e;
-      try {
-        e = await fs.lookupEntry(p);
-      } catch (err) {
-        await orphan(fh);
-        throw err;
-      }
+    [Op.CREATE]: async (id, ino, _fh, mode, flags, _c, name, _n2, attr) => {
+      const { fh, entry: e } = await fs.create(idOf(ino), name!, mode, flags, caller(attr));
       const h = fs.handleInfo(fh)!;
       if (native.replyCreate(id, attrOf(e.stat, e.stat.ino), TTL, TTL, fh, h.fd, handleFlags(h), true) === 0) inodes.remember(e.stat.ino, e.nodeId);
       else await orphan(fh);
@@ -227,9 +183,13 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
       replyOk(id);
     },
     [Op.OPENDIR]: async (id, ino) => {
-      const p = await pathOf(ino);
-      const children = await fs.readdirEntries(p);
-      const parentIno = p === '/' ? ROOT_INO : (await fs.lookupEntry(parentPath(p))).stat.ino;
+      const nodeId = idOf(ino);
+      const children = await fs.readdir(nodeId);
+      let parentIno = ROOT_INO;
+      if (ino !== ROOT_INO) {
+        const parentId = await fs.parentOf(nodeId);
+        parentIno = parentId === root ? ROOT_INO : fs.inoOf(parentId);
+      }
       const list = [
         { name: '.', ino, mode: S_IFDIR }, { name: '..', ino: parentIno, mode: S_IFDIR },
         ...children.map((c) => ({ name: c.name, ino: c.ino, mode: c.folder ? S_IFDIR : S_IFREG })),

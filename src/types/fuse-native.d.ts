@@ -6,6 +6,7 @@ declare module 'fuse-native' {
     mkdir?: boolean;
     timeout?: number | false;
     allowOther?: boolean;
+    defaultPermissions?: boolean;
     maxRead?: number;
     fsname?: string;
     attrTimeout?: number;

@@ -19,8 +19,9 @@ describe('two writers on two nodes', () => {
       const cacheDir = path.join(h.dir, 'cache-b');
       await RosetFilesystem.prepareCacheDir(cacheDir);
       const index = new StagingIndex(path.join(cacheDir, 'index.db'));
-      const other = new RosetFilesystem({ ...h.ctx, agentId: 'agt_other', index, handles: new HandleTable(), cacheDir }, null);
-      h.cp.registerAgent(other.agent);
+      const otherCore = new RosetFilesystem({ ...h.ctx, agentId: 'agt_other', index, handles: new HandleTable(), cacheDir }, null);
+      const other = otherCore.byPath();
+      h.cp.registerAgent(otherCore.agent);
       await h.fs.mkdir('/shared', 0o755);
       await h.fs.release(await h.fs.create('/shared/rank0.pt', 0o644, fsSync.constants.O_WRONLY));
       expect(await codeOf(other.create('/shared/rank0.pt', 0o644, fsSync.constants.O_WRONLY))).toBe('CONFLICT');

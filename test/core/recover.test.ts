@@ -58,11 +58,11 @@ describe('recover from the bucket', () => {
         expect(await meta.getCommit(g2.id)).toBeNull();
         expect((await meta.getGroup(sealed.id))!.status).toBe('committed');
         expect(await meta.getGroup(open.id)).toBeNull();
-        const file = (await meta.getNodeByPath(h.mountId, '/ck1/b.bin'))!;
+        const file = (await meta.resolvePath(h.mountId, '/ck1/b.bin'))!;
         expect({ state: file.state, size: file.size, mode: file.mode & 0o777 }).toEqual({ state: 'committed', size: 1, mode: 0o640 });
         expect(file.sha256).toMatch(/^[0-9a-f]{64}$/);
-        expect(await meta.getNodeByPath(h.mountId, '/never-committed')).toBeNull();
-        expect(await meta.getNodeByPath(h.mountId, '/g2')).toBeNull();
+        expect(await meta.resolvePath(h.mountId, '/never-committed')).toBeNull();
+        expect(await meta.resolvePath(h.mountId, '/g2')).toBeNull();
         await expect(recoverFromBucket(h.ctx.store, meta, { mountName: 'default' })).rejects.toMatchObject({ rosetCode: 'BAD_REQUEST' });
       } finally {
         await meta.close();

@@ -20,10 +20,11 @@ export function metadataConformance(name: string, open: () => Promise<{ meta: Me
     });
     afterEach(async () => { await cleanup(); });
 
-    const root = async () => (await meta.getNodeByPath('mnt_1', '/'))!;
+    const root = async () => meta.root('mnt_1');
+    const at = async (path: string) => meta.resolvePath('mnt_1', path);
     const folder = async (parentPath: string, name: string) => {
-      const parent = (await meta.getNodeByPath('mnt_1', parentPath))!;
-      return meta.insertNode({ mountId: 'mnt_1', parentId: parent.id, parentPath, name, type: 'folder', mode: 0o40755, ownerAgent: null });
+      const parent = (await at(parentPath))!;
+      return meta.createNode({ mountId: 'mnt_1', parentId: parent.id, name, type: 'folder', mode: 0o40755, uid: 0, gid: 0, ownerAgent: null });
     };
     const commitOf = (nodeId: string, path: string, groupId: string | null = null): CommitRecord => ({
       id: `cmt_${++seq}`, mountId: 'mnt_1', nodeId, path, message: '', groupId, parentCommitId: null, phase: 'sealing', error: null,
@@ -41,20 +42,52 @@ export function metadataConformance(name: string, open: () => Promise<{ meta: Me
       expect((await root()).type).toBe('folder');
       await folder('/', 'a');
       await expect(folder('/', 'a')).rejects.toMatchObject({ rosetCode: 'NODE_EXISTS' });
-      const a = (await meta.getNodeByPath('mnt_1', '/a'))!;
+      const a = (await at('/a'))!;
       await meta.softDeleteNode(a.id, now());
-      expect(await meta.getNodeByPath('mnt_1', '/a')).toBeNull();
+      expect(await at('/a')).toBeNull();
       await folder('/', 'a');
     });
 
-    it('moves a folder with its whole subtree', async () => {
-      await folder('/', 'a');
-      await folder('/a', 'b');
-      const file = await meta.insertNode({ mountId: 'mnt_1', parentId: (await meta.getNodeByPath('mnt_1', '/a/b'))!.id, parentPath: '/a/b', name: 'f', type: 'file', mode: 0o100644, ownerAgent: 'agt' });
+    it('keeps names apart byte for byte: case, LIKE wildcards, multi-byte and astral names', async () => {
+      const names = ['run1', 'RUN1', 'a_b', 'aXb', '50%', '50x', '\u00e9', 'e\u0301', '😀', '😁'];
+      for (const n of names) await folder('/', n);
+      for (const n of names) {
+        await folder(`/${n}`, 'inner');
+        expect((await at(`/${n}`))!.name).toBe(n);
+      }
+      expect((await meta.listSubtree((await at('/run1'))!.id)).map((n) => n.relPath)).toEqual(['inner']);
+      expect((await meta.listSubtree((await at('/a_b'))!.id)).map((n) => n.relPath)).toEqual(['inner']);
+    });
+
+    it('moves a folder with its whole subtree by changing one edge', async () => {
+      await folder('/', '😀');
+      await folder('/😀', 'b');
+      const b = (await at('/😀/b'))!;
+      const file = await meta.createNode({ mountId: 'mnt_1', parentId: b.id, name: 'f', type: 'file', mode: 0o100644, uid: 0, gid: 0, ownerAgent: 'agt' });
       const c = await folder('/', 'c');
-      await meta.moveNode((await meta.getNodeByPath('mnt_1', '/a'))!.id, c, 'moved', null);
-      expect((await meta.getNode(file.id))!.path).toBe('/c/moved/b/f');
-      expect((await meta.listDescendants('mnt_1', '/c')).map((n) => n.path)).toEqual(['/c/moved', '/c/moved/b', '/c/moved/b/f']);
+      const src = (await at('/😀'))!;
+      await meta.moveNode({ mountId: 'mnt_1', srcParentId: (await root()).id, srcName: '😀', dstParentId: c.id, dstName: 'moved', noReplace: false });
+      expect(await meta.pathOf(file.id)).toBe('/c/moved/b/f');
+      expect((await meta.getNode(src.id))!.parentId).toBe(c.id);
+      expect((await meta.listSubtree(c.id)).map((n) => n.relPath)).toEqual(['moved', 'moved/b', 'moved/b/f']);
+      await expect(meta.moveNode({ mountId: 'mnt_1', srcParentId: c.id, srcName: 'moved', dstParentId: b.id, dstName: 'x', noReplace: false }))
+        .rejects.toMatchObject({ rosetCode: 'INVALID_MOVE' });
+    });
+
+    it('checks the barrier inside each change: nothing is created, moved, removed or changed in a sealing folder', async () => {
+      const f = await folder('/', 'ck');
+      await folder('/ck', 'sub');
+      const file = await meta.createNode({ mountId: 'mnt_1', parentId: f.id, name: 'x', type: 'file', mode: 0o100644, uid: 0, gid: 0, ownerAgent: 'agt' });
+      await meta.beginCommit(commitOf(f.id, '/ck'));
+      await expect(folder('/ck', 'new')).rejects.toMatchObject({ rosetCode: 'SEALED' });
+      await expect(folder('/ck/sub', 'new')).rejects.toMatchObject({ rosetCode: 'SEALED' });
+      await expect(meta.removeNode('mnt_1', f.id, 'x', 'file')).rejects.toMatchObject({ rosetCode: 'SEALED' });
+      await expect(meta.moveNode({ mountId: 'mnt_1', srcParentId: f.id, srcName: 'x', dstParentId: (await root()).id, dstName: 'y', noReplace: false }))
+        .rejects.toMatchObject({ rosetCode: 'SEALED' });
+      await expect(meta.setAttrs(file.id, { mode: 0o100600 }, 'writable')).rejects.toMatchObject({ rosetCode: 'SEALED' });
+      // A handle opened before the seal may still publish its size.
+      expect((await meta.setAttrs(file.id, { size: 3 }, 'not-committed')).size).toBe(3);
+      expect((await meta.barrierOf(file.id))).toMatchObject({ code: 'SEALED', nodeId: f.id });
     });
 
     it('lets exactly one commit begin on a staging folder', async () => {
@@ -70,7 +103,8 @@ export function metadataConformance(name: string, open: () => Promise<{ meta: Me
       const c = await meta.beginCommit(commitOf(f.id, '/ck'));
       await meta.markManifested(c.id, { files: 0, bytes: 0, uploadedBytes: 0, dedupedBytes: 0 }, []);
       await meta.completeCommits([c.id], now());
-      expect((await meta.getNodeByPath('mnt_1', '/ck/inner'))!.state).toBe('committed');
+      expect((await at('/ck/inner'))!.state).toBe('committed');
+      await expect(folder('/ck', 'late')).rejects.toMatchObject({ rosetCode: 'COMMITTED' });
       expect((await meta.getCommit(c.id))!.phase).toBe('completed');
 
       const g = await folder('/', 'other');

@@ -10,6 +10,7 @@ import { SqliteMetadataStore } from '../../src/meta/sqlite.js';
 import { ControlPlane } from '../../src/control/service.js';
 import type { CoreContext } from '../../src/core/context.js';
 import { RosetFilesystem } from '../../src/core/filesystem.js';
+import type { PathFilesystem } from '../../src/core/path-ops.js';
 import { HandleTable } from '../../src/core/handles.js';
 import { StagingIndex } from '../../src/core/staging-index.js';
 import { LocalStore } from '../../src/store/local.js';
@@ -18,7 +19,10 @@ import type { ObjectStore } from '../../src/store/types.js';
 export interface CoreHarness {
   dir: string;
   cp: ControlPlane;
-  fs: RosetFilesystem;
+  /** The core by path (resolving each path once), as the fuse-native binding uses it. */
+  fs: PathFilesystem;
+  /** The core itself, by node id. */
+  core: RosetFilesystem;
   ctx: CoreContext;
   mountId: string;
   close: () => Promise<void>;
@@ -36,10 +40,11 @@ export async function startCore(opts: { sealTimeoutMs?: number; wrapStore?: (s: 
   await RosetFilesystem.prepareCacheDir(cacheDir);
   const index = new StagingIndex(path.join(cacheDir, 'index.db'));
   const ctx: CoreContext = { mountId, agentId: 'agt_test', control: cp, store, index, handles: new HandleTable(), cacheDir, cacheMaxBytes: opts.cacheMaxBytes, readCache: opts.readCache, readOnly: false, log };
-  const fs = new RosetFilesystem(ctx, null);
-  cp.registerAgent(fs.agent);
+  const core = new RosetFilesystem(ctx, null);
+  const fs = core.byPath();
+  cp.registerAgent(core.agent);
   return {
-    dir, cp, fs, ctx, mountId,
+    dir, cp, fs, core, ctx, mountId,
     close: async () => {
       await cp.engine.drain(30_000);
       await fs.uploader.drained();
