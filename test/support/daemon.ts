@@ -8,7 +8,7 @@
  * failure, never a skip.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +29,11 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
   /** FUSE binding; default: ROSET_TEST_FUSE_BINDING, else the daemon's own default. */
   binding?: string;
+  /**
+   * Mount with `--allow-other`, so users other than the daemon's can use the mount; the
+   * test root becomes 0755 so that they can reach the mountpoint.
+   */
+  allowOther?: boolean;
 }
 
 export interface TestDaemon {
@@ -107,6 +112,10 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
   if (opts.sealTimeout) args.push('--seal-timeout', String(opts.sealTimeout));
   const binding = testFuseBinding(opts.binding);
   if (binding) args.push('--fuse-binding', binding);
+  if (opts.allowOther) {
+    args.push('--allow-other');
+    chmodSync(root, 0o755);
+  }
   args.push(...(opts.args ?? []));
   const proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
