@@ -123,14 +123,22 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
   proc.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
   const logs = (): string => out;
   const daemonFile = path.join(stateDir, 'daemon.json');
-  await waitFor(() => {
-    if (!existsSync(daemonFile)) return false;
-    try {
-      return JSON.parse(readFileSync(daemonFile, 'utf8')).pid === proc.pid && fuseMountpoints().includes(mnt);
-    } catch {
-      return false;
-    }
-  }, 30_000, 'the mount to come up', proc, logs);
+  try {
+    await waitFor(() => {
+      if (!existsSync(daemonFile)) return false;
+      try {
+        return JSON.parse(readFileSync(daemonFile, 'utf8')).pid === proc.pid && fuseMountpoints().includes(mnt);
+      } catch {
+        return false;
+      }
+    }, 30_000, 'the mount to come up', proc, logs);
+  } catch (err) {
+    // Not registered for teardown yet: a daemon that hangs at start must not outlive the test.
+    proc.kill('SIGKILL');
+    await exited(proc);
+    lastResortUnmount(mnt);
+    throw err;
+  }
   const endpoint = readFileSync(path.join(stateDir, 'endpoint'), 'utf8').trim();
   const apiKey = readFileSync(path.join(stateDir, 'api-key'), 'utf8').trim();
   const d: TestDaemon = {
