@@ -212,9 +212,9 @@ export class ControlPlane implements ControlApi {
   async getNode(mountId: string, id: string): Promise<NodeWithPath> {
     const n = await this.meta.getNode(id);
     if (!n || n.mountId !== mountId) throw new NamespaceError('NODE_NOT_FOUND', `No node ${id}`);
-    if (n.deletedAt) return { ...n, path: `(deleted)/${n.name}` };
     const path = await this.meta.pathOf(id);
-    return { ...n, path: path ?? `(deleted)/${n.name}` };
+    if (path === null) throw new NamespaceError('NODE_NOT_FOUND', `No node ${id}`);
+    return { ...n, path };
   }
 
   async listChildrenPage(mountId: string, id: string, cursor: string | undefined, limit: number): Promise<{ items: NodeWithPath[]; nextCursor: string | null }> {

@@ -548,7 +548,9 @@ export class RosetFilesystem {
     if (atime) meta.atime = atime;
     if (mtime) meta.mtime = mtime;
 
-    if (h?.orphan && viaHandle) return this.setattrOrphan(h, req.size, atime, mtime);
+    // An unlinked file (only its open handles know it): the change applies to their bytes.
+    const orphan = this.ctx.handles.openFor(id).find((o) => o.orphan && o.fd >= 0 && (o.writable || req.size === undefined));
+    if (orphan) return this.setattrOrphan(orphan, req.size, atime, mtime);
     if (!touchesBytes) {
       const n = await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, this.withMode(meta, await this.node(id)), 'writable');
       return this.statOf(n);
@@ -625,7 +627,9 @@ export class RosetFilesystem {
   }
 
   private setattrOrphan(h: Handle, size: number | undefined, atime: Timespec | undefined, mtime: Timespec | undefined): Stat {
-    this.changeBytes(h.fd, h.nodeId!, size, atime, mtime);
+    // A read-only fd cannot have its times set; the kernel's times of the unlinked
+    // file are then only kept in the handle (atime) or dropped (mtime of nothing).
+    if (h.writable || size !== undefined) this.changeBytes(h.fd, h.nodeId!, size, atime, mtime);
     if (atime && h.orphan) h.orphan.atime = atime;
     return this.orphanStat(h);
   }

@@ -147,8 +147,9 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   private pathIn(id: string): string | null {
-    const chain = this.all(`${UP} SELECT parent_id, deleted_at, name FROM up ORDER BY depth`, id);
-    if (chain.length === 0 || chain.some((r) => r.deleted_at !== null) || chain[chain.length - 1]!.parent_id !== null) return null;
+    // A soft-deleted node keeps its edge: its path is where it was when it was deleted.
+    const chain = this.all(`${UP} SELECT parent_id, name FROM up ORDER BY depth`, id);
+    if (chain.length === 0 || chain[chain.length - 1]!.parent_id !== null) return null;
     const names = chain.slice(0, -1).map((r) => r.name as string).reverse();
     return `/${names.join('/')}`;
   }

@@ -233,7 +233,7 @@ export interface MetadataStore {
   root(mountId: string): Promise<NodeRecord>;
   /** The live node at a normalized mount-relative path, with the path. */
   resolvePath(mountId: string, path: string): Promise<NodeWithPath | null>;
-  /** The current path of a live node; null once it (or a folder above it) is gone. */
+  /** The current path of a node (of a soft-deleted one: where it was); null if there is no such node. */
   pathOf(id: string): Promise<string | null>;
   /** A live node with its current path. */
   getNodeWithPath(id: string): Promise<NodeWithPath | null>;
