@@ -303,7 +303,9 @@ class Client:
     def create_folder(self, parent: Union[PathLike, Node], name: str) -> Node:
         """Create folder ``name`` under ``parent`` (a mount-relative path or a :class:`Node`).
 
-        Raises :class:`RosetConflictError` (``NODE_EXISTS``) if it already exists.
+        A parent given as a path is created first if it is missing, as ``mkdir -p``
+        does. Raises :class:`RosetConflictError` (``NODE_EXISTS``) if ``name`` already
+        exists.
         """
         body: Dict[str, Any] = {"name": name, "type": "folder"}
         if isinstance(parent, Node):

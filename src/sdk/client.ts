@@ -275,7 +275,9 @@ export class RosetClient {
 
   /**
    * Creates a folder. `parent` is a mount-relative path ("/checkpoints") when it starts
-   * with "/", else a node id, as in the Python SDK's `create_folder(parent, name)`.
+   * with "/", else a node id, as in the Python SDK's `create_folder(parent, name)`. A
+   * parent given by path is created first if missing, as `mkdir -p` does; an existing
+   * `name` is NODE_EXISTS.
    */
   async createFolder(parent: string, name: string): Promise<Node> {
     return this.createChild(parent, name, 'folder');

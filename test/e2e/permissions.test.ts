@@ -87,10 +87,18 @@ describe('permissions for another user on an --allow-other mount', () => {
     expect(statSync(path.join(mnt, 'f2')).mode & 0o777).toBe(0o600);
   });
 
-  it('gives files and folders another user creates to that user, as ext4 does', () => {
+  // fuse-native (libfuse 2's binding) does not pass the calling user to the daemon, so
+  // there new files belong to the daemon's user (root here): docs/SEMANTICS.md says so.
+  const tracksCreator = process.env.ROSET_TEST_FUSE_BINDING !== 'fuse-native';
+  it(tracksCreator ? 'gives files and folders another user creates to that user, as ext4 does'
+    : 'gives files and folders another user creates to the daemon\'s user (fuse-native)', () => {
     for (const base of [ref, mnt]) asRoot(base, 'mkdir -m777 pub');
     for (const base of [ref, mnt]) expect(asNobody(base, 'echo n > pub/n && mkdir pub/dir'), base).toEqual({ code: 0, errno: null, stderr: '' });
-    expect(asRoot(mnt, 'stat -c %u:%g pub/n pub/dir')).toBe(asRoot(ref, 'stat -c %u:%g pub/n pub/dir'));
-    expect(asRoot(mnt, 'stat -c %u:%g pub/n')).toBe(`${NOBODY}:${NOBODY}\n`);
+    if (tracksCreator) {
+      expect(asRoot(mnt, 'stat -c %u:%g pub/n pub/dir')).toBe(asRoot(ref, 'stat -c %u:%g pub/n pub/dir'));
+      expect(asRoot(mnt, 'stat -c %u:%g pub/n')).toBe(`${NOBODY}:${NOBODY}\n`);
+    } else {
+      expect(asRoot(mnt, 'stat -c %u:%g pub/n pub/dir')).toBe('0:0\n0:0\n');
+    }
   });
 });
