@@ -21,6 +21,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RosetClient } from '../src/sdk/index.js';
 import { fuseMountpoints, processAlive } from '../src/util/mounts.js';
+import { sleep } from '../src/util/sleep.js';
 import type { S3Env } from './s3.js';
 
 /**
@@ -63,8 +64,6 @@ export async function cleanupAll(log: (msg: string) => void): Promise<void> {
 }
 
 // ---- helpers ----------------------------------------------------------------------------
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export function isMounted(mnt: string): boolean {
   return fuseMountpoints().includes(mnt);

@@ -33,6 +33,7 @@
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import { ByteBudget } from '../util/byte-budget.js';
+import { sleep } from '../util/sleep.js';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -121,8 +122,6 @@ function unquote(etag: string | undefined): string {
 // Node 22. The version in package-lock.json supports Node 20, and the warning would
 // land in roset-mount's logs on every start; an operator can still turn it back on.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** `s3://bucket/some/prefix` → bucket and a prefix that is '' or ends in '/'. */
 export function parseS3Url(url: string): { bucket: string; prefix: string } {
