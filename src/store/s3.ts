@@ -53,6 +53,7 @@ import type {
   ByteRange, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PartResult, PutFileOptions, PutResult, StoreCapabilities,
 } from './types.js';
 import type { StoreOptions } from './index.js';
+import { assertValidKey, WORK_DIR } from './keys.js';
 
 const MiB = 1024 * 1024;
 /** S3's floor for every part but the last. */
@@ -61,7 +62,6 @@ const MAX_PARTS = 10_000;
 export const DEFAULT_PART_SIZE = 32 * MiB;
 export const DEFAULT_UPLOAD_CONCURRENCY = 4;
 const DEFAULT_LIST_LIMIT = 1000;
-const WORK_DIR = '.roset';
 /** Attempts for a conditional write answered 409 ConditionalRequestConflict. */
 const CONFLICT_ATTEMPTS = 5;
 
@@ -290,10 +290,7 @@ export class S3Store implements ObjectStore {
   }
 
   private fullKey(key: string): string {
-    if (!key || key.startsWith('/') || key.split('/').some((p) => p === '' || p === '.' || p === '..') || key.includes('\0')
-      || key === WORK_DIR || key.startsWith(`${WORK_DIR}/`)) {
-      throw new StoreError('BAD_REQUEST', `Invalid object key: ${JSON.stringify(key)}`);
-    }
+    assertValidKey(key);
     return this.prefix + key;
   }
 
