@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RosetClient } from '../dist/sdk/index.js';
 import { fuseMountpoints } from '../dist/util/mounts.js';
+import { sleep } from '../dist/util/sleep.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -27,7 +28,6 @@ if (!Number.isInteger(runs) || runs < 1) { console.error('crash-soak: --runs mus
 
 // Deterministic choices from the seed (mulberry32), so a failing run can be replayed.
 const rand = () => { seed |= 0; seed = (seed + 0x6D2B79F5) | 0; let t = Math.imul(seed ^ (seed >>> 15), 1 | seed); t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t; return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const root = mkdtempSync(path.join(os.tmpdir(), 'roset-soak-'));
 const mnt = path.join(root, 'mnt');
 const stateDir = path.join(root, 'state');

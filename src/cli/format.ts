@@ -5,7 +5,7 @@
  * Invariant: the progress line is drawn only when stderr is a TTY and is always
  * cleared before anything else is printed, so piped output never contains escapes.
  */
-import type { Commit } from '../api/types.js';
+import type { Commit } from '../sdk/index.js';
 
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;

@@ -13,9 +13,8 @@
  */
 import { realpath } from 'node:fs/promises';
 import { relative, resolve, sep } from 'node:path';
-import type { Mount, Node } from '../api/types.js';
 import { RosetError } from '../errors/index.js';
-import type { RosetClient } from '../sdk/index.js';
+import type { Mount, Node, RosetClient } from '../sdk/index.js';
 
 export interface Target {
   /** The mount whose mountpoint holds PATH; undefined for a mount-relative PATH. */

@@ -41,6 +41,7 @@ import type {
   ResolveResponse,
   UpdateRefRequest,
 } from '../api/types.js';
+import { sleep } from '../util/sleep.js';
 import { resolveConfig, type ConfigOptions, type ResolvedConfig } from './config.js';
 import {
   SdkCommitFailedError,
@@ -143,21 +144,6 @@ function parseRetryAfter(value: string | null): number | undefined {
   if (Number.isFinite(secs) && secs >= 0) return secs * 1000;
   const at = Date.parse(value);
   return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /**

@@ -21,11 +21,11 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { StoreError } from '../errors/index.js';
+import { assertValidKey, WORK_DIR } from './keys.js';
 import type {
   ByteRange, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PartResult, PutFileOptions, PutResult, StoreCapabilities,
 } from './types.js';
 
-const WORK_DIR = '.roset';
 const DEFAULT_LIST_LIMIT = 1000;
 
 export class LocalStore implements ObjectStore {
@@ -52,10 +52,7 @@ export class LocalStore implements ObjectStore {
   }
 
   private pathOf(key: string): string {
-    if (!key || key.startsWith('/') || key.split('/').some((p) => p === '' || p === '.' || p === '..') || key.includes('\0')
-      || key === WORK_DIR || key.startsWith(`${WORK_DIR}/`)) {
-      throw new StoreError('BAD_REQUEST', `Invalid object key: ${JSON.stringify(key)}`);
-    }
+    assertValidKey(key);
     return path.join(this.root, key);
   }
 

@@ -17,6 +17,7 @@
  *   compare content, since only they know what "the same" means.
  */
 import { StoreError } from '../errors/index.js';
+import { sleep } from '../util/sleep.js';
 import type {
   ByteRange, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PartResult, PutFileOptions, PutResult, StoreCapabilities,
 } from './types.js';
@@ -42,8 +43,6 @@ export function isTransient(err: unknown): boolean {
   if (status === undefined) return true;
   return status >= 500 || status === 429;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export class RetryingStore implements ObjectStore {
   readonly description: string;

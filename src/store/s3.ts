@@ -33,6 +33,7 @@
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import { ByteBudget } from '../util/byte-budget.js';
+import { sleep } from '../util/sleep.js';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -52,6 +53,7 @@ import type {
   ByteRange, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PartResult, PutFileOptions, PutResult, StoreCapabilities,
 } from './types.js';
 import type { StoreOptions } from './index.js';
+import { assertValidKey, WORK_DIR } from './keys.js';
 
 const MiB = 1024 * 1024;
 /** S3's floor for every part but the last. */
@@ -60,7 +62,6 @@ const MAX_PARTS = 10_000;
 export const DEFAULT_PART_SIZE = 32 * MiB;
 export const DEFAULT_UPLOAD_CONCURRENCY = 4;
 const DEFAULT_LIST_LIMIT = 1000;
-const WORK_DIR = '.roset';
 /** Attempts for a conditional write answered 409 ConditionalRequestConflict. */
 const CONFLICT_ATTEMPTS = 5;
 
@@ -121,8 +122,6 @@ function unquote(etag: string | undefined): string {
 // Node 22. The version in package-lock.json supports Node 20, and the warning would
 // land in roset-mount's logs on every start; an operator can still turn it back on.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** `s3://bucket/some/prefix` → bucket and a prefix that is '' or ends in '/'. */
 export function parseS3Url(url: string): { bucket: string; prefix: string } {
@@ -291,10 +290,7 @@ export class S3Store implements ObjectStore {
   }
 
   private fullKey(key: string): string {
-    if (!key || key.startsWith('/') || key.split('/').some((p) => p === '' || p === '.' || p === '..') || key.includes('\0')
-      || key === WORK_DIR || key.startsWith(`${WORK_DIR}/`)) {
-      throw new StoreError('BAD_REQUEST', `Invalid object key: ${JSON.stringify(key)}`);
-    }
+    assertValidKey(key);
     return this.prefix + key;
   }
 

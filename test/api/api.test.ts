@@ -6,6 +6,7 @@ import { readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROUTES } from '../../src/api/routes.js';
+import { sleep } from '../../src/util/sleep.js';
 import { REPO, removeRoot, startDaemon, stopAll, type TestDaemon } from '../support/daemon.js';
 
 describe('/v1 API', () => {
@@ -108,7 +109,7 @@ describe('/v1 API', () => {
     // The kernel may keep the entry for its 1 s entry timeout.
     let gone = false;
     for (let i = 0; i < 40 && !gone; i++) {
-      try { statSync(d.p('from-api')); await new Promise((r) => setTimeout(r, 100)); } catch { gone = true; }
+      try { statSync(d.p('from-api')); await sleep(100); } catch { gone = true; }
     }
     expect(gone).toBe(true);
   });

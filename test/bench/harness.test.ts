@@ -1,5 +1,5 @@
 /**
- * Smoke test of the benchmark harness (src/bench): that it parses its flags, finds the
+ * Smoke test of the benchmark harness (bench/): that it parses its flags, finds the
  * bindings, writes and checks its data, renders its table and doc section, and that a
  * tiny run end to end (one Roset binding, no peers, on the S3 test server) produces
  * every row and leaves no mount, daemon or key behind.
@@ -12,21 +12,28 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
-import { parseOptions } from '../../src/bench/options.js';
-import { docSection, markdownTable, textTable, updateDoc, type BenchResult } from '../../src/bench/report.js';
-import { RawS3 } from '../../src/bench/s3.js';
-import { parseBindings } from '../../src/bench/systems.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseOptions } from '../../bench/options.js';
+import { docSection, markdownTable, textTable, updateDoc, type BenchResult } from '../../bench/report.js';
+import { RawS3 } from '../../bench/s3.js';
+import { parseBindings } from '../../bench/systems.js';
 import { fuseMountpoints } from '../../src/util/mounts.js';
 import { REPO } from '../support/daemon.js';
 import { s3TestConfig } from '../support/s3.js';
 
 const run = promisify(execFile);
-const IO = path.join(REPO, 'dist', 'bench', 'io.js');
-const RUN = path.join(REPO, 'dist', 'bench', 'run.js');
+const IO = path.join(REPO, 'bench', 'dist', 'bench', 'io.js');
+const RUN = path.join(REPO, 'bench', 'dist', 'bench', 'run.js');
+const TSC = path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc');
+
+// The harness is not part of `npm run build`: compile it here (as `npm run bench`
+// does), so the programs run below are the code in the tree.
+beforeAll(async () => {
+  await run(process.execPath, [TSC, '-p', path.join(REPO, 'bench', 'tsconfig.json')], { timeout: 120_000 });
+}, 180_000);
 
 function requireBuild(): void {
-  if (!existsSync(RUN)) throw new Error('dist/bench is missing: run `npm run build` before the tests');
+  if (!existsSync(path.join(REPO, 'dist', 'cli', 'roset-mount.js'))) throw new Error('dist/ is missing: run `npm run build` before the tests');
 }
 
 describe('bench options', () => {
@@ -68,7 +75,6 @@ describe('binding detection', () => {
 
 describe('io worker', () => {
   it('reads back what it wrote, and refuses bytes written with another seed', async () => {
-    requireBuild();
     const dir = mkdtempSync(path.join(os.tmpdir(), 'roset-bench-io-'));
     try {
       const f = path.join(dir, 'a.bin');

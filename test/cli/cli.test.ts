@@ -408,17 +408,37 @@ describe('unmount', () => {
 
   it('never signals a pid that was reused after the daemon died', async () => {
     const mp = mkdtempSync(join(work, 'mnt-'));
-    daemon = await startDaemon();
+    // The process now holding the pid prints each of these signals it gets (SIGKILL would
+    // end it); SIGWINCH is the test's marker, sent once the CLI has exited.
+    const signals = ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGUSR2', 'SIGTERM', 'SIGWINCH'];
+    daemon = spawn(process.execPath, ['-e', `for (const s of ${JSON.stringify(signals)}) process.on(s, () => console.log(s)); setInterval(() => {}, 1000); console.log('up')`], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const child = daemon;
+    let out = '';
+    const waiters = new Set<() => void>();
+    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); for (const w of waiters) w(); });
+    const printed = (line: string) => new Promise<void>((resolve, reject) => {
+      const check = () => { if (out.split('\n').includes(line)) { waiters.delete(check); resolve(); } };
+      waiters.add(check);
+      child.once('exit', (code, sig) => reject(new Error(`it exited (${sig ?? code}) before printing ${line}; it printed: ${out}`)));
+      check();
+    });
+    await printed('up');
     const file = join(stateDir, 'daemon.json');
-    writeFileSync(file, JSON.stringify({ pid: daemon.pid, mountpoint: mp, endpoint: api.url }));
+    writeFileSync(file, JSON.stringify({ pid: child.pid, mountpoint: mp, endpoint: api.url }));
     // The file predates the process now holding that pid: it is left over from a crash.
     const hourAgo = new Date(Date.now() - 3600_000);
     utimesSync(file, hourAgo, hourAgo);
     const r = await roset(['unmount', mp]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/NOT_MOUNTED: .*not running/);
-    await new Promise((res) => setTimeout(res, 500));
-    expect(daemon.exitCode).toBeNull();
-    expect(daemon.signalCode).toBeNull();
+    // Any signal the CLI sent was sent before it exited, and Linux delivers pending
+    // signals lowest number first; SIGWINCH (28) is above all of the above, so the
+    // marker comes after anything the CLI sent.
+    child.kill('SIGWINCH');
+    await printed('SIGWINCH');
+    expect(out).toBe('up\nSIGWINCH\n');
+    expect(child.exitCode).toBeNull();
   });
 });

@@ -1,12 +1,15 @@
 /**
  * Concurrency: several writer processes fill different folders and commit at once;
- * two commits of the same folder race and exactly one wins (the other 409); racing
- * compare-and-swap moves of a ref: exactly one wins.
+ * two commits of the same folder race and exactly one wins (the other 409);
+ * compare-and-swap moves of a ref from the same commit, sent at once by separate
+ * processes: exactly one wins, the others get REF_CONFLICT, and the ref log records
+ * one move.
  */
 import { mkdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeRoot, startDaemon, stopAll, waitCommit, type TestDaemon } from '../support/daemon.js';
 import { sha256Of } from '../support/files.js';
+import { raceRefMoves, type RaceOutcome } from '../support/ref-racer.js';
 import { startWriter } from '../support/writer.js';
 
 describe('concurrency', () => {
@@ -42,7 +45,7 @@ describe('concurrency', () => {
     expect((await waitCommit(d.client, (won[0] as PromiseFulfilledResult<{ id: string }>).value.id)).status).toBe('completed');
   });
 
-  it('lets exactly one of many racing compare-and-swap ref moves win', async () => {
+  it('lets exactly one of several processes racing to compare-and-swap a ref win', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 6; i++) {
       mkdirSync(d.p(`cas${i}`));
@@ -50,11 +53,15 @@ describe('concurrency', () => {
       ids.push((await waitCommit(d.client, (await d.client.commit((await d.client.resolvePath(`/cas${i}`))!.id)).id)).id);
     }
     await d.client.updateRef('cas', ids[0]!);
-    const results = await Promise.allSettled(ids.slice(1).map((id) => d.client.updateRef('cas', id, { expectedCommitId: ids[0]! })));
-    const won = results.filter((r) => r.status === 'fulfilled') as Array<PromiseFulfilledResult<{ commitId: string }>>;
-    expect(won.length).toBe(1);
-    for (const r of results) if (r.status === 'rejected') expect(r.reason).toMatchObject({ status: 409, rosetCode: 'REF_CONFLICT' });
-    expect((await d.client.getRef('cas'))!.commitId).toBe(won[0]!.value.commitId);
-    expect((await d.client.getRefLog('cas')).items.length).toBe(2);
+    const outcomes = await raceRefMoves(d, 'cas', ids[0]!, ids.slice(1));
+    const won = outcomes.filter((o): o is Extract<RaceOutcome, { won: true }> => o.won);
+    expect(won).toHaveLength(1);
+    const winner = won[0]!.commitId;
+    expect(ids.slice(1)).toContain(winner);
+    for (const o of outcomes.filter((x) => !x.won)) expect(o).toMatchObject({ status: 409, code: 'REF_CONFLICT' });
+    expect((await d.client.getRef('cas'))!.commitId).toBe(winner);
+    // The creation, then exactly one move: the winner's.
+    const log = (await d.client.getRefLog('cas')).items;
+    expect(log.map((e) => [e.fromCommitId, e.toCommitId])).toEqual([[null, ids[0]], [ids[0], winner]]);
   });
 });

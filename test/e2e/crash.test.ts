@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RosetClient } from '../../src/sdk/index.js';
+import { sleep } from '../../src/util/sleep.js';
 import { removeRoot, startDaemon, stopAll, tempRoot, waitCommit, type TestDaemon } from '../support/daemon.js';
 import { sha256Of, writeRandom } from '../support/files.js';
 import { startWriter } from '../support/writer.js';
@@ -18,7 +19,7 @@ async function waitForLog(d: TestDaemon, text: string, ms = 30_000): Promise<voi
   const end = Date.now() + ms;
   while (!d.logs().includes(text)) {
     if (Date.now() > end) throw new Error(`timed out waiting for "${text}" in the daemon log:\n${d.logs()}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
 }
 

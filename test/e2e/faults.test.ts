@@ -7,6 +7,7 @@
  */
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sleep } from '../../src/util/sleep.js';
 import { removeRoot, startDaemon, stopAll, tempRoot, waitCommit, type TestDaemon } from '../support/daemon.js';
 import { errnoOf, sha256, writeRandom } from '../support/files.js';
 import { s3TestConfig, s3TestUrl } from '../support/s3.js';
@@ -107,7 +108,7 @@ describe('storage faults (S3 through a fault-injecting proxy)', () => {
 
     await proxy.faults([{ method: 'GET', pathIncludes: '/objects/', action: 'corrupt' }]);
     expect(errnoOf(() => readFileSync(file))).toBe('EIO');
-    for (let i = 0; i < 100 && !d.logs().includes('failed its integrity check'); i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 100 && !d.logs().includes('failed its integrity check'); i++) await sleep(20);
     expect(d.logs()).toContain('failed its integrity check');
     await proxy.faults([{ method: 'GET', pathIncludes: '/objects/', action: 'truncate' }]);
     expect(errnoOf(() => readFileSync(file))).toBe('EIO');

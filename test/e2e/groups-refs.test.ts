@@ -4,6 +4,7 @@
  */
 import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sleep } from '../../src/util/sleep.js';
 import { removeRoot, startDaemon, stopAll, waitCommit, type TestDaemon } from '../support/daemon.js';
 
 async function folderWith(d: TestDaemon, name: string): Promise<string> {
@@ -16,9 +17,23 @@ async function waitGroup(d: TestDaemon, id: string) {
   for (let i = 0; i < 600; i++) {
     const g = await d.client.getCommitGroup(id);
     if (g.status !== 'pending') return g;
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
   throw new Error('group still pending');
+}
+
+/** Waits until a commit has written its manifest: uploaded, its status perhaps still pending. */
+async function waitManifest(d: TestDaemon, id: string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    try {
+      await d.client.getManifest(id);
+      return;
+    } catch (err) {
+      if ((err as { rosetCode?: string }).rosetCode !== 'COMMIT_NOT_COMPLETED') throw err;
+    }
+    await sleep(50);
+  }
+  throw new Error(`commit ${id} wrote no manifest`);
 }
 
 describe('commit groups', () => {
@@ -30,8 +45,9 @@ describe('commit groups', () => {
     const group = await d.client.createCommitGroup({ message: 'model + optimizer' });
     const a = await d.client.commit(await folderWith(d, 'g1-model'), { groupId: group.id });
     const b = await d.client.commit(await folderWith(d, 'g1-optim'), { groupId: group.id });
-    // Give both time to upload and write their manifests: they still must not complete.
-    await new Promise((r) => setTimeout(r, 1000));
+    // Both upload and write their manifests, the step after which a commit outside a
+    // group completes: these still must not.
+    await Promise.all([a, b].map((c) => waitManifest(d, c.id)));
     for (const c of [a, b]) {
       expect((await d.client.getCommit(c.id)).status).toBe('pending');
       await expect(d.client.updateRef('x', c.id)).rejects.toMatchObject({ status: 409, rosetCode: 'COMMIT_NOT_COMPLETED' });

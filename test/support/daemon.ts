@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RosetClient } from '../../src/sdk/index.js';
 import { fuseMountpoints } from '../../src/util/mounts.js';
+import { sleep } from '../../src/util/sleep.js';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
 const MOUNT_BIN = path.join(REPO, 'bin', 'roset-mount.js');
@@ -96,7 +97,7 @@ async function waitFor(cond: () => boolean, ms: number, what: string, proc: Chil
   while (Date.now() < end) {
     if (cond()) return;
     if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`roset-mount exited (${proc.exitCode ?? proc.signalCode}) before ${what}:\n${logs()}`);
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
   throw new Error(`timed out waiting for ${what}:\n${logs()}`);
 }
@@ -208,6 +209,6 @@ export async function waitCommit(client: RosetClient, id: string, ms = 60_000) {
     const c = await client.getCommit(id);
     if (c.status !== 'pending') return c;
     if (Date.now() > end) throw new Error(`commit ${id} still pending after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
 }

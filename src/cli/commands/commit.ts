@@ -12,9 +12,8 @@
  */
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import type { Commit, Ref } from '../../api/types.js';
 import { RosetError } from '../../errors/index.js';
-import { SdkError, type RosetClient } from '../../sdk/index.js';
+import { SdkError, type Commit, type Ref, type RosetClient } from '../../sdk/index.js';
 import { UsageError, action, clientFor, parseExpect, parseSeconds, printJson, println } from '../context.js';
 import { ProgressLine, commitStats } from '../format.js';
 import { resolveTarget } from '../paths.js';

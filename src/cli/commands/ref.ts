@@ -6,7 +6,7 @@
  * details. `ref log` lists every move oldest first, rollbacks included.
  */
 import type { Command } from 'commander';
-import type { Ref, RefLogEntry } from '../../api/types.js';
+import type { Ref, RefLogEntry } from '../../sdk/index.js';
 import { RosetError } from '../../errors/index.js';
 import { action, clientFor, parseExpect, printJson, println } from '../context.js';
 

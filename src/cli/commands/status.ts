@@ -5,9 +5,8 @@
  * error's details then still name the endpoint and where it came from.
  */
 import type { Command } from 'commander';
-import type { Commit, Health, Mount } from '../../api/types.js';
 import { RosetError } from '../../errors/index.js';
-import { SdkError } from '../../sdk/index.js';
+import { SdkError, type Commit, type Health, type Mount } from '../../sdk/index.js';
 import { action, clientFor, parsePositiveInt, printJson, println } from '../context.js';
 import { readDaemonState } from '../daemon-state.js';
 import { commitProgress, commitStats } from '../format.js';

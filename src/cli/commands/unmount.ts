@@ -20,6 +20,7 @@ import { RosetError } from '../../errors/index.js';
 import { resolveConfig } from '../../sdk/index.js';
 import { action, globalsOf, parseSeconds, printJson, println } from '../context.js';
 import { fuseMountpoints, processAlive } from '../../util/mounts.js';
+import { sleep } from '../../util/sleep.js';
 import { readDaemonState } from '../daemon-state.js';
 
 const run = promisify(execFile);
@@ -42,7 +43,7 @@ async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (processAlive(pid)) {
     if (timeoutMs > 0 && Date.now() >= deadline) return false;
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
   return true;
 }

@@ -25,6 +25,7 @@ import type { RowResult, Target } from './report.js';
 import type { RawS3, S3Env } from './s3.js';
 import { memoryOf, startRoset, type Mounted, type RosetDaemon, type RosetStart } from './systems.js';
 import { loadAvg } from './machine.js';
+import { sleep } from '../src/util/sleep.js';
 
 const GiB = 2 ** 30;
 const gib = (b: number): string => `${+(b / GiB).toFixed(2)} GiB`;
@@ -325,7 +326,7 @@ export async function rssRow(ctx: BenchContext, start: RosetStart, system: strin
   const d = await startRoset(start);
   try {
     // Let start-up settle (SQLite, the S3 probe, the API) before the idle reading.
-    await new Promise((r) => setTimeout(r, 2000));
+    await sleep(2000);
     const idle = memoryOf(d.pid);
     if (!idle) throw new Error('cannot read /proc/PID/status of roset-mount');
     mkdirSync(path.join(d.mnt, 'big'));

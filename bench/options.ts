@@ -8,7 +8,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { positive, positiveInt } from '../util/cli-args.js';
+import { positive, positiveInt } from '../src/util/cli-args.js';
 import { REPO } from './systems.js';
 
 export const ROWS = ['write', 'commit', 'latency', 'read', 'small', 'rss'] as const;

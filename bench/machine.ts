@@ -6,8 +6,9 @@
  *
  * Invariant: every probe is best effort (a missing tool gives 'unknown', never a
  * failed run), and the commit records whether the working tree had uncommitted
- * changes under src/ or native/: on a shared checkout the built code can differ from
- * HEAD, and a result that hides that would mislead whoever compares it later.
+ * changes under src/, bench/ or native/: on a shared checkout the built code can
+ * differ from HEAD, and a result that hides that would mislead whoever compares it
+ * later.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, realpathSync } from 'node:fs';
@@ -101,12 +102,12 @@ export interface CommitInfo {
   sha: string;
   subject: string;
   date: string;
-  /** Uncommitted changes under src/, native/, bin/ or package*.json when the bench was built. */
+  /** Uncommitted changes under src/, bench/, native/, bin/ or package*.json when the bench was built. */
   dirtyPaths: string[];
 }
 
 export function commitInfo(): CommitInfo {
-  const status = run('git', ['status', '--porcelain', '--', 'src', 'native', 'bin', 'package.json', 'package-lock.json', 'binding.gyp']);
+  const status = run('git', ['status', '--porcelain', '--', 'src', 'bench', 'native', 'bin', 'package.json', 'package-lock.json', 'binding.gyp']);
   return {
     sha: run('git', ['rev-parse', 'HEAD']) || 'unknown',
     subject: run('git', ['log', '-1', '--format=%s']),

@@ -19,11 +19,23 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RosetClient } from '../sdk/index.js';
-import { fuseMountpoints, processAlive } from '../util/mounts.js';
+import { RosetClient } from '../src/sdk/index.js';
+import { fuseMountpoints, processAlive } from '../src/util/mounts.js';
+import { sleep } from '../src/util/sleep.js';
 import type { S3Env } from './s3.js';
 
-export const REPO = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
+/**
+ * The checkout this harness belongs to. The harness runs from source (the tests import
+ * it) and compiled (bench/dist/bench/, see bench/tsconfig.json), at different depths,
+ * so it walks up to the directory that holds bin/roset-mount.js.
+ */
+export const REPO = ((): string => {
+  const start = path.dirname(fileURLToPath(import.meta.url));
+  for (let dir = start; ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'package.json')) && existsSync(path.join(dir, 'bin', 'roset-mount.js'))) return dir;
+    if (path.dirname(dir) === dir) throw new Error(`no Roset checkout (bin/roset-mount.js) above ${start}`);
+  }
+})();
 const MOUNT_BIN = path.join(REPO, 'bin', 'roset-mount.js');
 
 // ---- cleanup registry -----------------------------------------------------------------
@@ -52,8 +64,6 @@ export async function cleanupAll(log: (msg: string) => void): Promise<void> {
 }
 
 // ---- helpers ----------------------------------------------------------------------------
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export function isMounted(mnt: string): boolean {
   return fuseMountpoints().includes(mnt);

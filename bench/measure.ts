@@ -18,13 +18,13 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { Commit, RosetClient } from '../sdk/index.js';
+import type { Commit, RosetClient } from '../src/sdk/index.js';
+import { sleep } from '../src/util/sleep.js';
 import { memoryOf, onCleanup } from './systems.js';
 
 const IO_JS = path.join(path.dirname(new URL(import.meta.url).pathname), 'io.js');
 
 export const epochNow = (): number => performance.timeOrigin + performance.now();
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 const T0 = Date.now();
 export function log(msg: string): void {

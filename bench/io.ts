@@ -1,5 +1,5 @@
 /**
- * The benchmark's I/O worker, run as a child process (`node dist/bench/io.js OP ...`):
+ * The benchmark's I/O worker, run as a child process (`node bench/dist/bench/io.js OP ...`):
  * the one program that writes, reads and creates files for every system under test,
  * so Roset, the peers and the local-disk references all see the same syscalls.
  *
