@@ -67,6 +67,7 @@ export const ERROR_CODES = {
   PRECONDITION_FAILED: def(412, 'EEXIST', 'A conditional write lost: the object exists or changed'),
   INTEGRITY_ERROR: def(502, 'EIO', 'Fetched bytes do not match the manifest sha256'),
   NO_SPACE: def(507, 'ENOSPC', 'The cache disk is full'),
+  FILE_CHANGED: def(409, 'EAGAIN', 'The file changed while it was being uploaded: that upload stopped, and the new bytes are uploaded instead'),
   // Client side (SDK and CLI): never sent by the server; the status is what a proxy
   // would most likely have answered, so callers can treat them like wire codes.
   NETWORK_ERROR: def(503, 'EIO', 'The API could not be reached'),
