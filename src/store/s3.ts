@@ -630,11 +630,27 @@ export class S3Store implements ObjectStore {
 
   async abortMultipartUpload(key: string, uploadId: string): Promise<void> {
     const Key = this.fullKey(key);
-    await this.send('abort multipart upload', key, () => new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId }));
+    try {
+      await this.send('abort multipart upload', key, () => new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId }));
+    } catch (err) {
+      // No such upload: gone already, and so is the need for its tag.
+      if (err instanceof StoreError && err.rosetCode === 'OBJECT_NOT_FOUND') await this.untag(uploadId).catch(() => undefined);
+      throw err;
+    }
     await this.untag(uploadId).catch(() => undefined);
   }
 
   async listMultipartUploads(prefix: string): Promise<MultipartUploadInfo[]> {
+    const out = await this.listUploads(prefix);
+    if (out.length) {
+      const owners = await this.uploadTags();
+      for (const u of out) u.owner = owners.get(u.uploadId) ?? null;
+    }
+    return out;
+  }
+
+  /** The unfinished uploads under `prefix`, sorted by key, their owners not looked up. */
+  private async listUploads(prefix: string): Promise<MultipartUploadInfo[]> {
     const out: MultipartUploadInfo[] = [];
     let KeyMarker: string | undefined;
     let UploadIdMarker: string | undefined;
@@ -653,10 +669,6 @@ export class S3Store implements ObjectStore {
       KeyMarker = res.NextKeyMarker;
       UploadIdMarker = res.NextUploadIdMarker;
     }
-    if (out.length) {
-      const owners = await this.uploadTags();
-      for (const u of out) u.owner = owners.get(u.uploadId) ?? null;
-    }
     return out.sort((a, b) => a.key.localeCompare(b.key));
   }
 
@@ -667,9 +679,10 @@ export class S3Store implements ObjectStore {
     const mine = await run('list upload tags', UPLOAD_TAGS, () => this.uploadTags(owner));
     if (mine.size === 0) return [];
     const aborted: MultipartUploadInfo[] = [];
-    for (const u of await run('list multipart uploads', '', () => this.listMultipartUploads(''))) {
+    for (const u of await run('list multipart uploads', '', () => this.listUploads(''))) {
       // Only what this owner tagged: another owner's uploads, and untagged ones, stay.
-      if (u.owner !== owner || !mine.has(u.uploadId)) continue;
+      if (!mine.has(u.uploadId)) continue;
+      u.owner = owner;
       await run('abort multipart upload', u.key, async () => {
         try {
           await this.abortMultipartUpload(u.key, u.uploadId);
