@@ -12,6 +12,8 @@
  *   first, and the upload is aborted before publishing if the file's version moved
  *   while it ran (every change to staged bytes goes through a writable open or a
  *   truncate, which the core reports here).
+ * - An upload stopped because its file changed ends with FILE_CHANGED, which no store
+ *   wraps and the retry layer never retries: one attempt, then the new bytes' turn.
  * - An upload record is trusted only for the exact (size, mtime) it was made for.
  * - A background failure is logged and left for the commit, which uploads again and
  *   fails with the error if it persists: nothing is swallowed.
@@ -75,7 +77,7 @@ export class Uploader {
       this.ensure(nodeId).catch((err: unknown) => {
         const e = toRosetError(err);
         // A file changed or deleted meanwhile stops its upload on purpose.
-        if (this.version(nodeId) !== version || e.rosetCode === 'NODE_NOT_FOUND') this.ctx.log.debug({ nodeId, err: e.message }, 'background upload stopped: the file changed');
+        if (this.version(nodeId) !== version || e.rosetCode === 'FILE_CHANGED' || e.rosetCode === 'NODE_NOT_FOUND') this.ctx.log.debug({ nodeId, err: e.message }, 'background upload stopped: the file changed');
         else this.ctx.log.warn({ nodeId, code: e.rosetCode, err: e.message }, 'background upload failed; the commit will upload again');
       }).finally(() => {
         this.active--;
@@ -120,7 +122,7 @@ export class Uploader {
     // A hash taken while the file was written sequentially saves reading it again.
     const sha = rec && rec.state === 'hashed' && rec.size === size && rec.mtimeMs === mtimeMs ? rec.sha256 : await sha256File(local);
     const changed = (): void => {
-      if (this.version(nodeId) !== version) throw new CacheError('INTERNAL', `node ${nodeId} changed while it was being uploaded`);
+      if (this.version(nodeId) !== version) throw new CacheError('FILE_CHANGED', `node ${nodeId} changed while it was being uploaded`);
     };
     changed();
     const key = objectKey(sha);

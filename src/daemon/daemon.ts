@@ -2,13 +2,18 @@
  * `roset-mount`: wires the embedded control plane, the API, the data plane and the
  * FUSE adapter together, and owns start-up and shutdown.
  *
- * Start: state dir → metadata → store → control plane → staging index and core →
- * reconcile staged files → recover in-flight commits → API → state files → mount.
+ * Start: state dir → agent id → metadata → store → abort this agent's abandoned
+ * multipart uploads → control plane → staging index and core → reconcile staged files
+ * → recover in-flight commits → API → state files → mount.
  * Stop (SIGTERM/SIGINT): stop accepting work, drain in-flight commits up to the drain
  * limit, unmount, close the API and the databases.
  *
  * Invariants: the daemon owns its state dir exclusively (a second daemon on the same
- * state dir refuses to start); `daemon.json` exists only while the mount is up.
+ * state dir refuses to start); `daemon.json` exists only while the mount is up. The
+ * agent id (`agent-id` in the state dir) is made once and kept across restarts; the
+ * store tags every multipart upload with it. The start-up sweep aborts only uploads
+ * with this agent's tag (never another node's on a shared prefix), and runs before
+ * anything can start an upload: before commits resume and before background uploads.
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
@@ -66,11 +71,16 @@ export class Daemon {
     await this.claimStateDir();
     await this.clearStaleMount();
 
+    const agentId = await this.agentId();
     this.meta = new SqliteMetadataStore(path.join(cfg.stateDir, STATE_FILES.metadata));
     this.store = await openStore(cfg.store, {
       ...cfg.storeOptions,
+      uploadOwner: agentId,
       onRetry: (info) => log.warn({ component: 'store', ...info }, 'retrying a storage operation'),
     });
+    // Before anything can upload: what this agent left unfinished is dead, and a resumed
+    // commit starts its uploads afresh.
+    await this.abortAbandonedUploads(agentId);
     const cp = new ControlPlane(this.meta, this.store, log.child({ component: 'control' }), { sealTimeoutMs: cfg.sealTimeoutMs });
     this.cp = cp;
     const mountId = await cp.ensureMount(cfg.mountName);
@@ -80,7 +90,7 @@ export class Daemon {
     await RosetFilesystem.prepareCacheDir(cfg.cacheDir);
     this.index = new StagingIndex(path.join(cfg.cacheDir, 'index.db'));
     const ctx: CoreContext = {
-      mountId, agentId: await this.agentId(), control: cp, store: this.store, index: this.index, handles: new HandleTable(),
+      mountId, agentId, control: cp, store: this.store, index: this.index, handles: new HandleTable(),
       cacheDir: cfg.cacheDir, cacheMaxBytes: cfg.cacheMaxBytes, readOnly: cfg.readOnly, log: log.child({ component: 'fs' }),
     };
     const core = new RosetFilesystem(ctx, cfg.mountpoint);
@@ -89,7 +99,6 @@ export class Daemon {
     const { lost } = await core.reconcile();
     await cp.engine.recover();
     await cp.resyncRefMirrors(mountId);
-    await this.abortAbandonedUploads();
 
     this.api = new ApiServer(cp, log.child({ component: 'api' }));
     this.endpoint = await this.api.listen(cfg.listenHost, cfg.listenPort);
@@ -145,23 +154,33 @@ export class Daemon {
     this.log.info({ file }, 'created the API key');
   }
 
+  /** This node's agent id: made at the first start, the same at every later one. */
   private async agentId(): Promise<string> {
     const file = path.join(this.cfg.stateDir, STATE_FILES.agentId);
+    let text: string;
     try {
-      return (await fs.readFile(file, 'utf8')).trim();
-    } catch {
+      text = await fs.readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       const id = `agt_${randomBytes(8).toString('hex')}`;
       await writeFileAtomic(file, `${id}\n`, 0o644);
       return id;
     }
+    const id = text.trim();
+    // Never replaced silently: staged files and upload tags are this agent's by its id.
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(id)) throw new Error(`${file} does not hold an agent id (1-128 characters of [A-Za-z0-9._-]): fix or remove it`);
+    return id;
   }
 
-  /** Multipart uploads under this store prefix belong to this mount; any left at start are dead. */
-  private async abortAbandonedUploads(): Promise<void> {
+  /**
+   * Aborts the multipart uploads this agent started and did not finish (a crash, or an
+   * abort that failed): nothing of this agent is uploading yet. Uploads of other agents
+   * sharing the prefix, and untagged ones, are left alone.
+   */
+  private async abortAbandonedUploads(agentId: string): Promise<void> {
     if (!this.store!.capabilities.multipart) return;
-    for (const u of await this.store!.listMultipartUploads('')) {
-      this.log.info({ key: u.key, uploadId: u.uploadId }, 'aborting an abandoned multipart upload');
-      await this.store!.abortMultipartUpload(u.key, u.uploadId);
+    for (const u of await this.store!.abortOwnUploads()) {
+      this.log.info({ key: u.key, uploadId: u.uploadId, agentId }, 'aborted an abandoned multipart upload of this agent');
     }
   }
 

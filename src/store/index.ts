@@ -29,7 +29,12 @@ export interface StoreOptions {
   partSize?: number;
   /** Parts in flight at once per upload. */
   uploadConcurrency?: number;
-  /** S3: how long one request may sit idle before it fails (and is retried). */
+  /**
+   * Tag for every multipart upload this store starts: the agent id, stable across
+   * restarts of a node, so its start-up sweep aborts its own uploads and no one else's.
+   */
+  uploadOwner?: string;
+  /** S3: how long one request may sit idle before it fails (and the retry layer may send it again). */
   s3RequestTimeoutMs?: number;
   /** Retry policy of the store's one retry layer (src/store/retry.ts). */
   retry?: Partial<RetryPolicy>;
@@ -47,7 +52,7 @@ async function openBareStore(url: string, options: StoreOptions): Promise<Object
     const { S3Store } = await import('./s3.js');
     return S3Store.fromUrl(url, options);
   }
-  if (url.startsWith('file://')) return LocalStore.open(new URL(url).pathname);
-  if (url.startsWith('/') || url.startsWith('.')) return LocalStore.open(url);
+  if (url.startsWith('file://')) return LocalStore.open(new URL(url).pathname, { uploadOwner: options.uploadOwner });
+  if (url.startsWith('/') || url.startsWith('.')) return LocalStore.open(url, { uploadOwner: options.uploadOwner });
   throw new StoreError('BAD_REQUEST', `Unsupported store URL ${JSON.stringify(url)}: use file:///DIR or s3://BUCKET/PREFIX`);
 }

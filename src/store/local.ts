@@ -3,7 +3,8 @@
  * S3 store is held to by the conformance suite.
  *
  * Owns: the files under `root`. Keys map to paths under `root/`; work in progress lives
- * under `root/.roset/` (temporary files and multipart uploads), which `list` never shows.
+ * under `root/.roset/` (temporary files, and multipart uploads with their owner in
+ * `upload.json`), which `list` never shows.
  *
  * Invariants:
  * - Every write lands in a temporary file first and is published with rename (put) or
@@ -15,15 +16,20 @@
  *   written by this process; see docs/STORAGE.md.
  * - ETags are derived from (inode, mtime, size): every publish creates a new inode, so
  *   an ETag changes whenever the content does, without hashing gigabytes.
+ * - Only file-system errors become StoreErrors; an error a caller's hook threw (a file
+ *   changed under its upload) comes back as it is, so the retry layer never retries it.
  */
 import { createReadStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { StoreError } from '../errors/index.js';
+import { RosetError, StoreError } from '../errors/index.js';
 import { assertValidKey, WORK_DIR } from './keys.js';
-import type {
-  ByteRange, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PartResult, PutFileOptions, PutResult, StoreCapabilities,
+import {
+  checkUploadOwner,
+  runOnce,
+  type ByteRange, type ListPage, type MultipartUploadInfo, type ObjectInfo, type ObjectStore, type PartResult, type PutFileOptions, type PutResult,
+  type RequestRunner, type StoreCapabilities,
 } from './types.js';
 
 const DEFAULT_LIST_LIMIT = 1000;
@@ -34,16 +40,19 @@ export class LocalStore implements ObjectStore {
   private readonly tmpDir: string;
   private readonly mpDir: string;
   private readonly keyLocks = new Map<string, Promise<void>>();
+  /** Tag of the multipart uploads this store starts. */
+  readonly uploadOwner: string | undefined;
 
-  constructor(private readonly root: string) {
+  constructor(private readonly root: string, options: { uploadOwner?: string } = {}) {
     this.root = path.resolve(root);
+    this.uploadOwner = checkUploadOwner(options.uploadOwner);
     this.description = `file://${this.root}`;
     this.tmpDir = path.join(this.root, WORK_DIR, 'tmp');
     this.mpDir = path.join(this.root, WORK_DIR, 'multipart');
   }
 
-  static async open(root: string): Promise<LocalStore> {
-    const store = new LocalStore(root);
+  static async open(root: string, options: { uploadOwner?: string } = {}): Promise<LocalStore> {
+    const store = new LocalStore(root, options);
     await fs.mkdir(store.tmpDir, { recursive: true });
     await fs.mkdir(store.mpDir, { recursive: true });
     // Temporary files are never referenced once their writer is gone.
@@ -134,23 +143,33 @@ export class LocalStore implements ObjectStore {
 
   async putFile(key: string, filePath: string, options: PutFileOptions = {}): Promise<PutResult> {
     this.pathOf(key);
-    return this.wrap(key, async () => {
-      const tmp = path.join(this.tmpDir, randomUUID());
-      // copyFile uses copy_file_range / reflinks where the filesystem has them, so a
-      // large put costs no user-space copy and no memory.
-      await fs.copyFile(filePath, tmp);
-      const fh = await fs.open(tmp, 'r+');
-      try { await fh.sync(); } finally { await fh.close(); }
-      const size = (await fs.stat(tmp)).size;
-      options.onProgress?.(size);
+    const run: RequestRunner = options.request ?? runOnce;
+    // The whole file is this store's one part.
+    options.beforePart?.();
+    // Copying and syncing the bytes is this store's one request (what a retry sends again).
+    const tmp = await run('upload', key, () => this.wrap(key, async () => {
+      const out = path.join(this.tmpDir, randomUUID());
       try {
-        await options.beforeComplete?.();
+        // copyFile uses copy_file_range / reflinks where the filesystem has them, so a
+        // large put costs no user-space copy and no memory.
+        await fs.copyFile(filePath, out);
+        const fh = await fs.open(out, 'r+');
+        try { await fh.sync(); } finally { await fh.close(); }
+        return out;
       } catch (err) {
-        await fs.rm(tmp, { force: true });
+        await fs.rm(out, { force: true });
         throw err;
       }
-      return options.ifAbsent ? this.publish(tmp, key, 'create') : this.withKeyLock(key, () => this.publish(tmp, key, 'replace'));
-    });
+    }));
+    try {
+      options.onProgress?.((await fs.stat(tmp)).size);
+      // The caller's check (its file did not change) runs once, outside any retry.
+      await options.beforeComplete?.();
+    } catch (err) {
+      await fs.rm(tmp, { force: true });
+      throw err;
+    }
+    return this.wrap(key, () => (options.ifAbsent ? this.publish(tmp, key, 'create') : this.withKeyLock(key, () => this.publish(tmp, key, 'replace'))));
   }
 
   async get(key: string, range?: ByteRange): Promise<Buffer> {
@@ -231,7 +250,7 @@ export class LocalStore implements ObjectStore {
     const uploadId = randomUUID();
     const dir = path.join(this.mpDir, uploadId);
     await fs.mkdir(dir, { recursive: true });
-    await fs.writeFile(path.join(dir, 'upload.json'), JSON.stringify({ key, initiated: new Date().toISOString() }));
+    await fs.writeFile(path.join(dir, 'upload.json'), JSON.stringify({ key, owner: this.uploadOwner ?? null, initiated: new Date().toISOString() }));
     return uploadId;
   }
 
@@ -303,13 +322,21 @@ export class LocalStore implements ObjectStore {
     const out: MultipartUploadInfo[] = [];
     for (const id of await fs.readdir(this.mpDir)) {
       try {
-        const meta = JSON.parse(await fs.readFile(path.join(this.mpDir, id, 'upload.json'), 'utf8')) as { key: string; initiated: string };
-        if (meta.key.startsWith(prefix)) out.push({ key: meta.key, uploadId: id, initiated: new Date(meta.initiated) });
+        const meta = JSON.parse(await fs.readFile(path.join(this.mpDir, id, 'upload.json'), 'utf8')) as { key: string; owner?: string | null; initiated: string };
+        if (meta.key.startsWith(prefix)) out.push({ key: meta.key, uploadId: id, initiated: new Date(meta.initiated), owner: meta.owner ?? null });
       } catch {
         // An upload directory without its metadata was never handed out: ignore it.
       }
     }
     return out.sort((a, b) => a.key.localeCompare(b.key));
+  }
+
+  async abortOwnUploads(options: { request?: RequestRunner } = {}): Promise<MultipartUploadInfo[]> {
+    if (!this.uploadOwner) return [];
+    const run = options.request ?? runOnce;
+    const mine = (await run('list multipart uploads', '', () => this.listMultipartUploads(''))).filter((u) => u.owner === this.uploadOwner);
+    for (const u of mine) await run('abort multipart upload', u.key, () => this.wrap(u.key, () => fs.rm(path.join(this.mpDir, u.uploadId), { recursive: true, force: true })));
+    return mine;
   }
 
   async close(): Promise<void> {}
@@ -318,7 +345,8 @@ export class LocalStore implements ObjectStore {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof StoreError) throw err;
+      // Ours (a StoreError) or the caller's (a hook's error): as it is.
+      if (err instanceof RosetError) throw err;
       const e = err as NodeJS.ErrnoException;
       if (e.code === 'ENOENT') throw new StoreError('OBJECT_NOT_FOUND', `No such object: ${key}`, { key }, { cause: err });
       if (e.code === 'ENOSPC') throw new StoreError('NO_SPACE', `Store disk is full writing ${key}`, { key }, { cause: err });

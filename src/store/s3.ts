@@ -4,8 +4,9 @@
  *
  * Owns: every object under `s3://<bucket>/<prefix>`. Keys given to and returned by
  * this class are relative to the prefix. `<prefix>.roset/` is this store's own work
- * area (the capability probe); callers cannot name it and `list` never shows it, as
- * with LocalStore's `.roset/`.
+ * area (the capability probe, and the owner tags of multipart uploads under
+ * `.roset/uploads/<owner>/<base64url(uploadId)>`); callers cannot name it and `list`
+ * never shows it, as with LocalStore's `.roset/`.
  *
  * Invariants:
  * - Credentials come only from the SDK's default chain (env vars, shared config and
@@ -19,11 +20,18 @@
  * - All `putFile` calls running at once hold at most `concurrency` × `partSize` bytes
  *   of part buffers between them (a shared byte budget), whatever the file sizes;
  *   part buffers are reused, filled with pread.
+ * - The SDK makes one attempt per request: the retry layer (retry.ts) is the only one.
+ *   `putFile` sends each request (the PUT, the creation, each part, the completion)
+ *   through the runner it is given, so a failed part is sent again alone.
+ * - With an upload owner, every multipart upload is tagged (its tag object written)
+ *   before its first part, and the tag is deleted once the upload is completed or
+ *   aborted; `abortOwnUploads` aborts exactly the uploads tagged with this owner. An
+ *   upload whose creation answered but whose tag could not be written is aborted at
+ *   once; only a crash between the two leaves an untagged upload, and it holds no part.
  * - A multipart upload that fails is aborted; if even the abort fails, the upload is
- *   left for the start-up sweep (`listMultipartUploads` + abort), never completed.
- * - A conditional write answered 409 ConditionalRequestConflict is sent again (it did
- *   not take effect); one that the SDK retried and that then lost is checked against
- *   the stored bytes, so a write whose first answer was lost is not reported as lost.
+ *   left for its owner's start-up sweep (`abortOwnUploads`), never completed.
+ * - A conditional write answered 409 ConditionalRequestConflict did not take effect:
+ *   the error is marked `retryable`, and the retry layer sends it again.
  * - `putFile(..., {ifAbsent})` above `partSize` checks for the key first and completes
  *   with If-None-Match: *. AWS, R2 and MinIO enforce that on completion; Ceph RGW 16
  *   ignores it there, so on RGW a create-only multipart upload is only best effort.
@@ -49,8 +57,11 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { RosetError, StoreError } from '../errors/index.js';
-import type {
-  ByteRange, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PartResult, PutFileOptions, PutResult, StoreCapabilities,
+import {
+  checkUploadOwner,
+  runOnce,
+  type ByteRange, type ListPage, type MultipartUploadInfo, type ObjectInfo, type ObjectStore, type PartResult, type PutFileOptions, type PutResult,
+  type RequestRunner, type StoreCapabilities,
 } from './types.js';
 import type { StoreOptions } from './index.js';
 import { assertValidKey, WORK_DIR } from './keys.js';
@@ -62,8 +73,8 @@ const MAX_PARTS = 10_000;
 export const DEFAULT_PART_SIZE = 32 * MiB;
 export const DEFAULT_UPLOAD_CONCURRENCY = 4;
 const DEFAULT_LIST_LIMIT = 1000;
-/** Attempts for a conditional write answered 409 ConditionalRequestConflict. */
-const CONFLICT_ATTEMPTS = 5;
+/** Owner tags of multipart uploads: `<UPLOAD_TAGS><owner>/<base64url(uploadId)>`. */
+const UPLOAD_TAGS = `${WORK_DIR}/uploads/`;
 
 export interface S3StoreConfig {
   bucket: string;
@@ -76,9 +87,9 @@ export interface S3StoreConfig {
   profile?: string;
   partSize?: number;
   uploadConcurrency?: number;
-  /** Attempts per request for transient failures (5xx, throttling, resets). */
-  maxAttempts?: number;
-  /** Idle time after which a request fails (and is retried). */
+  /** Tag for the multipart uploads this store starts (the agent id); none: untagged. */
+  uploadOwner?: string;
+  /** Idle time after which a request fails (and the retry layer may send it again). */
   requestTimeoutMs?: number;
   /** Measured by `probeCapabilities` when absent. */
   capabilities?: StoreCapabilities;
@@ -149,6 +160,8 @@ export class S3Store implements ObjectStore {
   /** Part buffers of every putFile running at once share this (concurrency × partSize). */
   private readonly partBuffers: ByteBudget;
   private readonly freeParts: Buffer[] = [];
+  /** Tag of the multipart uploads this store starts. */
+  readonly uploadOwner: string | undefined;
 
   get capabilities(): StoreCapabilities {
     return this.caps;
@@ -161,6 +174,7 @@ export class S3Store implements ObjectStore {
     this.partSize = Math.max(MIN_PART_SIZE, config.partSize ?? DEFAULT_PART_SIZE);
     this.concurrency = Math.max(1, Math.floor(config.uploadConcurrency ?? DEFAULT_UPLOAD_CONCURRENCY));
     this.partBuffers = new ByteBudget(this.concurrency * this.partSize);
+    this.uploadOwner = checkUploadOwner(config.uploadOwner);
     // Until probed, claim nothing we have not seen.
     this.caps = config.capabilities ?? { conditionalWrites: false, multipart: true };
     const endpoint = config.endpoint;
@@ -171,7 +185,9 @@ export class S3Store implements ObjectStore {
       forcePathStyle: config.forcePathStyle ?? Boolean(endpoint),
       profile: config.profile,
       credentials: config.credentials,
-      maxAttempts: config.maxAttempts ?? 4,
+      // One attempt per request: retries belong to the retry layer alone (retry.ts),
+      // which retries each part, not the file, and never multiplies with this one.
+      maxAttempts: 1,
       followRegionRedirects: !endpoint,
       // The SDK's default adds CRC32 checksum headers to every PUT and part; several
       // S3-compatible servers (older RGW, GCS interop) reject or mishandle them. Roset
@@ -179,8 +195,8 @@ export class S3Store implements ObjectStore {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: {
-        // Idle-socket timeout: a stalled server fails the request (and it is retried)
-        // instead of hanging a commit forever.
+        // Idle-socket timeout: a stalled server fails the request (and the retry layer
+        // sends it again) instead of hanging a commit forever.
         requestTimeout: config.requestTimeoutMs ?? 120_000,
         connectionTimeout: 10_000,
         httpAgent: { keepAlive: true, maxSockets: Math.max(50, this.concurrency * 2) },
@@ -215,6 +231,7 @@ export class S3Store implements ObjectStore {
       profile: options.s3Profile,
       partSize: options.partSize,
       uploadConcurrency: options.uploadConcurrency,
+      uploadOwner: options.uploadOwner,
       requestTimeoutMs: options.s3RequestTimeoutMs,
       capabilities: typeof stated === 'boolean' ? { conditionalWrites: stated, multipart: true } : undefined,
     };
@@ -325,20 +342,16 @@ export class S3Store implements ObjectStore {
   /**
    * A conditional write. RGW (and AWS, under contention) answers 409
    * ConditionalRequestConflict when another conditional write on the key is in flight;
-   * the outcome is then unknown, so try again: the retry gets the real answer, 200 or
-   * 412.
+   * it did not take effect, so the error is marked `retryable`: the retry layer sends it
+   * again and gets the real answer, 200 or 412.
    */
   private async conditional<T>(op: string, key: string, make: () => { input: unknown } & object): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return (await this.client.send(make() as never)) as T;
-      } catch (err) {
-        if (isConditionalConflict(err) && attempt < CONFLICT_ATTEMPTS) {
-          await sleep(25 * 2 ** attempt * (0.5 + Math.random()));
-          continue;
-        }
-        throw this.mapError(op, key, err);
-      }
+    try {
+      return (await this.client.send(make() as never)) as T;
+    } catch (err) {
+      const mapped = this.mapError(op, key, err);
+      if (isConditionalConflict(err)) mapped.details.retryable = true;
+      throw mapped;
     }
   }
 
@@ -348,34 +361,11 @@ export class S3Store implements ObjectStore {
     return { etag: unquote(res.ETag) };
   }
 
-  /**
-   * A conditional write that the SDK retried (a 5xx, a reset, a timeout) may have
-   * landed on an earlier attempt whose answer was lost; the retry then loses against
-   * our own object. If the object now holds exactly our bytes, that 412 is our win.
-   */
-  private async ownWriteLanded(key: string, body: Buffer | string, err: unknown): Promise<PutResult | null> {
-    if (!(err instanceof StoreError) || err.rosetCode !== 'PRECONDITION_FAILED') return null;
-    if (((err.details.attempts as number | undefined) ?? 1) <= 1) return null;
-    try {
-      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
-      const current = Buffer.from(await res.Body!.transformToByteArray());
-      return current.equals(typeof body === 'string' ? Buffer.from(body) : body) ? { etag: unquote(res.ETag) } : null;
-    } catch {
-      return null;
-    }
-  }
-
   async putIfAbsent(key: string, body: Buffer | string): Promise<PutResult> {
     const Key = this.fullKey(key);
-    try {
-      const res = await this.conditional<{ ETag?: string }>('put-if-absent', key,
-        () => new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, IfNoneMatch: '*' }));
-      return { etag: unquote(res.ETag) };
-    } catch (err) {
-      const landed = await this.ownWriteLanded(key, body, err);
-      if (landed) return landed;
-      throw err;
-    }
+    const res = await this.conditional<{ ETag?: string }>('put-if-absent', key,
+      () => new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, IfNoneMatch: '*' }));
+    return { etag: unquote(res.ETag) };
   }
 
   async putIfMatch(key: string, body: Buffer | string, etag: string): Promise<PutResult> {
@@ -385,8 +375,6 @@ export class S3Store implements ObjectStore {
         () => new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, IfMatch: unquote(etag) }));
       return { etag: unquote(res.ETag) };
     } catch (err) {
-      const landed = await this.ownWriteLanded(key, body, err);
-      if (landed) return landed;
       // AWS answers If-Match on a missing key with 404: for the caller the object it
       // read has changed (it is gone), the same loss as a 412.
       if (err instanceof StoreError && err.rosetCode === 'OBJECT_NOT_FOUND') {
@@ -398,6 +386,7 @@ export class S3Store implements ObjectStore {
 
   async putFile(key: string, filePath: string, options: PutFileOptions = {}): Promise<PutResult> {
     const Key = this.fullKey(key);
+    const run: RequestRunner = options.request ?? runOnce;
     let partSize = Math.max(MIN_PART_SIZE, options.partSize ?? this.partSize);
     const concurrency = Math.max(1, Math.floor(options.concurrency ?? this.concurrency));
     const fh = await fs.open(filePath, 'r').catch((err: NodeJS.ErrnoException) => {
@@ -411,7 +400,9 @@ export class S3Store implements ObjectStore {
           const buf = Buffer.allocUnsafe(size);
           await readFully(fh, buf, size, 0, key);
           await options.beforeComplete?.();
-          const result = options.ifAbsent ? await this.putIfAbsent(key, buf) : await this.put(key, buf);
+          const result = options.ifAbsent
+            ? await run('put-if-absent', key, () => this.putIfAbsent(key, buf))
+            : await run('put', key, () => this.put(key, buf));
           options.onProgress?.(size);
           return result;
         } finally {
@@ -421,13 +412,14 @@ export class S3Store implements ObjectStore {
       // 10,000 parts at most: grow the parts (to whole MiB) for very large files.
       if (Math.ceil(size / partSize) > MAX_PARTS) partSize = Math.ceil(size / MAX_PARTS / MiB) * MiB;
       const partCount = Math.ceil(size / partSize);
-      if (options.ifAbsent && await this.head(key)) {
+      if (options.ifAbsent && await run('head', key, () => this.head(key))) {
         // Lose before sending gigabytes. This check alone is racy; the If-None-Match
         // on completion below is what AWS, R2 and MinIO enforce (Ceph RGW 16 ignores
         // it there, see docs/STORAGE.md).
         throw new StoreError('PRECONDITION_FAILED', `Object already exists: ${key}`, { key });
       }
-      const uploadId = await this.createMultipartUpload(key);
+      const uploadId = await run('create-multipart', key, () => this.createMultipartUpload(key));
+      const abort = (): Promise<void> => run('abort-multipart', key, () => this.abortMultipartUpload(key, uploadId)).catch(() => undefined);
       const parts: PartResult[] = new Array(partCount);
       let next = 0;
       let uploaded = 0;
@@ -448,10 +440,8 @@ export class S3Store implements ObjectStore {
           try {
             const body = buf.subarray(0, length);
             await readFully(fh, body, length, offset, key);
-            const res = await this.send<{ ETag?: string }>('upload part', key, () => new UploadPartCommand({
-              Bucket: this.bucket, Key, UploadId: uploadId, PartNumber: index + 1, Body: body, ContentLength: length,
-            }));
-            parts[index] = { partNumber: index + 1, etag: unquote(res.ETag) };
+            // The retry layer sends this part again if it fails: the part, not the file.
+            parts[index] = await run('upload-part', key, () => this.uploadPart(key, uploadId, index + 1, body));
           } finally {
             if (buf !== own && this.freeParts.length < this.concurrency) this.freeParts.push(buf);
             give();
@@ -463,15 +453,33 @@ export class S3Store implements ObjectStore {
       const workers = Array.from({ length: Math.min(concurrency, partCount) }, () => worker().catch((err) => { failed ??= err; }));
       await Promise.all(workers);
       if (failed !== undefined) {
-        await this.abortMultipartUpload(key, uploadId).catch(() => {});
+        await abort();
         // The caller's own error (beforePart) goes back as it is.
         throw failed instanceof RosetError ? failed : new StoreError('STORAGE_ERROR', `Upload of ${key} failed: ${(failed as Error).message}`, { key }, { cause: failed });
       }
       try {
         await options.beforeComplete?.();
-        return await this.completeMultipartUpload(key, uploadId, parts, { ifAbsent: options.ifAbsent });
       } catch (err) {
-        await this.abortMultipartUpload(key, uploadId).catch(() => {});
+        await abort();
+        throw err;
+      }
+      let sent = 0;
+      try {
+        return await run('complete-multipart', key, () => {
+          sent++;
+          return this.completeMultipartUpload(key, uploadId, parts, { ifAbsent: options.ifAbsent });
+        });
+      } catch (err) {
+        // A completion sent again after a lost answer finds its upload gone: if the
+        // object is there, whole, the first one completed it.
+        if (sent > 1 && err instanceof StoreError && err.rosetCode === 'OBJECT_NOT_FOUND') {
+          const info = await run('head', key, () => this.head(key)).catch(() => null);
+          if (info && info.size === size) {
+            await this.untag(uploadId).catch(() => undefined);
+            return { etag: info.etag };
+          }
+        }
+        await abort();
         throw err;
       }
     } finally {
@@ -532,12 +540,56 @@ export class S3Store implements ObjectStore {
     await this.send('delete', key, () => new DeleteObjectCommand({ Bucket: this.bucket, Key }));
   }
 
+  /** Key of the owner tag of an upload, relative to the prefix. */
+  private tagKey(owner: string, uploadId: string): string {
+    return `${UPLOAD_TAGS}${owner}/${Buffer.from(uploadId).toString('base64url')}`;
+  }
+
+  /** Deletes an owner's tag of an upload (default: this store's); a missing tag is no error. */
+  private async untag(uploadId: string, owner = this.uploadOwner): Promise<void> {
+    if (!owner) return;
+    const tag = this.tagKey(owner, uploadId);
+    await this.send('untag multipart upload', tag, () => new DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + tag }));
+  }
+
+  /** Every owner tag under `.roset/uploads/` (or one owner's), as upload id → owner. */
+  private async uploadTags(owner?: string): Promise<Map<string, string>> {
+    const base = `${this.prefix}${UPLOAD_TAGS}`;
+    const tags = new Map<string, string>();
+    let ContinuationToken: string | undefined;
+    do {
+      const res = await this.send<{ Contents?: { Key?: string }[]; IsTruncated?: boolean; NextContinuationToken?: string }>(
+        'list upload tags', UPLOAD_TAGS, () => new ListObjectsV2Command({ Bucket: this.bucket, Prefix: owner ? `${base}${owner}/` : base, ContinuationToken }));
+      for (const o of res.Contents ?? []) {
+        const [tagOwner, encoded, ...rest] = (o.Key ?? '').slice(base.length).split('/');
+        if (!tagOwner || !encoded || rest.length) continue;
+        tags.set(Buffer.from(encoded, 'base64url').toString(), tagOwner);
+      }
+      ContinuationToken = res.IsTruncated ? res.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+    return tags;
+  }
+
   async createMultipartUpload(key: string): Promise<string> {
     const Key = this.fullKey(key);
     const res = await this.send<{ UploadId?: string }>('create multipart upload', key,
       () => new CreateMultipartUploadCommand({ Bucket: this.bucket, Key }));
     if (!res.UploadId) throw new StoreError('STORAGE_ERROR', `S3 returned no upload id for ${key}`, { key });
-    return res.UploadId;
+    const uploadId = res.UploadId;
+    if (this.uploadOwner) {
+      // The tag, before any part: ListMultipartUploads shows keys, not metadata, and a
+      // content-addressed key cannot carry the owner, so the owner's sweep finds its
+      // uploads by these tags.
+      const tag = this.tagKey(this.uploadOwner, uploadId);
+      const body = JSON.stringify({ key, uploadId, owner: this.uploadOwner, initiated: new Date().toISOString() });
+      try {
+        await this.send('tag multipart upload', tag, () => new PutObjectCommand({ Bucket: this.bucket, Key: this.prefix + tag, Body: body, ContentType: 'application/json' }));
+      } catch (err) {
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId })).catch(() => undefined);
+        throw err;
+      }
+    }
+    return uploadId;
   }
 
   async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<PartResult> {
@@ -564,6 +616,9 @@ export class S3Store implements ObjectStore {
     const res = options.ifAbsent
       ? await this.conditional<{ ETag?: string }>('complete multipart upload', key, make)
       : await this.send<{ ETag?: string }>('complete multipart upload', key, make);
+    // The upload is gone: so is the need for its tag. A tag left behind (this delete
+    // failed) names no upload, and the owner's next sweep deletes it.
+    await this.untag(uploadId).catch(() => undefined);
     if (res.ETag) return { etag: unquote(res.ETag) };
     // Ceph RGW 16 answers CompleteMultipartUpload with an empty <ETag>.
     const info = await this.head(key);
@@ -573,10 +628,27 @@ export class S3Store implements ObjectStore {
 
   async abortMultipartUpload(key: string, uploadId: string): Promise<void> {
     const Key = this.fullKey(key);
-    await this.send('abort multipart upload', key, () => new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId }));
+    try {
+      await this.send('abort multipart upload', key, () => new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId }));
+    } catch (err) {
+      // No such upload: gone already, and so is the need for its tag.
+      if (err instanceof StoreError && err.rosetCode === 'OBJECT_NOT_FOUND') await this.untag(uploadId).catch(() => undefined);
+      throw err;
+    }
+    await this.untag(uploadId).catch(() => undefined);
   }
 
   async listMultipartUploads(prefix: string): Promise<MultipartUploadInfo[]> {
+    const out = await this.listUploads(prefix);
+    if (out.length) {
+      const owners = await this.uploadTags();
+      for (const u of out) u.owner = owners.get(u.uploadId) ?? null;
+    }
+    return out;
+  }
+
+  /** The unfinished uploads under `prefix`, sorted by key, their owners not looked up. */
+  private async listUploads(prefix: string): Promise<MultipartUploadInfo[]> {
     const out: MultipartUploadInfo[] = [];
     let KeyMarker: string | undefined;
     let UploadIdMarker: string | undefined;
@@ -589,7 +661,7 @@ export class S3Store implements ObjectStore {
       }));
       for (const u of res.Uploads ?? []) {
         if (!u.Key?.startsWith(this.prefix) || !u.UploadId) continue;
-        out.push({ key: u.Key.slice(this.prefix.length), uploadId: u.UploadId, initiated: u.Initiated ?? new Date(0) });
+        out.push({ key: u.Key.slice(this.prefix.length), uploadId: u.UploadId, initiated: u.Initiated ?? new Date(0), owner: null });
       }
       if (!res.IsTruncated || (!res.NextKeyMarker && !res.NextUploadIdMarker)) break;
       KeyMarker = res.NextKeyMarker;
@@ -598,17 +670,47 @@ export class S3Store implements ObjectStore {
     return out.sort((a, b) => a.key.localeCompare(b.key));
   }
 
+  async abortOwnUploads(options: { request?: RequestRunner } = {}): Promise<MultipartUploadInfo[]> {
+    const owner = this.uploadOwner;
+    if (!owner) return [];
+    const run = options.request ?? runOnce;
+    const mine = await run('list upload tags', UPLOAD_TAGS, () => this.uploadTags(owner));
+    if (mine.size === 0) return [];
+    const aborted: MultipartUploadInfo[] = [];
+    for (const u of await run('list multipart uploads', '', () => this.listUploads(''))) {
+      // Only what this owner tagged: another owner's uploads, and untagged ones, stay.
+      if (!mine.has(u.uploadId)) continue;
+      u.owner = owner;
+      await run('abort multipart upload', u.key, async () => {
+        try {
+          await this.abortMultipartUpload(u.key, u.uploadId);
+        } catch (err) {
+          // Gone between the list and the abort (an earlier attempt took it): done.
+          if (!(err instanceof StoreError && err.rosetCode === 'OBJECT_NOT_FOUND')) throw err;
+        }
+      });
+      aborted.push(u);
+    }
+    // Tags of uploads that are gone (completed or aborted, their tag's delete lost).
+    const done = new Set(aborted.map((u) => u.uploadId));
+    for (const uploadId of mine.keys()) {
+      if (!done.has(uploadId)) await run('untag multipart upload', this.tagKey(owner, uploadId), () => this.untag(uploadId, owner));
+    }
+    return aborted;
+  }
+
   async close(): Promise<void> {
     this.client.destroy();
   }
 }
 
-/** pread until `length` bytes are in `buf`; a file that shrank is an error, not zeros. */
+/** pread until `length` bytes are in `buf`; a file that shrank is FILE_CHANGED, not zeros. */
 async function readFully(fh: fs.FileHandle, buf: Buffer, length: number, position: number, key: string): Promise<void> {
   let done = 0;
   while (done < length) {
     const { bytesRead } = await fh.read(buf, done, length - done, position + done);
-    if (bytesRead === 0) throw new StoreError('STORAGE_ERROR', `File shrank while uploading ${key} (short read at ${position + done})`, { key });
+    // The file was truncated under its upload: not a storage failure, nothing to retry.
+    if (bytesRead === 0) throw new StoreError('FILE_CHANGED', `File shrank while uploading ${key} (short read at ${position + done})`, { key });
     done += bytesRead;
   }
 }

@@ -12,7 +12,17 @@
  *   `capabilities.conditionalWrites` is true.
  * - ETags are returned unquoted.
  * - `get` of a missing key throws StoreError('OBJECT_NOT_FOUND'); `head` returns null.
+ * - A store never retries by itself. A multi-request operation (`putFile`,
+ *   `abortOwnUploads`) sends each of its requests through the `request` runner it is
+ *   given, so the retry layer above (src/store/retry.ts) sends a failed request (one
+ *   part) again, never the whole operation.
+ * - An error thrown by a caller's hook (`beforePart`, `beforeComplete`) comes back as it
+ *   is: never wrapped into a storage error, so never retried.
+ * - A store opened with an upload owner (the agent id) tags every multipart upload it
+ *   starts with that owner before sending any part, and `abortOwnUploads` aborts only
+ *   uploads with that tag: never another owner's, never an untagged one.
  */
+import { StoreError } from '../errors/index.js';
 
 export interface ObjectInfo {
   key: string;
@@ -42,6 +52,25 @@ export interface MultipartUploadInfo {
   key: string;
   uploadId: string;
   initiated: Date;
+  /** The owner (agent id) of the store that started it; null when untagged. */
+  owner: string | null;
+}
+
+/**
+ * Runs one request of a multi-request operation, named by `op` (e.g. `upload-part`)
+ * and the key it is about. The retry layer passes one that retries the request.
+ */
+export type RequestRunner = <T>(op: string, key: string, fn: () => Promise<T>) => Promise<T>;
+
+/** Each request once: what a store uses when no retry layer gave it a runner. */
+export const runOnce: RequestRunner = (_op, _key, fn) => fn();
+
+/** Checks an upload owner, which becomes part of a key: 1-128 of [A-Za-z0-9._-]. */
+export function checkUploadOwner(owner: string | undefined): string | undefined {
+  if (owner !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(owner)) {
+    throw new StoreError('BAD_REQUEST', `Invalid upload owner ${JSON.stringify(owner)}: 1-128 characters of [A-Za-z0-9._-]`);
+  }
+  return owner;
 }
 
 export interface PartResult {
@@ -75,6 +104,8 @@ export interface PutFileOptions {
    * matters (its file changed or was deleted) stops early. Throwing aborts the upload.
    */
   beforePart?: () => void;
+  /** Runs each request of the upload (default `runOnce`); set by the retry layer. */
+  request?: RequestRunner;
 }
 
 export interface ObjectStore {
@@ -99,6 +130,12 @@ export interface ObjectStore {
   completeMultipartUpload(key: string, uploadId: string, parts: PartResult[], options?: { ifAbsent?: boolean }): Promise<PutResult>;
   abortMultipartUpload(key: string, uploadId: string): Promise<void>;
   listMultipartUploads(prefix: string): Promise<MultipartUploadInfo[]>;
+  /**
+   * Aborts every unfinished multipart upload tagged with this store's upload owner, and
+   * forgets their tags; returns them. Another owner's uploads and untagged ones are
+   * left alone; without an owner nothing is aborted.
+   */
+  abortOwnUploads(options?: { request?: RequestRunner }): Promise<MultipartUploadInfo[]>;
 
   close(): Promise<void>;
 }

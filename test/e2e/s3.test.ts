@@ -2,7 +2,8 @@
  * The end-to-end scenario on a real S3 server (Ceph RGW, through a recording proxy):
  * write, commit, move `latest`, check the bucket holds exactly the layout of design §3,
  * dedup a shared file without uploading any of its bytes, resume after losing the
- * cache, and rebuild everything with `roset recover` after losing the state directory.
+ * cache, and rebuild everything with `roset recover` after losing the state directory;
+ * at start-up, abort this agent's abandoned multipart uploads and no other agent's.
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -22,6 +23,8 @@ describe('end to end on S3', () => {
   let env: NodeJS.ProcessEnv;
   let args: string[];
   const shas = new Map<string, string>();
+  const agentId = 'agt_e2e00000000000001';
+  let peerUpload: string;
 
   beforeAll(async () => {
     const s3 = s3TestConfig();
@@ -30,19 +33,29 @@ describe('end to end on S3', () => {
     env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_REGION: s3.region };
     args = ['--s3-endpoint', proxy.endpoint, '--s3-force-path-style'];
     root = tempRoot();
-    // A multipart upload abandoned by an earlier run of this mount.
-    const s = await S3Store.fromUrl(store, { s3Endpoint: s3.endpoint, s3ForcePathStyle: true, s3ConditionalWrites: true });
-    const uploadId = await s.createMultipartUpload('objects/ab/abandoned');
-    await s.uploadPart('objects/ab/abandoned', uploadId, 1, Buffer.alloc(1024));
-    await s.close();
+    // This node's agent id, as an earlier run of it left it in the state directory.
+    mkdirSync(path.join(root, 'state'), { recursive: true, mode: 0o700 });
+    writeFileSync(path.join(root, 'state', 'agent-id'), `${agentId}\n`);
+    // A multipart upload that earlier run abandoned, and one another agent on the same
+    // prefix has in progress.
+    for (const [owner, key] of [[agentId, 'objects/ab/abandoned'], ['agt_peer', 'objects/cd/peer']] as const) {
+      const s = await S3Store.fromUrl(store, { s3Endpoint: s3.endpoint, s3ForcePathStyle: true, s3ConditionalWrites: true, uploadOwner: owner });
+      const uploadId = await s.createMultipartUpload(key);
+      await s.uploadPart(key, uploadId, 1, Buffer.alloc(1024));
+      if (owner === 'agt_peer') peerUpload = uploadId;
+      await s.close();
+    }
     d = await startDaemon({ root, store, args, env });
   });
 
-  it('aborts multipart uploads left behind, at start-up', async () => {
-    const s = await S3Store.fromUrl(store, { s3Endpoint: s3TestConfig().endpoint, s3ForcePathStyle: true, s3ConditionalWrites: true });
-    expect(await s.listMultipartUploads('')).toEqual([]);
+  it('aborts its own multipart uploads left behind at start-up, and leaves another agent\'s alone', async () => {
+    const s = await S3Store.fromUrl(store, { s3Endpoint: s3TestConfig().endpoint, s3ForcePathStyle: true, s3ConditionalWrites: true, uploadOwner: 'agt_peer' });
+    expect((await s.listMultipartUploads('')).map((u) => [u.key, u.uploadId, u.owner])).toEqual([['objects/cd/peer', peerUpload, 'agt_peer']]);
+    expect(d.logs()).toContain('aborted an abandoned multipart upload of this agent');
+    expect(d.logs()).toContain('objects/ab/abandoned');
+    // The peer's own sweep, to leave the bucket clean.
+    expect((await s.abortOwnUploads()).map((u) => u.uploadId)).toEqual([peerUpload]);
     await s.close();
-    expect(d.logs()).toContain('aborting an abandoned multipart upload');
   });
   afterAll(async () => {
     await stopAll();

@@ -16,11 +16,15 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { StoreError } from '../../src/errors/index.js';
+import { CacheError, StoreError } from '../../src/errors/index.js';
+import { RetryingStore } from '../../src/store/retry.js';
 import { listAll, type ObjectStore } from '../../src/store/types.js';
 
 export interface StoreUnderTest {
+  /** Opened with no upload owner. */
   store: ObjectStore;
+  /** Another handle on the same store (same directory or prefix), tagging its uploads with `owner`. */
+  withOwner: (owner: string) => Promise<ObjectStore>;
   /** Removes whatever the factory created (a temp dir); keys are deleted by the suite. */
   cleanup?: () => Promise<void>;
 }
@@ -351,6 +355,80 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
       await expectCode(store.abortMultipartUpload(key, id), 'OBJECT_NOT_FOUND');
       await expect(store.completeMultipartUpload(key, id, [{ partNumber: 1, etag: 'x' }])).rejects.toBeInstanceOf(StoreError);
       expect(await store.head(key)).toBeNull();
+    });
+
+    it('tags uploads with their owner, and an owner\'s sweep aborts its own uploads and no one else\'s', async () => {
+      const mine = await sut.withOwner('agt_mine');
+      const peer = await sut.withOwner('agt_peer');
+      try {
+        const started = async (s: ObjectStore, key: string): Promise<string> => {
+          const id = await s.createMultipartUpload(key);
+          await s.uploadPart(key, id, 1, randomBytes(1024));
+          return id;
+        };
+        const a = await started(mine, 'owners/a.bin');
+        const b = await started(mine, 'owners/b.bin');
+        const p = await started(peer, 'owners/a.bin');
+        const u = await started(store, 'owners/untagged.bin');
+        const owners = async (): Promise<Record<string, string | null>> =>
+          Object.fromEntries((await store.listMultipartUploads('owners/')).map((x) => [x.uploadId, x.owner]));
+        expect(await owners()).toEqual({ [a]: 'agt_mine', [b]: 'agt_mine', [p]: 'agt_peer', [u]: null });
+
+        // A finished upload is no longer anyone's to abort.
+        const done = await mine.createMultipartUpload('owners/done.bin');
+        await mine.completeMultipartUpload('owners/done.bin', done, [await mine.uploadPart('owners/done.bin', done, 1, Buffer.from('done'))]);
+
+        const aborted = await mine.abortOwnUploads();
+        expect(aborted.map((x) => x.uploadId).sort()).toEqual([a, b].sort());
+        expect(await owners()).toEqual({ [p]: 'agt_peer', [u]: null });
+        // The peer's upload is whole: it still completes.
+        await peer.uploadPart('owners/a.bin', p, 2, Buffer.from('tail'));
+        expect(await mine.abortOwnUploads()).toEqual([]);
+        // Without an owner, a sweep aborts nothing.
+        expect(await store.abortOwnUploads()).toEqual([]);
+        expect(await owners()).toEqual({ [p]: 'agt_peer', [u]: null });
+        await peer.abortOwnUploads();
+        await store.abortMultipartUpload('owners/untagged.bin', u);
+        expect(await owners()).toEqual({});
+        expect((await store.get('owners/done.bin')).toString()).toBe('done');
+      } finally {
+        await mine.close();
+        await peer.close();
+      }
+    });
+
+    it('stops an upload whose file changed after one attempt: the error comes back as it is, never retried', async () => {
+      // Under the retry layer, as every store runs: each call of a hook is one attempt.
+      const retrying = new RetryingStore(await sut.withOwner('agt_changed'), { attempts: 8, deadlineMs: 30_000, baseDelayMs: 1, maxDelayMs: 5 });
+      const changed = new CacheError('FILE_CHANGED', 'the file changed while it was being uploaded');
+      const small = path.join(tmp, 'changed-small.bin');
+      const big = path.join(tmp, 'changed-big.bin');
+      await fs.writeFile(small, randomBytes(4096));
+      await fs.writeFile(big, randomBytes(12 * MiB));
+      try {
+        for (const [key, file] of [['changed/small.bin', small], ['changed/big.bin', big]] as const) {
+          let checks = 0;
+          const err = await retrying.putFile(key, file, {
+            ifAbsent: true, partSize: 5 * MiB, beforeComplete: () => { checks++; throw changed; },
+          }).then(() => undefined, (e: unknown) => e);
+          expect(err, key).toBe(changed);
+          expect(checks, key).toBe(1);
+          expect(await store.head(key), key).toBeNull();
+        }
+        // Stopped before its bytes are read: once.
+        let parts = 0;
+        const err = await retrying.putFile('changed/parts.bin', big, {
+          partSize: 5 * MiB, concurrency: 1, beforePart: () => { parts++; throw changed; },
+        }).then(() => undefined, (e: unknown) => e);
+        expect(err).toBe(changed);
+        expect(parts).toBe(1);
+        expect(await store.head('changed/parts.bin')).toBeNull();
+        // Nothing is left half-uploaded, and nothing is left tagged.
+        expect(await store.listMultipartUploads('changed/')).toEqual([]);
+        expect(await retrying.abortOwnUploads()).toEqual([]);
+      } finally {
+        await retrying.close();
+      }
     });
   });
 }

@@ -11,6 +11,7 @@ storeConformance('LocalStore', async () => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'roset-localstore-'));
   return {
     store: await LocalStore.open(dir),
+    withOwner: (owner) => LocalStore.open(dir, { uploadOwner: owner }),
     cleanup: () => fs.rm(dir, { recursive: true, force: true }),
   };
 });

@@ -1,21 +1,24 @@
 /**
  * S3Store against a real S3 server: the conformance suite, then what only S3 has
- * (URL parsing, the capability probe, the credential chain, error hygiene, 409 retries).
+ * (URL parsing, the capability probe, the credential chain, error hygiene, 409 retries,
+ * one attempt per request in the client with retries part by part in the retry layer,
+ * owner tags of multipart uploads, and an upload whose file changed sent only once).
  *
  * The server is Ceph RGW from scripts/s3-test-server (started on first use by
  * s3TestConfig), or whatever ROSET_TEST_S3_ENDPOINT names. These tests never skip.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { StoreError } from '../../src/errors/index.js';
+import { CacheError, StoreError } from '../../src/errors/index.js';
 import { openStore } from '../../src/store/index.js';
 import { parseS3Url, S3Store } from '../../src/store/s3.js';
 import { RetryingStore } from '../../src/store/retry.js';
 import { listAll } from '../../src/store/types.js';
 import { s3TestConfig, s3TestStoreOptions, s3TestUrl, type S3TestConfig } from '../support/s3.js';
+import { startRecordingProxy, type RecordedRequest, type RecordingProxy } from '../support/s3-proxy.js';
 import { storeConformance } from './conformance.js';
 
 let cfg: S3TestConfig;
@@ -33,10 +36,14 @@ beforeEach(() => {
   if (setupError) throw setupError;
 });
 
-storeConformance('S3Store (Ceph RGW)', async () => ({
-  // Through fromUrl, so the capabilities asserted are the probed ones.
-  store: await S3Store.fromUrl(s3TestUrl('conformance'), s3TestStoreOptions()),
-}));
+storeConformance('S3Store (Ceph RGW)', async () => {
+  const url = s3TestUrl('conformance');
+  return {
+    // Through fromUrl, so the capabilities asserted are the probed ones.
+    store: await S3Store.fromUrl(url, s3TestStoreOptions()),
+    withOwner: (owner) => S3Store.fromUrl(url, s3TestStoreOptions({ s3ConditionalWrites: true, uploadOwner: owner })),
+  };
+});
 
 describe('S3Store specifics', () => {
   const opened: S3Store[] = [];
@@ -135,7 +142,6 @@ describe('S3Store specifics', () => {
       endpoint: cfg.endpoint,
       region: cfg.region,
       credentials: { accessKeyId: cfg.accessKeyId, secretAccessKey: 'wrong-secret-Zq8xT1' },
-      maxAttempts: 1,
       capabilities: { conditionalWrites: true, multipart: true },
     });
     try {
@@ -169,7 +175,7 @@ describe('S3Store specifics', () => {
 
   it('maps an unreachable endpoint to STORAGE_ERROR naming the key', async () => {
     const store = new S3Store({
-      bucket: cfg.bucket, prefix: 'p/', endpoint: 'http://127.0.0.1:9', region: 'us-east-1', maxAttempts: 2,
+      bucket: cfg.bucket, prefix: 'p/', endpoint: 'http://127.0.0.1:9', region: 'us-east-1',
       credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, capabilities: { conditionalWrites: true, multipart: true },
     });
     try {
@@ -181,12 +187,20 @@ describe('S3Store specifics', () => {
     }
   });
 
+  /** The store as the daemon opens it: the S3 store inside the retry layer. */
+  const openRetrying = async (url = s3TestUrl('s3retry'), extra = {}, into = opened): Promise<{ store: RetryingStore; s3: S3Store }> => {
+    const store = await openStore(url, s3TestStoreOptions({ retry: { baseDelayMs: 1, maxDelayMs: 10 }, ...extra })) as RetryingStore;
+    const s3 = store.inner as S3Store;
+    into.push(s3);
+    return { store, s3 };
+  };
+
   it('retries a conditional write answered 409 ConditionalRequestConflict', async () => {
-    const store = await open();
+    const { store, s3 } = await openRetrying();
     let conflicts = 0;
     // Answer the first two conditional PUTs with the 409 that AWS and RGW send under
     // contention, before they reach the server.
-    store.client.middlewareStack.add((next) => async (args) => {
+    s3.client.middlewareStack.add((next) => async (args) => {
       const headers = (args.request as { headers?: Record<string, string> }).headers ?? {};
       if ((headers['if-none-match'] || headers['if-match']) && conflicts < 2) {
         conflicts++;
@@ -203,11 +217,11 @@ describe('S3Store specifics', () => {
   });
 
   it('does not report a create-only write as lost when only its answer was lost', async () => {
-    const store = await open();
+    const { store, s3 } = await openRetrying();
     let lost = 0;
     // The first answer to a conditional PUT is replaced by a 503 after the write
-    // landed, as a reset or a proxy would do; the SDK retries and gets 412.
-    store.client.middlewareStack.add((next) => async (args) => {
+    // landed, as a reset or a proxy would do; the retry layer sends it again and gets 412.
+    s3.client.middlewareStack.add((next) => async (args) => {
       const headers = (args.request as { headers?: Record<string, string> }).headers ?? {};
       const result = await next(args);
       if ((headers['if-none-match'] || headers['if-match']) && lost < 1) {
@@ -230,5 +244,123 @@ describe('S3Store specifics', () => {
     expect(lost).toBe(1);
     expect((await store.get('m.json')).toString()).toBe('{"id":"c2"}');
     expect((await store.head('m.json'))?.etag).toBe(r2.etag);
+  });
+
+  describe('requests on the wire (through a recording proxy)', () => {
+    let proxy: RecordingProxy;
+    let tmp: string;
+    const MiB = 1024 * 1024;
+    // Emptied and closed before the proxy they talk through goes away.
+    const wire: S3Store[] = [];
+    beforeAll(async () => {
+      if (setupError) return;
+      proxy = await startRecordingProxy(cfg.endpoint);
+      tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'roset-s3-wire-'));
+    });
+    afterAll(async () => {
+      for (const s of wire) {
+        for await (const o of listAll(s, '')) await s.delete(o.key);
+        await s.close();
+      }
+      await proxy?.close();
+      if (tmp) await fs.rm(tmp, { recursive: true, force: true });
+    });
+    beforeEach(async () => {
+      await proxy.faults();
+      await proxy.clear();
+    });
+
+    const viaProxy = (extra = {}) => openRetrying(undefined, {
+      s3Endpoint: proxy.endpoint, s3ConditionalWrites: true, partSize: 5 * MiB, uploadConcurrency: 2, uploadOwner: 'agt_wire', ...extra,
+    }, wire);
+    const query = (q: RecordedRequest): string => q.url.split('?')[1] ?? '';
+    const onKey = (reqs: RecordedRequest[], key: string) => reqs.filter((q) => q.url.split('?')[0]!.endsWith(`/${key}`));
+    const partSends = (reqs: RecordedRequest[], key: string): Record<number, number> => {
+      const out: Record<number, number> = {};
+      for (const q of onKey(reqs, key)) {
+        const m = /(?:^|&)partNumber=(\d+)/.exec(query(q));
+        if (q.method === 'PUT' && m) out[Number(m[1])] = (out[Number(m[1])] ?? 0) + 1;
+      }
+      return out;
+    };
+    const file = async (name: string, size: number): Promise<{ file: string; sha: string }> => {
+      const bytes = randomBytes(size);
+      const f = path.join(tmp, name);
+      await fs.writeFile(f, bytes);
+      return { file: f, sha: createHash('sha256').update(bytes).digest('hex') };
+    };
+
+    it('makes one attempt per request in the client: the retry layer is the only one', async () => {
+      const { s3 } = await viaProxy();
+      await proxy.faults([{ method: 'GET', action: 'status', status: 503, code: 'SlowDown' }]);
+      await expect(s3.get('anything')).rejects.toMatchObject({ rosetCode: 'STORAGE_ERROR', details: { status: 503 } });
+      expect((await proxy.requests()).filter((q) => q.method === 'GET')).toHaveLength(1);
+    });
+
+    it('sends a failed part again, and only that part', async () => {
+      const { store } = await viaProxy();
+      const { file: f, sha } = await file('four-parts.bin', 17 * MiB);
+      // Part 2 answered 503 once, part 3 cut off mid-body once.
+      await proxy.faults([
+        { method: 'PUT', queryIncludes: 'partNumber=2&', times: 1, action: 'status', status: 503, code: 'SlowDown' },
+        { method: 'PUT', queryIncludes: 'partNumber=3&', times: 1, action: 'reset' },
+      ]);
+      await store.putFile('objects/4p', f, { ifAbsent: true });
+      const reqs = await proxy.requests();
+      expect(partSends(reqs, 'objects/4p')).toEqual({ 1: 1, 2: 2, 3: 2, 4: 1 });
+      const posts = onKey(reqs, 'objects/4p').filter((q) => q.method === 'POST');
+      expect(posts.filter((q) => /(^|&)uploads(=|&|$)/.test(query(q)))).toHaveLength(1);
+      expect(posts.filter((q) => query(q).includes('uploadId='))).toHaveLength(1);
+      expect(createHash('sha256').update(await store.get('objects/4p')).digest('hex')).toBe(sha);
+    });
+
+    it('tags a multipart upload before its first part and removes the tag when it completes or aborts', async () => {
+      const { store, s3 } = await viaProxy();
+      const { file: f } = await file('tagged.bin', 11 * MiB);
+      await store.putFile('objects/tagged', f);
+      const reqs = await proxy.requests();
+      const tagPut = reqs.findIndex((q) => q.method === 'PUT' && q.url.includes('/.roset/uploads/agt_wire/'));
+      const firstPart = reqs.findIndex((q) => q.method === 'PUT' && query(q).includes('partNumber='));
+      expect(tagPut).toBeGreaterThanOrEqual(0);
+      expect(tagPut).toBeLessThan(firstPart);
+      expect(reqs.filter((q) => q.method === 'DELETE' && q.url.includes('/.roset/uploads/agt_wire/'))).toHaveLength(1);
+      // An abort removes it too; the bucket holds no tag afterwards.
+      const id = await store.createMultipartUpload('objects/dropped');
+      expect((await store.listMultipartUploads('objects/')).map((u) => [u.uploadId, u.owner])).toEqual([[id, 'agt_wire']]);
+      await store.abortMultipartUpload('objects/dropped', id);
+      const root = await open(`s3://${cfg.bucket}`, { s3ConditionalWrites: true });
+      expect((await root.list(`${s3.prefix}.roset/uploads/`)).objects).toEqual([]);
+    });
+
+    it('sends each part of an upload whose file changed once, never completes it, and aborts it', async () => {
+      const { store } = await viaProxy();
+      const { file: f } = await file('changed.bin', 12 * MiB);
+      const changed = new CacheError('FILE_CHANGED', 'the file changed while it was being uploaded');
+      // Caught after every part was sent.
+      let checks = 0;
+      const err = await store.putFile('objects/changed', f, { ifAbsent: true, beforeComplete: () => { checks++; throw changed; } })
+        .then(() => undefined, (e: unknown) => e);
+      expect(err).toBe(changed);
+      expect(checks).toBe(1);
+      let reqs = onKey(await proxy.requests(), 'objects/changed');
+      expect(partSends(reqs, 'objects/changed')).toEqual({ 1: 1, 2: 1, 3: 1 });
+      expect(reqs.filter((q) => q.method === 'POST' && query(q).includes('uploadId='))).toEqual([]);
+      expect(reqs.filter((q) => q.method === 'DELETE' && query(q).includes('uploadId='))).toHaveLength(1);
+      expect(await store.head('objects/changed')).toBeNull();
+      // Caught before the second part: the first is not sent again, the rest never.
+      await proxy.clear();
+      let parts = 0;
+      const err2 = await store.putFile('objects/changed', f, { concurrency: 1, beforePart: () => { if (++parts === 2) throw changed; } })
+        .then(() => undefined, (e: unknown) => e);
+      expect(err2).toBe(changed);
+      reqs = onKey(await proxy.requests(), 'objects/changed');
+      expect(partSends(reqs, 'objects/changed')).toEqual({ 1: 1 });
+      // A small file: caught before its one PUT, which is never sent.
+      await proxy.clear();
+      const { file: small } = await file('changed-small.bin', 1024);
+      await expect(store.putFile('objects/changed-small', small, { ifAbsent: true, beforeComplete: () => { throw changed; } })).rejects.toBe(changed);
+      expect(onKey(await proxy.requests(), 'objects/changed-small').filter((q) => q.method === 'PUT')).toEqual([]);
+      expect(await store.listMultipartUploads('objects/')).toEqual([]);
+    });
   });
 });

@@ -2,9 +2,13 @@
  * A failure-injecting ObjectStore for tests: wraps a real store and fails chosen
  * operations on chosen keys, once, N times, every Nth call or until cleared, with a
  * transient (5xx-like), permanent (403-like) or precondition failure.
+ *
+ * `putFile` is several requests (a copy, or a PUT per part): its faults fire inside
+ * each request of the upload, through the request runner, where the retry layer above
+ * retries them one by one; each request is recorded as one `putFile` call.
  */
 import { StoreError } from '../../src/errors/index.js';
-import type { ObjectStore } from '../../src/store/types.js';
+import { runOnce, type ObjectStore, type PutFileOptions, type RequestRunner } from '../../src/store/types.js';
 
 export type FaultKind = 'transient' | 'forbidden' | 'precondition';
 
@@ -37,8 +41,8 @@ export function faulty(inner: ObjectStore): FaultyStore {
   const rules: FaultRule[] = [];
   const calls: FaultyStore['calls'] = [];
   const seen = new Map<FaultRule, number>();
-  const wrap = (op: string) => async (...args: unknown[]): Promise<unknown> => {
-    const key = typeof args[0] === 'string' ? args[0] : '';
+  /** Records the call, or throws the fault of the first rule that fires on it. */
+  const check = (op: string, key: string): void => {
     for (const r of rules) {
       if ((r.op !== '*' && r.op !== op) || (r.keyIncludes && !key.includes(r.keyIncludes))) continue;
       const n = (seen.get(r) ?? 0) + 1;
@@ -50,10 +54,23 @@ export function faulty(inner: ObjectStore): FaultyStore {
       }
     }
     calls.push({ op, key, failed: false });
+  };
+  const wrap = (op: string) => async (...args: unknown[]): Promise<unknown> => {
+    const key = typeof args[0] === 'string' ? args[0] : '';
+    if (op === 'putFile') {
+      const options = (args[2] ?? {}) as PutFileOptions;
+      const outer = options.request ?? runOnce;
+      const request: RequestRunner = (rop, rkey, fn) => outer(rop, rkey, async () => {
+        check('putFile', key);
+        return fn();
+      });
+      return inner.putFile(key, args[1] as string, { ...options, request });
+    }
+    check(op, key);
     return (inner as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[op]!.apply(inner, args);
   };
   const ops = ['put', 'putIfAbsent', 'putIfMatch', 'putFile', 'get', 'head', 'list', 'delete', 'createMultipartUpload', 'uploadPart',
-    'completeMultipartUpload', 'abortMultipartUpload', 'listMultipartUploads'];
+    'completeMultipartUpload', 'abortMultipartUpload', 'listMultipartUploads', 'abortOwnUploads'];
   const store = { description: `faulty ${inner.description}`, capabilities: inner.capabilities, close: () => inner.close(), rules, calls } as unknown as FaultyStore;
   for (const op of ops) (store as unknown as Record<string, unknown>)[op] = wrap(op);
   return store;
