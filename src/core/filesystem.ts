@@ -30,7 +30,7 @@ import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
-import { msOf, nowTimespec, type AttrChange, type Guard, type NodeRecord, type Timespec } from '../meta/types.js';
+import { msOf, nowTimespec, timespecFromMs, type AttrChange, type Guard, type NodeRecord, type Timespec } from '../meta/types.js';
 import { validateName } from '../meta/paths.js';
 import { CacheError, NamespaceError, RosetError } from '../errors/index.js';
 import { localErrorCode } from '../errors/local.js';
@@ -696,4 +696,5 @@ function digestOf(s: WriteHash): string {
   }
 }
 
-export { msOf };
+/** Time helpers for the bindings, which see the core and not the metadata layer. */
+export { msOf, timespecFromMs, type Timespec };

@@ -13,9 +13,8 @@
  */
 import Fuse from 'fuse-native';
 import { RosetError } from '../errors/index.js';
-import type { Stat } from '../core/filesystem.js';
+import { msOf, timespecFromMs, type Stat, type Timespec } from '../core/filesystem.js';
 import type { PathFilesystem } from '../core/path-ops.js';
-import { msOf, timespecFromMs, type Timespec } from '../meta/types.js';
 import { ENOTSUP, toErrno } from './errno.js';
 import type { FuseMount, FuseMountOptions } from './types.js';
 

@@ -16,4 +16,3 @@ export function toErrno(err: unknown): number {
 }
 
 export const ENOTSUP = -ERRNO.ENOTSUP!;
-export const EPERM = -ERRNO.EPERM!;

@@ -6,9 +6,11 @@
  * What is different here:
  * - Data never comes to JavaScript. READ and WRITE are pread/pwrite in C, on the fd the
  *   core opened for the handle (`handleInfo`); this adapter hands it over at open and
- *   sets the handle's write flag, which C checks on every WRITE (EROFS if clear).
- * - The kernel speaks inode numbers: `InodeTable` maps them to node ids, and paths are
- *   read from the node on each request (renames are respected), then passed to the core.
+ *   sets the handle's write flag, which C checks on every WRITE (EBADF if clear).
+ * - The kernel speaks inode numbers: `InodeTable` maps them to node ids, and the core
+ *   is called by node id. No path is built or looked up: a LOOKUP, GETATTR or OPEN is
+ *   one metadata query (test/core/query-count.test.ts).
+ * - MKDIR and CREATE carry the calling process's uid and gid, who own what is made.
  * - The kernel's writeback cache is on: write(2) returns once the kernel has the bytes,
  *   and they reach the staged file later (at the latest when the file is closed).
  *   `flushKernelCache` makes the kernel write back and drop a file's pages; the seal
@@ -26,8 +28,7 @@ import * as fsp from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import type { Logger } from 'pino';
 import { CacheError, NamespaceError, RosetError } from '../errors/index.js';
-import type { AttrRequest, Caller, RosetFilesystem, Stat } from '../core/filesystem.js';
-import type { Timespec } from '../meta/types.js';
+import type { AttrRequest, Caller, RosetFilesystem, Stat, Timespec } from '../core/filesystem.js';
 import { toErrno } from './errno.js';
 import { InodeTable, ROOT_INO } from './inodes.js';
 import { H_HASH, H_WRITE, loadNativeBinding, Op, SetAttr, type AttrArray, type NativeStats, type Session } from './native-binding.js';

@@ -62,13 +62,23 @@ describe('background upload', () => {
 
   it('never publishes an object whose bytes changed while it uploaded', async () => {
     let store!: FaultyStore;
+    // The first upload is held at its start until the file has been rewritten, so the
+    // rewrite lands while that upload runs, every time.
+    let started!: () => void;
+    const uploadStarted = new Promise<void>((r) => { started = r; });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
     const h = await startCore({
       wrapStore: (s) => {
         store = faulty(s);
-        // Slow uploads, so the rewrite below lands while the first one runs.
         const putFile = store.putFile.bind(store);
+        let first = true;
         store.putFile = async (...args: Parameters<typeof putFile>) => {
-          await new Promise((r) => setTimeout(r, 300));
+          if (first) {
+            first = false;
+            started();
+            await gate;
+          }
           return putFile(...args);
         };
         return store;
@@ -78,16 +88,20 @@ describe('background upload', () => {
       await h.fs.mkdir('/ck', 0o755);
       const first = randomBytes(1 << 20);
       await writeFile(h, '/ck/f.bin', first);
-      // Rewritten in place while its background upload sleeps.
+      await uploadStarted;
+      // Rewritten in place while its background upload is held.
       const second = randomBytes(1 << 20);
       const fh = await h.fs.open('/ck/f.bin', O_RDWR);
       h.fs.write(fh, second, second.length, 0);
       await h.fs.flush(fh);
       await h.fs.release(fh);
+      release();
       const folder = (await h.cp.lookup(h.mountId, '/ck'))!;
       const c = await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, {})).id);
       expect(c.phase).toBe('completed');
       await h.fs.uploader.drained();
+      // The held upload was of the first bytes: it never published them.
+      expect(await h.ctx.store.head(objectKey(sha(first)))).toBeNull();
       const manifest = JSON.parse((await h.ctx.store.get(`commits/${c.id}.json`)).toString('utf8'));
       expect(manifest.files[0].sha256).toBe(sha(second));
       // Whatever reached the store under objects/ hashes to its own name.
@@ -137,7 +151,9 @@ describe('read cache', () => {
       expect(c.phase).toBe('completed');
       // The staged copies become the read cache, trimmed to the limit, once the commit
       // has released them.
-      for (let i = 0; i < 500 && h.ctx.index.snapshot(c.id).length > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      // The engine releases the snapshot right after completing the commit: wait for that run.
+      expect(await h.cp.engine.drain(30_000)).toBe(true);
+      expect(h.ctx.index.snapshot(c.id)).toEqual([]);
       const cached = (): number => h.ctx.index.cachedBytes();
       expect(cached()).toBeLessThanOrEqual(5 * MiB);
       expect(cached()).toBeGreaterThan(0);
@@ -195,7 +211,9 @@ describe('read cache', () => {
       const folder = (await h.cp.lookup(h.mountId, '/ck'))!;
       const c = await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, {})).id);
       expect(c.phase).toBe('completed');
-      for (let i = 0; i < 500 && h.ctx.index.snapshot(c.id).length > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      // The engine releases the snapshot right after completing the commit: wait for that run.
+      expect(await h.cp.engine.drain(30_000)).toBe(true);
+      expect(h.ctx.index.snapshot(c.id)).toEqual([]);
       // Lose the cached copy, as after a cache wipe: the next read downloads it.
       fsSync.rmSync(`${h.ctx.cacheDir}/objects/${sha(bytes)}`, { force: true });
       const before = gets(store, objectKey(sha(bytes)));
@@ -217,7 +235,9 @@ describe('read cache', () => {
       await writeFile(h, '/ck/f.bin', bytes);
       const folder = (await h.cp.lookup(h.mountId, '/ck'))!;
       const c = await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, {})).id);
-      for (let i = 0; i < 500 && h.ctx.index.snapshot(c.id).length > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      // The engine releases the snapshot right after completing the commit: wait for that run.
+      expect(await h.cp.engine.drain(30_000)).toBe(true);
+      expect(h.ctx.index.snapshot(c.id)).toEqual([]);
       await h.fs.settle();
       // A recorded object survives the start-up sweep; a file the index does not know
       // (a download a crash caught before its fsync) does not.
