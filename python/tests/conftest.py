@@ -210,12 +210,10 @@ def start_daemon(base: Path, seal_timeout: float = 2, extra: Optional[List[str]]
     return d
 
 
-@pytest.fixture(scope="session")
-def daemon(tmp_path_factory):
-    """The session's real roset-mount (seal timeout 2 s, so OPEN_HANDLES tests are quick)."""
+def _serve(tmp_path_factory, name):
     need_module("roset")
     # "roset-py-" in the path lets scripts/test find a mount a crash left behind.
-    d = start_daemon(tmp_path_factory.mktemp("roset-py-"), seal_timeout=2)
+    d = start_daemon(tmp_path_factory.mktemp(name), seal_timeout=2)
     try:
         yield d
     finally:
@@ -223,6 +221,18 @@ def daemon(tmp_path_factory):
         if d.proc.returncode not in (0, None, -signal.SIGTERM):
             sys.stderr.write(f"roset-mount exited with {d.proc.returncode}; log tail:\n{d.log_tail()}\n")
         assert not _is_mounted(d.mountpoint), f"{d.mountpoint} is still mounted after teardown"
+
+
+@pytest.fixture(scope="session")
+def daemon(tmp_path_factory):
+    """The session's real roset-mount (seal timeout 2 s, so OPEN_HANDLES tests are quick)."""
+    yield from _serve(tmp_path_factory, "roset-py-")
+
+
+@pytest.fixture
+def fresh_daemon(tmp_path_factory):
+    """A roset-mount of the test's own, on an empty state directory."""
+    yield from _serve(tmp_path_factory, "roset-py-fresh-")
 
 
 @pytest.fixture
