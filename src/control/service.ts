@@ -147,8 +147,6 @@ export class ControlPlane implements ControlApi {
   }
 
   async removeChild(mountId: string, parentId: string, name: string, type: NodeType): Promise<NodeRecord> {
-    const parent = await this.meta.getNode(parentId);
-    if (parent && !parent.parentId && (name === '' || name === '.')) throw new NamespaceError('CROSS_DEVICE', 'The root folder cannot be removed');
     return this.meta.removeNode(mountId, parentId, name, type);
   }
 

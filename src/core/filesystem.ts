@@ -31,7 +31,6 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { msOf, nowTimespec, timespecFromMs, type AttrChange, type Guard, type NodeRecord, type Timespec } from '../meta/types.js';
-import { validateName } from '../meta/paths.js';
 import { CacheError, NamespaceError, RosetError } from '../errors/index.js';
 import { localErrorCode } from '../errors/local.js';
 import { StagingAgent } from './agent.js';
@@ -238,22 +237,20 @@ export class RosetFilesystem {
     return { ...base, mode: C.S_IFREG | (mode & 0o7777), size, nlink: 1, blocks: Math.ceil(size / 512), mtime, ctime };
   }
 
-  /** Children with their inode numbers and types, for a readdir that needs d_ino/d_type. */
-  async readdir(id: string): Promise<Array<{ name: string; ino: number; folder: boolean }>> {
+  /**
+   * A folder's children with their inode numbers and types (d_ino, d_type), and its
+   * parent (for `..`; the root is its own parent).
+   */
+  async readdir(id: string): Promise<{ parentId: string; entries: Array<{ name: string; ino: number; folder: boolean }> }> {
     const n = await this.node(id);
     if (n.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `${n.name} is not a folder`);
-    return (await this.ctx.control.children(n.id)).map((c) => ({ name: c.name, ino: this.ctx.index.ino(c.id), folder: c.type === 'folder' }));
+    const entries = (await this.ctx.control.children(n.id)).map((c) => ({ name: c.name, ino: this.ctx.index.ino(c.id), folder: c.type === 'folder' }));
+    return { parentId: n.parentId ?? n.id, entries };
   }
 
   /** The inode number of a node (stable, from the staging index). */
   inoOf(nodeId: string): number {
     return this.ctx.index.ino(nodeId);
-  }
-
-  /** The parent of a folder, for `..` (the root is its own parent). */
-  async parentOf(id: string): Promise<string> {
-    const n = await this.node(id);
-    return n.parentId ?? n.id;
   }
 
   // ---- Namespace changes: one transactional control-plane call each --------------------
@@ -293,7 +290,6 @@ export class RosetFilesystem {
    */
   async create(parentId: string, name: string, mode: number, flags: number, caller: Caller): Promise<{ fh: number; entry: Entry }> {
     this.readOnlyMount();
-    validateName(name);
     const h = this.ctx.handles.add({ nodeId: null, parentId, fd: -1, writable: true, append: (flags & C.O_APPEND) !== 0, dirty: false, sha: newWriteHash() });
     try {
       const n = await this.ctx.control.createChild({
@@ -509,9 +505,7 @@ export class RosetFilesystem {
   private async dropStaged(n: NodeRecord): Promise<void> {
     // Open handles keep their fd, as POSIX allows; the bytes go when the last fd closes.
     // They keep what stat needs of the node, which is gone from the namespace.
-    const open = this.ctx.handles.openFor(n.id);
-    for (const o of open) o.orphan = { mode: n.mode, uid: n.uid, gid: n.gid, atime: n.atime };
-    if (open.some((o) => o.writable && o.fd >= 0)) this.ctx.index.addWriters(n.id, -open.filter((o) => o.writable && o.fd >= 0).length);
+    for (const o of this.ctx.handles.openFor(n.id)) o.orphan = { mode: n.mode, uid: n.uid, gid: n.gid, atime: n.atime };
     // The file goes first: on a full disk, that frees the space the index needs.
     this.uploader.bump(n.id);
     await fs.rm(stagingPath(this.ctx, n.id), { force: true });
@@ -534,7 +528,6 @@ export class RosetFilesystem {
    * - mode, uid and gid are metadata only: one guarded transaction.
    */
   async setattr(id: string, fh: number | undefined, req: AttrRequest): Promise<Stat> {
-    this.readOnlyMount();
     const h = fh ? this.ctx.handles.get(fh) : undefined;
     const viaHandle = !!(h && h.writable && h.fd >= 0 && h.nodeId === id);
     const now = nowTimespec();
@@ -551,8 +544,11 @@ export class RosetFilesystem {
     // An unlinked file (only its open handles know it): the change applies to their bytes.
     const orphan = this.ctx.handles.openFor(id).find((o) => o.orphan && o.fd >= 0 && (o.writable || req.size === undefined));
     if (orphan) return this.setattrOrphan(orphan, req.size, atime, mtime);
+    // Nothing Roset stores (a ctime-only SETATTR from the kernel's writeback): attributes as they are.
+    if (!touchesBytes && Object.keys(meta).length === 0) return this.getattr(id, fh);
+    this.readOnlyMount();
     if (!touchesBytes) {
-      const n = await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, this.withMode(meta, await this.node(id)), 'writable');
+      const n = await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, meta, 'writable');
       return this.statOf(n);
     }
     if (viaHandle) {
@@ -574,7 +570,7 @@ export class RosetFilesystem {
       if (r.barrier) throw await this.barrierError(r.barrier);
       if (n.type === 'folder') {
         if (req.size !== undefined) throw new NamespaceError('IS_A_FOLDER', `${n.name} is a folder`);
-        return this.statOf(await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, this.withMode(meta, n), 'writable'));
+        return this.statOf(await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, meta, 'writable'));
       }
       if (req.size !== undefined && n.ownerAgent !== this.ctx.agentId) throw new NamespaceError('CONFLICT', `${n.name} is staged by another node`);
       let fd = -1;
@@ -591,17 +587,12 @@ export class RosetFilesystem {
         throw new CacheError('STAGED_DATA_LOST', `The staged bytes of ${n.name} are missing from this node's cache`);
       }
       if (req.size !== undefined && !mtime) meta.mtime = now;
-      const out = await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, this.withMode(meta, n), 'writable');
+      const out = await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, meta, 'writable');
       if (req.size !== undefined && !this.ctx.handles.openFor(id).some((o) => o.writable && o.fd >= 0)) this.uploader.schedule(id);
       return this.statOf(out);
     } finally {
       this.ctx.handles.remove(op.fh);
     }
-  }
-
-  /** Keeps the file-type bits of a node's mode when only permissions are given. */
-  private withMode(meta: AttrChange, n: NodeRecord): AttrChange {
-    return meta.mode === undefined ? meta : { ...meta, mode: (n.mode & ~0o7777) | (meta.mode & 0o7777) };
   }
 
   private withSize(meta: AttrChange, fd: number, size: number | undefined): AttrChange {

@@ -56,7 +56,7 @@ export class PathFilesystem {
   }
 
   async readdir(p: string): Promise<string[]> {
-    return (await this.core.readdir(await this.resolve(p))).map((e) => e.name);
+    return (await this.core.readdir(await this.resolve(p))).entries.map((e) => e.name);
   }
 
   async mkdir(p: string, mode: number, caller: Caller = this.owner): Promise<void> {

@@ -184,16 +184,11 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
       replyOk(id);
     },
     [Op.OPENDIR]: async (id, ino) => {
-      const nodeId = idOf(ino);
-      const children = await fs.readdir(nodeId);
-      let parentIno = ROOT_INO;
-      if (ino !== ROOT_INO) {
-        const parentId = await fs.parentOf(nodeId);
-        parentIno = parentId === root ? ROOT_INO : fs.inoOf(parentId);
-      }
+      const { parentId, entries } = await fs.readdir(idOf(ino));
+      const parentIno = ino === ROOT_INO || parentId === root ? ROOT_INO : fs.inoOf(parentId);
       const list = [
         { name: '.', ino, mode: S_IFDIR }, { name: '..', ino: parentIno, mode: S_IFDIR },
-        ...children.map((c) => ({ name: c.name, ino: c.ino, mode: c.folder ? S_IFDIR : S_IFREG })),
+        ...entries.map((c) => ({ name: c.name, ino: c.ino, mode: c.folder ? S_IFDIR : S_IFREG })),
       ];
       const dfh = nextDir++;
       dirs.set(dfh, list);

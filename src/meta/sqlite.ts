@@ -376,7 +376,7 @@ export class SqliteMetadataStore implements MetadataStore {
       if (!n) throw new NamespaceError('NODE_NOT_FOUND', `No node ${id}`);
       this.guarded(id, guard, `changing the attributes of ${n.name || '/'}`);
       const next: NodeRecord = {
-        ...n, size: attrs.size ?? n.size, mode: attrs.mode ?? n.mode, uid: attrs.uid ?? n.uid, gid: attrs.gid ?? n.gid,
+        ...n, size: attrs.size ?? n.size, mode: attrs.mode === undefined ? n.mode : (n.mode & ~0o7777) | (attrs.mode & 0o7777), uid: attrs.uid ?? n.uid, gid: attrs.gid ?? n.gid,
         atime: attrs.atime ?? n.atime, mtime: attrs.mtime ?? n.mtime, ctime: t, updatedAt: now,
       };
       this.run(`UPDATE nodes SET size = ?, mode = ?, uid = ?, gid = ?, atime_s = ?, atime_ns = ?, mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ?,

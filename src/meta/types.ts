@@ -196,6 +196,7 @@ export interface NewNode {
 
 export interface AttrChange {
   size?: number;
+  /** Permission bits (0o7777); the file type bits stay. */
   mode?: number;
   uid?: number;
   gid?: number;
