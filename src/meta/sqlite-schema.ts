@@ -32,6 +32,8 @@ CREATE TABLE nodes (
 -- One live node per edge; '=' on TEXT compares bytes (BINARY collation).
 CREATE UNIQUE INDEX nodes_live_edge ON nodes(parent_id, name) WHERE deleted_at IS NULL;
 CREATE UNIQUE INDEX nodes_root ON nodes(mount_id) WHERE parent_id IS NULL;
+-- A folder's subfolder count (st_nlink) costs its subfolders, not all its children.
+CREATE INDEX nodes_subfolders ON nodes(parent_id) WHERE deleted_at IS NULL AND type = 'folder';
 `;
 
 const REST_V2 = `

@@ -282,7 +282,8 @@ export class SqliteMetadataStore implements MetadataStore {
     const t = n.time ?? nowTimespec();
     const now = isoNow();
     return this.write(() => {
-      const parent = this.liveNode(n.parentId);
+      const p = this.one('SELECT id, mount_id, type FROM nodes WHERE id = ? AND deleted_at IS NULL', n.parentId);
+      const parent = p ? { id: p.id as string, mountId: p.mount_id as string, type: p.type as NodeType } : null;
       if (!parent || parent.mountId !== n.mountId) throw new NamespaceError('NODE_NOT_FOUND', 'The parent folder does not exist');
       if (parent.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', `The parent of ${n.name} is not a folder`);
       this.guarded(parent.id, 'writable', `creating ${n.name}`);
