@@ -331,4 +331,13 @@ describe('upgrade: a state, cache and store written by 0.1.0', () => {
     expect((await d.client.resolvePath(STAGED))!.state).toBe('committed');
     expect((await d.client.resolvePath(REWRITTEN))!.state).toBe('staging');
   });
+
+  it('commits /runs/run1 with its one file and not the one of /runs/RUN1, which 0.1.0 aliased with it', async () => {
+    const folder = (await d.client.resolvePath('/runs/run1'))!;
+    const c = await waitCommit(d.client, (await d.client.commit(folder.id, { message: 'case apart' })).id);
+    expect(c.status, JSON.stringify(c.error)).toBe('completed');
+    expect((await d.client.getManifest(c.id)).files.map((f) => f.path)).toEqual(['notes.txt']);
+    expect((await d.client.resolvePath('/runs/RUN1/notes.txt'))!.state).toBe('staging');
+    closeSync(openSync(m('/runs/RUN1/notes.txt'), 'r+')); // still open for writing
+  });
 });
