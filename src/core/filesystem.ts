@@ -469,6 +469,7 @@ export class RosetFilesystem {
       // Removing the handle is what lets a waiting seal proceed, so it always happens.
       this.ctx.handles.remove(fh);
     }
+    if (h.orphan?.forgetOnClose && !this.ctx.handles.openFor(h.nodeId!).some((o) => o.fd >= 0)) this.forgetStaged(h.nodeId!);
     // Only now: the uploader skips a file that still has a writable handle.
     if (upload) this.uploader.schedule(h.nodeId!);
   }
@@ -509,8 +510,22 @@ export class RosetFilesystem {
     // The file goes first: on a full disk, that frees the space the index needs.
     this.uploader.bump(n.id);
     await fs.rm(stagingPath(this.ctx, n.id), { force: true });
-    this.ctx.index.removeStaged(n.id);
-    this.ctx.index.dropUpload(n.id);
+    try {
+      this.forgetStaged(n.id);
+    } catch (err) {
+      // A handle still open on the file (a RELEASE the kernel has not sent yet) holds
+      // its blocks, so a full cache disk may not have room for the index yet. The node
+      // is already gone from the namespace; the last handle's release forgets the rest.
+      const open = this.ctx.handles.openFor(n.id).filter((o) => o.fd >= 0);
+      if (open.length === 0) throw localError(err, `unlink ${n.name}`);
+      for (const o of open) o.orphan!.forgetOnClose = true;
+      this.ctx.log.warn({ nodeId: n.id, err: (err as Error).message }, 'staged file removed; its index row goes when its last handle closes');
+    }
+  }
+
+  private forgetStaged(nodeId: string): void {
+    this.ctx.index.removeStaged(nodeId);
+    this.ctx.index.dropUpload(nodeId);
   }
 
   // ---- Attributes ------------------------------------------------------------------------

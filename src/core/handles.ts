@@ -37,7 +37,7 @@ export interface Handle {
    * Set when the file was unlinked while this handle was open: what stat needs of the
    * node, which is gone from the namespace. The handle keeps working on its fd.
    */
-  orphan?: { mode: number; uid: number; gid: number; atime: Timespec };
+  orphan?: { mode: number; uid: number; gid: number; atime: Timespec; forgetOnClose?: boolean };
 }
 
 /**

@@ -7,6 +7,7 @@
  * a credential.
  */
 import { ERROR_CODES, isErrorCode, type ErrorCode } from './codes.js';
+import { localErrorCode } from './local.js';
 
 export { ERROR_CODES, httpStatusOf, errnoOf, isErrorCode, type ErrorCode, type Errno } from './codes.js';
 
@@ -40,7 +41,9 @@ export class CacheError extends RosetError {}
 export function toRosetError(err: unknown): RosetError {
   if (err instanceof RosetError) return err;
   const e = err as NodeJS.ErrnoException | undefined;
-  if (e && e.code === 'ENOSPC') return new CacheError('NO_SPACE', 'The cache disk is full', {}, { cause: err });
+  const local = localErrorCode(e?.code ?? '');
+  if (local === 'NO_SPACE') return new CacheError('NO_SPACE', 'The cache disk is full', {}, { cause: err });
+  if (local === 'FILE_TOO_LARGE') return new CacheError('FILE_TOO_LARGE', 'The file would exceed the maximum file size', {}, { cause: err });
   const message = e && typeof e.message === 'string' ? e.message : String(err);
   return new RosetError('INTERNAL', message, {}, { cause: err });
 }

@@ -4,7 +4,7 @@
  * become EIO, never success.
  */
 import { constants } from 'node:os';
-import { errnoOf, RosetError } from '../errors/index.js';
+import { errnoOf, RosetError, toRosetError } from '../errors/index.js';
 
 const ERRNO = constants.errno as Record<string, number>;
 
@@ -12,7 +12,8 @@ export function toErrno(err: unknown): number {
   if (err instanceof RosetError) return -(ERRNO[errnoOf(err.rosetCode)] ?? ERRNO.EIO!);
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (code && ERRNO[code] !== undefined) return -ERRNO[code]!;
-  return -ERRNO.EIO!;
+  // Not an errno (a full staging index is SQLITE_FULL): the code table decides.
+  return -(ERRNO[errnoOf(toRosetError(err).rosetCode)] ?? ERRNO.EIO!);
 }
 
 export const ENOTSUP = -ERRNO.ENOTSUP!;

@@ -5,10 +5,11 @@
  * once space is freed, and a restart finds everything.
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, statfsSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { sleep } from '../../src/util/sleep.js';
 import { removeRoot, startDaemon, stopAll, tempRoot } from '../support/daemon.js';
 import { errnoOf, sha256, sha256Of } from '../support/files.js';
 
@@ -52,8 +53,14 @@ describe('full cache disk', () => {
     expect(readFileSync(d.p('other', 'notes.txt'), 'utf8')).toBe('staged, not committed');
     expect((await d.client.getRef('latest'))!.commit.status).toBe('completed');
 
-    // Free the space: writing and committing work again.
+    // Free the space: writing and committing work again. The daemon holds the file's
+    // blocks until the kernel's RELEASE of the closed descriptor reaches it, a moment
+    // after close(2) returned: wait until the cache disk shows them free.
     unlinkSync(d.p('b', 'huge.bin'));
+    for (const end = Date.now() + 30_000; statfsSync(cacheDir).bavail * statfsSync(cacheDir).bsize < (16 << 20);) {
+      if (Date.now() > end) throw new Error('the blocks of the unlinked file were never freed');
+      await sleep(10);
+    }
     writeFileSync(d.p('b', 'small.bin'), randomBytes(1 << 20));
     const c = d.cli('commit', d.p('b'), '--json');
     expect(c.code, c.stderr).toBe(0);
