@@ -45,7 +45,8 @@ export class StagingAgent implements Agent {
       throw new CommitError('OPEN_HANDLES', `${open.length} file(s) still open for writing after ${Math.round(timeoutMs / 1000)} s: ${open.slice(0, 5).join(', ')}`,
         { paths: open });
     }
-    const nodes = await this.ctx.control.stagedFiles(folderId, this.id);
+    // Still the folder's members: the barrier kept them, and their attributes, as read.
+    const nodes = inside.filter((n) => n.type === 'file' && n.state !== 'committed' && n.ownerAgent === this.id);
     await this.ctx.flushKernelCache?.(nodes.map((n) => n.id)); // kernel-held dirty pages first (native binding's writeback cache)
     const files: SnapshotFile[] = [];
     for (const n of nodes) {
