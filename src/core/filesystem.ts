@@ -573,7 +573,9 @@ export class RosetFilesystem {
       });
       this.changeBytes(h!.fd, id, req.size, atime, mtime);
       if (req.size !== undefined) h!.dirty = true;
-      const n = await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, this.withSize(meta, h!.fd, req.size), guard);
+      // The bytes changed while this handle, a writer, was open: a seal that began
+      // meanwhile waits for it, so the change is before the seal and is recorded.
+      const n = await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, this.withSize(meta, h!.fd, req.size), 'not-committed');
       return this.statOf(n);
     }
     // A path operation on the bytes: a writer until it is recorded.
@@ -602,7 +604,9 @@ export class RosetFilesystem {
         throw new CacheError('STAGED_DATA_LOST', `The staged bytes of ${n.name} are missing from this node's cache`);
       }
       if (req.size !== undefined && !mtime) meta.mtime = now;
-      const out = await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, meta, 'writable');
+      // Past the barrier check as a registered writer: a seal that began since waits for
+      // this operation, so what it changed is before the seal and is recorded as such.
+      const out = await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, meta, fd >= 0 ? 'not-committed' : 'writable');
       if (req.size !== undefined && !this.ctx.handles.openFor(id).some((o) => o.writable && o.fd >= 0)) this.uploader.schedule(id);
       return this.statOf(out);
     } finally {

@@ -10,7 +10,7 @@
  * path-based system call.
  */
 import { baseName, normalizePath, parentOf } from '../meta/paths.js';
-import { NamespaceError } from '../errors/index.js';
+import { CacheError, NamespaceError } from '../errors/index.js';
 import type { ControlApi } from '../control/service.js';
 import type { AttrRequest, Caller, RosetFilesystem, Stat, StatFs } from './filesystem.js';
 import type { Timespec } from '../meta/types.js';
@@ -106,8 +106,11 @@ export class PathFilesystem {
     await this.setattr(p, undefined, { size });
   }
 
-  async ftruncate(p: string, fh: number, size: number): Promise<void> {
-    await this.setattr(p, fh, { size });
+  /** Truncates through a handle: the handle names the node, no path is resolved. */
+  async ftruncate(fh: number, size: number): Promise<void> {
+    const h = this.core.handleInfo(fh);
+    if (!h || !h.nodeId) throw new CacheError('INTERNAL', `Bad file handle ${fh}`);
+    await this.core.setattr(h.nodeId, fh, { size });
   }
 
   async chmod(p: string, mode: number): Promise<void> {

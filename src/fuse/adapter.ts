@@ -68,7 +68,7 @@ export async function mountFuse(fs: PathFilesystem, mountpoint: string, opts: Fu
     fsync: (p: string, _datasync: boolean, fh: number, cb: Done) => call('fsync', p, cb, () => fs.fsync(fh), () => cb(0)),
     release: (p: string, fh: number, cb: Done) => call('release', p, cb, () => fs.release(fh), () => cb(0)),
     truncate: (p: string, size: number, cb: Done) => call('truncate', p, cb, () => fs.truncate(p, size), () => cb(0)),
-    ftruncate: (p: string, fh: number, size: number, cb: Done) => call('ftruncate', p, cb, () => fs.ftruncate(p, fh, size), () => cb(0)),
+    ftruncate: (p: string, fh: number, size: number, cb: Done) => call('ftruncate', p, cb, () => fs.ftruncate(fh, size), () => cb(0)),
     unlink: (p: string, cb: Done) => call('unlink', p, cb, () => fs.unlink(p), () => cb(0)),
     rename: (src: string, dst: string, cb: Done) => call('rename', src, cb, () => fs.rename(src, dst), () => cb(0)),
     chmod: (p: string, mode: number, cb: Done) => call('chmod', p, cb, () => fs.chmod(p, mode), () => cb(0)),

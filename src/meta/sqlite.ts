@@ -339,6 +339,8 @@ export class SqliteMetadataStore implements MetadataStore {
       if (dstParent.type !== 'folder') throw new NamespaceError('NOT_A_FOLDER', 'The destination parent is not a folder');
       const src = this.child(req.srcParentId, req.srcName);
       if (!src) throw new NamespaceError('NODE_NOT_FOUND', `${req.srcName} does not exist`);
+      // rename(p, p) changes nothing and succeeds, as on any POSIX file system.
+      if (req.srcParentId === req.dstParentId && req.srcName === req.dstName) return { node: src, replaced: null };
       // The node itself counts (a committed folder keeps its place), and both folders.
       this.guarded(src.id, 'writable', `moving ${req.srcName}`);
       this.guarded(dstParent.id, 'writable', `moving into ${dstParent.name || '/'}`);
@@ -351,7 +353,6 @@ export class SqliteMetadataStore implements MetadataStore {
         }
       }
       const dest = this.child(req.dstParentId, req.dstName);
-      if (dest && dest.id === src.id) return { node: src, replaced: null };
       if (dest) {
         if (req.noReplace) throw new NamespaceError('NODE_EXISTS', `${req.dstName} already exists`, { name: req.dstName });
         if (dest.type === 'folder' && src.type !== 'folder') throw new NamespaceError('IS_A_FOLDER', `${req.dstName} is a folder`);
