@@ -51,8 +51,10 @@ export class PathFilesystem {
     return this.core.settle();
   }
 
+  /** Through a handle, the handle names the node (which may be unlinked): no path is resolved. */
   async getattr(p: string, fh?: number): Promise<Stat> {
-    return this.core.getattr(await this.resolve(p), fh);
+    const nodeId = fh ? this.core.handleInfo(fh)?.nodeId : undefined;
+    return this.core.getattr(nodeId ?? await this.resolve(p), fh);
   }
 
   async readdir(p: string): Promise<string[]> {

@@ -89,6 +89,8 @@ export async function mountFuse(fs: PathFilesystem, mountpoint: string, opts: Fu
     // The kernel checks mode bits against the owner and group Roset stores, as ext4 does.
     defaultPermissions: true,
     maxRead: MAX_IO,
+    // No hard_remove: libfuse 2 then loses the path of an unlinked open file and fails
+    // its fstat; it renames the file to `.fuse_hidden*` until its last close instead.
     fsname: `roset,big_writes,max_write=${MAX_IO}`,
   });
   await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
