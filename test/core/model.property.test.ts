@@ -184,18 +184,16 @@ describe('filesystem core against the reference model (property)', () => {
       let inner: ObjectStore | undefined;
       const h = await startCore({ sealTimeoutMs: sealMs, wrapStore: (s) => { inner = s; store = faulty(s); return store; } });
       let failure: unknown = null;
+      let trace: string[] = [];
       try {
-        await runSequence(cmds, new CoreTarget(h, store!, inner!, { timeoutMs: sealMs, slackMs: 100 }), { stats, logFile: process.env.ROSET_MODEL_LOG });
+        trace = await runSequence(cmds, new CoreTarget(h, store!, inner!, { timeoutMs: sealMs, slackMs: 100 }), { stats, logFile: process.env.ROSET_MODEL_LOG });
       } catch (err) {
         failure = err;
       }
       store!.rules.length = 0;
       if (!(await closeWithin(h, CLOSE_MS))) {
-        const why = failure instanceof Error ? `\n\nBefore that:\n${failure.message}` : '';
-        stuck = {
-          run: thisRun,
-          message: `the core did not shut down within ${CLOSE_MS / 1000} s after this sequence (a commit or a background upload never ended)${why}\n\nCommands:\n${cmds.map((c) => `  ${JSON.stringify(c)}`).join('\n')}`,
-        };
+        const what = failure instanceof Error ? `Before that:\n${failure.message}` : `The sequence itself passed:\n${trace.map((t) => `    ${t}`).join('\n')}`;
+        stuck = { run: thisRun, message: `the core did not shut down within ${CLOSE_MS / 1000} s after this sequence (a commit or a background upload never ended)\n\n${what}` };
         throw new Error(stuck.message);
       }
       if (failure) throw failure;

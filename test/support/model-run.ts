@@ -552,9 +552,9 @@ export function printStats(stats: Map<string, number>): void {
 
 /**
  * Plays `cmds` against the model and `target`; throws ModelMismatch, with the trace of
- * what ran, at the first answer the model does not allow.
+ * what ran, at the first answer the model does not allow. Returns that trace otherwise.
  */
-export async function runSequence<Fh>(cmds: Cmd[], target: Target<Fh>, opts: RunOptions = {}): Promise<void> {
+export async function runSequence<Fh>(cmds: Cmd[], target: Target<Fh>, opts: RunOptions = {}): Promise<string[]> {
   let model = new FsModel(target.layer, target.timing);
   const fhs = new Map<number, Fh>();
   const commitIds = new Map<number, string>();
@@ -777,6 +777,7 @@ export async function runSequence<Fh>(cmds: Cmd[], target: Target<Fh>, opts: Run
   }
   await settleEnded();
   await compareTree(model, target, mismatch);
+  return trace;
 }
 
 /** The whole tree: names, types, modes, sizes, bytes, and each node's state in the control plane. */
