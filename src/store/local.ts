@@ -19,8 +19,9 @@
  * - Only file-system errors become StoreErrors; an error a caller's hook threw (a file
  *   changed under its upload) comes back as it is, so the retry layer never retries it.
  */
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { RosetError, StoreError } from '../errors/index.js';
@@ -31,6 +32,9 @@ import {
   type ByteRange, type ListPage, type MultipartUploadInfo, type ObjectInfo, type ObjectStore, type PartResult, type PutFileOptions, type PutResult,
   type RequestRunner, type StoreCapabilities,
 } from './types.js';
+
+/** Bytes per read and write when copying a file into the store. */
+const COPY_CHUNK = 1 << 20;
 
 const DEFAULT_LIST_LIMIT = 1000;
 
@@ -150,9 +154,11 @@ export class LocalStore implements ObjectStore {
     const tmp = await run('upload', key, () => this.wrap(key, async () => {
       const out = path.join(this.tmpDir, randomUUID());
       try {
-        // copyFile uses copy_file_range / reflinks where the filesystem has them, so a
-        // large put costs no user-space copy and no memory.
-        await fs.copyFile(filePath, out);
+        // A stream copy, not fs.copyFile: libuv's copyfile (Node 20) spins at 100% CPU
+        // forever when the source shrinks while it copies, which a file truncated or
+        // rewritten during its background upload does. A short copy is caught by the
+        // uploader's version check and never published.
+        await pipeline(createReadStream(filePath, { highWaterMark: COPY_CHUNK }), createWriteStream(out, { highWaterMark: COPY_CHUNK }));
         const fh = await fs.open(out, 'r+');
         try { await fh.sync(); } finally { await fh.close(); }
         return out;

@@ -51,6 +51,7 @@ import { manifestKey } from '../../src/commit/layout.js';
 import { RosetError } from '../../src/errors/index.js';
 import { toErrno } from '../../src/fuse/errno.js';
 import { normalizePath } from '../../src/meta/paths.js';
+import { msOf, timespecFromMs } from '../../src/meta/types.js';
 import type { Manifest } from '../../src/api/types.js';
 import type { ObjectStore } from '../../src/store/types.js';
 import { startCore, type CoreHarness } from '../support/core.js';
@@ -83,7 +84,7 @@ class CoreTarget implements Target<number> {
     return observe(async () => {
       const st = await this.h.fs.getattr(p);
       const fmt = st.mode & C.S_IFMT;
-      return { type: fmt === C.S_IFDIR ? 'folder' : fmt === C.S_IFREG ? 'file' : 'other', perm: st.mode & 0o7777, size: st.size, mtimeMs: st.mtime.getTime() };
+      return { type: fmt === C.S_IFDIR ? 'folder' : fmt === C.S_IFREG ? 'file' : 'other', perm: st.mode & 0o7777, size: st.size, mtimeMs: msOf(st.mtime) };
     });
   }
 
@@ -94,7 +95,7 @@ class CoreTarget implements Target<number> {
   rename(from: string, to: string): Promise<Obs<void>> { return observe(() => this.h.fs.rename(from, to)); }
   truncate(p: string, size: number): Promise<Obs<void>> { return observe(() => this.h.fs.truncate(p, size)); }
   chmod(p: string, mode: number): Promise<Obs<void>> { return observe(() => this.h.fs.chmod(p, mode)); }
-  utimens(p: string, mtimeMs: number): Promise<Obs<void>> { return observe(() => this.h.fs.utimens(p, new Date(mtimeMs), new Date(mtimeMs))); }
+  utimens(p: string, mtimeMs: number): Promise<Obs<void>> { return observe(() => this.h.fs.utimens(p, timespecFromMs(mtimeMs), timespecFromMs(mtimeMs))); }
 
   create(p: string, mode: number, append: boolean): Promise<Obs<number>> {
     return observe(() => this.h.fs.create(p, mode, C.O_WRONLY | C.O_CREAT | C.O_EXCL | (append ? C.O_APPEND : 0)));

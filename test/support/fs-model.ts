@@ -371,8 +371,8 @@ export class FsModel {
     const src = s.node;
     if (src && src.kind === 'folder' && from !== to && within(to, from)) errs.push('EINVAL');
     errs.push(...this.barrier(s), ...this.barrier(d));
-    // Docs: a folder holding SEALING or COMMITTED folders cannot move.
-    if (src && src.kind === 'folder' && this.subtree(src.id).some((n) => n.kind === 'folder' && n.state !== 'staging')) errs.push('EROFS');
+    // Docs: a folder holding SEALING or COMMITTED folders cannot move (EBUSY, CONTAINS_COMMITS).
+    if (src && src.kind === 'folder' && this.subtree(src.id).some((n) => n.kind === 'folder' && n.state !== 'staging')) errs.push('EBUSY');
     const dst = d.node;
     if (src && dst && dst.id !== src.id) {
       if (dst.kind === 'folder' && src.kind !== 'folder') errs.push('EISDIR');
@@ -468,9 +468,9 @@ export class FsModel {
 
   write(hid: number, data: Buffer, pos: number): Expect<number> {
     const h = this.handle(hid);
-    // Docs: a write through a read-only handle is EROFS. DECISION: on a mount the
-    // kernel refuses it first with EBADF (the fd is not open for writing).
-    if (!h.writable) return fail(this.layer === 'mount' ? 'EBADF' : 'EROFS');
+    // Docs: a write through a read-only handle is EBADF (NOT_OPEN_FOR_WRITING); on a
+    // mount the kernel refuses it first, with the same errno.
+    if (!h.writable) return fail('EBADF');
     const f = this.node(h.file) as FileNode;
     // A write of 0 bytes changes no byte and no size, wherever it points.
     if (data.length === 0) {
