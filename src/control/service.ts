@@ -26,10 +26,13 @@ import { ids } from '../meta/ids.js';
 import type {
   ApiKeyRecord, AttrChange, Barrier, CommitPhase, CommitRecord, GroupRecord, Guard, MetadataStore, MoveRequest, NewNode, NodeRecord, NodeWithPath, RefRecord, SubtreeNode,
 } from '../meta/types.js';
+import { barrierError } from '../meta/barrier.js';
 import { joinPath, normalizePath, validateName } from '../meta/paths.js';
 
 export const REF_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
 const DEFAULT_DIR_MODE = 0o40755;
+/** Folders made through the API belong to the daemon's user, as every node did before ownership was stored. */
+const API_OWNER = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
 
 /**
  * What the data plane needs from the control plane: nodes by id, and changes that
@@ -53,10 +56,10 @@ export interface ControlApi {
   setNodeAttrs(mountId: string, id: string, attrs: AttrChange, guard: Guard): Promise<NodeRecord>;
   /** The barrier error for a change to `id`, thrown; nothing if it may change. */
   assertWritable(mountId: string, id: string): Promise<void>;
+  /** The error a change refused by `b` answers (SEALED or COMMITTED, with the folder's path). */
+  barrierError(b: Barrier): Promise<NamespaceError>;
   /** Live nodes inside a folder, by ancestry. */
   subtree(folderId: string): Promise<SubtreeNode[]>;
-  /** Staging files inside a folder that `agentId` owns. */
-  stagedFiles(folderId: string, agentId: string): Promise<SubtreeNode[]>;
   /** The current path of a node, for messages; null once it is gone. */
   pathOf(id: string): Promise<string | null>;
   /** The live node at a mount-relative path: for bindings and tools that speak paths, once, at their edge. */
@@ -155,9 +158,7 @@ export class ControlPlane implements ControlApi {
   }
 
   async setNodeAttrs(mountId: string, id: string, attrs: AttrChange, guard: Guard): Promise<NodeRecord> {
-    const n = await this.meta.getNode(id);
-    if (!n || n.mountId !== mountId || n.deletedAt) throw new NamespaceError('NODE_NOT_FOUND', `No node ${id}`);
-    return this.meta.setAttrs(id, attrs, guard);
+    return this.meta.setAttrs(mountId, id, attrs, guard);
   }
 
   async assertWritable(mountId: string, id: string): Promise<void> {
@@ -168,18 +169,11 @@ export class ControlPlane implements ControlApi {
 
   /** The error a change refused by `b` answers. */
   async barrierError(b: Barrier): Promise<NamespaceError> {
-    const at = (await this.meta.pathOf(b.nodeId)) ?? b.nodeId;
-    return b.code === 'SEALED'
-      ? new NamespaceError('SEALED', `${at} is sealing for a commit`, { path: at })
-      : new NamespaceError('COMMITTED', `${at} is committed and immutable`, { path: at });
+    return barrierError(b, (await this.meta.pathOf(b.nodeId)) ?? b.nodeId);
   }
 
   async subtree(folderId: string): Promise<SubtreeNode[]> {
     return this.meta.listSubtree(folderId);
-  }
-
-  async stagedFiles(folderId: string, agentId: string): Promise<SubtreeNode[]> {
-    return this.meta.stagedFiles(folderId, agentId);
   }
 
   async pathOf(id: string): Promise<string | null> {
@@ -191,11 +185,6 @@ export class ControlPlane implements ControlApi {
   }
 
   // ---- Namespace: the API (paths resolved here, once) --------------------------------
-
-  /** The live node at a mount-relative path. */
-  async lookup(mountId: string, path: string): Promise<NodeWithPath | null> {
-    return this.meta.resolvePath(mountId, normalizePath(path));
-  }
 
   async resolve(mountId: string, paths: unknown): Promise<Record<string, Node | null>> {
     if (!Array.isArray(paths) || paths.length > 1000) throw new ApiError('BAD_REQUEST', 'paths must be an array of at most 1000 strings');
@@ -246,7 +235,7 @@ export class ControlPlane implements ControlApi {
     } else {
       throw new ApiError('BAD_REQUEST', 'parentPath or parentId is required');
     }
-    const n = await this.meta.createNode({ mountId: req.mountId, parentId: parent.id, name, type: 'folder', mode: DEFAULT_DIR_MODE, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, ownerAgent: null });
+    const n = await this.meta.createNode({ mountId: req.mountId, parentId: parent.id, name, type: 'folder', mode: DEFAULT_DIR_MODE, ...API_OWNER, ownerAgent: null });
     return { ...n, path: joinPath(parent.path, name) };
   }
 
@@ -257,7 +246,7 @@ export class ControlPlane implements ControlApi {
       let next = await this.meta.lookup(cur.id, name);
       if (!next) {
         try {
-          next = await this.meta.createNode({ mountId, parentId: cur.id, name, type: 'folder', mode: DEFAULT_DIR_MODE, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, ownerAgent: null });
+          next = await this.meta.createNode({ mountId, parentId: cur.id, name, type: 'folder', mode: DEFAULT_DIR_MODE, ...API_OWNER, ownerAgent: null });
         } catch (err) {
           // Created meanwhile by someone else: use theirs.
           if (!(err instanceof NamespaceError && err.rosetCode === 'NODE_EXISTS')) throw err;

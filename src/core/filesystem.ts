@@ -105,11 +105,11 @@ function localError(err: unknown, what: string): RosetError {
   }
 }
 
-const tsOfStat = (sec: bigint, ns: bigint): Timespec => ({ sec: Number(sec), nsec: Number(ns) });
-const cmpTs = (a: Timespec, b: Timespec): number => a.sec - b.sec || a.nsec - b.nsec;
-const maxTs = (a: Timespec, b: Timespec): Timespec => (cmpTs(a, b) >= 0 ? a : b);
-/** A Date (what `fs.utimes` takes) for a Timespec, to the microsecond Node passes on. */
-const dateOf = (t: Timespec): Date => new Date(t.sec * 1000 + t.nsec / 1e6);
+/** A time from a bigint `fs.Stats` field in nanoseconds (`mtimeNs`, ...). */
+const tsOfNs = (ns: bigint): Timespec => ({ sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) });
+const maxTs = (a: Timespec, b: Timespec): Timespec => (a.sec - b.sec || a.nsec - b.nsec) >= 0 ? a : b;
+/** Seconds as `futimes` takes them (Node passes on about a microsecond). */
+const secondsOf = (t: Timespec): number => t.sec + t.nsec / 1e9;
 
 export class RosetFilesystem {
   readonly agent: StagingAgent;
@@ -148,7 +148,8 @@ export class RosetFilesystem {
     const unclosed = this.ctx.index.resetWriters();
     if (unclosed > 0) this.ctx.log.warn({ files: unclosed }, 'files were open for writing when the daemon stopped; their bytes are kept as written');
     const lost: string[] = [];
-    for (const n of await this.ctx.control.stagedFiles(await this.root(), this.ctx.agentId)) {
+    const mine = (await this.ctx.control.subtree(await this.root())).filter((n) => n.type === 'file' && n.state !== 'committed' && n.ownerAgent === this.ctx.agentId);
+    for (const n of mine) {
       if (!this.ctx.index.hasStaged(n.id) || !fsSync.existsSync(stagingPath(this.ctx, n.id))) {
         lost.push(`/${n.relPath}`);
         await this.ctx.control.removeChild(this.ctx.mountId, n.parentId!, n.name, 'file').catch((err: unknown) => {
@@ -205,8 +206,7 @@ export class RosetFilesystem {
     return {
       mode: C.S_IFREG | ((o?.mode ?? (h.writable ? 0o644 : 0o444)) & 0o7777), size: Number(st.size), nlink: 0, uid: o?.uid ?? 0, gid: o?.gid ?? 0,
       ino: h.nodeId ? this.ctx.index.ino(h.nodeId) : 0, blksize: 4096, blocks: Number(st.blocks),
-      atime: o?.atime ?? tsOfStat(st.atimeMs / 1000n, st.atimeNs % 1_000_000_000n), mtime: tsOfStat(st.mtimeMs / 1000n, st.mtimeNs % 1_000_000_000n),
-      ctime: tsOfStat(st.ctimeMs / 1000n, st.ctimeNs % 1_000_000_000n),
+      atime: o?.atime ?? tsOfNs(st.atimeNs), mtime: tsOfNs(st.mtimeNs), ctime: tsOfNs(st.ctimeNs),
     };
   }
 
@@ -227,9 +227,9 @@ export class RosetFilesystem {
       const st = await fs.stat(stagingPath(this.ctx, n.id), { bigint: true }).catch(() => null);
       if (st) {
         size = Number(st.size);
-        const fileMtime = tsOfStat(st.mtimeMs / 1000n, st.mtimeNs % 1_000_000_000n);
+        const fileMtime = tsOfNs(st.mtimeNs);
         if (Math.abs((fileMtime.sec - n.mtime.sec) * 1e9 + fileMtime.nsec - n.mtime.nsec) >= 1e6) mtime = fileMtime;
-        ctime = maxTs(ctime, tsOfStat(st.ctimeMs / 1000n, st.ctimeNs % 1_000_000_000n));
+        ctime = maxTs(ctime, tsOfNs(st.ctimeNs));
       }
     }
     // Committed files are immutable: show them without write permission.
@@ -299,7 +299,7 @@ export class RosetFilesystem {
       try {
         h.fd = fsSync.openSync(stagingPath(this.ctx, n.id), C.O_RDWR | C.O_CREAT | C.O_TRUNC, 0o600);
         // The staged file starts with the node's times, so the two agree (see statOf).
-        fsSync.futimesSync(h.fd, n.mtime.sec + n.mtime.nsec / 1e9, n.mtime.sec + n.mtime.nsec / 1e9);
+        fsSync.futimesSync(h.fd, secondsOf(n.mtime), secondsOf(n.mtime));
       } catch (err) {
         if (h.fd >= 0) fsSync.closeSync(h.fd);
         h.fd = -1;
@@ -333,7 +333,7 @@ export class RosetFilesystem {
       if (!r) throw new NamespaceError('NODE_NOT_FOUND', `Node ${id} does not exist`);
       const n = r.node;
       if (n.type === 'folder') throw new NamespaceError('IS_A_FOLDER', `${n.name} is a folder`);
-      if (r.barrier) throw await this.barrierError(r.barrier);
+      if (r.barrier) throw await this.ctx.control.barrierError(r.barrier);
       if (n.ownerAgent !== this.ctx.agentId) throw new NamespaceError('CONFLICT', `${n.name} is staged by another node`, { name: n.name });
       if (!this.staged(n)) throw new CacheError('STAGED_DATA_LOST', `The staged bytes of ${n.name} are missing from this node's cache`);
       let f = C.O_RDWR;
@@ -350,13 +350,6 @@ export class RosetFilesystem {
       this.ctx.handles.remove(h.fh);
       throw localError(err, `open ${id}`);
     }
-  }
-
-  private async barrierError(b: { code: 'SEALED' | 'COMMITTED'; nodeId: string }): Promise<NamespaceError> {
-    const at = (await this.ctx.control.pathOf(b.nodeId)) ?? b.nodeId;
-    return b.code === 'SEALED'
-      ? new NamespaceError('SEALED', `${at} is sealing for a commit`, { path: at })
-      : new NamespaceError('COMMITTED', `${at} is committed and immutable`, { path: at });
   }
 
   private async openForRead(n: NodeRecord): Promise<number> {
@@ -439,7 +432,7 @@ export class RosetFilesystem {
   private async publishAttrs(h: Handle): Promise<void> {
     const st = fsSync.fstatSync(h.fd, { bigint: true });
     try {
-      await this.ctx.control.setNodeAttrs(this.ctx.mountId, h.nodeId!, { size: Number(st.size), mtime: tsOfStat(st.mtimeMs / 1000n, st.mtimeNs % 1_000_000_000n) }, 'not-committed');
+      await this.ctx.control.setNodeAttrs(this.ctx.mountId, h.nodeId!, { size: Number(st.size), mtime: tsOfNs(st.mtimeNs) }, 'not-committed');
     } catch (err) {
       if (!(err instanceof RosetError && err.rosetCode === 'NODE_NOT_FOUND' && h.orphan)) throw err;
     }
@@ -567,10 +560,11 @@ export class RosetFilesystem {
       return this.statOf(n);
     }
     if (viaHandle) {
-      const guard: Guard = req.mode !== undefined || req.uid !== undefined || req.gid !== undefined ? 'writable' : 'not-committed';
-      await this.ctx.control.assertWritable(this.ctx.mountId, id).catch((err: unknown) => {
-        if (!(guard === 'not-committed' && err instanceof RosetError && err.rosetCode === 'SEALED')) throw err;
-      });
+      // This handle is a writer, so no seal can finish while it is open: its folder is
+      // staging or sealing, never committed, and size and times may change (a handle
+      // opened before the seal may finish). Owner and mode may not while sealing: a
+      // request that also carries them is checked before any byte changes.
+      if (req.mode !== undefined || req.uid !== undefined || req.gid !== undefined) await this.ctx.control.assertWritable(this.ctx.mountId, id);
       this.changeBytes(h!.fd, id, req.size, atime, mtime);
       if (req.size !== undefined) h!.dirty = true;
       // The bytes changed while this handle, a writer, was open: a seal that began
@@ -584,7 +578,7 @@ export class RosetFilesystem {
       const r = await this.ctx.control.nodeForWrite(this.ctx.mountId, id);
       if (!r) throw new NamespaceError('NODE_NOT_FOUND', `Node ${id} does not exist`);
       const n = r.node;
-      if (r.barrier) throw await this.barrierError(r.barrier);
+      if (r.barrier) throw await this.ctx.control.barrierError(r.barrier);
       if (n.type === 'folder') {
         if (req.size !== undefined) throw new NamespaceError('IS_A_FOLDER', `${n.name} is a folder`);
         return this.statOf(await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, meta, 'writable'));
@@ -594,7 +588,6 @@ export class RosetFilesystem {
       if (this.staged(n)) {
         try {
           fd = fsSync.openSync(stagingPath(this.ctx, n.id), C.O_RDWR);
-          if (req.size !== undefined) this.changing(n.id);
           this.changeBytes(fd, id, req.size, atime, mtime);
           if (req.size !== undefined) meta.size = fsSync.fstatSync(fd).size;
         } finally {
@@ -627,8 +620,8 @@ export class RosetFilesystem {
       }
       if (atime || mtime) {
         const st = fsSync.fstatSync(fd);
-        const a = atime ? atime.sec + atime.nsec / 1e9 : st.atimeMs / 1000;
-        const m = mtime ? mtime.sec + mtime.nsec / 1e9 : st.mtimeMs / 1000;
+        const a = atime ? secondsOf(atime) : st.atimeMs / 1000;
+        const m = mtime ? secondsOf(mtime) : st.mtimeMs / 1000;
         fsSync.futimesSync(fd, a, m);
       }
     } catch (err) {

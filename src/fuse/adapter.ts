@@ -13,7 +13,7 @@
  */
 import Fuse from 'fuse-native';
 import { RosetError } from '../errors/index.js';
-import { msOf, timespecFromMs, type Stat, type Timespec } from '../core/filesystem.js';
+import { msOf, timespecFromMs, type Stat } from '../core/filesystem.js';
 import type { PathFilesystem } from '../core/path-ops.js';
 import { ENOTSUP, toErrno } from './errno.js';
 import type { FuseMount, FuseMountOptions } from './types.js';
@@ -37,7 +37,6 @@ export async function mountFuse(fs: PathFilesystem, mountpoint: string, opts: Fu
 
   // fuse-native passes times as whole milliseconds (and, a known fuse-native bug, the
   // atime in place of the mtime for utimens): what it gives is what is stored.
-  const tsOfMs = (ms: number): Timespec => timespecFromMs(ms);
   const statOut = (st: Stat) => ({ ...st, atime: msOf(st.atime), mtime: msOf(st.mtime), ctime: msOf(st.ctime) });
 
   const ops = {
@@ -73,7 +72,7 @@ export async function mountFuse(fs: PathFilesystem, mountpoint: string, opts: Fu
     rename: (src: string, dst: string, cb: Done) => call('rename', src, cb, () => fs.rename(src, dst), () => cb(0)),
     chmod: (p: string, mode: number, cb: Done) => call('chmod', p, cb, () => fs.chmod(p, mode), () => cb(0)),
     chown: (p: string, uid: number, gid: number, cb: Done) => call('chown', p, cb, () => fs.chown(p, uid, gid), () => cb(0)),
-    utimens: (p: string, atime: number, mtime: number, cb: Done) => call('utimens', p, cb, () => fs.utimens(p, tsOfMs(atime), tsOfMs(mtime)), () => cb(0)),
+    utimens: (p: string, atime: number, mtime: number, cb: Done) => call('utimens', p, cb, () => fs.utimens(p, timespecFromMs(atime), timespecFromMs(mtime)), () => cb(0)),
     symlink: (_src: string, _dst: string, cb: Done) => cb(ENOTSUP),
     link: (_src: string, _dst: string, cb: Done) => cb(ENOTSUP),
     mknod: (_p: string, _mode: number, _dev: number, cb: Done) => cb(ENOTSUP),

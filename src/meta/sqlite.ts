@@ -16,8 +16,9 @@
  */
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
-import { NamespaceError } from '../errors/index.js';
+import { CommitError, NamespaceError } from '../errors/index.js';
 import { newId } from './ids.js';
+import { barrierError } from './barrier.js';
 import { migrate } from './sqlite-schema.js';
 import type { CommitErrorInfo, CommitStats, NodeState, NodeType } from '../api/types.js';
 import {
@@ -140,10 +141,7 @@ export class SqliteMetadataStore implements MetadataStore {
     if (guard === 'none') return;
     const b = this.barrierIn(id);
     if (!b || (guard === 'not-committed' && b.code === 'SEALED')) return;
-    const at = this.pathIn(b.nodeId) ?? b.nodeId;
-    throw b.code === 'SEALED'
-      ? new NamespaceError('SEALED', `${at} is sealing for a commit: ${what} refused`, { path: at })
-      : new NamespaceError('COMMITTED', `${at} is committed and immutable: ${what} refused`, { path: at });
+    throw barrierError(b, this.pathIn(b.nodeId) ?? b.nodeId, what);
   }
 
   private pathIn(id: string): string | null {
@@ -370,12 +368,12 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
-  async setAttrs(id: string, attrs: AttrChange, guard: Guard): Promise<NodeRecord> {
+  async setAttrs(mountId: string, id: string, attrs: AttrChange, guard: Guard): Promise<NodeRecord> {
     const t = nowTimespec();
     const now = isoNow();
     return this.write(() => {
       const n = this.liveNode(id);
-      if (!n) throw new NamespaceError('NODE_NOT_FOUND', `No node ${id}`);
+      if (!n || n.mountId !== mountId) throw new NamespaceError('NODE_NOT_FOUND', `No node ${id}`);
       this.guarded(id, guard, `changing the attributes of ${n.name || '/'}`);
       const next: NodeRecord = {
         ...n, size: attrs.size ?? n.size, mode: attrs.mode === undefined ? n.mode : (n.mode & ~0o7777) | (attrs.mode & 0o7777), uid: attrs.uid ?? n.uid, gid: attrs.gid ?? n.gid,
@@ -411,12 +409,6 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
-  async stagedFiles(folderId: string, agentId: string): Promise<SubtreeNode[]> {
-    return this.all(`${DOWN} SELECT n.*, down.rel AS rel_path FROM down JOIN nodes n ON n.id = down.id
-      WHERE n.type = 'file' AND n.state != 'committed' AND n.owner_agent = ? ORDER BY down.rel`, folderId, agentId)
-      .map((r) => ({ ...nodeFrom(r), relPath: r.rel_path as string }));
-  }
-
   // ---- Commits ------------------------------------------------------------------------
 
   async beginCommit(c: CommitRecord): Promise<CommitRecord> {
@@ -428,6 +420,12 @@ export class SqliteMetadataStore implements MetadataStore {
       if (b?.code === 'COMMITTED') throw new NamespaceError('COMMITTED', `${c.path} is already committed, or inside a committed folder`, { path: c.path });
       if (b) throw new NamespaceError('COMMIT_IN_PROGRESS', `${c.path}, or a folder around it, is being committed`, { path: c.path });
       if (this.descendantIn(c.nodeId, ['sealing'])) throw new NamespaceError('COMMIT_IN_PROGRESS', `A folder inside ${c.path} is being committed`, { path: c.path });
+      if (c.groupId) {
+        // Checked here, with the insert: a group sealed a moment ago takes no new commit.
+        const g = this.one('SELECT status, sealed_at FROM commit_groups WHERE id = ? AND mount_id = ?', c.groupId, c.mountId);
+        if (!g) throw new CommitError('GROUP_NOT_FOUND', `No commit group ${c.groupId}`);
+        if (g.status !== 'pending' || g.sealed_at !== null) throw new CommitError('GROUP_NOT_PENDING', `Commit group ${c.groupId} is already sealed`);
+      }
       this.run("UPDATE nodes SET state = 'sealing', commit_id = ?, updated_at = ? WHERE id = ?", c.id, c.createdAt, c.nodeId);
       const seq = (this.one('SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM commits') as Row).s;
       this.run(`INSERT INTO commits (id, mount_id, node_id, path, message, group_id, parent_commit_id, phase, created_at, seq)

@@ -41,13 +41,17 @@ export const timespecFromMs = (ms: number): Timespec => {
 
 export const msOf = (t: Timespec): number => t.sec * 1000 + Math.floor(t.nsec / 1e6);
 
-/** Now, to the nanosecond the clock gives. */
+/**
+ * Now. The wall clock gives milliseconds; the monotonic clock's sub-millisecond part
+ * fills the nanoseconds, so two changes in one millisecond rarely share a time. Never
+ * an offset from a monotonic start: a daemon up for weeks would drift from the wall
+ * clock as NTP corrects it.
+ */
 export function nowTimespec(): Timespec {
-  const ns = process.hrtime.bigint() - HR_ORIGIN + WALL_ORIGIN_NS;
-  return { sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) };
+  const ms = Date.now();
+  const t = timespecFromMs(ms);
+  return { sec: t.sec, nsec: t.nsec + Number(process.hrtime.bigint() % 1_000_000n) };
 }
-const HR_ORIGIN = process.hrtime.bigint();
-const WALL_ORIGIN_NS = BigInt(Date.now()) * 1_000_000n;
 
 export interface MountRecord {
   id: string;
@@ -273,8 +277,8 @@ export interface MetadataStore {
    * transaction. Both parents' mtime and ctime move, and the node's ctime.
    */
   moveNode(req: MoveRequest): Promise<{ node: NodeRecord; replaced: NodeRecord | null }>;
-  /** Changes attributes under `guard`; ctime moves. Returns the node as changed. */
-  setAttrs(id: string, attrs: AttrChange, guard: Guard): Promise<NodeRecord>;
+  /** Changes attributes of a live node of `mountId` under `guard`; ctime moves. Returns the node as changed. */
+  setAttrs(mountId: string, id: string, attrs: AttrChange, guard: Guard): Promise<NodeRecord>;
   /**
    * API soft delete: the node and its subtree go to the trash. Refused (COMMITTED) for
    * anything inside a committed folder, and (SEALED) for a node that is sealing, holds a
@@ -282,15 +286,13 @@ export interface MetadataStore {
    * commit stays in history.
    */
   softDeleteNode(id: string, at: string): Promise<NodeRecord>;
-  /** Staging files inside `folderId` that `agentId` owns, with paths relative to it. */
-  stagedFiles(folderId: string, agentId: string): Promise<SubtreeNode[]>;
 
   // Commits
   /**
    * Raises the barrier: inserts the commit and flips its folder to `sealing`, in one
    * transaction that refuses (COMMIT_IN_PROGRESS) unless the folder is staging, no
-   * folder above it is sealing and none inside it is, and (COMMITTED) if a folder above
-   * it is committed.
+   * folder above it is sealing and none inside it is, (COMMITTED) if a folder above
+   * it is committed, and (GROUP_NOT_PENDING) if its group is already sealed.
    */
   beginCommit(c: CommitRecord): Promise<CommitRecord>;
   getCommit(id: string): Promise<CommitRecord | null>;

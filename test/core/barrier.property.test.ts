@@ -42,7 +42,7 @@ describe('write barrier (property)', () => {
           if (heldNames.has(f.name)) held.push({ fh, name: f.name });
           else await h.fs.release(fh);
         }
-        const folder = (await h.cp.lookup(h.mountId, '/ck'))!;
+        const folder = (await h.cp.resolvePath(h.mountId, '/ck'))!;
         const commit = await h.cp.commit(h.mountId, folder.id, {});
 
         const anyFile = `/ck/${files[0]!.name}`;
@@ -91,11 +91,11 @@ describe('write barrier (property)', () => {
         await h.fs.release(closed);
         const open = await h.fs.create('/ck/open', 0o644, O_WRONLY);
         h.fs.write(open, Buffer.from(b), b.length, 0);
-        const folder = (await h.cp.lookup(h.mountId, '/ck'))!;
+        const folder = (await h.cp.resolvePath(h.mountId, '/ck'))!;
         const c = await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, {})).id);
         expect(c.phase).toBe('failed');
         expect(c.error?.code).toBe('OPEN_HANDLES');
-        expect((await h.cp.lookup(h.mountId, '/ck'))!.state).toBe('staging');
+        expect((await h.cp.resolvePath(h.mountId, '/ck'))!.state).toBe('staging');
         await h.fs.release(open);
         const buf = Buffer.alloc(a.length);
         const fh = await h.fs.open('/ck/closed', fsSync.constants.O_RDONLY);

@@ -49,7 +49,7 @@ describe('background upload', () => {
       await h.fs.uploader.drained();
       // In the bucket before anyone asked for a commit.
       expect(puts(store, objectKey(sha(bytes)))).toBe(1);
-      const folder = (await h.cp.lookup(h.mountId, '/ck'))!;
+      const folder = (await h.cp.resolvePath(h.mountId, '/ck'))!;
       const c = await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, {})).id);
       expect(c.phase).toBe('completed');
       expect(puts(store, objectKey(sha(bytes)))).toBe(1);
@@ -96,7 +96,7 @@ describe('background upload', () => {
       await h.fs.flush(fh);
       await h.fs.release(fh);
       release();
-      const folder = (await h.cp.lookup(h.mountId, '/ck'))!;
+      const folder = (await h.cp.resolvePath(h.mountId, '/ck'))!;
       const c = await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, {})).id);
       expect(c.phase).toBe('completed');
       await h.fs.uploader.drained();
@@ -122,11 +122,11 @@ describe('background upload', () => {
       const bytes = randomBytes(1 << 20);
       await writeFile(h, '/ck/f.bin', bytes);
       await h.fs.uploader.drained();
-      const folder = (await h.cp.lookup(h.mountId, '/ck'))!;
+      const folder = (await h.cp.resolvePath(h.mountId, '/ck'))!;
       const c = await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, {})).id);
       expect(c.phase).toBe('failed');
       expect(c.error?.message).toMatch(/403/);
-      expect((await h.cp.lookup(h.mountId, '/ck'))!.state).toBe('staging');
+      expect((await h.cp.resolvePath(h.mountId, '/ck'))!.state).toBe('staging');
       expect(sha(await readAll(h, '/ck/f.bin', bytes.length))).toBe(sha(bytes));
       // Once the store takes writes again, a retry commits it.
       store.rules.length = 0;
@@ -146,7 +146,7 @@ describe('read cache', () => {
       await h.fs.mkdir('/ck', 0o755);
       const files = ['a', 'b', 'c'].map((n) => ({ p: `/ck/${n}.bin`, bytes: randomBytes(2 * MiB + 12_345) }));
       for (const f of files) await writeFile(h, f.p, f.bytes);
-      const folder = (await h.cp.lookup(h.mountId, '/ck'))!;
+      const folder = (await h.cp.resolvePath(h.mountId, '/ck'))!;
       const c = await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, {})).id);
       expect(c.phase).toBe('completed');
       // The staged copies become the read cache, trimmed to the limit, once the commit
@@ -208,7 +208,7 @@ describe('read cache', () => {
       await h.fs.mkdir('/ck', 0o755);
       const bytes = randomBytes((3 << 20) + 4321);
       await writeFile(h, '/ck/big.bin', bytes);
-      const folder = (await h.cp.lookup(h.mountId, '/ck'))!;
+      const folder = (await h.cp.resolvePath(h.mountId, '/ck'))!;
       const c = await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, {})).id);
       expect(c.phase).toBe('completed');
       // The engine releases the snapshot right after completing the commit: wait for that run.
@@ -233,7 +233,7 @@ describe('read cache', () => {
       await h.fs.mkdir('/ck', 0o755);
       const bytes = randomBytes(1 << 20);
       await writeFile(h, '/ck/f.bin', bytes);
-      const folder = (await h.cp.lookup(h.mountId, '/ck'))!;
+      const folder = (await h.cp.resolvePath(h.mountId, '/ck'))!;
       const c = await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, {})).id);
       // The engine releases the snapshot right after completing the commit: wait for that run.
       expect(await h.cp.engine.drain(30_000)).toBe(true);

@@ -121,7 +121,7 @@ class CoreTarget implements Target<number> {
   }
 
   async lookup(p: string): Promise<RealNode | null> {
-    const n = await this.h.cp.lookup(this.h.mountId, normalizePath(p));
+    const n = await this.h.cp.resolvePath(this.h.mountId, normalizePath(p));
     return n ? { id: n.id, type: n.type, state: n.state, path: n.path } : null;
   }
 

@@ -19,7 +19,7 @@ async function folder(h: CoreHarness, p: string, files: Record<string, string>):
     h.fs.write(fh, Buffer.from(text), text.length, 0);
     await h.fs.release(fh);
   }
-  return (await h.cp.lookup(h.mountId, p))!.id;
+  return (await h.cp.resolvePath(h.mountId, p))!.id;
 }
 
 describe('recover from the bucket', () => {

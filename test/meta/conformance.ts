@@ -84,9 +84,9 @@ export function metadataConformance(name: string, open: () => Promise<{ meta: Me
       await expect(meta.removeNode('mnt_1', f.id, 'x', 'file')).rejects.toMatchObject({ rosetCode: 'SEALED' });
       await expect(meta.moveNode({ mountId: 'mnt_1', srcParentId: f.id, srcName: 'x', dstParentId: (await root()).id, dstName: 'y', noReplace: false }))
         .rejects.toMatchObject({ rosetCode: 'SEALED' });
-      await expect(meta.setAttrs(file.id, { mode: 0o100600 }, 'writable')).rejects.toMatchObject({ rosetCode: 'SEALED' });
+      await expect(meta.setAttrs('mnt_1', file.id, { mode: 0o100600 }, 'writable')).rejects.toMatchObject({ rosetCode: 'SEALED' });
       // A handle opened before the seal may still publish its size.
-      expect((await meta.setAttrs(file.id, { size: 3 }, 'not-committed')).size).toBe(3);
+      expect((await meta.setAttrs('mnt_1', file.id, { size: 3 }, 'not-committed')).size).toBe(3);
       expect((await meta.barrierOf(file.id))).toMatchObject({ code: 'SEALED', nodeId: f.id });
     });
 

@@ -141,7 +141,7 @@ describe('commits under storage faults', () => {
         const fh = await h.fs.create(`${dir}/w.bin`, 0o644, fsSync.constants.O_WRONLY);
         h.fs.write(fh, Buffer.from(text), text.length, 0);
         await h.fs.release(fh);
-        return (await h.cp.lookup(h.mountId, dir))!.id;
+        return (await h.cp.resolvePath(h.mountId, dir))!.id;
       };
       // Every other storage call fails once: retried, the commit completes.
       f.rules.push({ op: '*', kind: 'transient', every: 2 });
@@ -157,7 +157,7 @@ describe('commits under storage faults', () => {
       expect(bad.phase).toBe('failed');
       expect(bad.error?.code).toBe('STORAGE_ERROR');
       expect(bad.error?.message).toMatch(/upload of objects\/[0-9a-f]{2}\/[0-9a-f]{64} failed after 5 attempt/);
-      expect((await h.cp.lookup(h.mountId, '/two'))!.state).toBe('staging');
+      expect((await h.cp.resolvePath(h.mountId, '/two'))!.state).toBe('staging');
       expect((await h.cp.getRef(h.mountId, 'latest')).commitId).toBe(ok.id);
 
       // The fault is gone: the same folder commits.
