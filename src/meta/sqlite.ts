@@ -16,7 +16,7 @@
  */
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
-import { CommitError, NamespaceError } from '../errors/index.js';
+import { NamespaceError } from '../errors/index.js';
 import { newId } from './ids.js';
 import { barrierError } from './barrier.js';
 import { migrate } from './sqlite-schema.js';
@@ -420,12 +420,6 @@ export class SqliteMetadataStore implements MetadataStore {
       if (b?.code === 'COMMITTED') throw new NamespaceError('COMMITTED', `${c.path} is already committed, or inside a committed folder`, { path: c.path });
       if (b) throw new NamespaceError('COMMIT_IN_PROGRESS', `${c.path}, or a folder around it, is being committed`, { path: c.path });
       if (this.descendantIn(c.nodeId, ['sealing'])) throw new NamespaceError('COMMIT_IN_PROGRESS', `A folder inside ${c.path} is being committed`, { path: c.path });
-      if (c.groupId) {
-        // Checked here, with the insert: a group sealed a moment ago takes no new commit.
-        const g = this.one('SELECT status, sealed_at FROM commit_groups WHERE id = ? AND mount_id = ?', c.groupId, c.mountId);
-        if (!g) throw new CommitError('GROUP_NOT_FOUND', `No commit group ${c.groupId}`);
-        if (g.status !== 'pending' || g.sealed_at !== null) throw new CommitError('GROUP_NOT_PENDING', `Commit group ${c.groupId} is already sealed`);
-      }
       this.run("UPDATE nodes SET state = 'sealing', commit_id = ?, updated_at = ? WHERE id = ?", c.id, c.createdAt, c.nodeId);
       const seq = (this.one('SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM commits') as Row).s;
       this.run(`INSERT INTO commits (id, mount_id, node_id, path, message, group_id, parent_commit_id, phase, created_at, seq)

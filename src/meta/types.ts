@@ -291,8 +291,8 @@ export interface MetadataStore {
   /**
    * Raises the barrier: inserts the commit and flips its folder to `sealing`, in one
    * transaction that refuses (COMMIT_IN_PROGRESS) unless the folder is staging, no
-   * folder above it is sealing and none inside it is, (COMMITTED) if a folder above
-   * it is committed, and (GROUP_NOT_PENDING) if its group is already sealed.
+   * folder above it is sealing and none inside it is, and (COMMITTED) if a folder above
+   * it is committed.
    */
   beginCommit(c: CommitRecord): Promise<CommitRecord>;
   getCommit(id: string): Promise<CommitRecord | null>;
