@@ -445,14 +445,14 @@ export class ControlPlane implements ControlApi {
 
   async createApiKey(name: string): Promise<{ token: string; record: ApiKeyRecord }> {
     const token = `rsk_${randomBytes(24).toString('base64url')}`;
-    const record: ApiKeyRecord = { id: ids.apiKey(), name, hash: hashToken(token), createdAt: new Date().toISOString() };
+    const record: ApiKeyRecord = { id: ids.apiKey(), name, hash: hashToken(token), createdAt: new Date().toISOString(), revokedAt: null };
     await this.meta.insertApiKey(record);
     return { token, record };
   }
 
   /** The key matching `token`, compared in constant time against every stored hash. */
   async verifyApiKey(token: string): Promise<ApiKeyRecord | null> {
-    const keys = await this.meta.listApiKeys();
+    const keys = (await this.meta.listApiKeys()).filter((k) => !k.revokedAt);
     const i = matchKeyHash(Buffer.from(hashToken(token), 'hex'), keys.map((k) => Buffer.from(k.hash, 'hex')));
     return i < 0 ? null : keys[i]!;
   }

@@ -144,7 +144,7 @@ export class Daemon {
     if (token) {
       // Metadata rebuilt or recovered while the key file survived: keep the key valid.
       if (!(await cp.verifyApiKey(token))) {
-        await this.meta!.insertApiKey({ id: `key_${randomBytes(8).toString('hex')}`, name: 'default', hash: hashToken(token), createdAt: new Date().toISOString() });
+        await this.meta!.insertApiKey({ id: `key_${randomBytes(8).toString('hex')}`, name: 'default', hash: hashToken(token), createdAt: new Date().toISOString(), revokedAt: null });
       }
       await fs.chmod(file, 0o600);
       return;

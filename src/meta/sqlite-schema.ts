@@ -8,6 +8,8 @@
  *   in milliseconds. A 0.1.0 database has `user_version` 0 and these tables.
  * - 2: nodes are edges `(parent_id, name)`, unique among live nodes and compared byte
  *   for byte; subtrees by ancestry; uid, gid, atime, mtime and ctime to the nanosecond.
+ * - 3: many nodes: agents and their tasks (seal, upload, release), the lease of the
+ *   process driving a commit, and revocable API keys.
  *
  * Invariants:
  * - Migrations run at open, all of them in one transaction: a database is at one
@@ -17,7 +19,7 @@
  */
 import type { Database as Db } from 'better-sqlite3';
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 const NODES_V2 = `
 CREATE TABLE nodes (
@@ -67,6 +69,22 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 `;
 
+const V3 = `
+ALTER TABLE commits ADD COLUMN lease_holder TEXT;
+ALTER TABLE commits ADD COLUMN lease_until TEXT;
+ALTER TABLE api_keys ADD COLUMN revoked_at TEXT;
+CREATE TABLE agents (
+  id TEXT PRIMARY KEY, mount_id TEXT NOT NULL, mountpoint TEXT, hostname TEXT NOT NULL,
+  registered_at TEXT NOT NULL, last_seen_at TEXT NOT NULL
+);
+CREATE TABLE agent_tasks (
+  id TEXT PRIMARY KEY, seq INTEGER NOT NULL, agent_id TEXT NOT NULL, commit_id TEXT NOT NULL, kind TEXT NOT NULL,
+  args TEXT NOT NULL, status TEXT NOT NULL, result TEXT, error TEXT, created_at TEXT NOT NULL, finished_at TEXT
+);
+CREATE INDEX agent_tasks_pending ON agent_tasks(agent_id, seq) WHERE status = 'pending';
+CREATE INDEX agent_tasks_commit ON agent_tasks(commit_id);
+`;
+
 function hasTable(db: Db, name: string): boolean {
   return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
 }
@@ -109,7 +127,8 @@ export function migrate(db: Db, owner: { uid: number; gid: number }): { from: nu
   db.transaction(() => {
     if (from === 0) db.exec(NODES_V2);
     if (from === 1) migrate1to2(db, owner);
-    db.exec(REST_V2);
+    if (from < 2) db.exec(REST_V2);
+    db.exec(V3);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
   return { from, to: SCHEMA_VERSION };

@@ -23,7 +23,7 @@ import { migrate } from './sqlite-schema.js';
 import type { CommitErrorInfo, CommitStats, NodeState, NodeType } from '../api/types.js';
 import {
   nowTimespec,
-  type ApiKeyRecord, type AttrChange, type Barrier, type CommitPhase, type CommitRecord, type CommittedFile, type Cursor, type GroupRecord, type Guard,
+  type AgentRecord, type AgentTaskKind, type AgentTaskRecord, type ApiKeyRecord, type AttrChange, type Barrier, type CommitPhase, type CommitRecord, type CommittedFile, type Cursor, type GroupRecord, type Guard,
   type MetadataStore, type MountRecord, type MoveRequest, type NewNode, type NodeRecord, type NodeWithPath, type RefLogRecord, type RefRecord,
   type SubtreeNode, type Timespec,
 } from './types.js';
@@ -84,6 +84,23 @@ const DOWN = `WITH RECURSIVE down(id, rel) AS (
 
 /** The nearest non-staging node at or above `id` (itself first): what refuses a change. */
 const BARRIER = `${UP} SELECT id, state FROM up WHERE state != 'staging' ORDER BY depth LIMIT 1`;
+
+function agentFrom(r: Row): AgentRecord {
+  return {
+    id: r.id as string, mountId: r.mount_id as string, mountpoint: (r.mountpoint as string | null) ?? null, hostname: r.hostname as string,
+    registeredAt: r.registered_at as string, lastSeenAt: r.last_seen_at as string,
+  };
+}
+
+function taskFrom(r: Row): AgentTaskRecord {
+  return {
+    id: r.id as string, agentId: r.agent_id as string, commitId: r.commit_id as string, kind: r.kind as AgentTaskKind,
+    args: JSON.parse(r.args as string) as Record<string, unknown>, status: r.status as AgentTaskRecord['status'],
+    result: r.result === null || r.result === undefined ? null : JSON.parse(r.result as string),
+    error: r.error ? JSON.parse(r.error as string) as AgentTaskRecord['error'] : null,
+    createdAt: r.created_at as string, finishedAt: (r.finished_at as string | null) ?? null,
+  };
+}
 
 const isoNow = (): string => new Date().toISOString();
 
@@ -559,12 +576,81 @@ export class SqliteMetadataStore implements MetadataStore {
     return changed === 1 ? this.getGroup(id) : null;
   }
 
+  async acquireCommitLease(id: string, holder: string, until: string, now: string): Promise<boolean> {
+    return this.run(`UPDATE commits SET lease_holder = ?, lease_until = ?
+      WHERE id = ? AND (lease_holder IS NULL OR lease_holder = ? OR lease_until < ?)`, holder, until, id, holder, now) === 1;
+  }
+
+  // ---- Agents -------------------------------------------------------------------------
+
+  async upsertAgent(a: AgentRecord): Promise<AgentRecord> {
+    return this.write(() => {
+      this.run(`INSERT INTO agents (id, mount_id, mountpoint, hostname, registered_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT (id) DO UPDATE SET mount_id = excluded.mount_id, mountpoint = excluded.mountpoint, hostname = excluded.hostname,
+          last_seen_at = excluded.last_seen_at`, a.id, a.mountId, a.mountpoint, a.hostname, a.registeredAt, a.lastSeenAt);
+      return agentFrom(this.one('SELECT * FROM agents WHERE id = ?', a.id)!);
+    });
+  }
+
+  async getAgent(id: string): Promise<AgentRecord | null> {
+    const r = this.one('SELECT * FROM agents WHERE id = ?', id);
+    return r ? agentFrom(r) : null;
+  }
+
+  async listAgents(mountId: string): Promise<AgentRecord[]> {
+    return this.all('SELECT * FROM agents WHERE mount_id = ? ORDER BY registered_at, id', mountId).map(agentFrom);
+  }
+
+  async touchAgent(id: string, at: string): Promise<boolean> {
+    // A heartbeat never moves the clock back (two serve processes may answer one agent).
+    return this.run('UPDATE agents SET last_seen_at = MAX(last_seen_at, ?) WHERE id = ?', at, id) === 1;
+  }
+
+  async addAgentTask(t: AgentTaskRecord): Promise<AgentTaskRecord> {
+    return this.write(() => {
+      const seq = (this.one('SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM agent_tasks') as Row).s;
+      this.run(`INSERT INTO agent_tasks (id, seq, agent_id, commit_id, kind, args, status, result, error, created_at, finished_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+      t.id, seq, t.agentId, t.commitId, t.kind, JSON.stringify(t.args), t.status, t.result === undefined || t.result === null ? null : JSON.stringify(t.result),
+      t.error ? JSON.stringify(t.error) : null, t.createdAt, t.finishedAt);
+      return taskFrom(this.one('SELECT * FROM agent_tasks WHERE id = ?', t.id)!);
+    });
+  }
+
+  async getAgentTask(id: string): Promise<AgentTaskRecord | null> {
+    const r = this.one('SELECT * FROM agent_tasks WHERE id = ?', id);
+    return r ? taskFrom(r) : null;
+  }
+
+  async pendingAgentTasks(agentId: string): Promise<AgentTaskRecord[]> {
+    return this.all("SELECT * FROM agent_tasks WHERE agent_id = ? AND status = 'pending' ORDER BY seq", agentId).map(taskFrom);
+  }
+
+  async finishAgentTask(id: string, outcome: { status: 'done'; result: unknown } | { status: 'failed'; error: NonNullable<AgentTaskRecord['error']> }, at: string): Promise<boolean> {
+    const result = outcome.status === 'done' && outcome.result !== undefined ? JSON.stringify(outcome.result) : null;
+    const error = outcome.status === 'failed' ? JSON.stringify(outcome.error) : null;
+    return this.run("UPDATE agent_tasks SET status = ?, result = ?, error = ?, finished_at = ? WHERE id = ? AND status = 'pending'",
+      outcome.status, result, error, at, id) === 1;
+  }
+
+  async dropAgentTasks(commitId: string): Promise<void> {
+    this.run('DELETE FROM agent_tasks WHERE commit_id = ?', commitId);
+  }
+
+  // ---- API keys -----------------------------------------------------------------------
+
   async insertApiKey(k: ApiKeyRecord): Promise<void> {
-    this.run('INSERT INTO api_keys (id, name, hash, created_at) VALUES (?, ?, ?, ?)', k.id, k.name, k.hash, k.createdAt);
+    this.run('INSERT INTO api_keys (id, name, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)', k.id, k.name, k.hash, k.createdAt, k.revokedAt);
   }
 
   async listApiKeys(): Promise<ApiKeyRecord[]> {
-    return this.all('SELECT * FROM api_keys ORDER BY created_at').map((r) => ({ id: r.id as string, name: r.name as string, hash: r.hash as string, createdAt: r.created_at as string }));
+    return this.all('SELECT * FROM api_keys ORDER BY created_at, id').map((r) => ({
+      id: r.id as string, name: r.name as string, hash: r.hash as string, createdAt: r.created_at as string, revokedAt: (r.revoked_at as string | null) ?? null,
+    }));
+  }
+
+  async revokeApiKey(id: string, at: string): Promise<boolean> {
+    return this.run('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', at, id) === 1;
   }
 
   async close(): Promise<void> {

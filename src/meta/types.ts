@@ -145,7 +145,49 @@ export interface ApiKeyRecord {
   /** sha256 of the whole token, hex. The token itself is never stored. */
   hash: string;
   createdAt: string;
+  /** When the key was revoked; a revoked key is refused from the next request on. */
+  revokedAt: string | null;
 }
+
+/**
+ * A data-plane agent (one `roset-mount`) as the control plane knows it. Agents on other
+ * nodes reach the control plane over HTTP; `lastSeenAt` is their heartbeat, moved by
+ * every poll and every result they send.
+ */
+export interface AgentRecord {
+  id: string;
+  mountId: string;
+  /** Where the agent serves the mount on its node (display only). */
+  mountpoint: string | null;
+  hostname: string;
+  registeredAt: string;
+  lastSeenAt: string;
+}
+
+export type AgentTaskKind = 'seal' | 'upload' | 'release';
+
+/**
+ * Work the control plane hands an agent, kept in the metadata store so that whichever
+ * `roset serve` the agent polls can deliver it, and whichever one drives the commit can
+ * read its result. One task per (commit, kind, agent): `id` is made from the three, so a
+ * driver that takes over a commit finds the tasks its predecessor created.
+ */
+export interface AgentTaskRecord {
+  id: string;
+  agentId: string;
+  commitId: string;
+  kind: AgentTaskKind;
+  /** seal: {folderId, timeoutMs}; upload: {folderId}; release: {completed}. */
+  args: Record<string, unknown>;
+  status: 'pending' | 'done' | 'failed';
+  /** What the agent answered (upload: an AgentUploadResult). */
+  result: unknown;
+  error: { code: string; message: string; details?: Record<string, unknown> } | null;
+  createdAt: string;
+  finishedAt: string | null;
+}
+
+export const agentTaskId = (commitId: string, kind: AgentTaskKind, agentId: string): string => `${commitId}.${kind}.${agentId}`;
 
 /** A committed file, as recorded when a commit's manifest is written. */
 export interface CommittedFile {
@@ -326,9 +368,36 @@ export interface MetadataStore {
   getGroup(id: string): Promise<GroupRecord | null>;
   markGroupSealed(id: string, at: string): Promise<GroupRecord | null>;
 
+  /**
+   * Takes or renews the lease that lets `holder` drive commit `id` until `until`: granted
+   * when nobody holds it, when the lease ran out before `now`, or when `holder` already
+   * holds it. Exactly one process drives a commit; one that loses its lease stops.
+   */
+  acquireCommitLease(id: string, holder: string, until: string, now: string): Promise<boolean>;
+
+  // Agents and their tasks
+  /** Registers an agent, or refreshes its mount, mountpoint, hostname and heartbeat. */
+  upsertAgent(a: AgentRecord): Promise<AgentRecord>;
+  getAgent(id: string): Promise<AgentRecord | null>;
+  listAgents(mountId: string): Promise<AgentRecord[]>;
+  /** A heartbeat; false if the agent is not registered. */
+  touchAgent(id: string, at: string): Promise<boolean>;
+  /** Inserts a task unless one with its id exists; returns the stored one either way. */
+  addAgentTask(t: AgentTaskRecord): Promise<AgentTaskRecord>;
+  getAgentTask(id: string): Promise<AgentTaskRecord | null>;
+  /** An agent's pending tasks, oldest first. */
+  pendingAgentTasks(agentId: string): Promise<AgentTaskRecord[]>;
+  /** Records a pending task's outcome; false if it was not pending (answered already). */
+  finishAgentTask(id: string, outcome: { status: 'done'; result: unknown } | { status: 'failed'; error: NonNullable<AgentTaskRecord['error']> }, at: string): Promise<boolean>;
+  /** Forgets a commit's tasks once it is completed or failed and released. */
+  dropAgentTasks(commitId: string): Promise<void>;
+
   // API keys
   insertApiKey(k: ApiKeyRecord): Promise<void>;
+  /** Every key, revoked ones included, oldest first. */
   listApiKeys(): Promise<ApiKeyRecord[]>;
+  /** Revokes a key; false if there is no such key or it was revoked already. */
+  revokeApiKey(id: string, at: string): Promise<boolean>;
 
   close(): Promise<void>;
 }

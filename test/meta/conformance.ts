@@ -159,5 +159,63 @@ export function metadataConformance(name: string, open: () => Promise<{ meta: Me
         },
       ), { numRuns: 50 });
     });
+
+    it('leases a commit to one driver at a time; an expired lease passes to another', async () => {
+      const f = await folder('/', 'ck');
+      const c = await meta.beginCommit(commitOf(f.id, '/ck'));
+      const t0 = new Date('2030-01-01T00:00:00.000Z');
+      const iso = (ms: number) => new Date(t0.getTime() + ms).toISOString();
+      expect(await meta.acquireCommitLease(c.id, 'srv_a', iso(10_000), iso(0))).toBe(true);
+      expect(await meta.acquireCommitLease(c.id, 'srv_b', iso(15_000), iso(5_000))).toBe(false);
+      // The holder renews its own lease.
+      expect(await meta.acquireCommitLease(c.id, 'srv_a', iso(20_000), iso(5_000))).toBe(true);
+      expect(await meta.acquireCommitLease(c.id, 'srv_b', iso(30_000), iso(15_000))).toBe(false);
+      expect(await meta.acquireCommitLease(c.id, 'srv_b', iso(30_000), iso(20_001))).toBe(true);
+      expect(await meta.acquireCommitLease(c.id, 'srv_a', iso(40_000), iso(25_000))).toBe(false);
+      expect(await meta.acquireCommitLease('cmt_none', 'srv_a', iso(40_000), iso(25_000))).toBe(false);
+    });
+
+    it('registers agents, keeps their heartbeat monotonic, and delivers each task once per id', async () => {
+      const a = await meta.upsertAgent({ id: 'agt_1', mountId: 'mnt_1', mountpoint: '/mnt/a', hostname: 'n1', registeredAt: '2030-01-01T00:00:00.000Z', lastSeenAt: '2030-01-01T00:00:00.000Z' });
+      expect(a.hostname).toBe('n1');
+      expect(await meta.touchAgent('agt_1', '2030-01-01T00:00:05.000Z')).toBe(true);
+      expect(await meta.touchAgent('agt_1', '2030-01-01T00:00:02.000Z')).toBe(true);
+      expect((await meta.getAgent('agt_1'))!.lastSeenAt).toBe('2030-01-01T00:00:05.000Z');
+      expect(await meta.touchAgent('agt_none', '2030-01-01T00:00:05.000Z')).toBe(false);
+      // Re-registering keeps the first registration time.
+      await meta.upsertAgent({ id: 'agt_1', mountId: 'mnt_1', mountpoint: '/mnt/b', hostname: 'n1', registeredAt: '2031-01-01T00:00:00.000Z', lastSeenAt: '2030-01-01T00:00:06.000Z' });
+      expect(await meta.listAgents('mnt_1')).toEqual([{ id: 'agt_1', mountId: 'mnt_1', mountpoint: '/mnt/b', hostname: 'n1', registeredAt: '2030-01-01T00:00:00.000Z', lastSeenAt: '2030-01-01T00:00:06.000Z' }]);
+      expect(await meta.listAgents('mnt_other')).toEqual([]);
+
+      const task = (kind: 'seal' | 'upload', commitId: string) => ({
+        id: `${commitId}.${kind}.agt_1`, agentId: 'agt_1', commitId, kind, args: { folderId: 'n', timeoutMs: 5 }, status: 'pending' as const,
+        result: null, error: null, createdAt: now(), finishedAt: null,
+      });
+      await meta.addAgentTask(task('seal', 'cmt_a'));
+      await meta.addAgentTask(task('upload', 'cmt_a'));
+      await meta.addAgentTask(task('seal', 'cmt_b'));
+      // A second driver adding the same task gets the stored one.
+      const again = await meta.addAgentTask({ ...task('seal', 'cmt_a'), args: { other: true } });
+      expect(again.args).toEqual({ folderId: 'n', timeoutMs: 5 });
+      expect((await meta.pendingAgentTasks('agt_1')).map((t) => t.id)).toEqual(['cmt_a.seal.agt_1', 'cmt_a.upload.agt_1', 'cmt_b.seal.agt_1']);
+      expect(await meta.finishAgentTask('cmt_a.seal.agt_1', { status: 'done', result: { files: [1, 2] } }, now())).toBe(true);
+      expect(await meta.finishAgentTask('cmt_a.seal.agt_1', { status: 'failed', error: { code: 'X', message: 'late' } }, now())).toBe(false);
+      expect(await meta.finishAgentTask('cmt_a.upload.agt_1', { status: 'failed', error: { code: 'OPEN_HANDLES', message: 'm', details: { paths: ['a'] } } }, now())).toBe(true);
+      expect(await meta.getAgentTask('cmt_a.seal.agt_1')).toMatchObject({ status: 'done', result: { files: [1, 2] }, error: null });
+      expect(await meta.getAgentTask('cmt_a.upload.agt_1')).toMatchObject({ status: 'failed', error: { code: 'OPEN_HANDLES', message: 'm', details: { paths: ['a'] } } });
+      expect((await meta.pendingAgentTasks('agt_1')).map((t) => t.id)).toEqual(['cmt_b.seal.agt_1']);
+      await meta.dropAgentTasks('cmt_a');
+      expect(await meta.getAgentTask('cmt_a.seal.agt_1')).toBeNull();
+      expect(await meta.getAgentTask('cmt_b.seal.agt_1')).not.toBeNull();
+    });
+
+    it('revokes an API key once, and still lists it', async () => {
+      await meta.insertApiKey({ id: 'key_1', name: 'node-1', hash: 'a'.repeat(64), createdAt: '2030-01-01T00:00:00.000Z', revokedAt: null });
+      await meta.insertApiKey({ id: 'key_2', name: 'alice', hash: 'b'.repeat(64), createdAt: '2030-01-01T00:00:01.000Z', revokedAt: null });
+      expect(await meta.revokeApiKey('key_1', '2030-01-02T00:00:00.000Z')).toBe(true);
+      expect(await meta.revokeApiKey('key_1', '2030-01-03T00:00:00.000Z')).toBe(false);
+      expect(await meta.revokeApiKey('key_none', '2030-01-03T00:00:00.000Z')).toBe(false);
+      expect((await meta.listApiKeys()).map((k) => [k.id, k.revokedAt])).toEqual([['key_1', '2030-01-02T00:00:00.000Z'], ['key_2', null]]);
+    });
   });
 }
