@@ -13,10 +13,22 @@
  *   with the staged data untouched; a failure inside a group fails the whole group.
  * - Every phase is persisted, so a restarted daemon resumes or fails each commit; none
  *   is left pending forever.
+ * - Exactly one process drives a commit: it holds the commit's lease in the metadata
+ *   store (`acquireCommitLease`), renews it while it works, and checks it before every
+ *   step it persists. A process that loses the lease (it stalled past the lease, and
+ *   another took over) stops without recording anything. A lease that runs out (its
+ *   holder died) is taken by the next process that looks (`recover`, and `watch` in
+ *   `roset serve`).
+ * - The participants of a commit are the agents that stage files inside its folder
+ *   (read once, after the barrier rose, so no other agent can join), plus the agents
+ *   running in this process. An owner that is not registered, or goes silent for
+ *   longer than the agent timeout, fails the commit with AGENT_UNAVAILABLE.
  */
 import type { Logger } from 'pino';
 import type { Manifest } from '../api/types.js';
-import type { AgentFile, AgentRegistry } from './agents.js';
+import type { Agent, AgentFile, AgentRegistry } from './agents.js';
+import { RemoteAgent } from './remote-agent.js';
+import type { TaskBus } from './task-bus.js';
 import { msOf, type CommitRecord, type MetadataStore, type SubtreeNode } from '../meta/types.js';
 import { CommitError, StoreError, toRosetError } from '../errors/index.js';
 import type { ObjectStore } from '../store/types.js';
@@ -25,23 +37,135 @@ import { manifestKey, groupKey, objectKey } from './layout.js';
 
 export interface EngineOptions {
   sealTimeoutMs: number;
+  /**
+   * Who drives commits here, in the commit leases. Stable across restarts of the same
+   * process (the agent id of an embedded daemon, the server id of `roset serve`), so a
+   * restarted process takes its own commits back at once instead of waiting for its
+   * old leases to run out.
+   */
+  holder: string;
+  /** How long a lease lasts without renewal. Default 15 s. */
+  leaseMs?: number;
+  /** How long an agent on another node may stay silent. Default 30 s. */
+  agentTimeoutMs?: number;
+  /**
+   * What becomes of a commit found `sealing` by `recover`: `fail` (INTERRUPTED: the
+   * embedded daemon's seal waited on handles of its own process, which are gone) or
+   * `resume` (`roset serve`: the agents that wait for their writers are alive, so the
+   * seal is asked again).
+   */
+  onSealing?: 'fail' | 'resume';
 }
+
+/** Thrown inside a run whose lease passed to another process: it stops without a trace. */
+class LeaseLost extends Error {}
 
 export class CommitEngine {
   private readonly running = new Map<string, Promise<void>>();
+  private readonly leaseMs: number;
+  private readonly agentTimeoutMs: number;
+  private watcher: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly meta: MetadataStore,
     private readonly store: ObjectStore,
     private readonly agents: AgentRegistry,
+    private readonly bus: TaskBus,
     private readonly log: Logger,
     private readonly options: EngineOptions,
-  ) {}
+  ) {
+    this.leaseMs = options.leaseMs ?? 15_000;
+    this.agentTimeoutMs = options.agentTimeoutMs ?? 30_000;
+  }
 
   /** Runs a commit in the background; its outcome is recorded on the commit itself. */
-  start(commit: CommitRecord, from: 'seal' | 'upload' = 'seal'): void {
-    const p = this.run(commit, from).finally(() => this.running.delete(commit.id));
+  start(commit: CommitRecord, from: 'seal' | 'upload' | 'complete' = 'seal'): void {
+    if (this.running.has(commit.id)) return;
+    const p = this.drive(commit, from).finally(() => this.running.delete(commit.id));
     this.running.set(commit.id, p);
+  }
+
+  /** Takes or renews this process's lease on a commit. */
+  private async lease(commitId: string): Promise<boolean> {
+    const now = Date.now();
+    return this.meta.acquireCommitLease(commitId, this.options.holder, new Date(now + this.leaseMs).toISOString(), new Date(now).toISOString());
+  }
+
+  private async drive(commit: CommitRecord, from: 'seal' | 'upload' | 'complete'): Promise<void> {
+    const log = this.log.child({ commitId: commit.id, path: commit.path });
+    try {
+      if (!(await this.lease(commit.id))) {
+        log.debug('another process drives this commit');
+        return;
+      }
+      if (from !== 'seal' || commit.phase !== 'sealing') log.info({ from }, 'resuming the commit');
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'could not take the commit lease; the commit is retried later');
+      return;
+    }
+    let lost = false;
+    let renewing: Promise<void> = Promise.resolve();
+    const renew = setInterval(() => {
+      renewing = this.lease(commit.id).then((held) => {
+        if (!held) lost = true;
+      }, (err: unknown) => {
+        // The database is away: keep working; the next renewal decides.
+        log.warn({ err: (err as Error).message }, 'could not renew the commit lease');
+      });
+    }, Math.max(50, Math.floor(this.leaseMs / 3)));
+    const held = async (): Promise<void> => {
+      await renewing;
+      if (lost || !(await this.lease(commit.id))) {
+        lost = true;
+        throw new LeaseLost(`commit ${commit.id} is driven by another process now`);
+      }
+    };
+    try {
+      if (from === 'complete') await this.complete(commit, held, log);
+      else await this.run(commit, from, held, log);
+    } finally {
+      clearInterval(renew);
+    }
+  }
+
+  /**
+   * The agents that take part in a commit: every agent staging a file inside the folder
+   * (read after the barrier rose, so the set is final), and those of this process.
+   */
+  private async participants(mountId: string, stagedOwners: Iterable<string | null>, path: string): Promise<Agent[]> {
+    const out = new Map<string, Agent>();
+    for (const a of this.agents.forMount(mountId)) out.set(a.id, a);
+    for (const owner of new Set(stagedOwners)) {
+      if (!owner) throw new CommitError('AGENT_UNAVAILABLE', `Files under ${path} are staged by no agent`);
+      if (out.has(owner)) continue;
+      const rec = await this.meta.getAgent(owner);
+      if (!rec || rec.mountId !== mountId) {
+        throw new CommitError('AGENT_UNAVAILABLE', `Files under ${path} are staged by an agent that is not connected (${owner})`, { agentId: owner });
+      }
+      out.set(owner, this.remote(owner, mountId));
+    }
+    return [...out.values()];
+  }
+
+  private remote(id: string, mountId: string): RemoteAgent {
+    return new RemoteAgent(id, mountId, this.meta, this.bus, { agentTimeoutMs: this.agentTimeoutMs, pollMs: 200 });
+  }
+
+  /** Every process's `roset serve` calls this: it picks up commits whose driver died. */
+  watch(intervalMs: number): void {
+    if (this.watcher) return;
+    let busy = false;
+    this.watcher = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      this.recover().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'could not look for commits to take over'))
+        .finally(() => { busy = false; });
+    }, intervalMs);
+  }
+
+  stopWatching(): void {
+    if (this.watcher) clearInterval(this.watcher);
+    this.watcher = null;
   }
 
   /** Waits for in-flight commits, up to `timeoutMs`. Returns whether all finished. */
@@ -60,21 +184,15 @@ export class CommitEngine {
     return this.running.size;
   }
 
-  private async run(commit: CommitRecord, from: 'seal' | 'upload'): Promise<void> {
-    const log = this.log.child({ commitId: commit.id, path: commit.path });
-    const agents = this.agents.forMount(commit.mountId);
+  private async run(commit: CommitRecord, from: 'seal' | 'upload', held: () => Promise<void>, log: Logger): Promise<void> {
     try {
       const inside = await this.meta.listSubtree(commit.nodeId);
       const stagedFiles = inside.filter((n) => n.type === 'file' && n.state !== 'committed');
-      const owners = new Set(stagedFiles.map((n) => n.ownerAgent));
-      for (const owner of owners) {
-        if (!owner || !this.agents.get(owner)) {
-          throw new CommitError('AGENT_UNAVAILABLE', `Files under ${commit.path} are staged by an agent that is not connected (${owner ?? 'none'})`);
-        }
-      }
+      const agents = await this.participants(commit.mountId, stagedFiles.map((n) => n.ownerAgent), commit.path);
       if (from === 'seal') {
-        log.debug('sealing');
+        log.debug({ agents: agents.map((a) => a.id) }, 'sealing');
         await Promise.all(agents.map((a) => a.seal(commit.id, commit.nodeId, this.options.sealTimeoutMs)));
+        await held();
         await this.meta.setCommitPhase(commit.id, 'uploading');
         await failpoint('commit.after-snapshot', log);
       }
@@ -105,22 +223,35 @@ export class CommitEngine {
         parentCommitId: commit.parentCommitId, createdAt: commit.createdAt, stats,
         files: files.map(({ path, size, mode, mtime, sha256, key }) => ({ path, size, mode, mtime, sha256, key })),
       };
+      await held();
       const written = await this.writeManifest(manifest);
       await failpoint('commit.after-manifest', log);
+      await held();
       await this.meta.markManifested(commit.id, written.stats, files.map((f) => ({ nodeId: f.nodeId, size: f.size, sha256: f.sha256 })));
-      if (commit.groupId) {
-        log.debug('manifested; waiting for the group seal');
-        await this.tryCompleteGroup(commit.groupId);
-      } else {
-        await this.meta.completeCommits([commit.id], new Date().toISOString());
-        await this.releaseAll(commit.id);
-        log.info({ files: files.length, bytes, uploadedBytes, dedupedBytes }, 'commit completed');
-      }
+      log.info({ files: files.length, bytes, uploadedBytes, dedupedBytes, agents: agents.length }, 'commit manifested');
+      await this.complete(commit, held, log);
     } catch (err) {
+      if (err instanceof LeaseLost) {
+        log.warn('the commit lease passed to another process: leaving the commit to it');
+        return;
+      }
       const e = toRosetError(err);
       log.error({ code: e.rosetCode, err: e.message }, 'commit failed');
-      await this.fail(commit, { code: e.rosetCode, message: e.message });
+      if (await held().then(() => true, () => false)) await this.fail(commit, { code: e.rosetCode, message: e.message });
     }
+  }
+
+  /** A manifested commit completes (or waits for its group's seal). */
+  private async complete(commit: CommitRecord, held: () => Promise<void>, log: Logger): Promise<void> {
+    if (commit.groupId) {
+      log.debug('manifested; waiting for the group seal');
+      await this.tryCompleteGroup(commit.groupId);
+      return;
+    }
+    await held();
+    await this.meta.completeCommits([commit.id], new Date().toISOString());
+    await this.releaseAll(commit.id);
+    log.info('commit completed');
   }
 
   /**
@@ -158,10 +289,15 @@ export class CommitEngine {
     }
   }
 
+  /** Tells every participant the outcome: the agents of this process, and every agent given a task for the commit. */
   private async releaseAll(commitId: string): Promise<void> {
     const c = await this.meta.getCommit(commitId);
     if (!c) return;
-    for (const a of this.agents.forMount(c.mountId)) await a.release(commitId, c.phase === 'completed');
+    const local = this.agents.forMount(c.mountId);
+    for (const a of local) await a.release(commitId, c.phase === 'completed');
+    for (const id of await this.meta.commitTaskAgents(commitId)) {
+      if (!local.some((a) => a.id === id)) await this.remote(id, c.mountId).release(commitId, c.phase === 'completed');
+    }
   }
 
   /**
@@ -201,28 +337,32 @@ export class CommitEngine {
   }
 
   /**
-   * After a restart: commits still sealing lost their barrier wait with the old
-   * process, so they fail with INTERRUPTED; uploads resume from the persisted snapshot;
-   * manifested commits complete (or wait for their group).
+   * Takes over the commits in flight that no live process drives (after a restart, or
+   * when another `roset serve` died): each one whose lease this process gets. Commits
+   * still sealing either fail with INTERRUPTED (embedded: the barrier wait died with the
+   * old process) or are sealed again (`onSealing: 'resume'`); uploads resume from the
+   * agents' persisted snapshots; manifested commits complete (or wait for their group).
    */
   async recover(): Promise<void> {
     const inFlight = await this.meta.listCommitsInPhases(['sealing', 'uploading', 'manifested']);
     for (const c of inFlight) {
+      if (this.running.has(c.id)) continue;
       switch (c.phase) {
         case 'sealing':
+          if (this.options.onSealing === 'resume') {
+            this.start(c, 'seal');
+            break;
+          }
+          if (!(await this.lease(c.id))) break;
           this.log.warn({ commitId: c.id }, 'commit was sealing when the daemon stopped: failing it');
           await this.fail(c, { code: 'INTERRUPTED', message: 'The daemon restarted while the commit was sealing' });
           break;
         case 'uploading':
-          this.log.info({ commitId: c.id }, 'resuming interrupted upload');
           this.start(c, 'upload');
           break;
         case 'manifested':
           if (c.groupId) await this.tryCompleteGroup(c.groupId);
-          else {
-            await this.meta.completeCommits([c.id], new Date().toISOString());
-            await this.releaseAll(c.id);
-          }
+          else this.start(c, 'complete');
           break;
         case 'completed':
         case 'failed':

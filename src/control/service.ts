@@ -17,7 +17,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Commit, CommitGroup, Manifest, Mount, Node, NodeType, Ref, RefLogEntry } from '../api/types.js';
-import { CommitEngine } from '../commit/engine.js';
+import { CommitEngine, type EngineOptions } from '../commit/engine.js';
+import { TaskBus } from '../commit/task-bus.js';
 import { manifestKey, refKey } from '../commit/layout.js';
 import { ApiError, CommitError, NamespaceError, StoreError } from '../errors/index.js';
 import type { ObjectStore } from '../store/types.js';
@@ -68,12 +69,12 @@ export interface ControlApi {
   unregisterAgent(id: string): void;
 }
 
-export interface ControlPlaneOptions {
-  sealTimeoutMs: number;
-}
+export type ControlPlaneOptions = EngineOptions;
 
 export class ControlPlane implements ControlApi {
   readonly agents = new AgentRegistry();
+  /** Wake-ups between the agents' polls and answers and the commits waiting on them (in this process). */
+  readonly bus = new TaskBus();
   readonly engine: CommitEngine;
   private defaultMountId: string | null = null;
 
@@ -83,7 +84,7 @@ export class ControlPlane implements ControlApi {
     private readonly log: Logger,
     options: ControlPlaneOptions,
   ) {
-    this.engine = new CommitEngine(meta, store, this.agents, log.child({ component: 'commit' }), options);
+    this.engine = new CommitEngine(meta, store, this.agents, this.bus, log.child({ component: 'commit' }), options);
   }
 
   // ---- Mounts -----------------------------------------------------------------

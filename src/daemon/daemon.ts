@@ -81,7 +81,7 @@ export class Daemon {
     // Before anything can upload: what this agent left unfinished is dead, and a resumed
     // commit starts its uploads afresh.
     await this.abortAbandonedUploads(agentId);
-    const cp = new ControlPlane(this.meta, this.store, log.child({ component: 'control' }), { sealTimeoutMs: cfg.sealTimeoutMs });
+    const cp = new ControlPlane(this.meta, this.store, log.child({ component: 'control' }), { sealTimeoutMs: cfg.sealTimeoutMs, holder: agentId });
     this.cp = cp;
     const mountId = await cp.ensureMount(cfg.mountName);
     await this.ensureApiKey(cp);

@@ -53,3 +53,24 @@ export function codeOf(err: unknown): ErrorCode | undefined {
   const c = (err as { rosetCode?: unknown } | undefined)?.rosetCode;
   return isErrorCode(c) ? c : undefined;
 }
+
+/** The wire shape of an error: what the API sends and what an agent reports. */
+export interface WireError {
+  code: string;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+/**
+ * The error another process reported, as a RosetError with the same code (so it maps
+ * to the same errno and HTTP status here as there). An unknown code (a newer peer)
+ * becomes INTERNAL, keeping the peer's code in the details.
+ */
+export function fromWire(e: WireError): RosetError {
+  if (isErrorCode(e.code)) return new RosetError(e.code, e.message, e.details ?? {});
+  return new RosetError('INTERNAL', e.message, { ...(e.details ?? {}), code: e.code });
+}
+
+export function toWire(err: RosetError): WireError {
+  return { code: err.rosetCode, message: err.message, details: err.details };
+}

@@ -633,8 +633,13 @@ export class SqliteMetadataStore implements MetadataStore {
       outcome.status, result, error, at, id) === 1;
   }
 
-  async dropAgentTasks(commitId: string): Promise<void> {
-    this.run('DELETE FROM agent_tasks WHERE commit_id = ?', commitId);
+  async commitTaskAgents(commitId: string): Promise<string[]> {
+    return this.all('SELECT DISTINCT agent_id FROM agent_tasks WHERE commit_id = ? ORDER BY agent_id', commitId).map((r) => r.agent_id as string);
+  }
+
+  async dropAgentTasks(commitId: string, agentId?: string): Promise<void> {
+    if (agentId === undefined) this.run('DELETE FROM agent_tasks WHERE commit_id = ?', commitId);
+    else this.run('DELETE FROM agent_tasks WHERE commit_id = ? AND agent_id = ?', commitId, agentId);
   }
 
   // ---- API keys -----------------------------------------------------------------------

@@ -389,8 +389,10 @@ export interface MetadataStore {
   pendingAgentTasks(agentId: string): Promise<AgentTaskRecord[]>;
   /** Records a pending task's outcome; false if it was not pending (answered already). */
   finishAgentTask(id: string, outcome: { status: 'done'; result: unknown } | { status: 'failed'; error: NonNullable<AgentTaskRecord['error']> }, at: string): Promise<boolean>;
-  /** Forgets a commit's tasks once it is completed or failed and released. */
-  dropAgentTasks(commitId: string): Promise<void>;
+  /** The agents that were given a task for this commit (its participants). */
+  commitTaskAgents(commitId: string): Promise<string[]>;
+  /** Forgets a commit's tasks (one agent's, or all) once they are answered and released. */
+  dropAgentTasks(commitId: string, agentId?: string): Promise<void>;
 
   // API keys
   insertApiKey(k: ApiKeyRecord): Promise<void>;

@@ -204,8 +204,13 @@ export function metadataConformance(name: string, open: () => Promise<{ meta: Me
       expect(await meta.getAgentTask('cmt_a.seal.agt_1')).toMatchObject({ status: 'done', result: { files: [1, 2] }, error: null });
       expect(await meta.getAgentTask('cmt_a.upload.agt_1')).toMatchObject({ status: 'failed', error: { code: 'OPEN_HANDLES', message: 'm', details: { paths: ['a'] } } });
       expect((await meta.pendingAgentTasks('agt_1')).map((t) => t.id)).toEqual(['cmt_b.seal.agt_1']);
+      await meta.addAgentTask({ ...task('seal', 'cmt_a'), id: 'cmt_a.seal.agt_2', agentId: 'agt_2' });
+      expect(await meta.commitTaskAgents('cmt_a')).toEqual(['agt_1', 'agt_2']);
+      await meta.dropAgentTasks('cmt_a', 'agt_2');
+      expect(await meta.commitTaskAgents('cmt_a')).toEqual(['agt_1']);
       await meta.dropAgentTasks('cmt_a');
       expect(await meta.getAgentTask('cmt_a.seal.agt_1')).toBeNull();
+      expect(await meta.commitTaskAgents('cmt_a')).toEqual([]);
       expect(await meta.getAgentTask('cmt_b.seal.agt_1')).not.toBeNull();
     });
 

@@ -34,7 +34,7 @@ export async function startCore(opts: { sealTimeoutMs?: number; wrapStore?: (s: 
   const meta = new SqliteMetadataStore(path.join(dir, 'metadata.db'));
   const local = await LocalStore.open(path.join(dir, 'store'));
   const store = opts.wrapStore ? opts.wrapStore(local) : local;
-  const cp = new ControlPlane(meta, store, log, { sealTimeoutMs: opts.sealTimeoutMs ?? 10_000 });
+  const cp = new ControlPlane(meta, store, log, { sealTimeoutMs: opts.sealTimeoutMs ?? 10_000, holder: 'test-core' });
   const mountId = await cp.ensureMount('default');
   const cacheDir = path.join(dir, 'cache');
   await RosetFilesystem.prepareCacheDir(cacheDir);
