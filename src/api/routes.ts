@@ -17,7 +17,8 @@ export interface RequestContext {
   mountId: string;
   /** Who is calling, for ref logs: `key:<name>`. */
   actor: string;
-  body: () => Promise<Record<string, unknown>>;
+  /** The JSON body; `maxBytes` raises the 1 MiB default for routes that carry lists (an agent's upload result). */
+  body: (maxBytes?: number) => Promise<Record<string, unknown>>;
 }
 
 export interface Reply {
@@ -32,6 +33,9 @@ export interface Route {
   auth: boolean;
   handler: (cp: ControlPlane, ctx: RequestContext) => Promise<Reply>;
 }
+
+/** An upload result lists every file an agent staged in the folder: 10,000 files is normal. */
+const AGENT_ANSWER_MAX_BYTES = 64 << 20;
 
 const ok = (body: unknown): Reply => ({ status: 200, body });
 
@@ -102,5 +106,25 @@ export const ROUTES: Route[] = [
   { method: 'GET', path: '/v1/refs/{name}/log', auth: true, handler: async (cp, c) => ok(page(await cp.refLog(c.mountId, c.params.name!))) },
   { method: 'POST', path: '/v1/commit-groups', auth: true, handler: async (cp, c) => ({ status: 201, body: await cp.createGroup(c.mountId, await c.body()) }) },
   { method: 'GET', path: '/v1/commit-groups/{id}', auth: true, handler: async (cp, c) => ok(await cp.getGroup(c.mountId, c.params.id!)) },
+  // Agents on other nodes (src/control/agent-hub.ts). The agent opens every connection.
+  { method: 'GET', path: '/v1/agents', auth: true, handler: async (cp, c) => ok(page(await cp.hub.list(c.mountId))) },
+  { method: 'POST', path: '/v1/agents', auth: true, handler: async (cp, c) => ({ status: 201, body: await cp.hub.register(c.mountId, await c.body()) }) },
+  {
+    method: 'POST', path: '/v1/agents/{id}/poll', auth: true,
+    handler: async (cp, c) => {
+      const body = await c.body();
+      // The poll waits: stop waiting when the agent hangs up.
+      const closed = new AbortController();
+      const abort = (): void => closed.abort();
+      c.req.socket.once('close', abort);
+      try {
+        return ok({ tasks: await cp.hub.poll(c.params.id!, body, closed.signal) });
+      } finally {
+        c.req.socket.off('close', abort);
+      }
+    },
+  },
+  { method: 'POST', path: '/v1/agents/{id}/tasks/{taskId}', auth: true, handler: async (cp, c) => ok(await cp.hub.answer(c.params.id!, c.params.taskId!, await c.body(AGENT_ANSWER_MAX_BYTES))) },
+  { method: 'POST', path: '/v1/agents/{id}/rpc', auth: true, handler: async (cp, c) => ok({ value: (await cp.hub.rpc(c.mountId, c.params.id!, await c.body())) ?? null }) },
   { method: 'POST', path: '/v1/commit-groups/{id}/seal', auth: true, handler: async (cp, c) => ({ status: 202, body: await cp.sealGroup(c.mountId, c.params.id!) }) },
 ];

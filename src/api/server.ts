@@ -83,7 +83,7 @@ export class ApiServer {
       }
       const header = req.headers['x-roset-mount-id'];
       const mountId = match.route.auth ? await this.cp.mountIdFor(typeof header === 'string' && header ? header : undefined) : '';
-      const reply = await match.route.handler(this.cp, { req, params, query: url.searchParams, mountId, actor, body: () => readJson(req) });
+      const reply = await match.route.handler(this.cp, { req, params, query: url.searchParams, mountId, actor, body: (maxBytes?: number) => readJson(req, maxBytes) });
       status = reply.status;
       sendJson(res, reply.status, reply.body);
     } catch (err) {

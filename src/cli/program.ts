@@ -10,6 +10,7 @@ import { SDK_VERSION } from '../sdk/index.js';
 import { registerCommit } from './commands/commit.js';
 import { registerRecover } from './commands/recover.js';
 import { registerRef } from './commands/ref.js';
+import { registerServe } from './commands/serve.js';
 import { registerLog, registerStatus } from './commands/status.js';
 import { registerUnmount } from './commands/unmount.js';
 
@@ -31,5 +32,6 @@ export function buildProgram(): Command {
   registerLog(program);
   registerUnmount(program);
   registerRecover(program);
+  registerServe(program);
   return program;
 }

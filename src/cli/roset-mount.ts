@@ -45,18 +45,37 @@ const program = addStoreOptions(new Command())
   .option('--seal-timeout <seconds>', 'how long a seal waits for open files to close [env ROSET_SEAL_TIMEOUT]', seconds)
   .option('--drain-timeout <seconds>', 'how long SIGTERM waits for in-flight commits [env ROSET_DRAIN_TIMEOUT]', seconds)
   .option('--mount-name <name>', 'name of the mount in the control plane [env ROSET_MOUNT_NAME]')
+  .option('--api-url <url>', 'serve a mount of this remote control plane (roset serve) instead of embedding one [env ROSET_API_URL]')
+  .option('--api-key <key>', 'API key for --api-url [env ROSET_API_KEY]')
+  .option('--mount <name>', 'with --api-url: the mount to serve, by name (created if missing) [env ROSET_MOUNT_NAME]')
+  .option('--mount-id <id>', 'with --api-url: the mount to serve, by id [env ROSET_MOUNT_ID]')
   .addOption(new Option('--fuse-binding <binding>', `FUSE binding: native (libfuse3, writeback cache, data path in C) or fuse-native (libfuse 2) [env ROSET_FUSE_BINDING] (default: ${DEFAULT_FUSE_BINDING})`).choices(FUSE_BINDINGS))
   .addOption(new Option('--log-level <level>', 'log level [env ROSET_LOG_LEVEL]').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
   .showHelpAfterError()
   .action(async (mountpoint: string, o: Record<string, unknown>) => {
     const stateDir = path.resolve((o.stateDir as string | undefined) ?? defaultStateDir(env));
+    const apiUrl = (o.apiUrl as string | undefined) ?? (env.ROSET_API_URL || undefined);
+    const apiKey = (o.apiKey as string | undefined) ?? (env.ROSET_API_KEY || undefined);
+    if (apiUrl && !/^https?:\/\/[^/]/.test(apiUrl)) throw new InvalidArgumentError(`--api-url must be an http:// or https:// URL, not ${JSON.stringify(apiUrl)}`);
+    if (apiUrl && !apiKey) throw new InvalidArgumentError('--api-url needs --api-key (or ROSET_API_KEY): the key roset serve wrote to its state directory, or one made with `roset key create`');
+    if (!apiUrl && (o.mount !== undefined || o.mountId !== undefined)) throw new InvalidArgumentError('--mount and --mount-id choose a mount of a remote control plane: use them with --api-url');
+    const stores = storeConfig(o, env, stateDir);
     const l = (o.listen as { host: string; port: number } | undefined) ?? (env.ROSET_LISTEN ? listen(env.ROSET_LISTEN) : { host: '127.0.0.1', port: 7070 });
     const cfg: DaemonConfig = {
       mountpoint: path.resolve(mountpoint),
       stateDir,
       cacheMaxBytes: (o.cacheSize as number | undefined) ?? (env.ROSET_CACHE_SIZE ? size(env.ROSET_CACHE_SIZE) : 0),
       cacheDir: path.resolve((o.cacheDir as string | undefined) ?? env.ROSET_CACHE_DIR ?? path.join(stateDir, 'cache')),
-      ...storeConfig(o, env, stateDir),
+      ...stores,
+      // An agent learns the bucket from its control plane unless told otherwise.
+      store: apiUrl ? ((o.store as string | undefined) ?? (env.ROSET_STORE || null)) : stores.store,
+      ...(apiUrl ? {
+        remote: {
+          apiUrl, apiKey: apiKey!,
+          mountId: (o.mountId as string | undefined) ?? (env.ROSET_MOUNT_ID || undefined),
+          mountName: (o.mount as string | undefined) ?? (o.mountName as string | undefined) ?? (env.ROSET_MOUNT_NAME || undefined),
+        },
+      } : {}),
       listenHost: l.host,
       listenPort: l.port,
       readOnly: (o.readOnly as boolean | undefined) ?? envFlag(env.ROSET_READ_ONLY) ?? false,

@@ -19,8 +19,9 @@ import type { Logger } from 'pino';
 import type { Commit, CommitGroup, Manifest, Mount, Node, NodeType, Ref, RefLogEntry } from '../api/types.js';
 import { CommitEngine, type EngineOptions } from '../commit/engine.js';
 import { TaskBus } from '../commit/task-bus.js';
+import { AgentHub, type AgentStoreConfig } from './agent-hub.js';
 import { manifestKey, refKey } from '../commit/layout.js';
-import { ApiError, CommitError, NamespaceError, StoreError } from '../errors/index.js';
+import { ApiError, CommitError, NamespaceError, StoreError, type RosetError } from '../errors/index.js';
 import type { ObjectStore } from '../store/types.js';
 import { AgentRegistry, type Agent } from '../commit/agents.js';
 import { ids } from '../meta/ids.js';
@@ -58,24 +59,27 @@ export interface ControlApi {
   /** The barrier error for a change to `id`, thrown; nothing if it may change. */
   assertWritable(mountId: string, id: string): Promise<void>;
   /** The error a change refused by `b` answers (SEALED or COMMITTED, with the folder's path). */
-  barrierError(b: Barrier): Promise<NamespaceError>;
+  barrierError(b: Barrier): Promise<RosetError>;
   /** Live nodes inside a folder, by ancestry. */
   subtree(folderId: string): Promise<SubtreeNode[]>;
   /** The current path of a node, for messages; null once it is gone. */
   pathOf(id: string): Promise<string | null>;
   /** The live node at a mount-relative path: for bindings and tools that speak paths, once, at their edge. */
   resolvePath(mountId: string, path: string): Promise<NodeWithPath | null>;
-  registerAgent(agent: Agent): void;
-  unregisterAgent(id: string): void;
 }
 
-export type ControlPlaneOptions = EngineOptions;
+export interface ControlPlaneOptions extends EngineOptions {
+  /** What agents on other nodes are told about the bucket (absent: agents cannot register). */
+  agentStore?: AgentStoreConfig;
+}
 
 export class ControlPlane implements ControlApi {
   readonly agents = new AgentRegistry();
   /** Wake-ups between the agents' polls and answers and the commits waiting on them (in this process). */
   readonly bus = new TaskBus();
   readonly engine: CommitEngine;
+  /** Agents on other nodes: registration, task polls and answers, their namespace calls. */
+  readonly hub: AgentHub;
   private defaultMountId: string | null = null;
 
   constructor(
@@ -85,6 +89,10 @@ export class ControlPlane implements ControlApi {
     options: ControlPlaneOptions,
   ) {
     this.engine = new CommitEngine(meta, store, this.agents, this.bus, log.child({ component: 'commit' }), options);
+    this.hub = new AgentHub(meta, this, this.bus, log.child({ component: 'agents' }), {
+      agentTimeoutMs: options.agentTimeoutMs ?? 30_000,
+      store: options.agentStore ?? null,
+    });
   }
 
   // ---- Mounts -----------------------------------------------------------------
@@ -106,10 +114,15 @@ export class ControlPlane implements ControlApi {
     return this.defaultMountId;
   }
 
+  /** Mounts with where they are mounted: by this process's agent and by every connected agent on another node. */
   async listMounts(): Promise<Mount[]> {
-    return (await this.meta.listMounts()).map((m) => ({
-      ...m, mountpoints: this.agents.forMount(m.id).map((a) => a.mountpoint).filter((p): p is string => !!p),
-    }));
+    const out: Mount[] = [];
+    for (const m of await this.meta.listMounts()) {
+      const local = this.agents.forMount(m.id).map((a) => a.mountpoint);
+      const remote = (await this.hub.list(m.id)).filter((a) => a.connected).map((a) => a.mountpoint);
+      out.push({ ...m, mountpoints: [...new Set([...local, ...remote].filter((p): p is string => !!p))] });
+    }
+    return out;
   }
 
   async createMount(name: unknown): Promise<Mount> {

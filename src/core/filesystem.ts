@@ -353,6 +353,11 @@ export class RosetFilesystem {
   }
 
   private async openForRead(n: NodeRecord): Promise<number> {
+    if (n.state !== 'committed' && n.type === 'file' && n.ownerAgent && n.ownerAgent !== this.ctx.agentId) {
+      // Its bytes are on the node that writes it until a commit puts them in the bucket;
+      // serving anything else could be wrong bytes.
+      throw new NamespaceError('STAGED_ON_OTHER_NODE', `${n.name} is staged on another node; it is readable here once committed`, { name: n.name, agentId: n.ownerAgent });
+    }
     const local = n.state !== 'committed' || this.staged(n) ? stagingPath(this.ctx, n.id) : await this.objects.localPath(n.sha256!, n.size);
     try {
       const fd = fsSync.openSync(local, C.O_RDONLY);

@@ -1,10 +1,16 @@
 /**
  * `roset-mount`: wires the embedded control plane, the API, the data plane and the
- * FUSE adapter together, and owns start-up and shutdown.
+ * FUSE adapter together, and owns start-up and shutdown. With `--api-url` it is an
+ * agent of a remote control plane (`roset serve`) instead: no metadata, no API of its
+ * own; the namespace is reached over HTTP and the bucket directly.
  *
- * Start: state dir → agent id → metadata → store → abort this agent's abandoned
- * multipart uploads → control plane → staging index and core → reconcile staged files
- * → recover in-flight commits → API → state files → mount.
+ * Start (embedded): state dir → agent id → metadata → store → abort this agent's
+ * abandoned multipart uploads → control plane → staging index and core → reconcile
+ * staged files → recover in-flight commits → API → state files → mount.
+ * Start (agent): state dir → agent id → register with the control plane (which names
+ * the mount and the bucket) → store, with this node's own credentials → abort this
+ * agent's abandoned uploads → staging index and core → reconcile → answer tasks →
+ * state files naming the control plane → mount.
  * Stop (SIGTERM/SIGINT): stop accepting work, drain in-flight commits up to the drain
  * limit, unmount, close the API and the databases.
  *
@@ -15,23 +21,28 @@
  * with this agent's tag (never another node's on a shared prefix), and runs before
  * anything can start an upload: before commits resume and before background uploads.
  */
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { ApiServer } from '../api/server.js';
 import { SqliteMetadataStore } from '../meta/sqlite.js';
-import { ControlPlane, hashToken } from '../control/service.js';
+import { ControlPlane } from '../control/service.js';
 import { HandleTable } from '../core/handles.js';
 import { RosetFilesystem } from '../core/filesystem.js';
 import { StagingIndex } from '../core/staging-index.js';
+import { hostname } from 'node:os';
+import type { ControlApi } from '../control/service.js';
+import { ControlLink } from '../remote/http.js';
+import { RemoteControl } from '../remote/control-client.js';
+import { AgentLink } from '../remote/agent-link.js';
 import type { CoreContext } from '../core/context.js';
 import { mountFuseBinding, type FuseBinding, type FuseMount } from '../fuse/index.js';
 import { openStore, type StoreOptions } from '../store/index.js';
 import type { ObjectStore } from '../store/types.js';
 import { forceUnmount, isFuseMounted, processAlive } from '../util/mounts.js';
 import { STATE_FILES, type DaemonInfo } from '../util/state-dir.js';
+import { ensureApiKey, stableId, writeFileAtomic } from './state-files.js';
 
 export interface DaemonConfig {
   mountpoint: string;
@@ -39,8 +50,11 @@ export interface DaemonConfig {
   cacheDir: string;
   /** Bytes of committed data the read cache may keep; 0: no limit. */
   cacheMaxBytes: number;
-  store: string;
+  /** The bucket; null for an agent, which learns it from its control plane. */
+  store: string | null;
   storeOptions: StoreOptions;
+  /** Set: serve a mount of this remote control plane (an agent) instead of embedding one. */
+  remote?: RemoteConfig;
   listenHost: string;
   listenPort: number;
   readOnly: boolean;
@@ -52,7 +66,18 @@ export interface DaemonConfig {
   fuseBinding: FuseBinding;
 }
 
+export interface RemoteConfig {
+  apiUrl: string;
+  apiKey: string;
+  /** The mount to serve: by id, or by name (created if missing); neither: the control plane's default. */
+  mountId?: string;
+  mountName?: string;
+  /** The fetch that trusts the deployment's CA for https URLs. */
+  fetch?: typeof globalThis.fetch;
+}
+
 export class Daemon {
+  private link?: AgentLink;
   private meta?: SqliteMetadataStore;
   private store?: ObjectStore;
   private index?: StagingIndex;
@@ -66,42 +91,92 @@ export class Daemon {
   constructor(private readonly cfg: DaemonConfig, private readonly log: Logger) {}
 
   async start(): Promise<void> {
-    const { cfg, log } = this;
+    const { cfg } = this;
     await fs.mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
     await this.claimStateDir();
     await this.clearStaleMount();
-
     const agentId = await this.agentId();
-    this.meta = new SqliteMetadataStore(path.join(cfg.stateDir, STATE_FILES.metadata));
-    this.store = await openStore(cfg.store, {
-      ...cfg.storeOptions,
+    const { mountId, control } = cfg.remote ? await this.startAgent(agentId, cfg.remote) : await this.startEmbedded(agentId);
+    await this.startDataPlane(agentId, mountId, control);
+  }
+
+  private async openStoreAs(agentId: string, url: string, options: StoreOptions): Promise<ObjectStore> {
+    const { log } = this;
+    this.store = await openStore(url, {
+      ...options,
       uploadOwner: agentId,
       onRetry: (info) => log.warn({ component: 'store', ...info }, 'retrying a storage operation'),
     });
     // Before anything can upload: what this agent left unfinished is dead, and a resumed
     // commit starts its uploads afresh.
     await this.abortAbandonedUploads(agentId);
-    const cp = new ControlPlane(this.meta, this.store, log.child({ component: 'control' }), { sealTimeoutMs: cfg.sealTimeoutMs, holder: agentId });
+    return this.store;
+  }
+
+  /** The embedded control plane: metadata in SQLite here, the API on loopback. */
+  private async startEmbedded(agentId: string): Promise<{ mountId: string; control: ControlApi }> {
+    const { cfg, log } = this;
+    if (!cfg.store) throw new Error('No store configured');
+    this.meta = new SqliteMetadataStore(path.join(cfg.stateDir, STATE_FILES.metadata));
+    const store = await this.openStoreAs(agentId, cfg.store, cfg.storeOptions);
+    const cp = new ControlPlane(this.meta, store, log.child({ component: 'control' }), {
+      sealTimeoutMs: cfg.sealTimeoutMs, holder: agentId,
+      agentStore: { url: cfg.store, s3Endpoint: cfg.storeOptions.s3Endpoint, s3Region: cfg.storeOptions.s3Region, s3ForcePathStyle: cfg.storeOptions.s3ForcePathStyle },
+    });
     this.cp = cp;
     const mountId = await cp.ensureMount(cfg.mountName);
     await this.ensureApiKey(cp);
+    return { mountId, control: cp };
+  }
 
+  /** An agent of a remote control plane: register, then the bucket it names. */
+  private async startAgent(agentId: string, remote: RemoteConfig): Promise<{ mountId: string; control: ControlApi }> {
+    const { cfg, log } = this;
+    const link = new ControlLink({
+      apiUrl: remote.apiUrl, apiKey: remote.apiKey, mountId: remote.mountId, fetch: remote.fetch,
+      onRetry: (info) => log.warn({ component: 'control-link', ...info }, 'retrying a call to the control plane'),
+    });
+    if (!remote.mountId && remote.mountName) link.mountId = await mountByName(link, remote.mountName);
+    this.link = new AgentLink(link, { agentId, mountpoint: cfg.mountpoint, hostname: hostname() }, log.child({ component: 'agent-link' }));
+    const reg = await this.link.register();
+    // The control plane names the bucket; this node's flags may override how to reach it.
+    const o = cfg.storeOptions;
+    await this.openStoreAs(agentId, cfg.store ?? reg.store.url, {
+      ...o,
+      s3Endpoint: o.s3Endpoint ?? reg.store.s3Endpoint,
+      s3Region: o.s3Region ?? reg.store.s3Region,
+      s3ForcePathStyle: o.s3ForcePathStyle ?? reg.store.s3ForcePathStyle,
+    });
+    // `roset` and the SDKs on this node talk to the control plane, with this key.
+    await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.apiKey), `${remote.apiKey}\n`, 0o600);
+    this.endpoint = link.apiUrl;
+    log.info({ apiUrl: link.apiUrl, mountId: reg.mountId, agentId, store: reg.store.url }, 'registered with the control plane');
+    return { mountId: reg.mountId, control: new RemoteControl(link, agentId) };
+  }
+
+  private async startDataPlane(agentId: string, mountId: string, control: ControlApi): Promise<void> {
+    const { cfg, log } = this;
     await fs.mkdir(cfg.cacheDir, { recursive: true, mode: 0o700 });
     await RosetFilesystem.prepareCacheDir(cfg.cacheDir);
     this.index = new StagingIndex(path.join(cfg.cacheDir, 'index.db'));
     const ctx: CoreContext = {
-      mountId, agentId, control: cp, store: this.store, index: this.index, handles: new HandleTable(),
+      mountId, agentId, control, store: this.store!, index: this.index, handles: new HandleTable(),
       cacheDir: cfg.cacheDir, cacheMaxBytes: cfg.cacheMaxBytes, readOnly: cfg.readOnly, log: log.child({ component: 'fs' }),
     };
     const core = new RosetFilesystem(ctx, cfg.mountpoint);
     this.core = core;
-    cp.registerAgent(core.agent);
     const { lost } = await core.reconcile();
-    await cp.engine.recover();
-    await cp.resyncRefMirrors(mountId);
-
-    this.api = new ApiServer(cp, log.child({ component: 'api' }));
-    this.endpoint = await this.api.listen(cfg.listenHost, cfg.listenPort);
+    const cp = this.cp;
+    if (cp) {
+      cp.registerAgent(core.agent);
+      await cp.engine.recover();
+      await cp.resyncRefMirrors(mountId);
+      this.api = new ApiServer(cp, log.child({ component: 'api' }));
+      this.endpoint = await this.api.listen(cfg.listenHost, cfg.listenPort);
+    } else {
+      // Tasks left pending while this node was down (a seal, an upload) run now.
+      this.link!.start(core.agent);
+    }
     await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.endpoint), `${this.endpoint}\n`, 0o644);
 
     this.fuse = await mountFuseBinding(cfg.fuseBinding, core, cfg.mountpoint, { allowOther: cfg.allowOther, log: log.child({ component: 'fuse', binding: cfg.fuseBinding }) });
@@ -109,7 +184,7 @@ export class Daemon {
     if (this.fuse.flushKernelCache) ctx.flushKernelCache = this.fuse.flushKernelCache.bind(this.fuse);
     const info: DaemonInfo = { pid: process.pid, mountpoint: cfg.mountpoint, endpoint: this.endpoint };
     await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.daemon), `${JSON.stringify(info)}\n`, 0o644);
-    log.info({ mountpoint: cfg.mountpoint, fuseBinding: cfg.fuseBinding, endpoint: this.endpoint, store: this.store.description, storeCapabilities: this.store.capabilities, stateDir: cfg.stateDir, cacheDir: cfg.cacheDir, mountId, lostStagedFiles: lost.length }, 'roset-mount ready');
+    log.info({ mountpoint: cfg.mountpoint, fuseBinding: cfg.fuseBinding, endpoint: this.endpoint, role: cp ? 'embedded' : 'agent', store: this.store!.description, storeCapabilities: this.store!.capabilities, stateDir: cfg.stateDir, cacheDir: cfg.cacheDir, mountId, lostStagedFiles: lost.length }, 'roset-mount ready');
   }
 
   /** Refuses to share a state dir with a live daemon; takes over one left by a dead one. */
@@ -134,42 +209,12 @@ export class Daemon {
   }
 
   private async ensureApiKey(cp: ControlPlane): Promise<void> {
-    const file = path.join(this.cfg.stateDir, STATE_FILES.apiKey);
-    let token: string | null = null;
-    try {
-      token = (await fs.readFile(file, 'utf8')).trim() || null;
-    } catch {
-      // First start: no key yet.
-    }
-    if (token) {
-      // Metadata rebuilt or recovered while the key file survived: keep the key valid.
-      if (!(await cp.verifyApiKey(token))) {
-        await this.meta!.insertApiKey({ id: `key_${randomBytes(8).toString('hex')}`, name: 'default', hash: hashToken(token), createdAt: new Date().toISOString(), revokedAt: null });
-      }
-      await fs.chmod(file, 0o600);
-      return;
-    }
-    const created = await cp.createApiKey('default');
-    await writeFileAtomic(file, `${created.token}\n`, 0o600);
-    this.log.info({ file }, 'created the API key');
+    await ensureApiKey(cp, this.meta!, this.cfg.stateDir, this.log);
   }
 
   /** This node's agent id: made at the first start, the same at every later one. */
   private async agentId(): Promise<string> {
-    const file = path.join(this.cfg.stateDir, STATE_FILES.agentId);
-    let text: string;
-    try {
-      text = await fs.readFile(file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      const id = `agt_${randomBytes(8).toString('hex')}`;
-      await writeFileAtomic(file, `${id}\n`, 0o644);
-      return id;
-    }
-    const id = text.trim();
-    // Never replaced silently: staged files and upload tags are this agent's by its id.
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(id)) throw new Error(`${file} does not hold an agent id (1-128 characters of [A-Za-z0-9._-]): fix or remove it`);
-    return id;
+    return stableId(path.join(this.cfg.stateDir, STATE_FILES.agentId), 'agt');
   }
 
   /**
@@ -192,6 +237,13 @@ export class Daemon {
   private async doStop(reason: string): Promise<void> {
     const { log } = this;
     log.info({ reason, inFlightCommits: this.cp?.engine.inFlight ?? 0 }, 'stopping: draining in-flight commits');
+    if (this.link) {
+      // An agent finishes the tasks it is running (an upload of a commit) within the drain limit.
+      let timer: NodeJS.Timeout | undefined;
+      const limit = new Promise<void>((r) => { timer = setTimeout(r, this.cfg.drainTimeoutMs); });
+      await Promise.race([this.link.stop(), limit]);
+      clearTimeout(timer);
+    }
     if (this.cp && !(await this.cp.engine.drain(this.cfg.drainTimeoutMs))) {
       log.warn({ inFlight: this.cp.engine.inFlight }, 'drain limit reached; unfinished commits resume at next start');
     }
@@ -221,9 +273,18 @@ export class Daemon {
   }
 }
 
-async function writeFileAtomic(file: string, text: string, mode: number): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
-  await fs.writeFile(tmp, text, { mode });
-  await fs.chmod(tmp, mode);
-  await fs.rename(tmp, file);
+/** The id of the mount named `name`, created if the control plane has none by that name. */
+async function mountByName(link: ControlLink, name: string): Promise<string> {
+  const find = async (): Promise<string | undefined> =>
+    (await link.call<{ items: Array<{ id: string; name: string }> }>('GET', '/v1/mounts', undefined, { idempotent: true })).items.find((m) => m.name === name)?.id;
+  const found = await find();
+  if (found) return found;
+  try {
+    return (await link.call<{ id: string }>('POST', '/v1/mounts', { name }, { idempotent: false })).id;
+  } catch (err) {
+    // Another node created it meanwhile.
+    const again = await find();
+    if (again) return again;
+    throw err;
+  }
 }

@@ -11,7 +11,7 @@
 export type Errno =
   | 'EACCES' | 'EPERM' | 'EINVAL' | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR'
   | 'ENOTEMPTY' | 'EROFS' | 'EIO' | 'ENOSPC' | 'ENAMETOOLONG' | 'EBUSY' | 'EAGAIN'
-  | 'ENOTSUP' | 'EXDEV' | 'ETIMEDOUT' | 'EBADF' | 'EFBIG';
+  | 'ENOTSUP' | 'EXDEV' | 'ETIMEDOUT' | 'EBADF' | 'EFBIG' | 'EREMOTE';
 
 interface CodeInfo {
   readonly status: number;
@@ -59,6 +59,11 @@ export const ERROR_CODES = {
   OPEN_HANDLES: def(409, 'EBUSY', 'Files were still open for writing when the seal timed out'),
   INTERRUPTED: def(503, 'EIO', 'The commit was interrupted by a daemon restart'),
   AGENT_UNAVAILABLE: def(503, 'EIO', 'No data-plane agent holds the staged files for this folder'),
+  METADATA_UNAVAILABLE: def(503, 'EIO', 'The metadata database is unreachable (restarting, or the network is down); the change was not made: retry'),
+  CONTROL_PLANE_UNREACHABLE: def(503, 'EIO', 'The control plane could not be reached from this node (it is restarting, or the network is down)'),
+  AGENT_NOT_FOUND: def(404, 'ENOENT', 'No such agent is registered: register it again'),
+  TASK_NOT_FOUND: def(404, 'ENOENT', 'No such agent task (answered already, or its commit is gone)'),
+  STAGED_ON_OTHER_NODE: def(409, 'EREMOTE', 'The file is staged on another node and is not readable here until it is committed'),
   // Refs
   REF_NOT_FOUND: def(404, 'ENOENT', 'No such ref'),
   REF_CONFLICT: def(409, 'EAGAIN', 'The ref does not point at the expected commit'),

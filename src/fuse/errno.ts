@@ -6,7 +6,8 @@
 import { constants } from 'node:os';
 import { errnoOf, RosetError, toRosetError } from '../errors/index.js';
 
-const ERRNO = constants.errno as Record<string, number>;
+/** Node's table lacks a few Linux errnos the code table uses: EREMOTE ("Object is remote") is 66 on Linux. */
+const ERRNO: Record<string, number> = { EREMOTE: 66, ...(constants.errno as Record<string, number>) };
 
 export function toErrno(err: unknown): number {
   if (err instanceof RosetError) return -(ERRNO[errnoOf(err.rosetCode)] ?? ERRNO.EIO!);

@@ -13,6 +13,9 @@ export const STATE_FILES = {
   daemon: 'daemon.json',
   metadata: 'metadata.db',
   agentId: 'agent-id',
+  /** `roset serve`: its pid while it runs, and its id in commit leases. */
+  server: 'serve.json',
+  serverId: 'server-id',
 } as const;
 
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
