@@ -197,7 +197,10 @@ export class CommitEngine {
         await failpoint('commit.after-snapshot', log);
       }
       log.debug('uploading');
-      const results = await Promise.all(agents.map((a) => a.upload(commit.id, commit.nodeId)));
+      const uploading = Promise.all(agents.map((a) => a.upload(commit.id, commit.nodeId)));
+      uploading.catch(() => undefined); // awaited below; a failpoint may pause first
+      await failpoint('commit.while-uploading', log);
+      const results = await uploading;
       const files: AgentFile[] = [];
       let uploadedBytes = 0;
       let dedupedBytes = 0;

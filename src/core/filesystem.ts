@@ -39,6 +39,7 @@ import { ObjectCache } from './object-cache.js';
 import { Uploader } from './uploader.js';
 import { newWriteHash, type Handle, type WriteHash } from './handles.js';
 import { PathFilesystem } from './path-ops.js';
+import { delayPoint } from '../util/failpoints.js';
 
 export interface Stat {
   mode: number;
@@ -336,6 +337,7 @@ export class RosetFilesystem {
       if (r.barrier) throw await this.ctx.control.barrierError(r.barrier);
       if (n.ownerAgent !== this.ctx.agentId) throw new NamespaceError('CONFLICT', `${n.name} is staged by another node`, { name: n.name });
       if (!this.staged(n)) throw new CacheError('STAGED_DATA_LOST', `The staged bytes of ${n.name} are missing from this node's cache`);
+      await delayPoint('open.after-check', this.ctx.log);
       let f = C.O_RDWR;
       if (flags & C.O_TRUNC) f |= C.O_TRUNC;
       this.changing(n.id);

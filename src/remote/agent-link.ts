@@ -21,6 +21,7 @@ import type { Agent } from '../commit/agents.js';
 import type { AgentStoreConfig, Registration } from '../control/agent-hub.js';
 import { codeOf, toRosetError, toWire } from '../errors/index.js';
 import type { AgentTaskRecord } from '../meta/types.js';
+import { delayPoint } from '../util/failpoints.js';
 import { sleep } from '../util/sleep.js';
 import type { ControlLink } from './http.js';
 
@@ -108,7 +109,7 @@ export class AgentLink {
       const a = t.args;
       let result: unknown = null;
       switch (t.kind) {
-        case 'seal': await agent.seal(t.commitId, String(a.folderId), Number(a.timeoutMs)); break;
+        case 'seal': await delayPoint('agent.before-seal', log); await agent.seal(t.commitId, String(a.folderId), Number(a.timeoutMs)); break;
         case 'upload': result = await agent.upload(t.commitId, String(a.folderId)); break;
         case 'release': await agent.release(t.commitId, a.completed === true); break;
         default: { const never: never = t.kind; throw new Error(`unknown task kind ${String(never)}`); }
