@@ -5,9 +5,11 @@
  */
 export interface ClusterDatabase {
   url: string;
+  /** Stops and starts the server (a database restart under a running cluster). */
+  restart: () => Promise<void>;
   stop: () => Promise<void>;
 }
 
 export async function clusterDatabase(): Promise<ClusterDatabase> {
-  return { url: 'sqlite:', stop: async () => undefined };
+  return { url: 'sqlite:', restart: async () => { throw new Error('no database server to restart'); }, stop: async () => undefined };
 }

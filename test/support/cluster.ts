@@ -22,6 +22,8 @@ export interface ServeOptions {
   /** `sqlite:` by default, or a `postgres://` URL. */
   database?: string;
   store: string;
+  /** Where to listen (a restart keeps its port, so agents find it again); default a free port. */
+  listen?: string;
   args?: string[];
   env?: NodeJS.ProcessEnv;
 }
@@ -37,6 +39,8 @@ export interface TestServe {
   stop: () => Promise<void>;
   kill9: () => Promise<void>;
   cli: (...args: string[]) => CliResult;
+  /** Resolves once the logs contain `text` (a failpoint reached, a takeover). */
+  logged: (text: string, ms?: number) => Promise<void>;
 }
 
 const servers = new Set<TestServe>();
@@ -49,7 +53,7 @@ function exited(proc: ChildProcess): Promise<void> {
 export async function startServe(opts: ServeOptions): Promise<TestServe> {
   const root = opts.root ?? tempRoot('roset-serve-');
   const stateDir = path.join(root, 'state');
-  const args = [CLI_BIN, 'serve', '--state-dir', stateDir, '--listen', '127.0.0.1:0', '--store', opts.store, '--log-level', 'debug',
+  const args = [CLI_BIN, 'serve', '--state-dir', stateDir, '--listen', opts.listen ?? '127.0.0.1:0', '--store', opts.store, '--log-level', 'debug',
     '--database', opts.database ?? 'sqlite:', ...(opts.args ?? [])];
   const proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -89,6 +93,13 @@ export async function startServe(opts: ServeOptions): Promise<TestServe> {
       servers.delete(s);
     },
     cli: (...cliArgs) => runCli(stateDir, cliArgs),
+    logged: async (text, ms = 120_000) => {
+      const until = Date.now() + ms;
+      while (!out.includes(text)) {
+        if (Date.now() > until) throw new Error(`roset serve never logged ${JSON.stringify(text)}:\n${out.slice(-4000)}`);
+        await sleep(20);
+      }
+    },
   };
   servers.add(s);
   return s;
