@@ -1,9 +1,10 @@
 """Ray Train through a real mount (acceptance 4 of issue 4).
 
 A real ``ray.train`` run, local, with two CPU workers (``TorchTrainer``, gloo),
-writes a checkpoint per step into the mount on rank zero and calls
-``RosetRayTrainCallback.process_checkpoint`` on every rank; rank zero commits
-and moves the ref. The run happens in its own process (tests/scripts/ray_run.py).
+writes a checkpoint per step into the mount on rank zero, plus a shard per rank
+(rank 1's a second late), and calls ``RosetRayTrainCallback.process_checkpoint``
+on every rank; rank zero commits, after every rank's shard is closed, and moves
+the ref. The run happens in its own process (tests/scripts/ray_run.py).
 """
 import pytest
 
@@ -34,7 +35,8 @@ def test_ray_train_commits_through_process_checkpoint(daemon, client, workdir, u
         node = client.resolve_path(f"{rel}/checkpoints/step-{step}")
         assert node is not None and node.state == "committed", node
         commit = client.get_commit(node.commit_id)
-        assert commit.is_completed and [f.path for f in client.get_manifest(commit.id).files] == ["model.pt"]
+        files = sorted(f.path for f in client.get_manifest(commit.id).files)
+        assert commit.is_completed and files == ["model.pt", "shard-0.pt", "shard-1.pt"], files
         commits.append(commit)
     # One commit per folder: the non-zero rank never committed.
     for c in commits:

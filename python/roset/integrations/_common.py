@@ -1,9 +1,11 @@
 """Shared plumbing of the framework integrations.
 
 Owns: turning a local checkpoint directory under a Roset mount into a
-mount-relative API path, and the one commit sequence every integration uses:
+mount-relative API path, the rank barrier, and the one commit sequence every
+integration uses:
 
-    resolve folder → commit → wait until completed → move the ref
+    every rank: files closed → wait_for_all_ranks()
+    world rank zero: resolve folder → commit → wait until completed → move the ref
 
 Invariants:
 - The ref moves only after the commit is ``completed``; a failed or timed-out
@@ -12,9 +14,16 @@ Invariants:
   the last one it published is committed but not published.
 - Files must be closed before ``commit_folder`` is called: the daemon snapshots
   only closed files, and waits at most its seal timeout for open ones.
+- In a distributed job every rank may write files of one checkpoint folder, each
+  through the mount on its own node (FSDP, DeepSpeed and PyTorch DCP shards). World
+  rank zero commits only after ``wait_for_all_ranks()``, which every rank calls at
+  the same point once its files are closed; a commit made earlier would miss the
+  files of a slower rank, or cut them off (from the seal on, the folder refuses new
+  writes with ``EROFS``).
 """
 import logging
 import os
+import sys
 import threading
 from typing import Optional
 
@@ -24,7 +33,7 @@ from ..models import Commit
 
 log = logging.getLogger("roset.integrations")
 
-__all__ = ["find_mount_root", "to_mount_path", "commit_folder", "RefMover", "global_rank"]
+__all__ = ["find_mount_root", "to_mount_path", "commit_folder", "RefMover", "global_rank", "wait_for_all_ranks"]
 
 
 def find_mount_root(local_path: str, client: Optional[Client] = None) -> str:
@@ -85,6 +94,28 @@ def global_rank() -> int:
             except ValueError:
                 continue
     return 0
+
+
+def wait_for_all_ranks() -> bool:
+    """Block until every rank of the default ``torch.distributed`` group gets here.
+
+    Call it on every rank, at the same point of every save, after the rank has
+    closed the files it wrote into the checkpoint folder, and before world rank
+    zero commits that folder. It is a collective: a rank that skips it leaves the
+    others waiting until the process group's timeout.
+
+    Returns ``True`` when it waited; ``False``, doing nothing, when the process is
+    not part of an initialised ``torch.distributed`` job (a single process, or one
+    whose launcher does not use ``torch.distributed``). torch is never imported
+    here: when the process has not imported ``torch.distributed``, no process group
+    can have been initialised.
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return False
+    log.debug("roset: waiting for every rank to finish writing the checkpoint")
+    dist.barrier()
+    return True
 
 
 def commit_folder(

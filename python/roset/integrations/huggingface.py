@@ -4,8 +4,14 @@ Owns: committing each ``checkpoint-N`` folder that ``transformers.Trainer`` writ
 under ``args.output_dir`` (which must be inside a Roset mount), and moving a ref
 to it once the commit is completed.
 
-When: ``on_save``, which the Trainer calls after the checkpoint's files are
-written and closed. Only the world process zero commits; the others return.
+When: ``on_save``, which the Trainer calls on every process after that process
+has written and closed its files of the checkpoint. In a distributed job
+(``torch.distributed`` initialised) every process first waits at a barrier
+(``wait_for_all_ranks``), so the checkpoint is committed only once every rank has
+finished writing its files (FSDP and DeepSpeed shards, ``rng_state_<rank>.pth``,
+anything a callback listed before this one wrote); then only the world process
+zero commits, and the others return. Without ``torch.distributed`` there is no
+barrier.
 
 Async mode (``async_commit=True``): commits run on one background thread, in the
 order the checkpoints were saved, so training does not wait for uploads.
@@ -32,7 +38,7 @@ from typing import Any, List, Optional, Tuple
 from ..client import Client
 from ..exceptions import RosetError
 from ..models import Commit
-from ._common import RefMover, commit_folder, find_mount_root, to_mount_path
+from ._common import RefMover, commit_folder, find_mount_root, to_mount_path, wait_for_all_ranks
 
 try:
     from transformers import TrainerCallback
@@ -68,10 +74,15 @@ def newest_checkpoint(output_dir: str) -> Optional[Tuple[int, str]]:
 class RosetTrainerCallback(TrainerCallback):
     """Commit every Trainer checkpoint and move a ref to it.
 
+    In distributed training, list it after any callback that writes files into
+    the checkpoint folder in its own ``on_save``: callbacks run in list order, and
+    this one's barrier is what tells world zero that every rank is done.
+
     Args:
         client: a :class:`roset.Client`.
         update_ref: ref moved to each completed checkpoint (``None``: no ref).
-        async_commit: commit in the background instead of blocking ``on_save``.
+        async_commit: commit in the background instead of blocking ``on_save``
+            (the barrier itself stays in ``on_save``).
         mount_path: the Roset mountpoint; found from the API/disk when omitted.
         commit_timeout: seconds to wait for each commit to complete.
     """
@@ -166,6 +177,10 @@ class RosetTrainerCallback(TrainerCallback):
             )
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # Every process, before the world-zero check: the Trainer calls on_save on
+        # all of them, so all of them reach this barrier once per save, and world
+        # zero commits only after the slowest rank has closed its files.
+        wait_for_all_ranks()
         if not state.is_world_process_zero:
             return
         # Fail fast: an earlier async commit failed, so stop training now.

@@ -28,7 +28,10 @@ checkpoint. So one script with ``ckpt_path="latest"`` serves the first run and
 every resume.
 
 Invariants:
-- Only global rank zero writes and commits; other ranks do nothing.
+- Only global rank zero writes and commits; other ranks do nothing. There is no
+  rank barrier in ``save_checkpoint`` (unlike the Hugging Face and Ray
+  integrations): Lightning calls it on global rank zero only, and every file of the
+  folder is rank zero's own (see the comment in ``save_checkpoint``).
 - The ref only ever points at a completed commit; a failed commit raises out of
   ``save_checkpoint`` (so the training run stops) and leaves the ref untouched.
 - ``remove_checkpoint`` soft-deletes through the API, never the folder the ref
@@ -181,9 +184,26 @@ class _RosetCheckpointIOImpl:
 
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__}.save_checkpoint does not take storage_options")
+        # Ranks. A commit must wait until every rank that writes into the folder
+        # has closed its files, and a barrier is the way to wait; but here a
+        # barrier would be both unneeded and a deadlock:
+        # - Lightning calls CheckpointIO.save_checkpoint on global rank zero only.
+        #   Strategy.save_checkpoint is `if self.is_global_zero:
+        #   self.checkpoint_io.save_checkpoint(...)`, and the single-writer
+        #   strategies (single device, DDP, FSDP with a full state dict, XLA) go
+        #   through it. A dist.barrier() here would wait for ranks that never
+        #   arrive. The other ranks are held by Lightning itself at
+        #   strategy.barrier("Trainer.save_checkpoint"), after this call.
+        # - Strategies that shard (FSDP with state_dict_type="sharded", DeepSpeed)
+        #   write every rank's shard themselves and never call CheckpointIO, so
+        #   this plugin never sees (or commits) their checkpoints.
+        # - The folder is named here, on rank zero, at save time (fresh, see
+        #   _fresh_folder), and only rank zero writes into it: once its file is
+        #   closed, every file of the folder is, and committing at once is safe.
+        # A strategy that does call save_checkpoint on every rank reaches the early
+        # return below on the other ranks; they write nothing, so rank zero still
+        # has nothing to wait for, and no rank blocks.
         if not _rank_zero():
-            # Lightning's strategies only call CheckpointIO on rank zero for a full
-            # checkpoint; a duplicate written elsewhere would be an orphan folder.
             return
         folder, filename = self._fresh_folder(path)
         local_dir = self._local(folder)

@@ -5,10 +5,14 @@ Roset mount, and moving a ref to it, from inside the training function.
 
 Usage: build the callback on the driver, capture it in ``train_func`` (it pickles:
 it holds only the client's settings), and after writing a checkpoint call
-``callback.process_checkpoint(checkpoint_dir, step=...)``. Every worker may call
-it; only world rank zero commits, the others return ``None``. Rank zero should
-write the checkpoint (or all ranks write into one folder and synchronise before
-rank zero commits).
+``callback.process_checkpoint(checkpoint_dir, step=...)`` on every worker. Ranks
+may all write files into the one folder (each through the mount on its own node).
+When ``torch.distributed`` is initialised (``TorchTrainer`` does it), every worker
+first waits at a barrier (``wait_for_all_ranks``), so world rank zero commits only
+after every rank has closed its files; the others then return ``None``. The call
+is a collective there: a worker that skips it leaves the others waiting. Without
+``torch.distributed`` there is no barrier, and only rank zero's files are known
+to be complete.
 
 Invariants:
 - ``process_checkpoint`` returns only after the commit is ``completed`` and the ref
@@ -22,7 +26,7 @@ from typing import Optional
 
 from ..client import Client
 from ..models import Commit
-from ._common import RefMover, commit_folder, find_mount_root, global_rank, to_mount_path
+from ._common import RefMover, commit_folder, find_mount_root, global_rank, to_mount_path, wait_for_all_ranks
 
 log = logging.getLogger("roset.integrations.ray")
 
@@ -70,8 +74,11 @@ class RosetRayTrainCallback:
     def process_checkpoint(self, checkpoint_dir: str, step: Optional[int] = None, message: Optional[str] = None) -> Optional[Commit]:
         """Commit ``checkpoint_dir`` (on world rank zero) and move the ref.
 
+        Call it on every worker, after that worker has closed the files it wrote:
+        in a ``torch.distributed`` job all workers wait for each other here first.
         Returns the completed commit on rank zero, ``None`` on other ranks.
         """
+        wait_for_all_ranks()
         if _world_rank() != 0:
             return None
         local = os.path.abspath(os.fspath(checkpoint_dir))

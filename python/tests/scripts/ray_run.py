@@ -4,7 +4,10 @@ Run by tests/test_ray.py in a fresh process, as a user's driver script runs (Ray
 pickles ``train_func`` by value from ``__main__``). It follows the README snippet:
 the callback is built on the driver, captured by ``train_func``, and each worker
 calls ``callback.process_checkpoint(checkpoint_dir, step=...)`` after the
-checkpoint is written; only world rank zero commits.
+checkpoint is written; only world rank zero commits. Rank zero writes the model;
+every rank also writes its own ``shard-<rank>.pt`` into the same folder, rank 1 a
+second late, so the commit holds rank 1's shard only if rank zero waited for it
+(the callback's barrier).
 
 The API is found through ROSET_API_URL and ROSET_API_KEY, which Ray passes on to
 its workers with the driver's environment.
@@ -13,6 +16,7 @@ import argparse
 import json
 import os
 import tempfile
+import time
 
 import ray
 import ray.train
@@ -57,6 +61,11 @@ def train_func(config):
         if rank == 0:
             inner = model.module if hasattr(model, "module") else model
             save_checkpoint(checkpoint_dir, inner, step)
+        if rank == 1:
+            time.sleep(1.0)
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        with open(os.path.join(checkpoint_dir, f"shard-{rank}.pt"), "wb") as f:
+            torch.save({"rank": rank, "step": step}, f)
         # Every rank calls it; only rank zero commits (and returns the commit).
         commit = callback.process_checkpoint(checkpoint_dir, step=step)
         assert (commit is not None) == (rank == 0), (rank, commit)
