@@ -5,6 +5,7 @@
  */
 import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { checkListenPolicy, type TlsFiles } from '../api/listen-policy.js';
 import { Daemon, type DaemonConfig } from '../daemon/daemon.js';
 import { DEFAULT_FUSE_BINDING, FUSE_BINDINGS, type FuseBinding } from '../fuse/types.js';
 import { createLogger, type LogLevel } from '../util/log.js';
@@ -26,6 +27,13 @@ function listen(v: string): { host: string; port: number } {
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
 }
 
+/** `--tls-cert` and `--tls-key` (or their variables) go together; null for plain HTTP. */
+function tlsFiles(cert: string | undefined, key: string | undefined): TlsFiles | null {
+  if (!cert && !key) return null;
+  if (!cert || !key) throw new InvalidArgumentError('--tls-cert and --tls-key go together (or ROSET_TLS_CERT and ROSET_TLS_KEY): give both, or neither');
+  return { certFile: path.resolve(cert), keyFile: path.resolve(key) };
+}
+
 function fuseBindingFromEnv(v: string | undefined): FuseBinding | undefined {
   if (!v) return undefined;
   if (!(FUSE_BINDINGS as readonly string[]).includes(v)) throw new InvalidArgumentError(`ROSET_FUSE_BINDING must be one of ${FUSE_BINDINGS.join(', ')}`);
@@ -39,7 +47,10 @@ const program = addStoreOptions(new Command())
   .option('--cache-size <size>', 'committed data kept in the read cache, e.g. 50G; least recently used goes first; staged data is never evicted [env ROSET_CACHE_SIZE] (default: no limit)', size)
   .option('--cache-dir <dir>', 'local staging and read cache [env ROSET_CACHE_DIR] (default: STATE_DIR/cache)')
   .option('--state-dir <dir>', 'state directory [env ROSET_STATE_DIR] (default: /var/lib/roset as root, else ~/.local/state/roset)')
-  .option('--listen <host:port>', 'where the embedded API listens; port 0 picks a free one [env ROSET_LISTEN]', listen)
+  .option('--listen <host:port>', 'where the embedded API listens; port 0 picks a free one; an address other than loopback needs --tls-cert/--tls-key or --insecure-listen [env ROSET_LISTEN]', listen)
+  .option('--tls-cert <file>', 'serve the API over HTTPS with this PEM certificate chain [env ROSET_TLS_CERT]')
+  .option('--tls-key <file>', 'the PEM private key of --tls-cert [env ROSET_TLS_KEY]')
+  .option('--insecure-listen', 'allow plain HTTP on an address other than loopback: the API key and all metadata cross the network in clear text; only for a trusted network [env ROSET_INSECURE_LISTEN]')
   .option('--read-only', 'refuse all writes [env ROSET_READ_ONLY]')
   .option('--allow-other', 'let other users access the mount (needs user_allow_other) [env ROSET_ALLOW_OTHER]')
   .option('--seal-timeout <seconds>', 'how long a seal waits for open files to close [env ROSET_SEAL_TIMEOUT]', seconds)
@@ -51,6 +62,10 @@ const program = addStoreOptions(new Command())
   .action(async (mountpoint: string, o: Record<string, unknown>) => {
     const stateDir = path.resolve((o.stateDir as string | undefined) ?? defaultStateDir(env));
     const l = (o.listen as { host: string; port: number } | undefined) ?? (env.ROSET_LISTEN ? listen(env.ROSET_LISTEN) : { host: '127.0.0.1', port: 7070 });
+    const tls = tlsFiles((o.tlsCert as string | undefined) ?? (env.ROSET_TLS_CERT || undefined), (o.tlsKey as string | undefined) ?? (env.ROSET_TLS_KEY || undefined));
+    const insecureListen = (o.insecureListen as boolean | undefined) ?? envFlag(env.ROSET_INSECURE_LISTEN) ?? false;
+    // Before anything starts: a refused listen address must not leave a mount behind.
+    checkListenPolicy({ host: l.host, tls, insecureListen });
     const cfg: DaemonConfig = {
       mountpoint: path.resolve(mountpoint),
       stateDir,
@@ -59,6 +74,8 @@ const program = addStoreOptions(new Command())
       ...storeConfig(o, env, stateDir),
       listenHost: l.host,
       listenPort: l.port,
+      tls,
+      insecureListen,
       readOnly: (o.readOnly as boolean | undefined) ?? envFlag(env.ROSET_READ_ONLY) ?? false,
       allowOther: (o.allowOther as boolean | undefined) ?? envFlag(env.ROSET_ALLOW_OTHER) ?? false,
       sealTimeoutMs: 1000 * ((o.sealTimeout as number | undefined) ?? (env.ROSET_SEAL_TIMEOUT ? seconds(env.ROSET_SEAL_TIMEOUT) : 60)),

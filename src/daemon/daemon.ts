@@ -21,6 +21,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { ApiServer } from '../api/server.js';
+import type { TlsFiles } from '../api/listen-policy.js';
 import { SqliteMetadataStore } from '../meta/sqlite.js';
 import { ControlPlane, hashToken } from '../control/service.js';
 import { HandleTable } from '../core/handles.js';
@@ -43,6 +44,10 @@ export interface DaemonConfig {
   storeOptions: StoreOptions;
   listenHost: string;
   listenPort: number;
+  /** Serve the API over HTTPS with this certificate. */
+  tls?: TlsFiles | null;
+  /** Serve plain HTTP on a non-loopback address (a trusted network). */
+  insecureListen?: boolean;
   readOnly: boolean;
   allowOther: boolean;
   sealTimeoutMs: number;
@@ -101,7 +106,7 @@ export class Daemon {
     await cp.resyncRefMirrors(mountId);
 
     this.api = new ApiServer(cp, log.child({ component: 'api' }));
-    this.endpoint = await this.api.listen(cfg.listenHost, cfg.listenPort);
+    this.endpoint = await this.api.listen(cfg.listenHost, cfg.listenPort, { tls: cfg.tls, insecureListen: cfg.insecureListen });
     await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.endpoint), `${this.endpoint}\n`, 0o644);
 
     this.fuse = await mountFuseBinding(cfg.fuseBinding, core, cfg.mountpoint, { allowOther: cfg.allowOther, log: log.child({ component: 'fuse', binding: cfg.fuseBinding }) });
@@ -142,12 +147,17 @@ export class Daemon {
       // First start: no key yet.
     }
     if (token) {
+      const known = await cp.lookupApiKey(token);
       // Metadata rebuilt or recovered while the key file survived: keep the key valid.
-      if (!(await cp.verifyApiKey(token))) {
+      if (!known) {
         await this.meta!.insertApiKey({ id: `key_${randomBytes(8).toString('hex')}`, name: 'default', hash: hashToken(token), createdAt: new Date().toISOString(), revokedAt: null });
       }
-      await fs.chmod(file, 0o600);
-      return;
+      if (!known?.revokedAt) {
+        await fs.chmod(file, 0o600);
+        return;
+      }
+      // A revoked key stays revoked: this node gets a new one.
+      this.log.warn({ file, keyId: known.id }, 'the API key in the state dir was revoked: making a new one');
     }
     const created = await cp.createApiKey('default');
     await writeFileAtomic(file, `${created.token}\n`, 0o600);
