@@ -123,7 +123,7 @@ export class ApiServer {
 
   /**
    * Listens on `host:port` (port 0 picks a free one) and returns the URL: `https://`
-   * with `opts.tls`. Plain HTTP on a non-loopback address is refused unless
+   * with `opts.tls`; on every address (0.0.0.0, ::), the loopback URL. Plain HTTP on a non-loopback address is refused unless
    * `opts.insecureListen` (INSECURE_LISTEN).
    */
   async listen(host: string, port: number, opts: ListenOptions = {}): Promise<string> {
@@ -155,7 +155,10 @@ export class ApiServer {
     });
     this.server = server;
     const addr = server.address() as AddressInfo;
-    const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    // Bound to every address: the URL local clients use (the endpoint file) is loopback's,
+    // a name a certificate can hold.
+    const address = addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address === '::' ? '::1' : addr.address;
+    const h = address.includes(':') ? `[${address}]` : address;
     return `${opts.tls ? 'https' : 'http'}://${h}:${addr.port}`;
   }
 

@@ -44,7 +44,7 @@ async function failure(p: Promise<unknown>): Promise<SdkError> {
 
 describe('SDK over HTTPS', () => {
   it('serves https:// and trusts the server with caFile', async () => {
-    expect(api.url).toMatch(/^https:\/\/0\.0\.0\.0:\d+$/);
+    expect(api.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
     const client = new RosetClient({ apiUrl: `https://127.0.0.1:${port()}`, apiKey: api.apiKey, caFile: pki.caFile, env: {} });
     expect((await client.getHealth()).status).toBe('ok');
     expect((await client.listMounts()).items.map((m) => m.name)).toEqual(['default']);
