@@ -3,6 +3,7 @@
  * the embedded default), runs the daemon in the foreground, and turns SIGTERM/SIGINT
  * into a drained, clean unmount.
  */
+import { accessSync, constants } from 'node:fs';
 import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { checkListenPolicy, type TlsFiles } from '../api/listen-policy.js';
@@ -31,7 +32,15 @@ function listen(v: string): { host: string; port: number } {
 function tlsFiles(cert: string | undefined, key: string | undefined): TlsFiles | null {
   if (!cert && !key) return null;
   if (!cert || !key) throw new InvalidArgumentError('--tls-cert and --tls-key go together (or ROSET_TLS_CERT and ROSET_TLS_KEY): give both, or neither');
-  return { certFile: path.resolve(cert), keyFile: path.resolve(key) };
+  const files = { certFile: path.resolve(cert), keyFile: path.resolve(key) };
+  for (const [flag, file] of [['--tls-cert', files.certFile], ['--tls-key', files.keyFile]] as const) {
+    try {
+      accessSync(file, constants.R_OK);
+    } catch (err) {
+      throw new InvalidArgumentError(`${flag} ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+  }
+  return files;
 }
 
 function fuseBindingFromEnv(v: string | undefined): FuseBinding | undefined {

@@ -58,10 +58,14 @@ describe('roset-mount --listen', () => {
     }
   });
 
-  it('wants --tls-cert and --tls-key together', async () => {
+  it('wants --tls-cert and --tls-key together, and readable', async () => {
     const r = await mountFails(['--listen', '0.0.0.0:0', '--tls-cert', pki.certFile]);
     expect(r.code, r.out).toBe(1);
     expect(r.out).toMatch(/--tls-cert and --tls-key go together/);
+    const missing = await mountFails(['--listen', '0.0.0.0:0', '--tls-cert', pki.certFile, '--tls-key', path.join(pki.dir, 'nope.key')]);
+    expect(missing.code, missing.out).toBe(1);
+    expect(missing.out).toMatch(/^roset-mount: --tls-key .*nope\.key cannot be read \(ENOENT\)/);
+    expect(existsSync(path.join(missing.root, 'state'))).toBe(false);
   });
 
   it('starts on 0.0.0.0 with --insecure-listen', async () => {
