@@ -8,6 +8,8 @@ by the embedded ``roset-mount`` daemon) → ``http://127.0.0.1:7070`` (no key, n
 mount id: the server's default mount).
 State directory: ``ROSET_STATE_DIR`` → ``/var/lib/roset`` for root →
 ``~/.local/state/roset``.
+CA file (the PEM CA an ``https://`` API's certificate is checked against, instead
+of the system's): explicit argument → ``ROSET_CA_FILE`` → none.
 
 Invariants:
 - An empty or blank value counts as unset, so ``ROSET_API_KEY=`` in an environment
@@ -77,6 +79,7 @@ class ResolvedConfig:
     state_dir: str
     api_url_source: str
     api_key_source: Optional[str]
+    ca_file: Optional[str] = None
 
 
 def resolve_config(
@@ -84,6 +87,7 @@ def resolve_config(
     api_key: Optional[str] = None,
     mount_id: Optional[str] = None,
     env: Optional[Mapping[str, str]] = None,
+    ca_file: Optional[str] = None,
 ) -> ResolvedConfig:
     env = os.environ if env is None else env
     state_dir = default_state_dir(env)
@@ -118,4 +122,5 @@ def resolve_config(
         state_dir=state_dir,
         api_url_source=url_source,
         api_key_source=key_source,
+        ca_file=_non_empty(ca_file) or _non_empty(env.get("ROSET_CA_FILE")),
     )

@@ -18,6 +18,11 @@ Invariants:
 - ``resolve_path`` and ``get_ref`` return ``None`` for a missing path or ref;
   every other lookup raises :class:`RosetNotFoundError`.
 - The API key is never logged or shown in ``repr``.
+- An ``https://`` API is checked against the system's CAs, or only against the CA
+  file named by ``ca_file`` / ``ROSET_CA_FILE`` (a private deployment). A TLS
+  failure (unknown authority, a certificate that does not name the host, an
+  expired one, a server without TLS) raises :class:`RosetConnectionError` with
+  code ``TLS_ERROR`` at once, naming the URL and the cause: it is never retried.
 """
 import email.utils
 import http.client
@@ -26,6 +31,7 @@ import logging
 import os
 import random
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -97,6 +103,63 @@ def _parse_retry_after(value: Optional[str]) -> Optional[float]:
     return max(0.0, when.timestamp() - time.time())
 
 
+# OpenSSL verify codes of a chain that leads to no trusted CA, and of a certificate
+# out of its validity period.
+_UNKNOWN_AUTHORITY = frozenset({2, 18, 19, 20, 21, 27})
+_OUT_OF_DATE = frozenset({9, 10})
+_NAME_MISMATCH = frozenset({62, 64})  # host name, IP address
+
+# One SSL context per CA file and version of it (contexts are not picklable, so they
+# live here, not on the Client, which Ray pickles).
+_contexts: Dict[Tuple[str, int, int], ssl.SSLContext] = {}
+
+
+def _tls_error(message: str) -> RosetConnectionError:
+    err = RosetConnectionError(message)
+    err.code = "TLS_ERROR"
+    return err
+
+
+def _ssl_context(ca_file: Optional[str]) -> Optional[ssl.SSLContext]:
+    """A context trusting only the CAs in ``ca_file``; ``None`` (the system's CAs) without one."""
+    if not ca_file:
+        return None
+    path = os.path.abspath(ca_file)
+    try:
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size)
+        ctx = _contexts.get(key)
+        if ctx is None:
+            ctx = ssl.create_default_context(cafile=path)
+            _contexts[key] = ctx
+        return ctx
+    except (OSError, ssl.SSLError) as e:
+        raise _tls_error(f"cannot read the CA file {ca_file} ({e}): check ca_file= or ROSET_CA_FILE") from None
+
+
+def _tls_failure(err: BaseException, url: str, ca_file: Optional[str]) -> Optional[RosetConnectionError]:
+    """The error to raise when ``err`` is a TLS failure of a request to ``url``, else ``None``."""
+    reason = getattr(err, "reason", None)
+    e = reason if isinstance(reason, ssl.SSLError) else err
+    # A connection cut mid-handshake is an accident like any reset: retried as usual.
+    if not isinstance(e, ssl.SSLError) or isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)):
+        return None
+    host = urllib.parse.urlsplit(url).hostname or url
+    if isinstance(e, ssl.SSLCertVerificationError):
+        code, why = e.verify_code, e.verify_message or str(e)
+        if code in _UNKNOWN_AUTHORITY:
+            fix = f"the CA in {ca_file} did not sign it" if ca_file else "pass ca_file= or set ROSET_CA_FILE to the CA that signed it"
+            return _tls_error(f"cannot trust {url}: certificate signed by an unknown authority ({why}): {fix}")
+        if code in _NAME_MISMATCH:
+            return _tls_error(f"cannot trust {url}: its certificate does not name {host} ({why}): use a host name or address the certificate holds")
+        if code in _OUT_OF_DATE:
+            return _tls_error(f"cannot trust {url}: {why}: renew the certificate, or check the clocks")
+        return _tls_error(f"cannot trust {url}: {why}")
+    if getattr(e, "reason", None) in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"):
+        return _tls_error(f"cannot speak TLS to {url} ({e.reason}): the server answers without TLS; use an http:// URL")
+    return _tls_error(f"TLS with {url} failed: {e}")
+
+
 def _was_never_sent(err: BaseException) -> bool:
     """True when the request certainly did not reach the server."""
     reason = getattr(err, "reason", err)
@@ -127,6 +190,8 @@ class Client:
             when unset the server's default mount is used.
         timeout: seconds for each HTTP request.
         max_retries: how many times a transient failure is retried.
+        ca_file: PEM file of the CA that signed an ``https://`` API's certificate,
+            trusted instead of the system's CAs; falls back to ``ROSET_CA_FILE``.
     """
 
     #: Backoff before retry n (0-based) is drawn from [d/2, d], d = min(cap, base * 2**n).
@@ -143,12 +208,14 @@ class Client:
         mount_id: Optional[str] = None,
         timeout: float = 30.0,
         max_retries: int = 3,
+        ca_file: Optional[str] = None,
     ) -> None:
-        cfg = resolve_config(api_url, api_key, mount_id)
+        cfg = resolve_config(api_url, api_key, mount_id, ca_file=ca_file)
         self.api_url: str = cfg.api_url
         self.api_key: Optional[str] = cfg.api_key
         self.mount_id: Optional[str] = cfg.mount_id
         self.state_dir: str = cfg.state_dir
+        self.ca_file: Optional[str] = cfg.ca_file
         self.timeout = float(timeout)
         self.max_retries = max(0, int(max_retries))
         # Tests replace these to observe backoff without sleeping.
@@ -204,8 +271,9 @@ class Client:
 
     def _once(self, method: str, url: str, data: Optional[bytes]) -> Tuple[int, bytes]:
         req = urllib.request.Request(url, data=data, method=method, headers=self._headers(data is not None))
+        context = _ssl_context(self.ca_file) if url.startswith("https:") else None
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=context) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as e:
             try:
@@ -220,6 +288,10 @@ class Client:
                 raise _Transient(self._error_from_response(status, body), retry_after, True, status) from None
             raise self._error_from_response(status, body) from None
         except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+            # An answer about the certificate, not an accident: raised at once, never retried.
+            tls = _tls_failure(e, self.api_url, self.ca_file)
+            if tls is not None:
+                raise tls from None
             raise _Transient(e, None, not _was_never_sent(e), None) from None
 
     def _request(

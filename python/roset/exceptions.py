@@ -9,12 +9,14 @@ relations are the public contract of the original SDK README and must not change
     │   ├── RosetConflictError      409: stale compare-and-swap, name exists, commit busy
     │   ├── RosetAuthenticationError 401/403: missing or wrong API key
     │   └── RosetCommitFailedError  a commit finished in status `failed` (code from the commit)
-    ├── RosetConnectionError        the API could not be reached, even after retries
+    ├── RosetConnectionError        the API could not be reached, even after retries,
+    │                               or its TLS certificate was refused (code TLS_ERROR)
     └── RosetTimeoutError           waiting for a commit or group ran out of time
 
 Invariant: `code` is always the server's wire code (e.g. `REF_CONFLICT`,
 `OPEN_HANDLES`) when the server sent one, so callers match on `code`, never on
-`message`. Client-side codes mirror the TypeScript SDK: `NETWORK_ERROR`, `TIMEOUT`.
+`message`. Client-side codes mirror the TypeScript SDK: `NETWORK_ERROR`, `TLS_ERROR`,
+`TIMEOUT`.
 """
 from typing import Any, Dict, Optional
 
@@ -92,7 +94,10 @@ class RosetCommitFailedError(RosetAPIError):
 
 
 class RosetConnectionError(RosetError):
-    """The API could not be reached (refused, reset, DNS, timeout) after all retries."""
+    """The API could not be reached (refused, reset, DNS, timeout) after all retries
+    (``code`` ``NETWORK_ERROR``), or TLS with it failed: an untrusted, mismatched or
+    expired certificate, or a server without TLS (``code`` ``TLS_ERROR``, raised at
+    once, never retried)."""
 
     code = "NETWORK_ERROR"
 

@@ -125,12 +125,16 @@ class Daemon:
     endpoint: str = ""
     api_key: str = ""
     mount_id: str = ""
+    #: The CA of an HTTPS daemon (``--tls-cert``), trusted by ``client()``.
+    ca_file: Optional[str] = None
 
     def client(self, **kwargs):
         import roset
 
         kwargs.setdefault("api_url", self.endpoint)
         kwargs.setdefault("api_key", self.api_key)
+        if self.ca_file:
+            kwargs.setdefault("ca_file", self.ca_file)
         return roset.Client(**kwargs)
 
     def env(self) -> Dict[str, str]:
@@ -143,6 +147,9 @@ class Daemon:
             PYTHONUNBUFFERED="1",
         )
         env.pop("ROSET_MOUNT_ID", None)
+        env.pop("ROSET_CA_FILE", None)
+        if self.ca_file:
+            env["ROSET_CA_FILE"] = self.ca_file
         return env
 
     def log_tail(self, n: int = 60) -> str:
@@ -166,7 +173,7 @@ class Daemon:
                 _force_unmount(self.mountpoint)
 
 
-def start_daemon(base: Path, seal_timeout: float = 2, extra: Optional[List[str]] = None) -> Daemon:
+def start_daemon(base: Path, seal_timeout: float = 2, extra: Optional[List[str]] = None, ca_file: Optional[str] = None) -> Daemon:
     need(os.path.exists("/dev/fuse"), "/dev/fuse is missing: FUSE is not available")
     need(shutil.which("fusermount") or shutil.which("fusermount3"), "fusermount is not installed (apt-get install fuse3)")
     ensure_daemon_built()
@@ -186,7 +193,7 @@ def start_daemon(base: Path, seal_timeout: float = 2, extra: Optional[List[str]]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSET_")}
     proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT), env=env)
     log_file.close()
-    d = Daemon(str(mnt), str(state), str(cache), str(log_path), proc)
+    d = Daemon(str(mnt), str(state), str(cache), str(log_path), proc, ca_file=ca_file)
     deadline = time.monotonic() + 60
     endpoint_file, key_file = state / "endpoint", state / "api-key"
     try:

@@ -367,7 +367,9 @@ def test_readme_surface_names():
 
     params = lambda f: list(inspect.signature(f).parameters)  # noqa: E731
     C = roset.Client
-    assert params(C.__init__) == ["self", "api_url", "api_key", "mount_id", "timeout", "max_retries"]
+    # The README's parameters, in order; then only the optional ca_file (TLS with a private CA).
+    assert params(C.__init__) == ["self", "api_url", "api_key", "mount_id", "timeout", "max_retries", "ca_file"]
+    assert inspect.signature(C.__init__).parameters["ca_file"].default is None
     assert inspect.signature(C.__init__).parameters["timeout"].default == 30.0
     assert inspect.signature(C.__init__).parameters["max_retries"].default == 3
     assert params(C.get_node) == ["self", "node_id"]

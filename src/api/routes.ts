@@ -7,8 +7,8 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { ApiError } from '../errors/index.js';
-import { toCommit, toNode, type ControlPlane } from '../control/service.js';
-import type { Page } from './types.js';
+import { toApiKey, toCommit, toNode, type ControlPlane } from '../control/service.js';
+import type { CreatedApiKey, Page } from './types.js';
 
 export interface RequestContext {
   req: IncomingMessage;
@@ -126,5 +126,21 @@ export const ROUTES: Route[] = [
   },
   { method: 'POST', path: '/v1/agents/{id}/tasks/{taskId}', auth: true, handler: async (cp, c) => ok(await cp.hub.answer(c.params.id!, c.params.taskId!, await c.body(AGENT_ANSWER_MAX_BYTES))) },
   { method: 'POST', path: '/v1/agents/{id}/rpc', auth: true, handler: async (cp, c) => ok({ value: (await cp.hub.rpc(c.mountId, c.params.id!, await c.body())) ?? null }) },
+  {
+    method: 'POST', path: '/v1/keys', auth: true,
+    handler: async (cp, c) => {
+      const { token, record } = await cp.createApiKey((await c.body()).name);
+      const body: CreatedApiKey = { ...toApiKey(record), token };
+      return { status: 201, body };
+    },
+  },
+  {
+    method: 'GET', path: '/v1/keys', auth: true,
+    handler: async (cp, c) => {
+      const r = await cp.listApiKeys(cursorOf(c.query), limitOf(c.query));
+      return ok(page(r.items, r.nextCursor));
+    },
+  },
+  { method: 'DELETE', path: '/v1/keys/{id}', auth: true, handler: async (cp, c) => ok(await cp.revokeApiKey(c.params.id!)) },
   { method: 'POST', path: '/v1/commit-groups/{id}/seal', auth: true, handler: async (cp, c) => ({ status: 202, body: await cp.sealGroup(c.mountId, c.params.id!) }) },
 ];

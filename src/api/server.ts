@@ -1,19 +1,26 @@
 /**
- * The `/v1` HTTP server on node:http: routing, authentication, mount selection and
- * error replies. Embedded in `roset-mount` by default.
+ * The `/v1` HTTP server on node:http, or node:https with a certificate: routing,
+ * authentication, mount selection and error replies. Embedded in `roset-mount` by
+ * default.
  *
  * Invariants:
  * - Every route but `GET /health` requires `Authorization: Bearer <key>`; the key is
- *   hashed and compared in constant time by the control plane, and never logged.
+ *   hashed and compared in constant time by the control plane, and never logged. A
+ *   revoked key is refused from the first request after its revocation.
+ * - Plain HTTP is served only where `checkListenPolicy` allows it (loopback, or an
+ *   explicit `insecureListen`).
  * - Every failure is a JSON error with a code from the code table; an unexpected
  *   exception is logged and answered 500 INTERNAL without its internals.
  */
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ApiError, RosetError } from '../errors/index.js';
 import type { ControlPlane } from '../control/service.js';
 import { readJson, sendError, sendJson } from './http.js';
+import { checkListenPolicy, type TlsFiles } from './listen-policy.js';
 import { ROUTES, type Route } from './routes.js';
 
 interface CompiledRoute {
@@ -32,6 +39,21 @@ function compile(route: Route): CompiledRoute {
 }
 
 const COMPILED = ROUTES.map(compile);
+
+export interface ListenOptions {
+  /** Serve HTTPS with this certificate and key (PEM files, read once here). */
+  tls?: TlsFiles | null;
+  /** Allow plain HTTP on a non-loopback address (a trusted network). */
+  insecureListen?: boolean;
+}
+
+function readPem(file: string, what: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new ApiError('BAD_REQUEST', `Cannot read the TLS ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+}
 
 function bearer(req: IncomingMessage): string | null {
   const h = req.headers.authorization;
@@ -77,8 +99,9 @@ export class ApiServer {
       let actor = 'anonymous';
       if (match.route.auth) {
         const token = bearer(req);
-        const key = token ? await this.cp.verifyApiKey(token) : null;
+        const key = token ? await this.cp.lookupApiKey(token) : null;
         if (!key) throw new ApiError('UNAUTHORIZED', token ? 'Invalid API key' : 'Missing API key: send Authorization: Bearer <key>');
+        if (key.revokedAt) throw new ApiError('UNAUTHORIZED', `API key ${key.id} was revoked at ${key.revokedAt}: ask for a new key`);
         actor = `key:${key.name}`;
       }
       const header = req.headers['x-roset-mount-id'];
@@ -98,14 +121,33 @@ export class ApiServer {
     }
   }
 
-  /** Listens on `host:port` (port 0 picks a free one) and returns the URL. */
-  async listen(host: string, port: number): Promise<string> {
-    const server = createServer((req, res) => {
+  /**
+   * Listens on `host:port` (port 0 picks a free one) and returns the URL: `https://`
+   * with `opts.tls`; on every address (0.0.0.0, ::), the loopback URL. Plain HTTP on a non-loopback address is refused unless
+   * `opts.insecureListen` (INSECURE_LISTEN).
+   */
+  async listen(host: string, port: number, opts: ListenOptions = {}): Promise<string> {
+    checkListenPolicy({ host, tls: opts.tls, insecureListen: opts.insecureListen });
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
       this.handle(req, res).catch((err: unknown) => {
         this.log.error({ err: String(err) }, 'API response failed');
         res.destroy();
       });
-    });
+    };
+    let server: Server;
+    if (opts.tls) {
+      const cert = readPem(opts.tls.certFile, 'certificate');
+      const key = readPem(opts.tls.keyFile, 'key');
+      try {
+        server = createHttpsServer({ cert, key }, onRequest);
+      } catch (err) {
+        throw new ApiError('BAD_REQUEST', `Cannot use the TLS certificate ${opts.tls.certFile} with the key ${opts.tls.keyFile}: ${(err as Error).message}`);
+      }
+      // A client that fails the handshake (an untrusted certificate) is its own problem, not an API error.
+      server.on('tlsClientError', (err) => this.log.debug({ err: err.message }, 'TLS handshake failed'));
+    } else {
+      server = createServer(onRequest);
+    }
     server.keepAliveTimeout = 5000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -113,8 +155,11 @@ export class ApiServer {
     });
     this.server = server;
     const addr = server.address() as AddressInfo;
-    const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    return `http://${h}:${addr.port}`;
+    // Bound to every address: the URL local clients use (the endpoint file) is loopback's,
+    // a name a certificate can hold.
+    const address = addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address === '::' ? '::1' : addr.address;
+    const h = address.includes(':') ? `[${address}]` : address;
+    return `${opts.tls ? 'https' : 'http'}://${h}:${addr.port}`;
   }
 
   async close(): Promise<void> {

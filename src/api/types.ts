@@ -114,6 +114,20 @@ export interface Manifest {
   files: ManifestFile[];
 }
 
+/** An API key as the API shows it: never its hash, and its token only once, at creation. */
+export interface ApiKey {
+  id: string;
+  name: string;
+  createdAt: string;
+  /** When the key was revoked; from then on it is refused (401 UNAUTHORIZED). */
+  revokedAt: string | null;
+}
+
+/** The reply to `POST /v1/keys`: the only time the token is ever shown. */
+export interface CreatedApiKey extends ApiKey {
+  token: string;
+}
+
 export interface ErrorBody {
   error: { code: string; message: string; details: Record<string, unknown> };
 }
@@ -161,6 +175,11 @@ export interface UpdateRefRequest {
   commitId: string;
   /** Compare-and-swap: absent = unconditional; `null` = the ref must not exist yet. */
   expectedCommitId?: string | null;
+}
+
+export interface CreateKeyRequest {
+  /** 1-128 characters, none of them a control character: who or what holds the key. */
+  name: string;
 }
 
 export interface CreateCommitGroupRequest {

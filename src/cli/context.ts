@@ -20,6 +20,7 @@ export interface GlobalOptions {
   apiKey?: string;
   mountId?: string;
   stateDir?: string;
+  caFile?: string;
 }
 
 /** A usage error found after commander parsed the line (conflicting options, …): exit 2. */
@@ -29,7 +30,7 @@ export class UsageError extends Error {
 
 export function globalsOf(cmd: Command): GlobalOptions {
   const o = cmd.optsWithGlobals() as GlobalOptions;
-  return { apiUrl: o.apiUrl, apiKey: o.apiKey, mountId: o.mountId, stateDir: o.stateDir };
+  return { apiUrl: o.apiUrl, apiKey: o.apiKey, mountId: o.mountId, stateDir: o.stateDir, caFile: o.caFile };
 }
 
 const warned = new Set<string>();

@@ -8,6 +8,7 @@
 import { Command, Option } from 'commander';
 import { SDK_VERSION } from '../sdk/index.js';
 import { registerCommit } from './commands/commit.js';
+import { registerKey } from './commands/key.js';
 import { registerRecover } from './commands/recover.js';
 import { registerRef } from './commands/ref.js';
 import { registerServe } from './commands/serve.js';
@@ -24,13 +25,15 @@ export function buildProgram(): Command {
     .addOption(new Option('--api-url <url>', 'API URL (default: $ROSET_API_URL, the state directory\'s endpoint file, http://127.0.0.1:7070)'))
     .addOption(new Option('--api-key <key>', 'API key (default: $ROSET_API_KEY, the state directory\'s api-key file)'))
     .addOption(new Option('--mount-id <id>', 'mount to address (default: $ROSET_MOUNT_ID, else the server\'s default mount)'))
-    .addOption(new Option('--state-dir <dir>', 'state directory (default: $ROSET_STATE_DIR, /var/lib/roset for root, ~/.local/state/roset)'));
+    .addOption(new Option('--state-dir <dir>', 'state directory (default: $ROSET_STATE_DIR, /var/lib/roset for root, ~/.local/state/roset)'))
+    .addOption(new Option('--ca-file <file>', 'PEM file of the CA that signed an https:// API\'s certificate, trusted instead of the system\'s CAs (default: $ROSET_CA_FILE)'));
 
   registerCommit(program);
   registerRef(program);
   registerStatus(program);
   registerLog(program);
   registerUnmount(program);
+  registerKey(program);
   registerRecover(program);
   registerServe(program);
   return program;

@@ -3,8 +3,10 @@
  * the embedded default), runs the daemon in the foreground, and turns SIGTERM/SIGINT
  * into a drained, clean unmount.
  */
+import { accessSync, constants } from 'node:fs';
 import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { checkListenPolicy, type TlsFiles } from '../api/listen-policy.js';
 import { Daemon, type DaemonConfig } from '../daemon/daemon.js';
 import { DEFAULT_FUSE_BINDING, FUSE_BINDINGS, type FuseBinding } from '../fuse/types.js';
 import { createLogger, type LogLevel } from '../util/log.js';
@@ -26,6 +28,21 @@ function listen(v: string): { host: string; port: number } {
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
 }
 
+/** `--tls-cert` and `--tls-key` (or their variables) go together; null for plain HTTP. */
+function tlsFiles(cert: string | undefined, key: string | undefined): TlsFiles | null {
+  if (!cert && !key) return null;
+  if (!cert || !key) throw new InvalidArgumentError('--tls-cert and --tls-key go together (or ROSET_TLS_CERT and ROSET_TLS_KEY): give both, or neither');
+  const files = { certFile: path.resolve(cert), keyFile: path.resolve(key) };
+  for (const [flag, file] of [['--tls-cert', files.certFile], ['--tls-key', files.keyFile]] as const) {
+    try {
+      accessSync(file, constants.R_OK);
+    } catch (err) {
+      throw new InvalidArgumentError(`${flag} ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+  }
+  return files;
+}
+
 function fuseBindingFromEnv(v: string | undefined): FuseBinding | undefined {
   if (!v) return undefined;
   if (!(FUSE_BINDINGS as readonly string[]).includes(v)) throw new InvalidArgumentError(`ROSET_FUSE_BINDING must be one of ${FUSE_BINDINGS.join(', ')}`);
@@ -39,7 +56,10 @@ const program = addStoreOptions(new Command())
   .option('--cache-size <size>', 'committed data kept in the read cache, e.g. 50G; least recently used goes first; staged data is never evicted [env ROSET_CACHE_SIZE] (default: no limit)', size)
   .option('--cache-dir <dir>', 'local staging and read cache [env ROSET_CACHE_DIR] (default: STATE_DIR/cache)')
   .option('--state-dir <dir>', 'state directory [env ROSET_STATE_DIR] (default: /var/lib/roset as root, else ~/.local/state/roset)')
-  .option('--listen <host:port>', 'where the embedded API listens; port 0 picks a free one [env ROSET_LISTEN]', listen)
+  .option('--listen <host:port>', 'where the embedded API listens; port 0 picks a free one; an address other than loopback needs --tls-cert/--tls-key or --insecure-listen [env ROSET_LISTEN]', listen)
+  .option('--tls-cert <file>', 'serve the API over HTTPS with this PEM certificate chain [env ROSET_TLS_CERT]')
+  .option('--tls-key <file>', 'the PEM private key of --tls-cert [env ROSET_TLS_KEY]')
+  .option('--insecure-listen', 'allow plain HTTP on an address other than loopback: the API key and all metadata cross the network in clear text; only for a trusted network [env ROSET_INSECURE_LISTEN]')
   .option('--read-only', 'refuse all writes [env ROSET_READ_ONLY]')
   .option('--allow-other', 'let other users access the mount (needs user_allow_other) [env ROSET_ALLOW_OTHER]')
   .option('--seal-timeout <seconds>', 'how long a seal waits for open files to close [env ROSET_SEAL_TIMEOUT]', seconds)
@@ -61,6 +81,10 @@ const program = addStoreOptions(new Command())
     if (!apiUrl && (o.mount !== undefined || o.mountId !== undefined)) throw new InvalidArgumentError('--mount and --mount-id choose a mount of a remote control plane: use them with --api-url');
     const stores = storeConfig(o, env, stateDir);
     const l = (o.listen as { host: string; port: number } | undefined) ?? (env.ROSET_LISTEN ? listen(env.ROSET_LISTEN) : { host: '127.0.0.1', port: 7070 });
+    const tls = tlsFiles((o.tlsCert as string | undefined) ?? (env.ROSET_TLS_CERT || undefined), (o.tlsKey as string | undefined) ?? (env.ROSET_TLS_KEY || undefined));
+    const insecureListen = (o.insecureListen as boolean | undefined) ?? envFlag(env.ROSET_INSECURE_LISTEN) ?? false;
+    // Before anything starts: a refused listen address must not leave a mount behind.
+    checkListenPolicy({ host: l.host, tls, insecureListen });
     const cfg: DaemonConfig = {
       mountpoint: path.resolve(mountpoint),
       stateDir,
@@ -78,6 +102,8 @@ const program = addStoreOptions(new Command())
       } : {}),
       listenHost: l.host,
       listenPort: l.port,
+      tls,
+      insecureListen,
       readOnly: (o.readOnly as boolean | undefined) ?? envFlag(env.ROSET_READ_ONLY) ?? false,
       allowOther: (o.allowOther as boolean | undefined) ?? envFlag(env.ROSET_ALLOW_OTHER) ?? false,
       sealTimeoutMs: 1000 * ((o.sealTimeout as number | undefined) ?? (env.ROSET_SEAL_TIMEOUT ? seconds(env.ROSET_SEAL_TIMEOUT) : 60)),

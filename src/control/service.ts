@@ -16,7 +16,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Commit, CommitGroup, Manifest, Mount, Node, NodeType, Ref, RefLogEntry } from '../api/types.js';
+import type { ApiKey, Commit, CommitGroup, Manifest, Mount, Node, NodeType, Ref, RefLogEntry } from '../api/types.js';
 import { CommitEngine, type EngineOptions } from '../commit/engine.js';
 import { TaskBus } from '../commit/task-bus.js';
 import { AgentHub, type AgentStoreConfig } from './agent-hub.js';
@@ -457,19 +457,67 @@ export class ControlPlane implements ControlApi {
 
   // ---- API keys -----------------------------------------------------------------
 
-  async createApiKey(name: string): Promise<{ token: string; record: ApiKeyRecord }> {
+  async createApiKey(name: unknown): Promise<{ token: string; record: ApiKeyRecord }> {
     const token = `rsk_${randomBytes(24).toString('base64url')}`;
-    const record: ApiKeyRecord = { id: ids.apiKey(), name, hash: hashToken(token), createdAt: new Date().toISOString(), revokedAt: null };
+    const record: ApiKeyRecord = { id: ids.apiKey(), name: validateKeyName(name), hash: hashToken(token), createdAt: new Date().toISOString(), revokedAt: null };
     await this.meta.insertApiKey(record);
     return { token, record };
   }
 
-  /** The key matching `token`, compared in constant time against every stored hash. */
-  async verifyApiKey(token: string): Promise<ApiKeyRecord | null> {
-    const keys = (await this.meta.listApiKeys()).filter((k) => !k.revokedAt);
-    const i = matchKeyHash(Buffer.from(hashToken(token), 'hex'), keys.map((k) => Buffer.from(k.hash, 'hex')));
-    return i < 0 ? null : keys[i]!;
+  /**
+   * Every key, revoked ones included, oldest first. Keys are only ever added (a revoked
+   * key stays listed), so the cursor is a plain offset: digits, as commits use.
+   */
+  async listApiKeys(cursor: string | undefined, limit: number): Promise<{ items: ApiKey[]; nextCursor: string | null }> {
+    if (cursor !== undefined && !/^\d{1,15}$/.test(cursor)) throw new ApiError('BAD_REQUEST', 'Invalid cursor');
+    const start = cursor === undefined ? 0 : Number(cursor);
+    const all = await this.meta.listApiKeys();
+    const items = all.slice(start, start + limit).map(toApiKey);
+    return { items, nextCursor: start + limit < all.length ? String(start + limit) : null };
   }
+
+  /**
+   * Revokes a key: it is refused from the next request on. Revoking a revoked key
+   * changes nothing and answers the key as it is (so a resent request succeeds).
+   */
+  async revokeApiKey(id: string): Promise<ApiKey> {
+    await this.meta.revokeApiKey(id, new Date().toISOString());
+    const key = (await this.meta.listApiKeys()).find((k) => k.id === id);
+    if (!key) throw new ApiError('KEY_NOT_FOUND', `No API key ${id}`);
+    return toApiKey(key);
+  }
+
+  /** The live key matching `token`, compared in constant time against every stored hash. */
+  async verifyApiKey(token: string): Promise<ApiKeyRecord | null> {
+    const key = await this.lookupApiKey(token);
+    return key && !key.revokedAt ? key : null;
+  }
+
+  /**
+   * The key matching `token`, revoked or not (a live one first), so that a revoked key
+   * can be told apart from a wrong one. Every stored hash is compared, live and revoked.
+   */
+  async lookupApiKey(token: string): Promise<ApiKeyRecord | null> {
+    const keys = await this.meta.listApiKeys();
+    const live = keys.filter((k) => !k.revokedAt);
+    const revoked = keys.filter((k) => k.revokedAt);
+    const candidate = Buffer.from(hashToken(token), 'hex');
+    const i = matchKeyHash(candidate, live.map((k) => Buffer.from(k.hash, 'hex')));
+    const j = matchKeyHash(candidate, revoked.map((k) => Buffer.from(k.hash, 'hex')));
+    return i >= 0 ? live[i]! : j >= 0 ? revoked[j]! : null;
+  }
+}
+
+/** Key names: 1-128 characters, none a control character (NUL, newline, DEL, ...) or half a surrogate pair. */
+export function validateKeyName(name: unknown): string {
+  if (typeof name !== 'string' || name.length === 0 || [...name].length > 128 || /[\p{Cc}\p{Cs}]/u.test(name)) {
+    throw new ApiError('INVALID_KEY_NAME', 'name must be a string of 1-128 characters, none of them a control character');
+  }
+  return name;
+}
+
+export function toApiKey(k: ApiKeyRecord): ApiKey {
+  return { id: k.id, name: k.name, createdAt: k.createdAt, revokedAt: k.revokedAt };
 }
 
 /** What is stored for an API key: the sha256 of the token, in hex. The token itself is never stored. */

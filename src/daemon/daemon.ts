@@ -26,6 +26,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { ApiServer } from '../api/server.js';
+import type { TlsFiles } from '../api/listen-policy.js';
 import { SqliteMetadataStore } from '../meta/sqlite.js';
 import { ControlPlane } from '../control/service.js';
 import { HandleTable } from '../core/handles.js';
@@ -57,6 +58,10 @@ export interface DaemonConfig {
   remote?: RemoteConfig;
   listenHost: string;
   listenPort: number;
+  /** Serve the API over HTTPS with this certificate. */
+  tls?: TlsFiles | null;
+  /** Serve plain HTTP on a non-loopback address (a trusted network). */
+  insecureListen?: boolean;
   readOnly: boolean;
   allowOther: boolean;
   sealTimeoutMs: number;
@@ -172,7 +177,7 @@ export class Daemon {
       await cp.engine.recover();
       await cp.resyncRefMirrors(mountId);
       this.api = new ApiServer(cp, log.child({ component: 'api' }));
-      this.endpoint = await this.api.listen(cfg.listenHost, cfg.listenPort);
+      this.endpoint = await this.api.listen(cfg.listenHost, cfg.listenPort, { tls: cfg.tls, insecureListen: cfg.insecureListen });
     } else {
       // Tasks left pending while this node was down (a seal, an upload) run now.
       this.link!.start(core.agent);

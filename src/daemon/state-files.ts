@@ -40,7 +40,8 @@ export async function stableId(file: string, prefix: string): Promise<string> {
 
 /**
  * The API key in `<stateDir>/api-key`, made at first start. A key file that outlived its
- * metadata (rebuilt or recovered) is registered again, so it stays valid.
+ * metadata (rebuilt or recovered) is registered again, so it stays valid; a key that was
+ * revoked is replaced by a new one (it is never brought back).
  */
 export async function ensureApiKey(cp: ControlPlane, meta: MetadataStore, stateDir: string, log: Logger): Promise<void> {
   const file = path.join(stateDir, STATE_FILES.apiKey);
@@ -51,14 +52,16 @@ export async function ensureApiKey(cp: ControlPlane, meta: MetadataStore, stateD
     // First start: no key yet.
   }
   if (token) {
-    if (!(await cp.verifyApiKey(token))) {
-      const known = (await meta.listApiKeys()).find((k) => k.hash === hashToken(token));
-      // A key revoked on purpose stays revoked: the operator removes the file or makes a new key.
-      if (known) throw new Error(`The API key in ${file} was revoked (${known.id}): remove the file to have a new one made, or put a valid key there`);
+    const known = await cp.lookupApiKey(token);
+    if (!known) {
       await meta.insertApiKey({ id: `key_${randomBytes(8).toString('hex')}`, name: 'default', hash: hashToken(token), createdAt: new Date().toISOString(), revokedAt: null });
     }
-    await fs.chmod(file, 0o600);
-    return;
+    if (!known?.revokedAt) {
+      await fs.chmod(file, 0o600);
+      return;
+    }
+    // A revoked key stays revoked: this process gets a new one.
+    log.warn({ file, keyId: known.id }, 'the API key in the state dir was revoked: making a new one');
   }
   const created = await cp.createApiKey('default');
   await writeFileAtomic(file, `${created.token}\n`, 0o600);

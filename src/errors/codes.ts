@@ -25,7 +25,7 @@ function def(status: number, errno: Errno, description: string): CodeInfo {
 
 export const ERROR_CODES = {
   // Request and authentication
-  UNAUTHORIZED: def(401, 'EACCES', 'Missing or invalid API key'),
+  UNAUTHORIZED: def(401, 'EACCES', 'Missing, invalid or revoked API key'),
   BAD_REQUEST: def(400, 'EINVAL', 'The request is malformed or a field is invalid'),
   INVALID_JSON: def(400, 'EINVAL', 'The request body is not valid JSON'),
   INVALID_PATH: def(400, 'EINVAL', 'The path is not absolute, contains "..", "." or NUL, or is otherwise invalid'),
@@ -33,6 +33,9 @@ export const ERROR_CODES = {
   PAYLOAD_TOO_LARGE: def(413, 'EINVAL', 'The request body is too large'),
   ROUTE_NOT_FOUND: def(404, 'ENOENT', 'No such route'),
   METHOD_NOT_ALLOWED: def(405, 'EINVAL', 'The route does not accept this method'),
+  // API keys
+  KEY_NOT_FOUND: def(404, 'ENOENT', 'No such API key'),
+  INVALID_KEY_NAME: def(400, 'EINVAL', 'Key names are 1-128 characters, none of them a control character'),
   // Namespace
   MOUNT_NOT_FOUND: def(404, 'ENOENT', 'No such mount'),
   NODE_NOT_FOUND: def(404, 'ENOENT', 'No such file or folder'),
@@ -86,6 +89,9 @@ export const ERROR_CODES = {
   TIMEOUT: def(504, 'ETIMEDOUT', 'Timed out waiting for the API or for a commit'),
   NOT_MOUNTED: def(400, 'EINVAL', 'The path is not a Roset mountpoint'),
   UNMOUNT_FAILED: def(500, 'EBUSY', 'The mountpoint could not be unmounted'),
+  TLS_ERROR: def(502, 'EIO', "The TLS connection to the API failed: the server's certificate is not trusted, does not name the host or has expired, or the server does not speak TLS"),
+  // Start-up of roset-mount: never sent by the server
+  INSECURE_LISTEN: def(400, 'EINVAL', 'The API would listen without TLS on an address other than loopback'),
   // Everything else
   INTERNAL: def(500, 'EIO', 'Internal error'),
 } as const satisfies Record<string, CodeInfo>;

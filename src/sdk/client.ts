@@ -14,6 +14,10 @@
  *     send twice are retried. A `POST` that creates something (node, commit, mount,
  *     group) is not, since a second copy would be a different object or a spurious
  *     COMMIT_IN_PROGRESS.
+ * A TLS failure (an untrusted, mismatched or expired certificate, a server without
+ * TLS) is never retried: it is SdkTlsError (TLS_ERROR) at once, naming the URL and
+ * the cause. `caFile` (or ROSET_CA_FILE) names the CA an https:// API is checked
+ * against (src/sdk/tls.ts).
  * Some safe-to-resend requests can still fail on the resend *because* the first one
  * succeeded (a compare-and-swap ref update answers REF_CONFLICT, a ref delete
  * REF_NOT_FOUND, a seal GROUP_NOT_PENDING). After an ambiguous attempt those methods check the current state and
@@ -25,10 +29,12 @@
  */
 import { readFileSync } from 'node:fs';
 import type {
+  ApiKey,
   Commit,
   CommitGroup,
   CommitRequest,
   CommitStatus,
+  CreatedApiKey,
   CreateNodeRequest,
   Health,
   Manifest,
@@ -49,8 +55,10 @@ import {
   SdkGroupFailedError,
   SdkNetworkError,
   SdkTimeoutError,
+  SdkTlsError,
   errorFromResponse,
 } from './errors.js';
+import { fetchTrusting, tlsFailure } from './tls.js';
 
 function readVersion(): string {
   try {
@@ -72,7 +80,7 @@ export interface RosetClientOptions extends ConfigOptions {
   retryBaseMs?: number;
   /** Upper bound on one backoff, Retry-After included. Default 30 s. */
   retryMaxDelayMs?: number;
-  /** Injected for tests; defaults to the global fetch. */
+  /** Injected for tests; defaults to the global fetch, or one trusting `caFile`. */
   fetch?: typeof globalThis.fetch;
   userAgent?: string;
 }
@@ -174,7 +182,7 @@ export class RosetClient {
     this.config = resolveConfig(options);
     // Logging a client (console.log, pino, JSON.stringify) must not print the key.
     Object.defineProperty(this.config, 'apiKey', { enumerable: false });
-    this.fetchImpl = options.fetch ?? globalThis.fetch;
+    this.fetchImpl = options.fetch ?? fetchTrusting(this.config.caFile);
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.maxRetries = Math.max(0, options.maxRetries ?? 3);
     this.retryBaseMs = options.retryBaseMs ?? 250;
@@ -428,6 +436,26 @@ export class RosetClient {
     return group;
   }
 
+  // ---- API keys ---------------------------------------------------------------------
+
+  /**
+   * Creates an API key for a node or a person. The token is in this reply only: the
+   * server keeps its hash. Not resent after an ambiguous failure (a second key).
+   */
+  async createKey(name: string): Promise<CreatedApiKey> {
+    return this.request({ method: 'POST', path: '/v1/keys', body: { name }, resendable: false });
+  }
+
+  /** Keys, revoked ones included, oldest first; never their tokens or hashes. */
+  async listKeys(opts: ListOptions = {}): Promise<Page<ApiKey>> {
+    return this.request({ method: 'GET', path: '/v1/keys', query: { ...opts }, resendable: true });
+  }
+
+  /** Revokes a key: it is refused from the next request on. Revoking it again changes nothing. */
+  async revokeKey(id: string): Promise<ApiKey> {
+    return this.request({ method: 'DELETE', path: `/v1/keys/${seg(id, 'key id')}`, resendable: true });
+  }
+
   // ---- helpers ----------------------------------------------------------------------
 
   /** Iterates over every item of a paged list, e.g. `client.paginate((o) => client.listRefs(o))`. */
@@ -529,6 +557,9 @@ export class RosetClient {
           retryable = spec.resendable;
           ambiguous = true;
         } else {
+          const tls = tlsFailure(e, this.config.apiUrl, this.config.caFile);
+          // An answer about the certificate, not an accident: never retried.
+          if (tls) throw new SdkTlsError(`${what}: ${tls.message}`, { url: this.config.apiUrl, tlsCode: tls.code }, { cause: e });
           const code = networkCode(e);
           const cause = (e as { cause?: { message?: unknown } } | null)?.cause?.message;
           const why = code ?? (typeof cause === 'string' && cause !== '' ? cause : (e as Error)?.message);

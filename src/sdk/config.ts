@@ -10,6 +10,8 @@
  * `http://127.0.0.1:7070` (no key, no mount id: the server's default mount).
  * State directory: explicit option → `ROSET_STATE_DIR` → `/var/lib/roset` for root →
  * `~/.local/state/roset`.
+ * CA file (the PEM CA an https:// API's certificate is checked against, instead of the
+ * system's): explicit option → `ROSET_CA_FILE` → none (the system's CAs).
  *
  * Invariant: an empty string counts as unset everywhere, so `ROSET_API_KEY=` in an
  * environment file does not hide the key file. Nothing here logs or returns the key
@@ -32,6 +34,8 @@ export interface ConfigOptions {
   apiKey?: string;
   mountId?: string;
   stateDir?: string;
+  /** PEM file of the CA that signed the API's certificate (private deployments). */
+  caFile?: string;
   /** Defaults to `process.env`; tests pass their own. */
   env?: NodeJS.ProcessEnv;
 }
@@ -41,7 +45,8 @@ export interface ResolvedConfig {
   apiKey: string | undefined;
   mountId: string | undefined;
   stateDir: string;
-  sources: { apiUrl: ConfigSource; apiKey: ConfigSource | undefined; mountId: ConfigSource | undefined; stateDir: ConfigSource };
+  caFile: string | undefined;
+  sources: { apiUrl: ConfigSource; apiKey: ConfigSource | undefined; mountId: ConfigSource | undefined; stateDir: ConfigSource; caFile: ConfigSource | undefined };
   /** State files that exist but could not be read (e.g. EACCES); the CLI shows them. */
   warnings: string[];
 }
@@ -102,12 +107,18 @@ export function resolveConfig(options: ConfigOptions = {}): ResolvedConfig {
   const mountId = optMount ?? envMount;
   const mountIdSource: ConfigSource | undefined = optMount ? 'option' : envMount ? 'env' : undefined;
 
+  const optCa = nonEmpty(options.caFile);
+  const envCa = nonEmpty(env.ROSET_CA_FILE);
+  const caFile = optCa ?? envCa;
+  const caFileSource: ConfigSource | undefined = optCa ? 'option' : envCa ? 'env' : undefined;
+
   return {
     apiUrl: normalizeApiUrl(apiUrl),
     apiKey,
     mountId,
     stateDir,
-    sources: { apiUrl: apiUrlSource, apiKey: apiKeySource, mountId: mountIdSource, stateDir: stateDirSource },
+    caFile,
+    sources: { apiUrl: apiUrlSource, apiKey: apiKeySource, mountId: mountIdSource, stateDir: stateDirSource, caFile: caFileSource },
     warnings,
   };
 }

@@ -10,6 +10,8 @@
  *   │  ├─ SdkNotFoundError        404
  *   │  └─ SdkConflictError        409 (REF_CONFLICT from a failed compare-and-swap, …)
  *   ├─ SdkNetworkError            no response: refused, reset, DNS, …  (NETWORK_ERROR)
+ *   ├─ SdkTlsError                the TLS handshake failed: untrusted, mismatched or expired
+ *   │                             certificate, no TLS on the server     (TLS_ERROR; never retried)
  *   ├─ SdkTimeoutError            a request or a wait ran out of time  (TIMEOUT)
  *   ├─ SdkCommitFailedError       a waited-for commit ended `failed`; code = commit's code
  *   └─ SdkGroupFailedError        a waited-for commit group ended `failed` (GROUP_FAILED)
@@ -48,6 +50,12 @@ export class SdkConflictError extends SdkApiError {}
 export class SdkNetworkError extends SdkError {
   constructor(message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
     super('NETWORK_ERROR', message, 0, details, options);
+  }
+}
+
+export class SdkTlsError extends SdkError {
+  constructor(message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super('TLS_ERROR', message, 0, details, options);
   }
 }
 

@@ -20,12 +20,14 @@ export {
   API_KEY_FILE,
 } from './config.js';
 export type { ConfigOptions, ResolvedConfig, ConfigSource } from './config.js';
+export { fetchTrusting, tlsFailure } from './tls.js';
 export {
   SdkError,
   SdkApiError,
   SdkNotFoundError,
   SdkConflictError,
   SdkNetworkError,
+  SdkTlsError,
   SdkTimeoutError,
   SdkCommitFailedError,
   SdkGroupFailedError,
