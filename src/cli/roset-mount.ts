@@ -3,10 +3,10 @@
  * the embedded default), runs the daemon in the foreground, and turns SIGTERM/SIGINT
  * into a drained, clean unmount.
  */
-import { accessSync, constants } from 'node:fs';
 import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { checkListenPolicy, type TlsFiles } from '../api/listen-policy.js';
+import { checkListenPolicy } from '../api/listen-policy.js';
+import { listen, tlsFiles } from './listen-options.js';
 import { Daemon, type DaemonConfig } from '../daemon/daemon.js';
 import { DEFAULT_FUSE_BINDING, FUSE_BINDINGS, type FuseBinding } from '../fuse/types.js';
 import { createLogger, type LogLevel } from '../util/log.js';
@@ -20,27 +20,6 @@ function seconds(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number of seconds');
   return n;
-}
-
-function listen(v: string): { host: string; port: number } {
-  const m = /^(.*):(\d{1,5})$/.exec(v);
-  if (!m || Number(m[2]) > 65535) throw new InvalidArgumentError('expected HOST:PORT, e.g. 127.0.0.1:7070');
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
-}
-
-/** `--tls-cert` and `--tls-key` (or their variables) go together; null for plain HTTP. */
-function tlsFiles(cert: string | undefined, key: string | undefined): TlsFiles | null {
-  if (!cert && !key) return null;
-  if (!cert || !key) throw new InvalidArgumentError('--tls-cert and --tls-key go together (or ROSET_TLS_CERT and ROSET_TLS_KEY): give both, or neither');
-  const files = { certFile: path.resolve(cert), keyFile: path.resolve(key) };
-  for (const [flag, file] of [['--tls-cert', files.certFile], ['--tls-key', files.keyFile]] as const) {
-    try {
-      accessSync(file, constants.R_OK);
-    } catch (err) {
-      throw new InvalidArgumentError(`${flag} ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-    }
-  }
-  return files;
 }
 
 function fuseBindingFromEnv(v: string | undefined): FuseBinding | undefined {
@@ -69,6 +48,7 @@ const program = addStoreOptions(new Command())
   .option('--api-key <key>', 'API key for --api-url [env ROSET_API_KEY]')
   .option('--mount <name>', 'with --api-url: the mount to serve, by name (created if missing) [env ROSET_MOUNT_NAME]')
   .option('--mount-id <id>', 'with --api-url: the mount to serve, by id [env ROSET_MOUNT_ID]')
+  .option('--ca-file <file>', 'with an https:// --api-url: the PEM file of the CA that signed the control plane\'s certificate [env ROSET_CA_FILE]')
   .addOption(new Option('--fuse-binding <binding>', `FUSE binding: native (libfuse3, writeback cache, data path in C) or fuse-native (libfuse 2) [env ROSET_FUSE_BINDING] (default: ${DEFAULT_FUSE_BINDING})`).choices(FUSE_BINDINGS))
   .addOption(new Option('--log-level <level>', 'log level [env ROSET_LOG_LEVEL]').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
   .showHelpAfterError()
@@ -98,6 +78,7 @@ const program = addStoreOptions(new Command())
           apiUrl, apiKey: apiKey!,
           mountId: (o.mountId as string | undefined) ?? (env.ROSET_MOUNT_ID || undefined),
           mountName: (o.mount as string | undefined) ?? (o.mountName as string | undefined) ?? (env.ROSET_MOUNT_NAME || undefined),
+          caFile: ((o.caFile as string | undefined) ?? (env.ROSET_CA_FILE || undefined)),
         },
       } : {}),
       listenHost: l.host,

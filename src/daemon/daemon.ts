@@ -77,8 +77,8 @@ export interface RemoteConfig {
   /** The mount to serve: by id, or by name (created if missing); neither: the control plane's default. */
   mountId?: string;
   mountName?: string;
-  /** The fetch that trusts the deployment's CA for https URLs. */
-  fetch?: typeof globalThis.fetch;
+  /** The CA that signed the control plane's certificate, for an https URL. */
+  caFile?: string;
 }
 
 export class Daemon {
@@ -138,7 +138,7 @@ export class Daemon {
   private async startAgent(agentId: string, remote: RemoteConfig): Promise<{ mountId: string; control: ControlApi }> {
     const { cfg, log } = this;
     const link = new ControlLink({
-      apiUrl: remote.apiUrl, apiKey: remote.apiKey, mountId: remote.mountId, fetch: remote.fetch,
+      apiUrl: remote.apiUrl, apiKey: remote.apiKey, mountId: remote.mountId, caFile: remote.caFile,
       onRetry: (info) => log.warn({ component: 'control-link', ...info }, 'retrying a call to the control plane'),
     });
     if (!remote.mountId && remote.mountName) link.mountId = await mountByName(link, remote.mountName);

@@ -21,6 +21,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { ApiServer } from '../api/server.js';
+import type { TlsFiles } from '../api/listen-policy.js';
 import { ControlPlane } from '../control/service.js';
 import { SqliteMetadataStore } from '../meta/sqlite.js';
 import type { MetadataStore } from '../meta/types.js';
@@ -38,6 +39,10 @@ export interface ServeConfig {
   storeOptions: StoreOptions;
   listenHost: string;
   listenPort: number;
+  /** Serve HTTPS with this certificate (agents on other nodes reach the API over the network). */
+  tls: TlsFiles | null;
+  /** Serve plain HTTP on a non-loopback address (a trusted network). */
+  insecureListen: boolean;
   mountName: string;
   sealTimeoutMs: number;
   agentTimeoutMs: number;
@@ -81,7 +86,7 @@ export class ControlServer {
     const mountId = await cp.ensureMount(cfg.mountName);
     await ensureApiKey(cp, this.meta, cfg.stateDir, log);
     this.api = new ApiServer(cp, log.child({ component: 'api' }));
-    this.endpoint = await this.api.listen(cfg.listenHost, cfg.listenPort);
+    this.endpoint = await this.api.listen(cfg.listenHost, cfg.listenPort, { tls: cfg.tls, insecureListen: cfg.insecureListen });
     await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.endpoint), `${this.endpoint}\n`, 0o644);
     const info: ServeInfo = { pid: process.pid, endpoint: this.endpoint, serverId };
     await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.server), `${JSON.stringify(info)}\n`, 0o644);

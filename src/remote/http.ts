@@ -17,14 +17,15 @@
  */
 import { fromWire, RosetError, type WireError } from '../errors/index.js';
 import { sleep } from '../util/sleep.js';
+import { fetchTrusting, tlsFailure } from '../sdk/tls.js';
 
 export interface ControlLinkOptions {
   apiUrl: string;
   apiKey: string;
   /** Sent as X-Roset-Mount-Id once known. */
   mountId?: string;
-  /** The fetch to use: one that trusts the deployment's CA for https URLs. */
-  fetch?: typeof globalThis.fetch;
+  /** A PEM file of the CA that signed the control plane's certificate (a private CA). */
+  caFile?: string;
   /** How long a call keeps retrying while the control plane is away. Default 120 s. */
   retryForMs?: number;
   /** Limit of one attempt. Default 60 s. */
@@ -59,7 +60,7 @@ export class ControlLink {
   constructor(private readonly options: ControlLinkOptions) {
     this.apiUrl = options.apiUrl.replace(/\/+$/, '');
     this.mountId = options.mountId;
-    this.fetch = options.fetch ?? globalThis.fetch;
+    this.fetch = fetchTrusting(options.caFile);
   }
 
   async call<T>(method: 'GET' | 'POST', path: string, body: unknown, o: CallOptions): Promise<T> {
@@ -97,6 +98,9 @@ export class ControlLink {
       res = await this.fetch(`${this.apiUrl}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
       text = await res.text();
     } catch (err) {
+      // A certificate this node does not trust is a configuration error: said clearly, never retried.
+      const tls = tlsFailure(err, this.apiUrl, this.options.caFile);
+      if (tls) throw new RosetError('TLS_ERROR', tls.message, { transport: 'final' }, { cause: err });
       const code = causeCode(err);
       const connect = code !== undefined && CONNECT_CODES.has(code);
       throw new RosetError('CONTROL_PLANE_UNREACHABLE', `Cannot reach the control plane at ${this.apiUrl} (${code ?? (err as Error).message})`,

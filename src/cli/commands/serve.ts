@@ -10,7 +10,9 @@ import { ControlServer, type ServeConfig } from '../../daemon/serve.js';
 import { createLogger, type LogLevel } from '../../util/log.js';
 import { defaultStateDir } from '../../util/state-dir.js';
 import { globalsOf } from '../context.js';
-import { addStoreOptions, storeConfig } from '../store-options.js';
+import { addStoreOptions, envFlag, storeConfig } from '../store-options.js';
+import { listen, tlsFiles } from '../listen-options.js';
+import { checkListenPolicy } from '../../api/listen-policy.js';
 
 const env = process.env;
 
@@ -20,11 +22,6 @@ function seconds(v: string): number {
   return n;
 }
 
-export function listenAddress(v: string): { host: string; port: number } {
-  const m = /^(.*):(\d{1,5})$/.exec(v);
-  if (!m || Number(m[2]) > 65535) throw new InvalidArgumentError('expected HOST:PORT, e.g. 127.0.0.1:7070');
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
-}
 
 const secs = (flag: unknown, envValue: string | undefined, dflt: number): number =>
   1000 * ((flag as number | undefined) ?? (envValue ? seconds(envValue) : dflt));
@@ -34,7 +31,10 @@ export function registerServe(program: Command): void {
     .command('serve')
     .description('Run the control plane alone (stays in the foreground): the /v1 API, metadata, and commits across the roset-mount agents of many nodes'))
     .option('--database <url>', 'metadata: postgres://USER:PASS@HOST:PORT/DB, or sqlite:PATH [env ROSET_DATABASE] (default: sqlite: in the state directory)')
-    .option('--listen <host:port>', 'where the API listens; port 0 picks a free one [env ROSET_LISTEN] (default: 127.0.0.1:7070)', listenAddress)
+    .option('--listen <host:port>', 'where the API listens; port 0 picks a free one; an address other than loopback needs --tls-cert/--tls-key or --insecure-listen [env ROSET_LISTEN] (default: 127.0.0.1:7070)', listen)
+    .option('--tls-cert <file>', 'serve the API over HTTPS with this PEM certificate chain [env ROSET_TLS_CERT]')
+    .option('--tls-key <file>', 'the PEM private key of --tls-cert [env ROSET_TLS_KEY]')
+    .option('--insecure-listen', 'allow plain HTTP on an address other than loopback: API keys and all metadata cross the network in clear text; only for a trusted network [env ROSET_INSECURE_LISTEN]')
     .option('--agent-timeout <seconds>', 'an agent silent this long while it holds files of a sealing folder fails the commit (AGENT_UNAVAILABLE) [env ROSET_AGENT_TIMEOUT] (default: 30)', seconds)
     .option('--seal-timeout <seconds>', 'how long a seal waits for files open for writing on every node [env ROSET_SEAL_TIMEOUT] (default: 60)', seconds)
     .option('--drain-timeout <seconds>', 'how long SIGTERM waits for commits driven here [env ROSET_DRAIN_TIMEOUT] (default: 300)', seconds)
@@ -43,13 +43,19 @@ export function registerServe(program: Command): void {
     .addOption(new Option('--log-level <level>', 'log level [env ROSET_LOG_LEVEL]').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (o: Record<string, unknown>, cmd: Command) => {
       const stateDir = path.resolve(globalsOf(cmd).stateDir ?? defaultStateDir(env));
-      const l = (o.listen as { host: string; port: number } | undefined) ?? (env.ROSET_LISTEN ? listenAddress(env.ROSET_LISTEN) : { host: '127.0.0.1', port: 7070 });
+      const l = (o.listen as { host: string; port: number } | undefined) ?? (env.ROSET_LISTEN ? listen(env.ROSET_LISTEN) : { host: '127.0.0.1', port: 7070 });
+      const tls = tlsFiles((o.tlsCert as string | undefined) ?? (env.ROSET_TLS_CERT || undefined), (o.tlsKey as string | undefined) ?? (env.ROSET_TLS_KEY || undefined));
+      const insecureListen = (o.insecureListen as boolean | undefined) ?? envFlag(env.ROSET_INSECURE_LISTEN) ?? false;
+      // Before anything starts: a refused listener must not leave a half-started server.
+      checkListenPolicy({ host: l.host, tls, insecureListen });
       const cfg: ServeConfig = {
         stateDir,
         database: (o.database as string | undefined) ?? env.ROSET_DATABASE ?? 'sqlite:',
         ...storeConfig(o, env, stateDir),
         listenHost: l.host,
         listenPort: l.port,
+        tls,
+        insecureListen,
         mountName: (o.mountName as string | undefined) ?? env.ROSET_MOUNT_NAME ?? 'default',
         agentTimeoutMs: secs(o.agentTimeout, env.ROSET_AGENT_TIMEOUT, 30),
         sealTimeoutMs: secs(o.sealTimeout, env.ROSET_SEAL_TIMEOUT, 60),
