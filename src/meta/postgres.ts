@@ -20,7 +20,9 @@
  *   `completeCommits` and `failCommits` lock the commit's folder, `moveNode` the node
  *   moved and the one it replaces, `removeNode` and `softDeleteNode` the node. A change
  *   to a whole subtree (completing a commit, a soft delete) is covered by the lock on
- *   its top: that node is on the chain of everything below it.
+ *   its top: that node is on the chain of everything below it. Such a node is locked
+ *   after its ancestors (shared), as a subtree change takes its locks top down, so the
+ *   two kinds of transaction do not deadlock.
  * - `FOR UPDATE` conflicts with `FOR KEY SHARE`, so a check and a state flip on any
  *   node of its chain are ordered: whichever locks first finishes first, and the other
  *   then reads what it did (a READ COMMITTED statement after a lock sees every
@@ -40,6 +42,9 @@
  *   transaction runs again, so it compares with the winner's value.
  * - One live node per `(parent_id, name)` is the partial unique index; a creation or
  *   move that loses that race runs again and then reports NODE_EXISTS as SQLite would.
+ * `test/meta/stress.test.ts` replays the history of processes racing on one database
+ * in commit order and checks each change against the state before it; without these
+ * locks it fails.
  * Row locks were chosen over SERIALIZABLE because conflicts here are frequent by
  * design (every change in a folder shares its chain with the commit of that folder):
  * locks make the loser wait and then answer from the winner's result, where
@@ -374,18 +379,27 @@ export class PostgresMetadataStore implements MetadataStore {
    * (so no node of it can change state, move or go away until the transaction ends), or
    * [] if `id` does not exist. A chain cut short (an ancestor removed) is returned as
    * far as it goes.
+   *
+   * The ancestors are locked before the node itself: a transaction that holds a folder
+   * `FOR UPDATE` and then updates its subtree (completing a commit, a soft delete)
+   * takes the locks top down too, so the two never wait on each other in a cycle.
    */
   private async lockChain(t: Tx, id: string, self: 'update' | 'share'): Promise<ChainRow[]> {
     const locked = new Set<string>();
-    if (self === 'update') {
-      if (!(await t.one('SELECT id FROM nodes WHERE id = $1 FOR UPDATE', [id]))) return [];
-      locked.add(id);
-    }
+    // In 'update' mode the node is never share-locked first: two transactions holding
+    // it shared and both asking for more would deadlock.
+    const skip = self === 'update' ? [id] : [];
+    let selfLocked = self === 'share';
     let from = id;
     for (let round = 0; round < 32; round++) {
       const got = await t.all(`${UP('$1')} SELECT n.id FROM nodes n WHERE n.id IN (SELECT id FROM up) AND NOT (n.id = ANY($2::text[]))
-        ORDER BY n.id FOR KEY SHARE OF n`, [from, [...locked]]);
+        ORDER BY n.id FOR KEY SHARE OF n`, [from, [...locked, ...skip]]);
       for (const r of got) locked.add(r.id as string);
+      if (!selfLocked) {
+        if (!(await t.one('SELECT id FROM nodes WHERE id = $1 FOR UPDATE', [id]))) return [];
+        locked.add(id);
+        selfLocked = true;
+      }
       // Read again: a statement after the locks sees every change made before them.
       const rows = await t.all('SELECT id, parent_id, mount_id, name, type, state, deleted_at FROM nodes WHERE id = ANY($1::text[])', [[...locked]]);
       const byId = new Map(rows.map((r) => [r.id as string, {
