@@ -11,12 +11,14 @@ const SECRET_PARAM = /password/i;
 
 /** `postgres://roset:***@db:5432/roset` for `postgres://roset:secret@db:5432/roset`. */
 export function redactDatabaseUrl(url: string): string {
-  let u: URL;
+  let u: URL | null = null;
   try {
-    u = new URL(url);
-  } catch {
-    // Not a URL: keep nothing that might be a secret. A `user:secret@host` shape loses
-    // everything between the first ':' after the scheme and the last '@'.
+    // Only a URL with an authority (`scheme://`) has its password where URL finds it.
+    if (url.includes('://')) u = new URL(url);
+  } catch { /* not a URL */ }
+  if (!u) {
+    // Keep nothing that might be a secret: a `user:secret@host` shape loses everything
+    // between the first ':' after the scheme and the last '@'.
     return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)?([^:@/]*):[^@]*@/i, (_m, scheme: string | undefined, user: string) => `${scheme ?? ''}${user}:***@`)
       .replace(/(password\s*=\s*)('[^']*'|\S+)/gi, '$1***');
   }
