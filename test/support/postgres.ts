@@ -40,6 +40,8 @@ export interface PostgresServer {
   restart(whileDown?: () => Promise<void>): Promise<void>;
   /** A new, empty database on this server; returns its URL. */
   createDatabase(): Promise<string>;
+  /** Drops a database `createDatabase` made (nothing may be connected to it). */
+  dropDatabase(url: string): Promise<void>;
 }
 
 const SETUP_HINT = 'run scripts/setup, which installs the postgresql package';
@@ -168,6 +170,15 @@ export async function startPostgres(): Promise<PostgresServer> {
 
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   let databases = 0;
+  const admin = async (statement: string): Promise<void> => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      await c.query(statement);
+    } finally {
+      await c.end();
+    }
+  };
   return {
     url,
     port,
@@ -182,14 +193,13 @@ export async function startPostgres(): Promise<PostgresServer> {
     },
     createDatabase: async () => {
       const name = `roset_${++databases}_${randomBytes(4).toString('hex')}`;
-      const c = new pg.Client({ connectionString: url });
-      await c.connect();
-      try {
-        await c.query(`CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'UTF8'`);
-      } finally {
-        await c.end();
-      }
+      await admin(`CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'UTF8'`);
       return `postgres://postgres@127.0.0.1:${port}/${name}`;
+    },
+    dropDatabase: async (dbUrl) => {
+      const name = new URL(dbUrl).pathname.slice(1);
+      if (!/^roset_\d+_[0-9a-f]+$/.test(name)) throw new Error(`not a test database: ${name}`);
+      await admin(`DROP DATABASE IF EXISTS ${name}`);
     },
   };
 }
