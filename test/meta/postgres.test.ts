@@ -19,8 +19,9 @@ beforeAll(async () => { server = await startPostgres(); });
 afterAll(async () => { await server?.stop(); });
 
 metadataConformance('postgres', async () => {
-  const meta = await PostgresMetadataStore.open(await server.createDatabase());
-  return { meta, cleanup: async () => { await meta.close(); } };
+  const url = await server.createDatabase();
+  const meta = await PostgresMetadataStore.open(url);
+  return { meta, cleanup: async () => { await meta.close(); await server.dropDatabase(url); } };
 });
 
 async function sql<T extends Record<string, unknown>>(url: string, text: string, params: unknown[] = []): Promise<T[]> {
