@@ -24,9 +24,13 @@
  * completed or none; every ref on a completed commit; each ref's log a chain (each
  * entry's `from` is the previous entry's `to`, the last `to` is the ref); and the
  * compare-and-swaps the processes won are exactly the log's entries.
+ *
+ * Settings: ROSET_STRESS_WORKERS (processes, default 4), ROSET_STRESS_OPS (operations
+ * each, default 500), ROSET_STRESS_SEED (replays a run: a failure prints it),
+ * ROSET_STRESS_VERBOSE (print what succeeded and what was refused).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -155,8 +159,18 @@ function sqliteDump(file: string): Dump {
 
 // ---- The processes -----------------------------------------------------------------
 
+/** The processes run the built store: refuse to test one older than its source. */
+function assertBuilt(): void {
+  for (const f of readdirSync(path.join(REPO, 'src', 'meta')).filter((n) => n.endsWith('.ts'))) {
+    const built = path.join(REPO, 'dist', 'meta', f.replace(/\.ts$/, '.js'));
+    if (!existsSync(built) || statSync(built).mtimeMs < statSync(path.join(REPO, 'src', 'meta', f)).mtimeMs) {
+      throw new Error(`${path.relative(REPO, built)} is missing or older than its source: run npm run build first`);
+    }
+  }
+}
+
 async function hammer(database: string, stateDir: string): Promise<Report[]> {
-  if (!existsSync(MODULE)) throw new Error(`${MODULE} is missing: run npm run build first`);
+  assertBuilt();
   const procs = Array.from({ length: WORKERS }, (_, worker) => {
     const cfg = { module: pathToFileURL(MODULE).href, database, stateDir, mountId: 'mnt_1', worker, ops: OPS, seed: SEED * 100 + worker };
     const p = spawn(process.execPath, [HAMMER, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'pipe'] });
