@@ -1,6 +1,6 @@
 /**
- * PostgreSQL implementation of the control-plane MetadataStore: the metadata several
- * `roset serve` processes (and nodes) share. Same semantics, codes and messages as
+ * PostgreSQL implementation of the control-plane MetadataStore: the metadata that
+ * several control-plane processes (and nodes) share. Same semantics, codes and messages as
  * `sqlite.ts`, the reference; the schema and its migrations are in
  * `postgres-schema.ts` and run at open.
  *
