@@ -83,6 +83,7 @@ export const ERROR_CODES = {
   NO_SPACE: def(507, 'ENOSPC', 'The cache disk is full'),
   STAGED_DATA_LOST: def(500, 'EIO', "The staged bytes of a file are missing from this node's cache"),
   FILE_CHANGED: def(409, 'EAGAIN', 'The file changed while it was being uploaded: that upload stopped, and the new bytes are uploaded instead'),
+  METADATA_UNAVAILABLE: def(503, 'EIO', 'The metadata database cannot be reached; retry once it is back'),
   // Client side (SDK and CLI): never sent by the server; the status is what a proxy
   // would most likely have answered, so callers can treat them like wire codes.
   NETWORK_ERROR: def(503, 'EIO', 'The API could not be reached'),

@@ -1,7 +1,7 @@
 /**
  * Control-plane metadata: the records and the interface every metadata backend
- * implements (SQLite now; PostgreSQL is meant to be a second implementation of this
- * same interface, not a rewrite).
+ * implements: SQLite (`sqlite.ts`, the embedded default) and PostgreSQL
+ * (`postgres.ts`, for several processes sharing one database).
  *
  * Owns: the shape of mounts, nodes, commits, refs, the ref log, commit groups and API
  * keys, and the atomic operations on them.

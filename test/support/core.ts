@@ -1,12 +1,16 @@
 /**
  * An in-process Roset without FUSE: control plane, local store and filesystem core,
- * for tests that drive the core directly.
+ * for tests that drive the core directly. The metadata store is SQLite in the
+ * harness's directory, or a fresh database on a PostgreSQL test server
+ * (`metadata: { kind: 'postgres', server }`), dropped when the harness closes.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
+import { PostgresMetadataStore } from '../../src/meta/postgres.js';
 import { SqliteMetadataStore } from '../../src/meta/sqlite.js';
+import type { MetadataStore } from '../../src/meta/types.js';
 import { ControlPlane } from '../../src/control/service.js';
 import type { CoreContext } from '../../src/core/context.js';
 import { RosetFilesystem } from '../../src/core/filesystem.js';
@@ -15,6 +19,10 @@ import { HandleTable } from '../../src/core/handles.js';
 import { StagingIndex } from '../../src/core/staging-index.js';
 import { LocalStore } from '../../src/store/local.js';
 import type { ObjectStore } from '../../src/store/types.js';
+import type { PostgresServer } from './postgres.js';
+
+/** Which metadata store a harness runs on. */
+export type CoreMetadata = { kind: 'sqlite' } | { kind: 'postgres'; server: PostgresServer };
 
 export interface CoreHarness {
   dir: string;
@@ -28,10 +36,14 @@ export interface CoreHarness {
   close: () => Promise<void>;
 }
 
-export async function startCore(opts: { sealTimeoutMs?: number; wrapStore?: (s: ObjectStore) => ObjectStore; cacheMaxBytes?: number; readCache?: CoreContext['readCache'] } = {}): Promise<CoreHarness> {
+export async function startCore(opts: {
+  sealTimeoutMs?: number; wrapStore?: (s: ObjectStore) => ObjectStore; cacheMaxBytes?: number; readCache?: CoreContext['readCache']; metadata?: CoreMetadata;
+} = {}): Promise<CoreHarness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'roset-core-'));
   const log = pino({ level: 'silent' });
-  const meta = new SqliteMetadataStore(path.join(dir, 'metadata.db'));
+  const pgServer = opts.metadata?.kind === 'postgres' ? opts.metadata.server : null;
+  const pgUrl = pgServer ? await pgServer.createDatabase() : null;
+  const meta: MetadataStore = pgUrl ? await PostgresMetadataStore.open(pgUrl, { log }) : new SqliteMetadataStore(path.join(dir, 'metadata.db'));
   const local = await LocalStore.open(path.join(dir, 'store'));
   const store = opts.wrapStore ? opts.wrapStore(local) : local;
   const cp = new ControlPlane(meta, store, log, { sealTimeoutMs: opts.sealTimeoutMs ?? 10_000, holder: 'test-core' });
@@ -51,6 +63,7 @@ export async function startCore(opts: { sealTimeoutMs?: number; wrapStore?: (s: 
       await fs.settle();
       index.close();
       await meta.close();
+      if (pgServer && pgUrl) await pgServer.dropDatabase(pgUrl);
       rmSync(dir, { recursive: true, force: true });
     },
   };
