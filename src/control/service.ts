@@ -99,8 +99,17 @@ export class ControlPlane implements ControlApi {
 
   /** Returns the id of the mount named `name`, creating it on first start. */
   async ensureMount(name: string): Promise<string> {
-    const existing = (await this.meta.listMounts()).find((m) => m.name === name);
-    const id = existing ? existing.id : (await this.meta.createMount({ id: ids.mount(), name, store: this.store.description, createdAt: new Date().toISOString() })).id;
+    const find = async (): Promise<string | undefined> => (await this.meta.listMounts()).find((m) => m.name === name)?.id;
+    let id = await find();
+    if (!id) {
+      try {
+        id = (await this.meta.createMount({ id: ids.mount(), name, store: this.store.description, createdAt: new Date().toISOString() })).id;
+      } catch (err) {
+        // Another process on the same database made it first (two `roset serve` starting together).
+        id = await find();
+        if (!id) throw err;
+      }
+    }
     this.defaultMountId ??= id;
     return id;
   }

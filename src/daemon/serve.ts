@@ -23,7 +23,7 @@ import type { Logger } from 'pino';
 import { ApiServer } from '../api/server.js';
 import type { TlsFiles } from '../api/listen-policy.js';
 import { ControlPlane } from '../control/service.js';
-import { SqliteMetadataStore } from '../meta/sqlite.js';
+import { openMetadata, redactDatabaseUrl } from '../meta/index.js';
 import type { MetadataStore } from '../meta/types.js';
 import { openStore, type StoreOptions } from '../store/index.js';
 import type { ObjectStore } from '../store/types.js';
@@ -94,14 +94,11 @@ export class ControlServer {
     await cp.engine.recover();
     cp.engine.watch(Math.max(100, Math.floor(cfg.leaseMs / 3)));
     await cp.resyncRefMirrors(mountId);
-    log.info({ endpoint: this.endpoint, serverId, database: redactUrl(cfg.database), store: this.store.description, stateDir: cfg.stateDir, mountId }, 'roset serve ready');
+    log.info({ endpoint: this.endpoint, serverId, database: redactDatabaseUrl(cfg.database), store: this.store.description, stateDir: cfg.stateDir, mountId }, 'roset serve ready');
   }
 
   private async openMetadata(): Promise<MetadataStore> {
-    const db = this.cfg.database;
-    if (db === 'sqlite:' || db === '') return new SqliteMetadataStore(path.join(this.cfg.stateDir, STATE_FILES.metadata));
-    if (db.startsWith('sqlite:')) return new SqliteMetadataStore(path.resolve(db.slice('sqlite:'.length)));
-    throw new Error(`Unsupported --database ${JSON.stringify(redactUrl(db))}: use sqlite: or sqlite:/PATH`);
+    return openMetadata(this.cfg.database, this.cfg.stateDir, { log: this.log.child({ component: 'metadata' }) });
   }
 
   /** One `serve` per state dir: its key, server id and endpoint are its own. */
@@ -138,9 +135,4 @@ export class ControlServer {
     await this.store?.close();
     log.info('stopped');
   }
-}
-
-/** A database URL fit for logs and messages: the password replaced. */
-export function redactUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@]*@/i, '$1***@');
 }

@@ -62,7 +62,7 @@ export const ERROR_CODES = {
   OPEN_HANDLES: def(409, 'EBUSY', 'Files were still open for writing when the seal timed out'),
   INTERRUPTED: def(503, 'EIO', 'The commit was interrupted by a daemon restart'),
   AGENT_UNAVAILABLE: def(503, 'EIO', 'No data-plane agent holds the staged files for this folder'),
-  METADATA_UNAVAILABLE: def(503, 'EIO', 'The metadata database is unreachable (restarting, or the network is down); the change was not made: retry'),
+  METADATA_UNAVAILABLE: def(503, 'EIO', 'The metadata database is unreachable (restarting, or the network is down): retry once it is back'),
   CONTROL_PLANE_UNREACHABLE: def(503, 'EIO', 'The control plane could not be reached from this node (it is restarting, or the network is down)'),
   AGENT_NOT_FOUND: def(404, 'ENOENT', 'No such agent is registered: register it again'),
   TASK_NOT_FOUND: def(404, 'ENOENT', 'No such agent task (answered already, or its commit is gone)'),
@@ -83,7 +83,6 @@ export const ERROR_CODES = {
   NO_SPACE: def(507, 'ENOSPC', 'The cache disk is full'),
   STAGED_DATA_LOST: def(500, 'EIO', "The staged bytes of a file are missing from this node's cache"),
   FILE_CHANGED: def(409, 'EAGAIN', 'The file changed while it was being uploaded: that upload stopped, and the new bytes are uploaded instead'),
-  METADATA_UNAVAILABLE: def(503, 'EIO', 'The metadata database cannot be reached; retry once it is back'),
   // Client side (SDK and CLI): never sent by the server; the status is what a proxy
   // would most likely have answered, so callers can treat them like wire codes.
   NETWORK_ERROR: def(503, 'EIO', 'The API could not be reached'),

@@ -965,8 +965,13 @@ export class PostgresMetadataStore implements MetadataStore {
       [outcome.status, result, error, at, id])) === 1;
   }
 
-  async dropAgentTasks(commitId: string): Promise<void> {
-    await this.run('DELETE FROM agent_tasks WHERE commit_id = $1', [commitId]);
+  async commitTaskAgents(commitId: string): Promise<string[]> {
+    return (await this.all('SELECT DISTINCT agent_id FROM agent_tasks WHERE commit_id = $1 ORDER BY agent_id', [commitId])).map((r) => r.agent_id as string);
+  }
+
+  async dropAgentTasks(commitId: string, agentId?: string): Promise<void> {
+    if (agentId === undefined) await this.run('DELETE FROM agent_tasks WHERE commit_id = $1', [commitId]);
+    else await this.run('DELETE FROM agent_tasks WHERE commit_id = $1 AND agent_id = $2', [commitId, agentId]);
   }
 
   // ---- API keys -----------------------------------------------------------------------

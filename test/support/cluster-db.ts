@@ -1,8 +1,10 @@
 /**
- * The database a multi-node test runs `roset serve` on. PostgreSQL, a throwaway cluster
- * made for the test (test/support/postgres.ts), which is what the multi-node tests are
- * about; never skipped.
+ * The database a multi-node test runs `roset serve` on: PostgreSQL, a throwaway cluster
+ * made for the test (test/support/postgres.ts) and removed after. Never skipped: a
+ * missing server fails the test with how to install it.
  */
+import { startPostgres } from './postgres.js';
+
 export interface ClusterDatabase {
   url: string;
   /** Stops and starts the server (a database restart under a running cluster). */
@@ -11,5 +13,12 @@ export interface ClusterDatabase {
 }
 
 export async function clusterDatabase(): Promise<ClusterDatabase> {
-  return { url: 'sqlite:', restart: async () => { throw new Error('no database server to restart'); }, stop: async () => undefined };
+  const server = await startPostgres();
+  try {
+    const url = await server.createDatabase();
+    return { url, restart: () => server.restart(), stop: () => server.stop() };
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
 }
