@@ -4,7 +4,9 @@
  * 64 MiB shards into one folder. Node 2 keeps a shard open and writes on while node 1
  * commits: the commit stays pending until node 2 closes, then completes with all six
  * files and their sha256; node 3 gets EROFS on a create once the barrier is up; a
- * fresh fourth node reads every file back byte for byte from the bucket.
+ * fresh fourth node reads every file back byte for byte from the bucket. The same
+ * scenario runs over plain HTTP on loopback and over HTTPS with a throwaway CA (the
+ * agents trust it through --ca-file).
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -15,12 +17,14 @@ import { startHeldWriter } from '../support/held-writer.js';
 import { s3TestConfig, s3TestUrl } from '../support/s3.js';
 import { startAgent, startServe, stopCluster, type TestServe } from '../support/cluster.js';
 import { clusterDatabase, type ClusterDatabase } from '../support/cluster-db.js';
+import { makeTestPki, type TestPki } from '../support/tls.js';
 
 const MiB = 1 << 20;
 const SHARD = 64 * MiB;
 
-describe('three nodes, one checkpoint', () => {
+describe.each(['http', 'https'] as const)('three nodes, one checkpoint, over %s', (scheme) => {
   let db: ClusterDatabase;
+  let pki: TestPki | undefined;
   let serve: TestServe;
   const nodes: TestDaemon[] = [];
   let env: NodeJS.ProcessEnv;
@@ -30,19 +34,26 @@ describe('three nodes, one checkpoint', () => {
     const s3 = s3TestConfig();
     env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_REGION: s3.region };
     db = await clusterDatabase();
+    pki = scheme === 'https' ? makeTestPki() : undefined;
     serve = await startServe({ database: db.url, store: s3TestUrl(`cluster-${randomBytes(4).toString('hex')}`), env,
-      args: ['--s3-endpoint', s3.endpoint, '--s3-force-path-style', '--agent-timeout', '10'] });
+      args: ['--s3-endpoint', s3.endpoint, '--s3-force-path-style', '--agent-timeout', '10', ...(pki ? ['--tls-cert', pki.certFile, '--tls-key', pki.keyFile] : [])],
+      caFile: pki?.caFile });
+    expect(serve.endpoint.startsWith(`${scheme}://`)).toBe(true);
     roots.push(serve.root);
     for (let i = 0; i < 3; i++) {
-      const n = await startAgent(serve, { env });
+      const n = await startAgent(serve, { env: agentEnv() });
       nodes.push(n);
       roots.push(n.root);
     }
   });
 
+  // Agents trust the deployment's CA; the CLI on each node reads it from ROSET_CA_FILE.
+  const agentEnv = (): NodeJS.ProcessEnv => ({ ...env, ...(pki ? { ROSET_CA_FILE: pki.caFile } : {}) });
+
   afterAll(async () => {
     await stopCluster();
     await db?.stop();
+    pki?.remove();
     for (const r of roots) removeRoot(r);
   });
 
@@ -68,7 +79,7 @@ describe('three nodes, one checkpoint', () => {
     // Every node lists every node's files.
     for (const n of nodes) expect(new Set(readdir(n))).toEqual(new Set([...expected.keys(), 'rank1-b.bin']));
 
-    const r = n1.cli('commit', n1.p('ckpt'), '--no-wait', '--json');
+    const r = n1.cli('commit', n1.p('ckpt'), '--no-wait', '--json', ...(pki ? ['--ca-file', pki.caFile] : []));
     expect(r.code, r.stderr).toBe(0);
     const commit = r.json<{ id: string; status: string }>();
     expect(commit.status).toBe('pending');
@@ -90,7 +101,7 @@ describe('three nodes, one checkpoint', () => {
     expect(errnoOf(() => writeFileSync(n3.p('ckpt', 'late.bin'), 'x'))).toBe('EROFS');
 
     // A fresh node reads the whole checkpoint from the bucket.
-    const n4 = await startAgent(serve, { env });
+    const n4 = await startAgent(serve, { env: agentEnv() });
     roots.push(n4.root);
     for (const [name, sha] of expected) expect(sha256(readFileSync(n4.p('ckpt', name))), name).toBe(sha);
   });

@@ -26,6 +26,8 @@ export interface ServeOptions {
   listen?: string;
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** The CA the test's own client trusts (a serve on HTTPS). */
+  caFile?: string;
 }
 
 export interface TestServe {
@@ -79,7 +81,7 @@ export async function startServe(opts: ServeOptions): Promise<TestServe> {
   const apiKey = readFileSync(path.join(stateDir, 'api-key'), 'utf8').trim();
   const s: TestServe = {
     root, stateDir, endpoint, apiKey, proc, logs,
-    client: new RosetClient({ apiUrl: endpoint, apiKey, maxRetries: 0 }),
+    client: new RosetClient({ apiUrl: endpoint, apiKey, maxRetries: 0, caFile: opts.caFile }),
     stop: async () => {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
       const t = setTimeout(() => proc.kill('SIGKILL'), 20_000);
