@@ -19,6 +19,19 @@ export interface Mount {
   mountpoints: string[];
 }
 
+/** A `roset-mount` agent on another node, as `GET /v1/agents` lists it. */
+export interface AgentInfo {
+  id: string;
+  mountId: string;
+  mountpoint: string | null;
+  hostname: string;
+  registeredAt: string;
+  /** Its last poll or answer: its heartbeat. */
+  lastSeenAt: string;
+  /** Heard from within the control plane's agent timeout. */
+  connected: boolean;
+}
+
 export interface Node {
   id: string;
   mountId: string;

@@ -29,6 +29,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type {
+  AgentInfo,
   ApiKey,
   Commit,
   CommitGroup,
@@ -219,6 +220,11 @@ export class RosetClient {
 
   async listMounts(opts: ListOptions = {}): Promise<Page<Mount>> {
     return this.request({ method: 'GET', path: '/v1/mounts', query: { ...opts }, resendable: true });
+  }
+
+  /** The agents (nodes running `roset-mount --api-url`) of this client's mount, with whether each is connected. */
+  async listAgents(opts: ListOptions = {}): Promise<Page<AgentInfo>> {
+    return this.request({ method: 'GET', path: '/v1/agents', query: { ...opts }, resendable: true });
   }
 
   async createMount(name: string): Promise<Mount> {

@@ -72,6 +72,8 @@ export class FakeRoset {
     switch (route) {
       case 'GET /v1/mounts':
         return page(this.mounts);
+      case 'GET /v1/agents':
+        return page([]);
       case 'POST /v1/resolve': {
         const nodes: Record<string, Node | null> = {};
         for (const p of body.paths as string[]) nodes[p] = this.nodes.get(`${mountId}:${p}`) ?? null;

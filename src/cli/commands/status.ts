@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander';
 import { RosetError } from '../../errors/index.js';
-import { SdkError, type Commit, type Health, type Mount } from '../../sdk/index.js';
+import { SdkError, type AgentInfo, type Commit, type Health, type Mount } from '../../sdk/index.js';
 import { action, clientFor, parsePositiveInt, printJson, println } from '../context.js';
 import { readDaemonState } from '../daemon-state.js';
 import { commitProgress, commitStats } from '../format.js';
@@ -15,7 +15,7 @@ import { resolveTarget } from '../paths.js';
 export function registerStatus(program: Command): void {
   program
     .command('status')
-    .description('Show the API endpoint and health, the local daemon, mounts with their mountpoints, and pending commits')
+    .description('Show the API endpoint and health, the local daemon, mounts with their mountpoints, the nodes (agents) serving them, and pending commits')
     .option('--json', 'print the status as JSON')
     .action(action(async (opts: { json?: boolean }, cmd: Command) => {
       const client = clientFor(cmd);
@@ -34,13 +34,15 @@ export function registerStatus(program: Command): void {
       }
       const mounts = await client.listAll((o) => client.listMounts(o));
       const pending: Commit[] = [];
+      const agents: AgentInfo[] = [];
       for (const m of mounts) {
         const c = client.withMountId(m.id);
         pending.push(...(await c.listAll((o) => c.listCommits({ ...o, status: 'pending' }))));
+        agents.push(...(await c.listAll((o) => c.listAgents(o))));
       }
 
       if (opts.json) {
-        printJson({ endpoint: config.apiUrl, endpointSource: config.sources.apiUrl, stateDir: config.stateDir, health, daemon, mounts, pendingCommits: pending });
+        printJson({ endpoint: config.apiUrl, endpointSource: config.sources.apiUrl, stateDir: config.stateDir, health, daemon, mounts, agents, pendingCommits: pending });
         return;
       }
       println(`endpoint  ${config.apiUrl} (from ${config.sources.apiUrl})`);
@@ -48,6 +50,10 @@ export function registerStatus(program: Command): void {
       if (daemon) println(`daemon    pid ${daemon.pid} on ${daemon.mountpoint} (${daemon.running ? 'running' : 'not running'})`);
       println(mounts.length === 0 ? 'mounts    (none)' : 'mounts');
       for (const m of mounts) println(`  ${describeMount(m)}`);
+      if (agents.length > 0) {
+        println('nodes');
+        for (const a of agents) println(`  ${a.id}  ${a.hostname}  ${a.mountpoint ?? ''}  ${a.connected ? 'connected' : 'silent'} (last heard ${a.lastSeenAt})`);
+      }
       println(pending.length === 0 ? 'pending   (none)' : 'pending commits');
       for (const c of pending) {
         const p = commitProgress(c);
