@@ -1,4 +1,5 @@
-"""Test fixtures: a real `roset-mount` daemon per test session, and strict CI rules.
+"""Test fixtures: a real `roset-mount` daemon per test session, a real cluster of
+several nodes per test that asks for one, and strict CI rules.
 
 Owns:
 - building the TypeScript daemon when it is not built yet (``npm ci`` when
@@ -6,8 +7,13 @@ Owns:
 - starting ``node bin/roset-mount.js MNT --state-dir S --cache-dir C --listen
   127.0.0.1:0 --seal-timeout 2`` in fresh temporary directories, waiting for its
   ``endpoint`` and ``api-key`` files, and handing tests a :class:`Daemon`;
-- stopping it in teardown, always: SIGTERM, then SIGKILL, then ``fusermount -uz``
-  as the last resort, so no FUSE mount or daemon outlives the session.
+- the ``cluster`` fixture: ``node bin/roset.js serve`` (the control plane alone,
+  SQLite metadata, a local directory store) and three ``roset-mount --api-url``
+  agents of it, each with its own mountpoint, state and cache directory, standing
+  for three nodes (:class:`Cluster`);
+- stopping them in teardown, always: SIGTERM, then SIGKILL, then ``fusermount -uz``
+  (``umount -l`` as root) as the last resort, agents before the serve, so no FUSE
+  mount or process outlives the session.
 
 Invariants:
 - Nothing skips, in CI or not: a missing Python package, FUSE device, Node.js or
@@ -59,6 +65,14 @@ def pytest_runtest_logreport(report):
         _skipped.append(report.nodeid)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # Lets a fixture's teardown know whether its test failed (item.roset_failed).
+    outcome = yield
+    if outcome.get_result().failed:
+        item.roset_failed = True
+
+
 def pytest_sessionfinish(session, exitstatus):
     if IN_CI and _skipped:
         sys.stderr.write("\nCI=true forbids skipped tests; skipped: %s\n" % ", ".join(_skipped))
@@ -66,6 +80,25 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 # --------------------------------------------------------------------- daemon
+
+
+def _log_tail(path: str, n: int) -> str:
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def _stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL when it has not exited after ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 def _is_mounted(path: str) -> bool:
@@ -153,27 +186,29 @@ class Daemon:
         return env
 
     def log_tail(self, n: int = 60) -> str:
-        try:
-            with open(self.log_path, "r", encoding="utf-8", errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return "(no log)"
+        return _log_tail(self.log_path, n)
 
     def stop(self) -> None:
         try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=10)
+            _stop_process(self.proc)
         finally:
             if _is_mounted(self.mountpoint):
                 _force_unmount(self.mountpoint)
 
 
-def start_daemon(base: Path, seal_timeout: float = 2, extra: Optional[List[str]] = None, ca_file: Optional[str] = None) -> Daemon:
+def start_daemon(
+    base: Path,
+    seal_timeout: float = 2,
+    extra: Optional[List[str]] = None,
+    ca_file: Optional[str] = None,
+    agent_of: Optional["Serve"] = None,
+) -> Daemon:
+    """Start a roset-mount under ``base`` (``mnt``, ``state``, ``cache``, ``daemon.log``).
+
+    With ``agent_of`` it is an agent of that ``roset serve`` (``--api-url``/``--api-key``,
+    debug logs): it is ready once its ``daemon.json`` names its pid and the mount is
+    up, and its client talks to the serve's API.
+    """
     need(os.path.exists("/dev/fuse"), "/dev/fuse is missing: FUSE is not available")
     need(shutil.which("fusermount") or shutil.which("fusermount3"), "fusermount is not installed (apt-get install fuse3)")
     ensure_daemon_built()
@@ -187,8 +222,10 @@ def start_daemon(base: Path, seal_timeout: float = 2, extra: Optional[List[str]]
         "--cache-dir", str(cache),
         "--listen", "127.0.0.1:0",
         "--seal-timeout", str(seal_timeout),
-        "--log-level", "info",
+        "--log-level", "debug" if agent_of else "info",
     ] + list(extra or [])
+    if agent_of is not None:
+        cmd += ["--api-url", agent_of.endpoint, "--api-key", agent_of.api_key]
     log_file = open(log_path, "wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSET_")}
     proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT), env=env)
@@ -200,7 +237,11 @@ def start_daemon(base: Path, seal_timeout: float = 2, extra: Optional[List[str]]
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"roset-mount exited with {proc.returncode} before it was ready:\n{d.log_tail()}")
-            if endpoint_file.exists() and key_file.exists() and _is_mounted(str(mnt)):
+            if agent_of is not None:
+                if _pid_file_names(state / "daemon.json", proc.pid) and _is_mounted(str(mnt)):
+                    endpoint, key = agent_of.endpoint, agent_of.api_key
+                    break
+            elif endpoint_file.exists() and key_file.exists() and _is_mounted(str(mnt)):
                 endpoint = endpoint_file.read_text().strip()
                 key = key_file.read_text().strip()
                 if endpoint and key:
@@ -215,6 +256,137 @@ def start_daemon(base: Path, seal_timeout: float = 2, extra: Optional[List[str]]
         d.stop()
         raise
     return d
+
+
+def _pid_file_names(path: Path, pid: int) -> bool:
+    """True once the JSON file at ``path`` exists and its ``pid`` is ``pid``."""
+    try:
+        return json.loads(path.read_text()).get("pid") == pid
+    except (OSError, ValueError, AttributeError):
+        return False  # not there yet, or being written
+
+
+@dataclass
+class Serve:
+    """A running ``roset serve``: the control plane alone, with no mount of its own."""
+
+    state_dir: str
+    store_dir: str
+    log_path: str
+    proc: subprocess.Popen
+    endpoint: str = ""
+    api_key: str = ""
+
+    def client(self, **kwargs):
+        import roset
+
+        kwargs.setdefault("api_url", self.endpoint)
+        kwargs.setdefault("api_key", self.api_key)
+        return roset.Client(**kwargs)
+
+    def log_tail(self, n: int = 60) -> str:
+        return _log_tail(self.log_path, n)
+
+    def stop(self) -> None:
+        _stop_process(self.proc)
+
+
+def start_serve(base: Path, seal_timeout: float = 10) -> Serve:
+    """``roset serve`` under ``base`` (``state``, ``store``, ``serve.log``) on a free
+    loopback port, SQLite metadata and a local directory store; ready once its
+    ``serve.json`` names its pid."""
+    ensure_daemon_built()
+    state, store = base / "state", base / "store"
+    for d in (state, store):
+        d.mkdir(parents=True, exist_ok=True)
+    log_path = base / "serve.log"
+    cmd = [shutil.which("node") or "node", str(REPO_ROOT / "bin" / "roset.js"), "serve",
+           "--state-dir", str(state),
+           "--listen", "127.0.0.1:0",
+           "--store", str(store),
+           "--database", "sqlite:",
+           "--seal-timeout", str(seal_timeout),
+           "--log-level", "debug"]
+    log_file = open(log_path, "wb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSET_")}
+    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT), env=env)
+    log_file.close()
+    s = Serve(str(state), str(store), str(log_path), proc)
+    deadline = time.monotonic() + 60
+    try:
+        while not _pid_file_names(state / "serve.json", proc.pid):
+            if proc.poll() is not None:
+                raise RuntimeError(f"roset serve exited with {proc.returncode} before it was ready:\n{s.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"roset serve was not ready after 60s:\n{s.log_tail()}")
+            time.sleep(0.05)
+        s.endpoint = (state / "endpoint").read_text().strip()
+        s.api_key = (state / "api-key").read_text().strip()
+        need(bool(s.endpoint and s.api_key), f"roset serve wrote no endpoint or api-key into {state}")
+    except BaseException:
+        s.stop()
+        raise
+    return s
+
+
+@dataclass
+class Cluster:
+    """One ``roset serve`` and its agents, ``nodes[i]`` standing for node ``i + 1``;
+    every agent serves the serve's default mount, so a folder has the same
+    mount-relative path on every node."""
+
+    root: str
+    serve: Serve
+    nodes: List[Daemon]
+
+    def client(self, **kwargs):
+        return self.serve.client(**kwargs)
+
+    def logs(self, n: int = 80) -> str:
+        """The tail of every log, for a failure message."""
+        parts = [f"--- roset serve ({self.serve.log_path}) ---\n{self.serve.log_tail(n)}"]
+        for i, d in enumerate(self.nodes):
+            parts.append(f"--- node {i + 1} ({d.log_path}) ---\n{d.log_tail(n)}")
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        """Agents first (each unmounts), then the serve; the directories go only when
+        no mount is left in them."""
+        errors = []
+        for d in self.nodes:
+            try:
+                d.stop()
+            except BaseException as e:  # noqa: BLE001 - stop the others, then raise
+                errors.append(e)
+        try:
+            self.serve.stop()
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+        still = [d.mountpoint for d in self.nodes if _is_mounted(d.mountpoint)]
+        if not still:
+            shutil.rmtree(self.root, ignore_errors=True)
+        if errors:
+            raise errors[0]
+        assert not still, f"still mounted after teardown: {still}"
+
+
+def start_cluster(base: Path, nodes: int = 3) -> Cluster:
+    """``roset serve`` under ``base/serve`` and ``nodes`` agents of it under
+    ``base/node1``...; whatever started is stopped, and ``base`` removed, when a
+    part fails to come up."""
+    try:
+        serve = start_serve(base / "serve")
+    except BaseException:
+        shutil.rmtree(base, ignore_errors=True)
+        raise
+    c = Cluster(str(base), serve, [])
+    try:
+        for i in range(1, nodes + 1):
+            c.nodes.append(start_daemon(base / f"node{i}", agent_of=serve))
+    except BaseException:
+        c.stop()
+        raise
+    return c
 
 
 def _serve(tmp_path_factory, name):
@@ -240,6 +412,25 @@ def daemon(tmp_path_factory):
 def fresh_daemon(tmp_path_factory):
     """A roset-mount of the test's own, on an empty state directory."""
     yield from _serve(tmp_path_factory, "roset-py-fresh-")
+
+
+@pytest.fixture
+def cluster(request, tmp_path_factory):
+    """A cluster of the test's own: one ``roset serve`` and three agents (three
+    nodes), each on fresh directories, so a node's cache holds only what this test
+    did through it. Stopped and removed after the test, failed or not; when the
+    test failed, or a process died, the tails of all logs go to stderr first."""
+    need_module("roset")
+    c = start_cluster(tmp_path_factory.mktemp("roset-py-cluster-"), nodes=3)
+    try:
+        yield c
+    finally:
+        died = [f"{name} exited with {p.returncode}" for name, p in
+                [("roset serve", c.serve.proc)] + [(f"node {i + 1}", d.proc) for i, d in enumerate(c.nodes)]
+                if p.poll() is not None]
+        if died or getattr(request.node, "roset_failed", False):
+            sys.stderr.write("\n".join(died + [c.logs()]) + "\n")
+        c.stop()
 
 
 @pytest.fixture

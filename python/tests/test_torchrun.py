@@ -18,16 +18,30 @@ its own files of the folder the ref names, byte for byte, through the resume
 mount (and in ``hf`` mode the Trainer resumes from that folder).
 
 The checks live in ``check_sharded_checkpoints``, which takes a
-:class:`Topology`. Here the topology is one ``roset-mount`` serving both ranks and
-the resume; a topology of several nodes (one agent mount per rank and another
-for the resume, all agents of one ``roset serve``) runs the same checks.
+:class:`Topology`, and run on two:
+
+- ``single_mount``: the session's one ``roset-mount`` serves both ranks and the
+  resume;
+- ``multi_node``: the ``cluster`` fixture's ``roset serve`` and three agents of it,
+  standing for three nodes. Rank 0 writes through node 1's mount, rank 1 through
+  node 2's, and every API call (commits, refs, manifests) goes to the serve. So
+  each commit seals the folder on two nodes and must gather both nodes' files into
+  one manifest. The resume reads through node 3, whose cache never held the bytes:
+  they come from the store, and land in node 3's object cache under their sha256
+  only then.
+
+``test_a_ranks_mount_root_is_its_own_nodes_mountpoint`` checks the step the
+integrations take before they commit: a local folder under any node's mount maps
+to that node's mountpoint and to one mount-relative path, even though the serve
+reports the mountpoints of every node.
 """
+import dataclasses
 import hashlib
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import pytest
 
@@ -49,12 +63,17 @@ class Topology:
         resume_mount: the local mountpoint the resume job reads through.
         api_url, api_key: the API every rank commits and resolves through (the
             daemon's own, or the control plane's when the mounts are its agents).
+        resume_cache_dir: the ``--cache-dir`` of the resume mount's daemon, when
+            that daemon is fresh: committed objects it reads are cached there as
+            ``objects/<sha256>``, so the check can prove it had none of the bytes
+            before the resume and read them from the store.
     """
 
     rank_mounts: List[str]
     resume_mount: str
     api_url: str
     api_key: str
+    resume_cache_dir: Optional[str] = None
 
     def client(self):
         import roset
@@ -81,6 +100,19 @@ class Topology:
 def single_mount(daemon):
     """Both ranks and the resume on the session's one roset-mount."""
     return Topology([daemon.mountpoint], daemon.mountpoint, daemon.endpoint, daemon.api_key)
+
+
+@pytest.fixture
+def multi_node(cluster):
+    """Three nodes of one ``roset serve``: rank r writes through node r + 1, the
+    resume reads through node 3 (fresh), the API is the serve's."""
+    node1, node2, node3 = cluster.nodes
+    return Topology([node1.mountpoint, node2.mountpoint], node3.mountpoint,
+                    cluster.serve.endpoint, cluster.serve.api_key, resume_cache_dir=node3.cache_dir)
+
+
+def cached_object(cache_dir: str, sha256: str) -> bool:
+    return os.path.exists(os.path.join(cache_dir, "objects", sha256))
 
 
 def torchrun(script_args, env, nproc=2, timeout=300):
@@ -129,6 +161,12 @@ def check_sharded_checkpoints(mode: str, topology: Topology, unique: str, side_d
     assert latest.commit_id == commits[-1].id
     assert [m.to_commit_id for m in client.get_ref_log(ref)] == [c.id for c in commits]
 
+    if topology.resume_cache_dir:
+        # The resume node has never seen these bytes (it wrote none of them).
+        for rank in (0, 1):
+            wrote = read_json(os.path.join(side_dir, "shards", names[-1], f"rank{rank}.json"))
+            assert not cached_object(topology.resume_cache_dir, wrote["sha256"]), (rank, "cached before the resume")
+
     # A new job resumes from the ref through the resume mount.
     torchrun(common + ["--phase", "resume"], topology.env())
     for rank in (0, 1):
@@ -140,15 +178,59 @@ def check_sharded_checkpoints(mode: str, topology: Topology, unique: str, side_d
         path = topology.resume_mount + commits[-1].path + "/" + wrote["file"]
         with open(path, "rb") as f:
             assert hashlib.sha256(f.read()).hexdigest() == wrote["sha256"]
+        if topology.resume_cache_dir:
+            # Read from the store into the resume node's cache, under its sha256.
+            assert cached_object(topology.resume_cache_dir, wrote["sha256"]), (rank, "not fetched into the cache")
         if mode == "hf":
             assert resumed["read"][f"rng_state_{rank}.pth"]["sha256"] == resumed["read"][f"rng_state_{rank}.pth"]["manifest_sha256"]
             assert resumed["resumed_steps"] == [5, 6], resumed
 
 
+@pytest.mark.parametrize("topology", ["single_mount", "multi_node"])
 @pytest.mark.parametrize("mode", ["hf", "dcp"])
-def test_every_ranks_shard_is_in_the_commit(single_mount, unique, tmp_path, mode):
+def test_every_ranks_shard_is_in_the_commit(request, unique, tmp_path, mode, topology):
     need_module("torch.distributed.run")
     if mode == "hf":
         need_module("transformers")
         need_module("accelerate")
-    check_sharded_checkpoints(mode, single_mount, unique, str(tmp_path / "side"))
+    check_sharded_checkpoints(mode, request.getfixturevalue(topology), unique, str(tmp_path / "side"))
+
+
+def test_a_ranks_mount_root_is_its_own_nodes_mountpoint(cluster, unique):
+    """The integrations turn a local checkpoint folder into the mount-relative path
+    they commit through the mountpoint that holds it. The serve reports the
+    mountpoints of every node; on each node the folder must map to that node's
+    own mount, and the same mount-relative path."""
+    from roset._config import resolve_config
+    from roset.integrations._common import find_mount_root, to_mount_path
+
+    client = cluster.client()
+    rel = client.create_folder("/", f"t-{unique}").path
+    client.create_folder(rel, "runs")
+    reported = client.list_mounts()[0].mountpoints
+    assert sorted(reported) == sorted(d.mountpoint for d in cluster.nodes)
+    for node in cluster.nodes:
+        # A client with no settings on the node finds the serve through the
+        # agent's state directory.
+        cfg = resolve_config(env={"ROSET_STATE_DIR": node.state_dir})
+        assert (cfg.api_url, cfg.api_key) == (cluster.serve.endpoint, cluster.serve.api_key)
+        local = f"{node.mountpoint}{rel}/runs"
+        assert os.path.isdir(local)
+        assert find_mount_root(local, client) == node.mountpoint
+        assert to_mount_path(local, find_mount_root(local, client)) == f"{rel}/runs"
+
+    # Another node may mount at a path that is only a folder of the mount on this
+    # one (node 1 mounts at M, a node elsewhere at M/t-x/runs): that mountpoint is
+    # not this node's, so it must not decide the path committed here.
+    node1 = cluster.nodes[0]
+    elsewhere = f"{node1.mountpoint}{rel}/runs"
+
+    class OtherNodeToo:
+        mount_id = client.mount_id
+
+        def list_mounts(self):
+            return [dataclasses.replace(m, mountpoints=m.mountpoints + [elsewhere]) for m in client.list_mounts()]
+
+    local = f"{elsewhere}/step-1"
+    assert find_mount_root(local, OtherNodeToo()) == node1.mountpoint
+    assert to_mount_path(local, node1.mountpoint) == f"{rel}/runs/step-1"

@@ -41,6 +41,12 @@ def find_mount_root(local_path: str, client: Optional[Client] = None) -> str:
 
     Prefers the mountpoints the API reports for its mount (exact, and works for
     bind mounts); falls back to the nearest ancestor that is a mountpoint.
+
+    A control plane with agents on several nodes reports every node's mountpoint,
+    and those are paths on other machines: only one that is a mountpoint here
+    counts. (Otherwise a node mounting at ``/mnt/roset/ckpt`` elsewhere would turn
+    ``/mnt/roset/ckpt/step-1`` under this node's ``/mnt/roset`` into ``/step-1``
+    instead of ``/ckpt/step-1``.)
     """
     real = os.path.realpath(local_path)
     if client is not None:
@@ -49,7 +55,7 @@ def find_mount_root(local_path: str, client: Optional[Client] = None) -> str:
             for m in client.list_mounts():
                 if client.mount_id and m.id != client.mount_id:
                     continue
-                candidates.extend(os.path.realpath(mp) for mp in m.mountpoints)
+                candidates.extend(os.path.realpath(mp) for mp in m.mountpoints if os.path.ismount(mp))
             best = None
             for mp in candidates:
                 if real == mp or real.startswith(mp.rstrip("/") + "/"):
