@@ -14,6 +14,7 @@
 import { realpath } from 'node:fs/promises';
 import { relative, resolve, sep } from 'node:path';
 import { RosetError } from '../errors/index.js';
+import { fuseMountpoints } from '../util/mounts.js';
 import type { Mount, Node, RosetClient } from '../sdk/index.js';
 
 export interface Target {
@@ -45,12 +46,21 @@ export async function mapPath(client: RosetClient, input: string): Promise<Targe
   const mounts = await client.listAll((o) => client.listMounts(o));
   const local = await realOrResolved(input);
 
-  let best: { mount: Mount; mountpoint: string } | undefined;
+  // With several nodes the API reports every node's mountpoint, paths on other
+  // machines: one mounted on this machine is the one PATH is under, even when another
+  // node's mountpoint looks like a folder inside it.
+  const candidates: Array<{ mount: Mount; mountpoint: string }> = [];
   for (const mount of mounts) {
     for (const mp of mount.mountpoints) {
       const real = await realOrResolved(mp);
-      if (isUnder(local, real) && (!best || real.length > best.mountpoint.length)) best = { mount, mountpoint: real };
+      if (isUnder(local, real)) candidates.push({ mount, mountpoint: real });
     }
+  }
+  const here = new Set(fuseMountpoints());
+  const mountedHere = candidates.filter((c) => here.has(c.mountpoint));
+  let best: { mount: Mount; mountpoint: string } | undefined;
+  for (const c of mountedHere.length > 0 ? mountedHere : candidates) {
+    if (!best || c.mountpoint.length > best.mountpoint.length) best = c;
   }
 
   if (best) {

@@ -60,11 +60,17 @@ const program = addStoreOptions(new Command())
     if (apiUrl && !apiKey) throw new InvalidArgumentError('--api-url needs --api-key (or ROSET_API_KEY): the key roset serve wrote to its state directory, or one made with `roset key create`');
     if (!apiUrl && (o.mount !== undefined || o.mountId !== undefined)) throw new InvalidArgumentError('--mount and --mount-id choose a mount of a remote control plane: use them with --api-url');
     const stores = storeConfig(o, env, stateDir);
+    if (apiUrl) {
+      // An agent runs no API and no commits: these belong to `roset serve`.
+      const serveFlags = ([['listen', '--listen'], ['tlsCert', '--tls-cert'], ['tlsKey', '--tls-key'], ['insecureListen', '--insecure-listen'], ['sealTimeout', '--seal-timeout']] as const)
+        .filter(([k]) => o[k] !== undefined).map(([, f]) => f);
+      if (serveFlags.length > 0) throw new InvalidArgumentError(`${serveFlags.join(', ')} configure an embedded control plane; with --api-url the control plane is roset serve: set them there`);
+    }
     const l = (o.listen as { host: string; port: number } | undefined) ?? (env.ROSET_LISTEN ? listen(env.ROSET_LISTEN) : { host: '127.0.0.1', port: 7070 });
-    const tls = tlsFiles((o.tlsCert as string | undefined) ?? (env.ROSET_TLS_CERT || undefined), (o.tlsKey as string | undefined) ?? (env.ROSET_TLS_KEY || undefined));
+    const tls = apiUrl ? null : tlsFiles((o.tlsCert as string | undefined) ?? (env.ROSET_TLS_CERT || undefined), (o.tlsKey as string | undefined) ?? (env.ROSET_TLS_KEY || undefined));
     const insecureListen = (o.insecureListen as boolean | undefined) ?? envFlag(env.ROSET_INSECURE_LISTEN) ?? false;
     // Before anything starts: a refused listen address must not leave a mount behind.
-    checkListenPolicy({ host: l.host, tls, insecureListen });
+    if (!apiUrl) checkListenPolicy({ host: l.host, tls, insecureListen });
     const cfg: DaemonConfig = {
       mountpoint: path.resolve(mountpoint),
       stateDir,

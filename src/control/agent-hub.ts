@@ -11,8 +11,8 @@
  *
  * Invariants:
  * - An agent is heard from (`lastSeenAt` moves) on every poll and every answer. A poll
- *   waits at most `MAX_POLL_WAIT_MS`, well under the agent timeout, so a connected
- *   agent never looks silent.
+ *   waits at most a third of the agent timeout (and at most `MAX_POLL_WAIT_MS`), so a
+ *   connected agent never looks silent.
  * - A task is answered once (`finishAgentTask` only moves a pending task); only the
  *   agent it was given to may answer it.
  * - `rpc` exposes exactly the `ControlApi` the data plane uses on one node, with each
@@ -78,21 +78,37 @@ export class AgentHub {
     }
     const agent = await this.meta.upsertAgent({ id, mountId, mountpoint, hostname, registeredAt: now, lastSeenAt: now });
     this.log.info({ agentId: id, hostname, mountpoint, mountId }, existing ? 'agent reconnected' : 'agent registered');
-    return { agent, mountId, store, agentTimeoutMs: this.options.agentTimeoutMs, pollWaitMs: MAX_POLL_WAIT_MS };
+    return { agent, mountId, store, agentTimeoutMs: this.options.agentTimeoutMs, pollWaitMs: this.pollWaitMs };
   }
 
-  /** Waits up to `waitMs` for tasks of `agentId`; returns at once when there are some. */
+  /**
+   * Waits up to `waitMs` for tasks of `agentId` it is not already running (`running`:
+   * the ids it named); returns at once when there are some. A task the agent runs stays
+   * pending until answered, so without `running` a seal that waits minutes for a writer
+   * would turn the long poll into a busy loop.
+   */
   async poll(agentId: string, body: Record<string, unknown>, closed: AbortSignal): Promise<AgentTaskRecord[]> {
-    const waitMs = body.waitMs === undefined ? MAX_POLL_WAIT_MS : body.waitMs;
+    const waitMs = body.waitMs === undefined ? this.pollWaitMs : body.waitMs;
     if (typeof waitMs !== 'number' || !Number.isFinite(waitMs) || waitMs < 0) throw new ApiError('BAD_REQUEST', 'waitMs must be a number of milliseconds');
-    const deadline = Date.now() + Math.min(waitMs, MAX_POLL_WAIT_MS);
+    const running = body.running === undefined ? [] : body.running;
+    if (!Array.isArray(running) || running.length > 100_000 || !running.every((id) => typeof id === 'string')) throw new ApiError('BAD_REQUEST', 'running must be an array of task ids');
+    const skip = new Set(running as string[]);
+    const deadline = Date.now() + Math.min(waitMs, this.pollWaitMs);
     await this.heard(agentId);
     for (;;) {
-      const tasks = await this.meta.pendingAgentTasks(agentId);
+      const tasks = (await this.meta.pendingAgentTasks(agentId)).filter((t) => !skip.has(t.id));
       const left = deadline - Date.now();
       if (tasks.length > 0 || left <= 0 || closed.aborted) return tasks;
       await this.bus.waitForAgent(agentId, Math.min(left, POLL_RECHECK_MS), closed);
     }
+  }
+
+  /**
+   * How long a poll may wait: at most a third of the agent timeout, so an idle agent is
+   * heard from at least three times within it, and never more than MAX_POLL_WAIT_MS.
+   */
+  private get pollWaitMs(): number {
+    return Math.max(100, Math.min(MAX_POLL_WAIT_MS, Math.floor(this.options.agentTimeoutMs / 3)));
   }
 
   async answer(agentId: string, taskId: string, body: Record<string, unknown>): Promise<{ accepted: boolean }> {

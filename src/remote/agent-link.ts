@@ -72,7 +72,7 @@ export class AgentLink {
     while (!signal.aborted) {
       try {
         const { tasks } = await this.link.call<{ tasks: AgentTaskRecord[] }>('POST', `/v1/agents/${encodeURIComponent(this.identity.agentId)}/poll`,
-          { waitMs: this.pollWaitMs }, { idempotent: true, signal, timeoutMs: this.pollWaitMs + 30_000, retryForMs: 0 });
+          { waitMs: this.pollWaitMs, running: [...this.active] }, { idempotent: true, signal, timeoutMs: this.pollWaitMs + 30_000, retryForMs: 0 });
         if (failures > 0) this.log.info({ failures }, 'connected to the control plane again');
         failures = 0;
         for (const t of tasks) this.accept(t);

@@ -108,7 +108,9 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
   const mnt = path.join(root, 'mnt');
   const stateDir = path.join(root, 'state');
   const cacheDir = opts.cacheDir ?? path.join(root, 'cache');
-  const args = [MOUNT_BIN, mnt, '--state-dir', stateDir, '--cache-dir', cacheDir, '--listen', '127.0.0.1:0', '--log-level', 'debug'];
+  const args = [MOUNT_BIN, mnt, '--state-dir', stateDir, '--cache-dir', cacheDir, '--log-level', 'debug'];
+  // An agent of a remote control plane (--api-url) runs no API of its own.
+  if (!opts.args?.includes('--api-url')) args.push('--listen', '127.0.0.1:0');
   if (opts.store) args.push('--store', opts.store);
   if (opts.sealTimeout) args.push('--seal-timeout', String(opts.sealTimeout));
   const binding = testFuseBinding(opts.binding);
