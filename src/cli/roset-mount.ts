@@ -42,6 +42,7 @@ const program = addStoreOptions(new Command())
   .option('--read-only', 'refuse all writes [env ROSET_READ_ONLY]')
   .option('--allow-other', 'let other users access the mount (needs user_allow_other) [env ROSET_ALLOW_OTHER]')
   .option('--seal-timeout <seconds>', 'how long a seal waits for open files to close [env ROSET_SEAL_TIMEOUT]', seconds)
+  .option('--agent-timeout <seconds>', 'agents on other nodes may use this embedded control plane too: one silent this long while it holds files of a sealing folder fails the commit (AGENT_UNAVAILABLE) [env ROSET_AGENT_TIMEOUT] (default: 30)', seconds)
   .option('--drain-timeout <seconds>', 'how long SIGTERM waits for in-flight commits [env ROSET_DRAIN_TIMEOUT]', seconds)
   .option('--mount-name <name>', 'name of the mount in the control plane [env ROSET_MOUNT_NAME]')
   .option('--api-url <url>', 'serve a mount of this remote control plane (roset serve) instead of embedding one [env ROSET_API_URL]')
@@ -62,7 +63,7 @@ const program = addStoreOptions(new Command())
     const stores = storeConfig(o, env, stateDir);
     if (apiUrl) {
       // An agent runs no API and no commits: these belong to `roset serve`.
-      const serveFlags = ([['listen', '--listen'], ['tlsCert', '--tls-cert'], ['tlsKey', '--tls-key'], ['insecureListen', '--insecure-listen'], ['sealTimeout', '--seal-timeout']] as const)
+      const serveFlags = ([['listen', '--listen'], ['tlsCert', '--tls-cert'], ['tlsKey', '--tls-key'], ['insecureListen', '--insecure-listen'], ['sealTimeout', '--seal-timeout'], ['agentTimeout', '--agent-timeout']] as const)
         .filter(([k]) => o[k] !== undefined).map(([, f]) => f);
       if (serveFlags.length > 0) throw new InvalidArgumentError(`${serveFlags.join(', ')} configure an embedded control plane; with --api-url the control plane is roset serve: set them there`);
     }
@@ -94,6 +95,7 @@ const program = addStoreOptions(new Command())
       readOnly: (o.readOnly as boolean | undefined) ?? envFlag(env.ROSET_READ_ONLY) ?? false,
       allowOther: (o.allowOther as boolean | undefined) ?? envFlag(env.ROSET_ALLOW_OTHER) ?? false,
       sealTimeoutMs: 1000 * ((o.sealTimeout as number | undefined) ?? (env.ROSET_SEAL_TIMEOUT ? seconds(env.ROSET_SEAL_TIMEOUT) : 60)),
+      agentTimeoutMs: 1000 * ((o.agentTimeout as number | undefined) ?? (env.ROSET_AGENT_TIMEOUT ? seconds(env.ROSET_AGENT_TIMEOUT) : 30)),
       drainTimeoutMs: 1000 * ((o.drainTimeout as number | undefined) ?? (env.ROSET_DRAIN_TIMEOUT ? seconds(env.ROSET_DRAIN_TIMEOUT) : 300)),
       mountName: (o.mountName as string | undefined) ?? env.ROSET_MOUNT_NAME ?? 'default',
       fuseBinding: (o.fuseBinding as FuseBinding | undefined) ?? fuseBindingFromEnv(env.ROSET_FUSE_BINDING) ?? DEFAULT_FUSE_BINDING,

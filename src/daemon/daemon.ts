@@ -65,6 +65,8 @@ export interface DaemonConfig {
   readOnly: boolean;
   allowOther: boolean;
   sealTimeoutMs: number;
+  /** How long an agent on another node may stay silent (this embedded control plane accepts agents too). */
+  agentTimeoutMs: number;
   drainTimeoutMs: number;
   mountName: string;
   /** `native` (libfuse3, C data path, writeback cache) or `fuse-native` (libfuse 2). */
@@ -125,7 +127,7 @@ export class Daemon {
     this.meta = new SqliteMetadataStore(path.join(cfg.stateDir, STATE_FILES.metadata));
     const store = await this.openStoreAs(agentId, cfg.store, cfg.storeOptions);
     const cp = new ControlPlane(this.meta, store, log.child({ component: 'control' }), {
-      sealTimeoutMs: cfg.sealTimeoutMs, holder: agentId,
+      sealTimeoutMs: cfg.sealTimeoutMs, agentTimeoutMs: cfg.agentTimeoutMs, holder: agentId,
       agentStore: { url: cfg.store, s3Endpoint: cfg.storeOptions.s3Endpoint, s3Region: cfg.storeOptions.s3Region, s3ForcePathStyle: cfg.storeOptions.s3ForcePathStyle },
     });
     this.cp = cp;
