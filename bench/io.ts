@@ -3,11 +3,16 @@
  * the one program that writes, reads and creates files for every system under test,
  * so Roset, the peers and the local-disk references all see the same syscalls.
  *
- *   write PATH BYTES SEED [--no-fsync]   open(O_CREAT|O_TRUNC), 1 MiB writes, fsync, close
+ *   write PATH BYTES SEED [--no-fsync] [--hold]
+ *                                        open(O_CREAT|O_TRUNC), 1 MiB writes, fsync, close;
+ *                                        with --hold: after the open, print `io: open`
+ *                                        on stderr and wait for a line on stdin before
+ *                                        writing (a writer that holds its file open)
  *   read PATH [SEED]                     open, 1 MiB reads to EOF, close; checks block headers
  *   small DIR COUNT BYTES SEED           COUNT × (open O_EXCL, one write, close)
  *
- * It prints one JSON line on stdout: {bytes, files, ms, startEpochMs, endEpochMs}.
+ * It prints one JSON line on stdout: {bytes, files, ms, startEpochMs, endEpochMs}
+ * (with --hold also openEpochMs; startEpochMs and ms then start at the go line).
  * Progress lines go to stderr.
  *
  * Invariants:
@@ -75,12 +80,37 @@ function writeAll(fd: number, buf: Buffer, len: number, pos: number): void {
   while (off < len) off += fs.writeSync(fd, buf, off, len - off, pos + off);
 }
 
-function opWrite(file: string, bytes: number, seed: number, fsync: boolean): object {
+export const OPEN_LINE = 'io: open';
+
+/** Blocks until a line arrives on stdin (or it closes): the go signal of `write --hold`. */
+function waitForLine(): void {
+  const buf = Buffer.alloc(64);
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    let n: number;
+    try {
+      n = fs.readSync(0, buf, 0, buf.length, null);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      Atomics.wait(nap, 0, 0, 5);
+      continue;
+    }
+    if (n === 0 || buf.subarray(0, n).includes(10)) return;
+  }
+}
+
+function opWrite(file: string, bytes: number, seed: number, fsync: boolean, hold: boolean): object {
   const p = pool(seed);
   const bufs = [Buffer.allocUnsafe(BLOCK), Buffer.allocUnsafe(BLOCK)];
-  const t0 = now();
-  let lastReport = t0;
+  let t0 = now();
   const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o644);
+  const openEpochMs = now();
+  if (hold) {
+    process.stderr.write(`${OPEN_LINE}\n`);
+    waitForLine();
+    t0 = now();
+  }
+  let lastReport = t0;
   let pos = 0;
   for (let i = 0; pos < bytes; i++) {
     const len = Math.min(BLOCK, bytes - pos);
@@ -96,7 +126,7 @@ function opWrite(file: string, bytes: number, seed: number, fsync: boolean): obj
   if (fsync) fs.fsyncSync(fd);
   fs.closeSync(fd);
   const t1 = now();
-  return { bytes: pos, ms: t1 - t0, startEpochMs: t0, endEpochMs: t1 };
+  return { bytes: pos, ms: t1 - t0, startEpochMs: t0, endEpochMs: t1, ...(hold ? { openEpochMs } : {}) };
 }
 
 function opRead(file: string, seed: number | undefined): object {
@@ -168,7 +198,7 @@ function main(argv: string[]): void {
   let out: object;
   switch (op) {
     case 'write':
-      out = opWrite(args[0]!, Number(args[1]), Number(args[2]), !args.includes('--no-fsync'));
+      out = opWrite(args[0]!, Number(args[1]), Number(args[2]), !args.includes('--no-fsync'), args.includes('--hold'));
       break;
     case 'read':
       out = opRead(args[0]!, args[1] === undefined ? undefined : Number(args[1]));

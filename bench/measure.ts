@@ -14,12 +14,13 @@
  *   disturb ours.
  * - Every worker is registered for cleanup, so an interrupted run kills it.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Commit, RosetClient } from '../src/sdk/index.js';
 import { sleep } from '../src/util/sleep.js';
+import { OPEN_LINE } from './io.js';
 import { memoryOf, onCleanup } from './systems.js';
 
 const IO_JS = path.join(path.dirname(new URL(import.meta.url).pathname), 'io.js');
@@ -42,15 +43,56 @@ export interface IoResult {
 
 /** Runs `io.js ARGS` and returns its JSON; its progress lines pass through to stderr. */
 export function runIo(args: string[], timeoutMs = 3_600_000): Promise<IoResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [IO_JS, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawnIo(args, timeoutMs, null).done;
+}
+
+/** A `write --hold` worker: its file is open once `opened` resolves; `go()` lets it write and close. */
+export interface HeldWriter {
+  opened: Promise<void>;
+  go(): void;
+  done: Promise<IoResult & { openEpochMs: number }>;
+}
+
+/** Runs `io.js write PATH BYTES SEED --hold`: opens the file, then waits for `go()`. */
+export function runHeldWrite(file: string, bytes: number, seed: number, timeoutMs = 3_600_000): HeldWriter {
+  let opened!: () => void;
+  const openedP = new Promise<void>((resolve) => { opened = resolve; });
+  const w = spawnIo(['write', file, String(bytes), String(seed), '--hold'], timeoutMs, (line) => {
+    if (line === OPEN_LINE) opened();
+  });
+  return {
+    // A worker that fails before its open rejects here too, not only in `done`.
+    opened: Promise.race([openedP, w.done.then(() => { throw new Error(`io write --hold ${file} exited before it opened the file`); })]),
+    go: () => {
+      if (w.child.stdin && !w.child.stdin.writableEnded) w.child.stdin.end('go\n');
+    },
+    done: w.done as Promise<IoResult & { openEpochMs: number }>,
+  };
+}
+
+function spawnIo(args: string[], timeoutMs: number, onLine: ((line: string) => void) | null): { child: ChildProcess; done: Promise<IoResult> } {
+  const child = spawn(process.execPath, [IO_JS, ...args], { stdio: [onLine ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+  const done = new Promise<IoResult>((resolve, reject) => {
     let out = '';
     let err = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-      process.stderr.write(d);
+    let partial = '';
+    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stderr!.on('data', (d: Buffer) => {
+      const text = d.toString();
+      err += text;
+      if (onLine) {
+        const lines = (partial + text).split('\n');
+        partial = lines.pop()!;
+        for (const l of lines) {
+          if (l === OPEN_LINE) onLine(l);
+          else process.stderr.write(`${l}\n`);
+        }
+      } else {
+        process.stderr.write(d);
+      }
     });
+    // The worker may be gone before the go line is written: that is its exit's story.
+    child.stdin?.on('error', () => undefined);
     const unregister = onCleanup(`io ${args[0]} (pid ${child.pid})`, async () => { child.kill('SIGKILL'); });
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('error', (e) => { clearTimeout(timer); unregister(); reject(e); });
@@ -68,6 +110,9 @@ export function runIo(args: string[], timeoutMs = 3_600_000): Promise<IoResult> 
       }
     });
   });
+  // Callers may await `opened` first: an early failure must not count as unhandled.
+  done.catch(() => undefined);
+  return { child, done };
 }
 
 /** Drops the page cache of a file, or of every file under a directory. */

@@ -2,8 +2,9 @@
  * `npm run bench -- [flags]`: the benchmark's command line.
  *
  * Owns: the defaults, which are the sizes of issue 6 and design §7 (2 GiB writes and
- * reads, 1 GiB commit, 10,000 files of 4 KiB, 10 GiB for memory), and `--quick`, a
- * short version for developers. A flag given explicitly always beats `--quick`.
+ * reads, 1 GiB commit, 10,000 files of 4 KiB, 10 GiB for memory; for the multi-node
+ * group, 3 agents writing 256 MiB each and 100 commits), and `--quick`, a short
+ * version for developers. A flag given explicitly always beats `--quick`.
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -11,7 +12,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { positive, positiveInt } from '../src/util/cli-args.js';
 import { REPO } from './systems.js';
 
-export const ROWS = ['write', 'commit', 'latency', 'read', 'small', 'rss'] as const;
+/** Row groups; `cluster` is the multi-node group (rows 7 and 8: `roset serve` and 3 agents). */
+export const ROWS = ['write', 'commit', 'latency', 'read', 'small', 'rss', 'cluster'] as const;
 export type RowName = (typeof ROWS)[number];
 
 export interface BenchOptions {
@@ -23,6 +25,10 @@ export interface BenchOptions {
   smallBytes: number;
   peerSmallFiles: number;
   commits: number;
+  /** Multi-node group: bytes each of the 3 agents writes (row 8). */
+  clusterBytes: number;
+  /** Multi-node group: commit() calls timed on the cluster and on the embedded daemon (row 7). */
+  clusterCommits: number;
   repeat: number;
   peers: boolean;
   bindings: string[] | null;
@@ -62,8 +68,11 @@ export function parseOptions(argv: string[]): BenchOptions {
     .option('--small-kib <n>', 'size of each small file', positive, 4)
     .option('--peer-small-files <n>', 'small files created through s3fs and rclone (s3fs does about 100/s)', positiveInt, 1000)
     .option('--commits <n>', 'commit() calls timed for p50/p99', positiveInt, 200)
+    .option('--cluster-mib <n>', 'multi-node group: MiB each of the 3 agents writes into one folder (row 8)', positive, 256)
+    .option('--cluster-commits <n>', 'multi-node group: commit() calls timed with 3 agents, and on the embedded daemon (row 7)', positiveInt, 100)
+    .option('--no-cluster', 'skip the multi-node group (PostgreSQL, roset serve and 3 agents)')
     .option('--repeat <n>', 'samples per throughput row (median reported; ref and system alternate)', positiveInt, 3)
-    .option('--quick', 'short run: 0.25 GiB sizes, 1 GiB RSS write, 1,000 small files, 50 commits, 1 sample')
+    .option('--quick', 'short run: 0.25 GiB sizes, 1 GiB RSS write, 1,000 small files, 50 commits, 64 MiB per agent, 1 sample')
     .option('--no-peers', 'skip s3fs and rclone')
     .option('--bindings <list>', 'Roset FUSE bindings to run (default: every one roset-mount --help offers)', list)
     .option('--rows <list>', `rows to run: ${ROWS.join(',')}`, list)
@@ -83,6 +92,8 @@ export function parseOptions(argv: string[]): BenchOptions {
   const pick = <T>(name: string, quickValue: T): T => (quick && program.getOptionValueSource(name) !== 'cli' ? quickValue : o[name] as T);
   const rows = (o.rows as string[] | undefined) ?? [...ROWS];
   for (const r of rows) if (!(ROWS as readonly string[]).includes(r)) throw new InvalidArgumentError(`unknown row ${r}; rows are ${ROWS.join(', ')}`);
+  const selected = new Set(rows as RowName[]);
+  if (o.cluster === false) selected.delete('cluster');
   return {
     sizeBytes: mib(pick<number>('sizeGib', 0.25) * GiB),
     commitBytes: mib(pick<number>('commitGib', 0.25) * GiB),
@@ -92,10 +103,12 @@ export function parseOptions(argv: string[]): BenchOptions {
     smallBytes: Math.round((o.smallKib as number) * 1024),
     peerSmallFiles: pick<number>('peerSmallFiles', 200),
     commits: pick<number>('commits', 50),
+    clusterBytes: mib(pick<number>('clusterMib', 64) * MiB),
+    clusterCommits: pick<number>('clusterCommits', 50),
     repeat: pick<number>('repeat', 1),
     peers: o.peers as boolean,
     bindings: (o.bindings as string[] | undefined) ?? null,
-    rows: new Set(rows as RowName[]),
+    rows: selected,
     dir: path.resolve(o.dir as string),
     out: path.resolve(o.out as string),
     writeDoc: Boolean(o.writeDoc),

@@ -27,7 +27,11 @@ export interface Target {
 }
 
 export interface RowResult {
-  /** Row number of issue 6 / design §7: 1 write, 2 commit, 3 latency, 4 read, 5 small files, 6 memory. */
+  /**
+   * Row number of issue 6 / design §7: 1 write, 2 commit, 3 latency, 4 read, 5 small
+   * files, 6 memory; the multi-node group: 7 commit() latency with 3 agents on
+   * `roset serve`, 8 last close on the slowest node → completed.
+   */
   row: number;
   id: string;
   what: string;
@@ -132,13 +136,13 @@ export function docSection(r: BenchResult): string {
     : '';
   const o = r.options;
   const misses = r.rows.filter((x) => x.error || (x.target && !x.target.pass));
-  const json = { ...r, rows: r.rows.map((x) => ({ ...x, extra: x.extra ? Object.fromEntries(Object.entries(x.extra).filter(([k]) => k !== 'latenciesMs')) : undefined })) };
+  const json = { ...r, rows: r.rows.map((x) => ({ ...x, extra: x.extra ? Object.fromEntries(Object.entries(x.extra).filter(([k]) => !/^(latenciesMs|embeddedLatenciesMs|completedMs|embeddedCompletedMs)$/.test(k))) : undefined })) };
   return [
     BEGIN,
     '',
     `Measured at commit \`${r.commit.sha.slice(0, 12)}\` (${r.commit.subject}), ${r.startedAt} to ${r.finishedAt} (${(r.durationS / 60).toFixed(1)} min), bindings: ${r.bindings.measured.join(', ') || 'none'}.${dirty}`,
     '',
-    `Sizes: ${(Number(o.sizeBytes) / 2 ** 30).toFixed(2)} GiB write/read, ${(Number(o.commitBytes) / 2 ** 30).toFixed(2)} GiB commit, ${o.smallFiles} × ${Number(o.smallBytes) / 1024} KiB files (${o.peerSmallFiles} through the peers), ${o.commits} commit() calls, ${(Number(o.rssBytes) / 2 ** 30).toFixed(0)} GiB${Number(o.rssFiles ?? 1) > 1 ? ` in ${o.rssFiles} files` : ''} for memory, ${o.repeat} sample(s) per throughput row (median).`,
+    `Sizes: ${(Number(o.sizeBytes) / 2 ** 30).toFixed(2)} GiB write/read, ${(Number(o.commitBytes) / 2 ** 30).toFixed(2)} GiB commit, ${o.smallFiles} × ${Number(o.smallBytes) / 1024} KiB files (${o.peerSmallFiles} through the peers), ${o.commits} commit() calls, ${(Number(o.rssBytes) / 2 ** 30).toFixed(0)} GiB${Number(o.rssFiles ?? 1) > 1 ? ` in ${o.rssFiles} files` : ''} for memory${o.clusterBytes !== undefined ? `; multi-node: 3 agents × ${Number(o.clusterBytes) / 2 ** 20} MiB, ${o.clusterCommits} commit() calls` : ''}, ${o.repeat} sample(s) per throughput row (median).`,
     '',
     '### Machine',
     '',

@@ -43,13 +43,13 @@ export interface BenchContext {
   seed: () => number;
 }
 
-function refDir(ctx: BenchContext): string {
+export function refDir(ctx: BenchContext): string {
   const d = path.join(ctx.root, 'ref');
   mkdirSync(d, { recursive: true });
   return d;
 }
 
-function add(ctx: BenchContext, r: Omit<RowResult, 'ratio'> & { ratio?: number | null }): RowResult {
+export function add(ctx: BenchContext, r: Omit<RowResult, 'ratio'> & { ratio?: number | null }): RowResult {
   const ratio = r.ratio !== undefined ? r.ratio : r.value !== null && r.reference.value ? r.value / r.reference.value : null;
   const row = { ...r, ratio } as RowResult;
   ctx.results.push(row);
@@ -66,7 +66,7 @@ export function failed(ctx: BenchContext, row: number, id: string, what: string,
 }
 
 const atLeast = (ratio: number | null, k: number): Target => ({ text: `≥ ${k} × ref`, pass: ratio !== null && ratio >= k });
-const atMost = (ratio: number | null, k: number): Target => ({ text: `≤ ${k} × ref`, pass: ratio !== null && ratio <= k });
+export const atMost = (ratio: number | null, k: number): Target => ({ text: `≤ ${k} × ref`, pass: ratio !== null && ratio <= k });
 
 // ---- row 1: sequential write until close ------------------------------------------------
 

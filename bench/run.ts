@@ -6,8 +6,11 @@
  *
  * Order: peers installed (scripts/bench-setup --peers) → S3 test server leased →
  * for each Roset binding: rows 1, 2, 3, 5, 4 on one daemon (4 last: it restarts the
- * daemon with an empty cache) → s3fs and rclone: rows 1, 4, 5 → for each binding:
- * row 6 on a fresh daemon (a fresh VmHWM) → report.
+ * daemon with an empty cache) → s3fs and rclone: rows 1, 4, 5 → the multi-node group
+ * on the first binding: rows 7 and 8 (PostgreSQL, `roset serve`, 3 agents, and an
+ * embedded daemon as row 7's reference; cluster.ts) → for each binding: row 6 on a
+ * fresh daemon (a fresh VmHWM) → report. A system none of whose selected rows
+ * (`--rows`) apply is not started at all.
  *
  * Owns: the run directory (a fresh temp dir under --dir, removed at the end) and the
  * bucket prefix `bench/<runId>/`, with one sub-prefix per daemon and peer.
@@ -30,6 +33,7 @@ import { textTable, updateDoc, writeResults, type BenchResult } from './report.j
 import {
   commitRow, failed, latencyRow, peerReadRow, readRow, rssRow, smallRow, writeRow, type BenchContext, type DaemonHolder,
 } from './rows.js';
+import { benchCluster } from './cluster.js';
 import { acquireServer, RawS3, releaseServer, serverVersion, type S3Env } from './s3.js';
 import { cleanupAll, detectBindings, onCleanup, REPO, startRclone, startRoset, startS3fs, type Mounted, type RosetStart } from './systems.js';
 import { runIo } from './measure.js';
@@ -43,7 +47,12 @@ const ROW_UNITS: Record<RowName, ['MB/s' | 's' | 'ms' | 'files/s' | 'MiB', numbe
   read: ['MB/s', 4, 'cold/warm read'],
   small: ['files/s', 5, 'small files'],
   rss: ['MiB', 6, 'daemon peak RSS'],
+  cluster: ['ms', 7, 'commit() with 3 agents'],
 };
+
+/** The rows measured on the per-binding daemon, and through the peers. */
+const DAEMON_ROWS: RowName[] = ['write', 'commit', 'latency', 'small', 'read'];
+const PEER_ROWS: RowName[] = ['write', 'read', 'small'];
 
 /** Runs one row for one system, turning a failure into an error row. */
 async function attempt(ctx: BenchContext, row: RowName, system: string, fn: () => Promise<void>): Promise<boolean> {
@@ -69,6 +78,7 @@ async function deletePrefix(ctx: BenchContext, prefix: string): Promise<void> {
 }
 
 async function benchRoset(ctx: BenchContext, binding: string, hasFlag: boolean): Promise<void> {
+  if (!DAEMON_ROWS.some((r) => ctx.opts.rows.has(r))) return;
   const system = `roset (${binding})`;
   const prefix = `${ctx.runPrefix}roset-${binding}/`;
   const start: RosetStart = {
@@ -133,7 +143,8 @@ async function bench(opts: BenchOptions): Promise<BenchResult> {
   // Now, not at the end: others commit to this checkout while a long run goes on, and
   // what was measured is what `npm run build` compiled just before.
   const commit = commitInfo();
-  if (opts.peers) {
+  const peers = opts.peers && PEER_ROWS.some((r) => opts.rows.has(r));
+  if (peers) {
     log('installing peers if missing (scripts/bench-setup --peers)');
     const setup = spawnSync(path.join(REPO, 'scripts', 'bench-setup'), ['--peers'], { stdio: 'inherit' });
     if (setup.status !== 0) throw new Error('scripts/bench-setup --peers failed');
@@ -164,7 +175,7 @@ async function bench(opts: BenchOptions): Promise<BenchResult> {
 
   for (const b of bindings) await benchRoset(ctx, b, detected.hasFlag);
 
-  if (opts.peers) {
+  if (peers) {
     // One object for both peers to read, put there by a raw upload before they mount.
     let readKey: string | null = null;
     const readSeed = ctx.seed();
@@ -178,6 +189,11 @@ async function bench(opts: BenchOptions): Promise<BenchResult> {
     }
     for (const p of ['s3fs', 'rclone'] as const) await benchPeer(ctx, p, readKey, readSeed);
     await deletePrefix(ctx, `${runPrefix}peers/`);
+  }
+
+  if (opts.rows.has('cluster')) {
+    const b = bindings[0] ?? detected.bindings[0]!;
+    await benchCluster(ctx, b, detected.hasFlag);
   }
 
   if (opts.rows.has('rss')) {

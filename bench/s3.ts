@@ -176,6 +176,18 @@ export class RawS3 {
     await this.client.send(new PutObjectCommand({ Bucket: this.s3.bucket, Key: key, Body: body }));
   }
 
+  /** How many keys are under `prefix`. */
+  async countKeys(prefix: string): Promise<number> {
+    let n = 0;
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.s3.bucket, Prefix: prefix, ContinuationToken: token }));
+      n += page.KeyCount ?? page.Contents?.length ?? 0;
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return n;
+  }
+
   /** Deletes every key and aborts every multipart upload under `prefix`; returns the keys deleted. */
   async deletePrefix(prefix: string): Promise<number> {
     let deleted = 0;

@@ -1,6 +1,7 @@
 /**
  * The systems under test, as processes the benchmark starts and must take down:
- * `roset-mount` (one per FUSE binding), s3fs and `rclone mount`.
+ * `roset-mount` (one per FUSE binding, embedded or as an agent), `roset serve`, s3fs
+ * and `rclone mount`.
  *
  * Owns: every child process and FUSE mount the benchmark creates, through one cleanup
  * registry.
@@ -12,8 +13,11 @@
  *   last resort, so no run leaves a mount or a daemon behind, even when it fails.
  * - Every process is stopped by the pid this module spawned, never by name.
  * - Each Roset daemon gets its own state and cache directories and its own bucket
- *   prefix; the peers get their own prefixes too. All of it sits under the run's
- *   root directory, on the disk whose speed is the reference.
+ *   prefix (the agents of one `roset serve` share its prefix, as the nodes of one
+ *   cluster share a bucket); the peers get their own prefixes too. All of it sits
+ *   under the run's root directory, on the disk whose speed is the reference.
+ * - Agents are registered after their `roset serve`, so the teardown (newest first)
+ *   stops them while their control plane still answers.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
@@ -37,6 +41,7 @@ export const REPO = ((): string => {
   }
 })();
 const MOUNT_BIN = path.join(REPO, 'bin', 'roset-mount.js');
+const CLI_BIN = path.join(REPO, 'bin', 'roset.js');
 
 // ---- cleanup registry -----------------------------------------------------------------
 
@@ -183,25 +188,36 @@ export interface RosetStart {
   /** `fuse-native`, `native`, ...; 'default' when the daemon has no --fuse-binding flag. */
   binding: string;
   hasBindingFlag: boolean;
+  /** The bucket of an embedded daemon; an agent learns it from its control plane. */
   storeUrl: string;
   s3: S3Env;
+  /** Set: an agent of this `roset serve` (`--api-url`/`--api-key`) instead of an embedded daemon. */
+  agentOf?: { apiUrl: string; apiKey: string };
   extraArgs?: string[];
 }
 
-/** Starts roset-mount with `dir/{mnt,state,cache}`; reusing `dir` restarts the same daemon state. */
+/**
+ * Starts roset-mount with `dir/{mnt,state,cache}`; reusing `dir` restarts the same daemon
+ * state. For an agent, `client` talks to the control plane it serves (the endpoint and
+ * key the agent writes to its state directory, as for `roset` on that node).
+ */
 export async function startRoset(o: RosetStart): Promise<RosetDaemon> {
   const mnt = path.join(o.dir, 'mnt');
   const stateDir = path.join(o.dir, 'state');
   const cacheDir = path.join(o.dir, 'cache');
   mkdirSync(o.dir, { recursive: true });
-  const args = [MOUNT_BIN, mnt, '--state-dir', stateDir, '--cache-dir', cacheDir, '--listen', '127.0.0.1:0',
-    '--store', o.storeUrl, '--s3-endpoint', o.s3.endpoint, '--s3-region', o.s3.region, '--s3-force-path-style',
-    '--log-level', 'warn', '--drain-timeout', '120'];
+  const args = [MOUNT_BIN, mnt, '--state-dir', stateDir, '--cache-dir', cacheDir];
+  if (o.agentOf) {
+    args.push('--api-url', o.agentOf.apiUrl, '--api-key', o.agentOf.apiKey);
+  } else {
+    args.push('--listen', '127.0.0.1:0', '--store', o.storeUrl, '--s3-endpoint', o.s3.endpoint, '--s3-region', o.s3.region, '--s3-force-path-style');
+  }
+  args.push('--log-level', 'warn', '--drain-timeout', '120');
   if (o.hasBindingFlag) args.push('--fuse-binding', o.binding);
   args.push(...(o.extraArgs ?? []));
   const env = { ...process.env, AWS_ACCESS_KEY_ID: o.s3.accessKeyId, AWS_SECRET_ACCESS_KEY: o.s3.secretAccessKey, AWS_REGION: o.s3.region };
   const daemonFile = path.join(stateDir, 'daemon.json');
-  const m = await spawnMount(`roset-mount (${o.binding})`, mnt, path.join(o.dir, 'roset-mount.log'), process.execPath, args, env, false, (proc) => {
+  const m = await spawnMount(`roset-mount${o.agentOf ? ' agent' : ''} (${o.binding})`, mnt, path.join(o.dir, 'roset-mount.log'), process.execPath, args, env, false, (proc) => {
     if (!existsSync(daemonFile)) return false;
     try {
       return JSON.parse(readFileSync(daemonFile, 'utf8')).pid === proc.pid;
@@ -214,6 +230,76 @@ export async function startRoset(o: RosetStart): Promise<RosetDaemon> {
   // No retries: a retried POST would time two calls as one, and the bench wants the truth.
   const client = new RosetClient({ apiUrl: endpoint, apiKey, maxRetries: 0, timeoutMs: 120_000 });
   return { ...m, binding: o.binding, stateDir, cacheDir, client, endpoint };
+}
+
+/** A `roset serve` this module started: the control plane of the multi-node rows. */
+export interface RosetServe {
+  pid: number;
+  stateDir: string;
+  endpoint: string;
+  apiKey: string;
+  client: RosetClient;
+  logFile: string;
+  stop(): Promise<void>;
+}
+
+export interface ServeStart {
+  dir: string;
+  /** `postgres://…` or `sqlite:…`. */
+  database: string;
+  storeUrl: string;
+  s3: S3Env;
+  extraArgs?: string[];
+}
+
+/** Starts `roset serve` with its state in `dir/state`; ready once `serve.json` names its pid. */
+export async function startServe(o: ServeStart): Promise<RosetServe> {
+  const stateDir = path.join(o.dir, 'state');
+  mkdirSync(o.dir, { recursive: true });
+  const logFile = path.join(o.dir, 'serve.log');
+  const args = [CLI_BIN, 'serve', '--state-dir', stateDir, '--listen', '127.0.0.1:0', '--database', o.database,
+    '--store', o.storeUrl, '--s3-endpoint', o.s3.endpoint, '--s3-region', o.s3.region, '--s3-force-path-style',
+    '--log-level', 'warn', '--drain-timeout', '120', ...(o.extraArgs ?? [])];
+  const env = { ...process.env, AWS_ACCESS_KEY_ID: o.s3.accessKeyId, AWS_SECRET_ACCESS_KEY: o.s3.secretAccessKey, AWS_REGION: o.s3.region };
+  const out = openSync(logFile, 'a');
+  const proc = spawn(process.execPath, args, { env, stdio: ['ignore', out, out] });
+  closeSync(out);
+  proc.on('error', () => undefined);
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+    if (!(await waitExit(proc, 120_000))) {
+      proc.kill('SIGKILL');
+      await waitExit(proc, 10_000);
+    }
+  };
+  const unregister = onCleanup(`roset serve (pid ${proc.pid})`, stop);
+  const info = path.join(stateDir, 'serve.json');
+  try {
+    await waitFor(() => {
+      try {
+        return existsSync(info) && JSON.parse(readFileSync(info, 'utf8')).pid === proc.pid;
+      } catch {
+        return false;
+      }
+    }, 60_000, 'roset serve', proc, logFile);
+  } catch (err) {
+    await stop();
+    unregister();
+    throw err;
+  }
+  const endpoint = readFileSync(path.join(stateDir, 'endpoint'), 'utf8').trim();
+  const apiKey = readFileSync(path.join(stateDir, 'api-key'), 'utf8').trim();
+  return {
+    pid: proc.pid!, stateDir, endpoint, apiKey, logFile,
+    client: new RosetClient({ apiUrl: endpoint, apiKey, maxRetries: 0, timeoutMs: 120_000 }),
+    stop: async () => {
+      await stop();
+      unregister();
+    },
+  };
 }
 
 /**

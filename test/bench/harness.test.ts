@@ -2,7 +2,8 @@
  * Smoke test of the benchmark harness (bench/): that it parses its flags, finds the
  * bindings, writes and checks its data, renders its table and doc section, and that a
  * tiny run end to end (one Roset binding, no peers, on the S3 test server) produces
- * every row and leaves no mount, daemon or key behind.
+ * every row, the multi-node group's included (a throwaway PostgreSQL, `roset serve`
+ * and 3 agents), and leaves no mount, process, PostgreSQL cluster or key behind.
  *
  * Invariant: nothing here times anything or asserts a speed. Benchmarks are measured
  * by `npm run bench`, never by a test (design §7).
@@ -22,6 +23,21 @@ import { REPO } from '../support/daemon.js';
 import { s3TestConfig } from '../support/s3.js';
 
 const run = promisify(execFile);
+
+/** Command lines of running processes that name any of `paths`. */
+function processesMentioning(paths: string[]): string[] {
+  const out: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    let cmd: string;
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+    } catch {
+      continue;
+    }
+    if (paths.some((p) => cmd.includes(p))) out.push(`${pid}: ${cmd}`);
+  }
+  return out;
+}
 const IO = path.join(REPO, 'bench', 'dist', 'bench', 'io.js');
 const RUN = path.join(REPO, 'bench', 'dist', 'bench', 'run.js');
 const TSC = path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -46,6 +62,18 @@ describe('bench options', () => {
     expect(o.smallBytes).toBe(4096);
     expect(o.repeat).toBe(3);
     expect(o.peers).toBe(true);
+    expect(o.rows.has('cluster')).toBe(true);
+    expect(o.clusterBytes).toBe(256 * 2 ** 20);
+    expect(o.clusterCommits).toBe(100);
+  });
+
+  it('selects or skips the multi-node group', () => {
+    expect([...parseOptions(['--rows', 'cluster']).rows]).toEqual(['cluster']);
+    expect(parseOptions(['--no-cluster']).rows.has('cluster')).toBe(false);
+    expect(parseOptions(['--no-cluster']).rows.has('write')).toBe(true);
+    const q = parseOptions(['--quick', '--cluster-commits', '7']);
+    expect(q.clusterBytes).toBe(64 * 2 ** 20);
+    expect(q.clusterCommits).toBe(7);
   });
 
   it('--quick shrinks what was not set, and an explicit flag beats it', () => {
@@ -91,7 +119,7 @@ describe('io worker', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, 600_000);
 });
 
 const FAKE: BenchResult = {
@@ -141,7 +169,7 @@ describe('report', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, 600_000);
 });
 
 describe('bench smoke run', () => {
@@ -151,18 +179,32 @@ describe('bench smoke run', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'roset-bench-smoke-'));
     try {
       const args = [RUN, '--quick', '--no-peers', '--bindings', 'fuse-native', '--size-gib', '0.01', '--commit-gib', '0.01',
-        '--rss-gib', '0.02', '--small-files', '20', '--commits', '5', '--dir', dir, '--out', path.join(dir, 'out')];
+        '--rss-gib', '0.02', '--small-files', '20', '--commits', '5', '--cluster-mib', '2', '--cluster-commits', '3',
+        '--dir', dir, '--out', path.join(dir, 'out')];
       // The test server is the test run's (its lease); the bench uses it as an external one.
       await run(process.execPath, args, { env: { ...process.env, ...s3.env }, timeout: 600_000, maxBuffer: 64 << 20 });
       const r = JSON.parse(readFileSync(path.join(dir, 'out', 'latest.json'), 'utf8')) as BenchResult;
       expect(r.errors).toEqual([]);
       expect(r.rows.map((x) => x.id).sort()).toEqual(
-        ['commit', 'latency-p50', 'latency-p99', 'read-cold', 'read-warm', 'rss-commit', 'rss-write', 'small-commit', 'small-create', 'write'].sort());
+        ['cluster-commit', 'cluster-latency-p50', 'cluster-latency-p99', 'commit', 'latency-p50', 'latency-p99', 'read-cold', 'read-warm',
+          'rss-commit', 'rss-write', 'small-commit', 'small-create', 'write'].sort());
       for (const x of r.rows) {
         expect(x.value, x.id).toBeGreaterThan(0);
         expect(x.reference.value, x.id).toBeGreaterThan(0);
       }
       expect(r.machine.cpus).toBeGreaterThan(0);
+      // The multi-node rows ran on PostgreSQL, with their embedded reference.
+      const cl = r.rows.find((x) => x.id === 'cluster-latency-p50')!;
+      expect(cl.system).toBe('roset serve + 3 agents (fuse-native)');
+      expect((cl.extra!.latenciesMs as number[]).length).toBe(3);
+      expect((cl.extra!.embeddedLatenciesMs as number[]).length).toBe(3);
+      const pgDir = (cl.extra!.database as { dir: string }).dir;
+      expect(pgDir).toMatch(/roset-bench-pg-/);
+      const cc = r.rows.find((x) => x.id === 'cluster-commit')!;
+      expect((cc.extra!.samples as Array<{ stats: { files: number } }>)[0]!.stats.files).toBe(3);
+      // No process of the run is left: daemons, agents, roset serve, PostgreSQL.
+      expect(existsSync(pgDir)).toBe(false);
+      expect(processesMentioning([dir, pgDir])).toEqual([]);
       expect(fuseMountpoints().filter((m) => m.startsWith(dir))).toEqual([]);
       // Only the results are left: the run directory was removed, and the run's keys.
       expect(readdirSync(dir)).toEqual(['out']);
@@ -175,5 +217,5 @@ describe('bench smoke run', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, 600_000);
 });
