@@ -177,6 +177,9 @@ export class Daemon {
     if (cp) {
       cp.registerAgent(core.agent);
       await cp.engine.recover();
+      // A commit whose run stopped without an outcome (its metadata write failed) is
+      // picked up again rather than left pending.
+      cp.engine.watch(5000);
       await cp.resyncRefMirrors(mountId);
       this.api = new ApiServer(cp, log.child({ component: 'api' }));
       this.endpoint = await this.api.listen(cfg.listenHost, cfg.listenPort, { tls: cfg.tls, insecureListen: cfg.insecureListen });
@@ -251,6 +254,7 @@ export class Daemon {
       await Promise.race([this.link.stop(), limit]);
       clearTimeout(timer);
     }
+    this.cp?.engine.stopWatching();
     if (this.cp && !(await this.cp.engine.drain(this.cfg.drainTimeoutMs))) {
       log.warn({ inFlight: this.cp.engine.inFlight }, 'drain limit reached; unfinished commits resume at next start');
     }
