@@ -221,12 +221,14 @@ def start_daemon(
         "--state-dir", str(state),
         "--cache-dir", str(cache),
         "--log-level", "debug" if agent_of else "info",
-    ] + list(extra or [])
+    ]
     if agent_of is not None:
         # An agent runs no API and no seal of its own: roset serve owns both.
         cmd += ["--api-url", agent_of.endpoint, "--api-key", agent_of.api_key]
     else:
         cmd += ["--listen", "127.0.0.1:0", "--seal-timeout", str(seal_timeout)]
+    # Last, so that a caller's --listen (an HTTPS daemon on every address) wins.
+    cmd += list(extra or [])
     log_file = open(log_path, "wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSET_")}
     proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT), env=env)
