@@ -62,14 +62,17 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1547,6 +1550,53 @@ static napi_value js_unmount(napi_env env, napi_callback_info info) {
   return start_work(env, w);
 }
 
+/* ---- service manager readiness ---- */
+
+/* notify(socketPath, state) -> 0 | -errno: sends `state` (e.g. "READY=1\nSTATUS=...")
+   as one datagram to the unix socket systemd names in NOTIFY_SOCKET (the sd_notify
+   protocol); a path that starts with '@' is in the abstract namespace. Sent from this
+   process, so the sender is the service's main pid (NotifyAccess=main suffices). A
+   receiver whose queue is full gets at most one second before -EAGAIN. */
+static napi_value js_notify(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  char path[sizeof sa.sun_path + 1];
+  size_t plen = 0;
+  CHECK(napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen));
+  if (plen < 2 || plen >= sizeof sa.sun_path || (path[0] != '/' && path[0] != '@')) return ret_int(env, -EINVAL);
+  memcpy(sa.sun_path, path, plen);
+  socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen);
+  if (path[0] == '@') sa.sun_path[0] = '\0'; /* abstract: the length, not a NUL, ends the name */
+  else salen += 1;
+  size_t slen = 0;
+  CHECK(napi_get_value_string_utf8(env, argv[1], NULL, 0, &slen));
+  char *state = malloc(slen + 1);
+  if (!state) return ret_int(env, -ENOMEM);
+  if (napi_get_value_string_utf8(env, argv[1], state, slen + 1, &slen) != napi_ok) {
+    free(state);
+    napi_throw_error(env, NULL, "roset_fuse: notify: the state must be a string");
+    return NULL;
+  }
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    int e = errno;
+    free(state);
+    return ret_int(env, -e);
+  }
+  struct timeval tv = {.tv_sec = 1, .tv_usec = 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  ssize_t n;
+  do {
+    n = sendto(fd, state, slen, MSG_NOSIGNAL, (struct sockaddr *)&sa, salen);
+  } while (n < 0 && errno == EINTR);
+  int e = n < 0 ? errno : ((size_t)n == slen ? 0 : EMSGSIZE);
+  close(fd);
+  free(state);
+  return ret_int(env, -e);
+}
+
 /* ---- for tests only ---- */
 
 /* dataErrno(errno) -> the errno a data-path syscall failing with it is answered with
@@ -1616,6 +1666,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_default, NULL},
       {"dataErrno", NULL, js_data_errno, NULL, NULL, NULL, napi_default, NULL},
       {"setAttrBits", NULL, js_set_attr_bits, NULL, NULL, NULL, napi_default, NULL},
+      {"notify", NULL, js_notify, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -8,6 +8,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { checkListenPolicy } from '../api/listen-policy.js';
 import { listen, tlsFiles } from './listen-options.js';
 import { Daemon, type DaemonConfig } from '../daemon/daemon.js';
+import { ServiceNotifier } from '../daemon/sd-notify.js';
 import { DEFAULT_FUSE_BINDING, FUSE_BINDINGS, type FuseBinding } from '../fuse/types.js';
 import { createLogger, type LogLevel } from '../util/log.js';
 import { defaultStateDir } from '../util/state-dir.js';
@@ -102,7 +103,10 @@ const program = addStoreOptions(new Command())
     };
     const log = createLogger(((o.logLevel as string | undefined) ?? env.ROSET_LOG_LEVEL ?? 'info') as LogLevel);
     const daemon = new Daemon(cfg, log);
+    // Under systemd (Type=notify): READY=1 once the mount answers, STOPPING=1 on a signal.
+    let notifier: ServiceNotifier | null = null;
     const shutdown = (signal: string): void => {
+      notifier?.stopping(`Stopping (${signal}): draining in-flight commits, then unmounting ${cfg.mountpoint}`);
       daemon.stop(signal).then(() => process.exit(0), (err: unknown) => {
         log.error({ err: (err as Error).message }, 'shutdown failed');
         process.exit(1);
@@ -111,7 +115,10 @@ const program = addStoreOptions(new Command())
     process.on('SIGTERM', () => shutdown('SIGTERM'));
     process.on('SIGINT', () => shutdown('SIGINT'));
     try {
+      notifier = ServiceNotifier.fromEnv(env, log);
       await daemon.start();
+      // daemon.json is written: the mount is up and answers.
+      notifier?.ready(`Mounted ${cfg.mountpoint} (${cfg.remote ? `agent of ${cfg.remote.apiUrl}` : `API at ${daemon.endpoint}`})`);
     } catch (err) {
       log.fatal({ err: (err as Error).message }, 'roset-mount could not start');
       await daemon.stop('start failed').catch(() => undefined);

@@ -91,6 +91,8 @@ export interface NativeBinding {
   dataErrno(errno: number): number;
   /** For tests: libfuse's FUSE_SET_ATTR_* values as compiled in, by name without the prefix. */
   setAttrBits(): Record<string, number>;
+  /** One sd_notify datagram (`READY=1`, `STATUS=…`) to the unix socket `socketPath` ('@': abstract); 0 or -errno. */
+  notify(socketPath: string, state: string): number;
 }
 
 export const ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/roset_fuse.node', import.meta.url));

@@ -7,7 +7,8 @@
  * fail it), the script ExecStart runs exists, every ROSET_* variable of its
  * EnvironmentFile is one the program reads (as its `--help` says) or the unit expands,
  * and the unit restarts on failure and stops with SIGTERM and more time than the drain
- * timeout. roset-serve.service also runs unprivileged in the state directory its
+ * timeout, and is Type=notify (the program itself sends READY=1: NotifyAccess=main; see
+ * sd-notify.test.ts for the protocol). roset-serve.service also runs unprivileged in the state directory its
  * environment file names, and only wants (never requires) a local PostgreSQL.
  */
 import { spawnSync } from 'node:child_process';
@@ -110,6 +111,15 @@ describe.each(UNITS)('systemd/$name.service', (u) => {
     const stop = Number(/^TimeoutStopSec=(\d+)$/m.exec(unit)?.[1]);
     const drain = Number(envVars(u).get('ROSET_DRAIN_TIMEOUT'));
     expect(stop).toBeGreaterThan(drain);
+  });
+
+  it('is Type=notify, ready when the program itself says so (NotifyAccess=main, not all)', () => {
+    const unit = readFileSync(unitFile(u), 'utf8');
+    expect(unit).toMatch(/^Type=notify$/m);
+    expect(unit).toMatch(/^NotifyAccess=main$/m);
+    expect(Number(/^TimeoutStartSec=(\d+)$/m.exec(unit)?.[1])).toBeGreaterThanOrEqual(90);
+    // ExecStart runs node itself (no shell in between): its pid is the main pid that notifies.
+    expect(unit).toMatch(/^ExecStart=\/usr\/bin\/node /m);
   });
 });
 

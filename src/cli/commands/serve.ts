@@ -6,6 +6,7 @@
  */
 import * as path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { ServiceNotifier } from '../../daemon/sd-notify.js';
 import { ControlServer, type ServeConfig } from '../../daemon/serve.js';
 import { createLogger, type LogLevel } from '../../util/log.js';
 import { defaultStateDir } from '../../util/state-dir.js';
@@ -64,14 +65,17 @@ export function registerServe(program: Command): void {
       };
       const log = createLogger(((o.logLevel as string | undefined) ?? env.ROSET_LOG_LEVEL ?? 'info') as LogLevel);
       const server = new ControlServer(cfg, log);
+      // Under systemd (Type=notify): READY=1 once the API listens, STOPPING=1 on a signal.
+      const notifier = ServiceNotifier.fromEnv(env, log);
       // Resolves when a signal has stopped the server: the command ends then.
       await new Promise<void>((resolve, reject) => {
         const shutdown = (signal: string): void => {
+          notifier?.stopping(`Stopping (${signal}): draining the commits driven here`);
           server.stop(signal).then(resolve, reject);
         };
         process.once('SIGTERM', () => shutdown('SIGTERM'));
         process.once('SIGINT', () => shutdown('SIGINT'));
-        server.start().catch(async (err: unknown) => {
+        server.start().then(() => notifier?.ready(`Serving the API at ${server.endpoint}`)).catch(async (err: unknown) => {
           log.fatal({ err: (err as Error).message }, 'roset serve could not start');
           await server.stop('start failed').catch(() => undefined);
           reject(err);
