@@ -101,7 +101,8 @@ enum {
   OP_CREATE = 16,
   OP_INIT = 17,   /* event: the kernel's INIT, with what was negotiated */
   OP_IOERROR = 18, /* event: a data-path syscall failed unexpectedly (for the log) */
-  OP_FLUSH = 19
+  OP_FLUSH = 19,
+  OP_ENDED = 20 /* event: the session loop returned (an unmount, ours or from outside) */
 };
 
 /* Handle flags. H_WRITE is set by TypeScript in its open or create reply (writes
@@ -979,6 +980,9 @@ static void *loop_main(void *arg) {
   rfs->loop_rc = fuse_session_loop_mt(rfs->se, cfg);
   fuse_loop_cfg_destroy(cfg);
   atomic_store(&rfs->loop_done, 1);
+  /* The thread-safe function lives until the loop is joined, so this may still queue;
+     JavaScript tells an unmount of its own from one from outside (umount). */
+  event_to_js(rfs, call_new(OP_ENDED, 0));
   return NULL;
 }
 

@@ -106,12 +106,13 @@ const program = addStoreOptions(new Command())
     // Under systemd (Type=notify): READY=1 once the mount answers, STOPPING=1 on a signal.
     let notifier: ServiceNotifier | null = null;
     const shutdown = (signal: string): void => {
-      notifier?.stopping(`Stopping (${signal}): draining in-flight commits, then unmounting ${cfg.mountpoint}`);
+      notifier?.stopping(signal === 'unmounted' ? `Stopping: ${cfg.mountpoint} was unmounted; draining in-flight commits` : `Stopping (${signal}): draining in-flight commits, then unmounting ${cfg.mountpoint}`);
       daemon.stop(signal).then(() => process.exit(0), (err: unknown) => {
         log.error({ err: (err as Error).message }, 'shutdown failed');
         process.exit(1);
       });
     };
+    daemon.onUnmounted = () => shutdown('unmounted');
     process.on('SIGTERM', () => shutdown('SIGTERM'));
     process.on('SIGINT', () => shutdown('SIGINT'));
     try {

@@ -11,7 +11,7 @@
  * the mount and the bucket) → store, with this node's own credentials → abort this
  * agent's abandoned uploads → staging index and core → reconcile → answer tasks →
  * state files naming the control plane → mount.
- * Stop (SIGTERM/SIGINT): stop accepting work, drain in-flight commits up to the drain
+ * Stop (SIGTERM/SIGINT, or a `umount` from outside with the native binding): stop accepting work, drain in-flight commits up to the drain
  * limit, unmount, close the API and the databases.
  *
  * Invariants: the daemon owns its state dir exclusively (a second daemon on the same
@@ -94,6 +94,8 @@ export class Daemon {
   private core?: RosetFilesystem;
   private stopping: Promise<void> | null = null;
   endpoint = '';
+  /** Called when the mount was unmounted from outside (native binding): the owner stops the daemon. */
+  onUnmounted?: () => void;
 
   constructor(private readonly cfg: DaemonConfig, private readonly log: Logger) {}
 
@@ -189,7 +191,11 @@ export class Daemon {
     }
     await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.endpoint), `${this.endpoint}\n`, 0o644);
 
-    this.fuse = await mountFuseBinding(cfg.fuseBinding, core, cfg.mountpoint, { allowOther: cfg.allowOther, log: log.child({ component: 'fuse', binding: cfg.fuseBinding }) });
+    this.fuse = await mountFuseBinding(cfg.fuseBinding, core, cfg.mountpoint, {
+      allowOther: cfg.allowOther, log: log.child({ component: 'fuse', binding: cfg.fuseBinding }),
+      // A `umount` (or an fstab mount's unmount) ends the daemon as SIGTERM would.
+      onUnmountedOutside: () => this.onUnmounted?.(),
+    });
     // With the native binding the kernel may hold written pages: the seal flushes them.
     if (this.fuse.flushKernelCache) ctx.flushKernelCache = this.fuse.flushKernelCache.bind(this.fuse);
     const info: DaemonInfo = { pid: process.pid, mountpoint: cfg.mountpoint, endpoint: this.endpoint };

@@ -21,6 +21,8 @@ export const Op = {
   /** Events, not requests: no reply. */
   INIT: 17, IOERROR: 18,
   FLUSH: 19,
+  /** Event: the session loop returned (the kernel dropped the mount: our unmount, or a umount from outside). */
+  ENDED: 20,
 } as const;
 
 /** Per-handle flags kept in C memory; the data path reads them on every WRITE. */

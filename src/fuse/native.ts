@@ -225,6 +225,12 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
       case Op.IOERROR:
         log.error({ ino, errno: a, syscall: name }, 'data path I/O error in the native binding');
         return;
+      case Op.ENDED:
+        if (!unmounting) {
+          log.warn({ mountpoint }, 'the mount was unmounted from outside');
+          opts.onUnmountedOutside?.();
+        }
+        return;
       default: {
         const h = handlers[op];
         if (!h) {
@@ -242,6 +248,7 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
     maxThreads: opts.maxThreads,
   }, dispatch);
   let closed = false;
+  let unmounting = false;
 
   return {
     binding: 'native',
@@ -269,7 +276,9 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
     async unmount(): Promise<void> {
       if (closed) return;
       const stats = native.stats(session);
+      unmounting = true;
       const rc = await native.unmount(session);
+      unmounting = rc === 0;
       if (rc === 0) {
         closed = true;
         // Request counts tell whether writes arrived in big batches (bytes / writes).

@@ -12,6 +12,8 @@ export const DEFAULT_FUSE_BINDING: FuseBinding = 'native';
 export interface FuseMountOptions {
   allowOther: boolean;
   log: Logger;
+  /** Called when the mount went away without `unmount()` (a `umount` from outside); the native binding only. */
+  onUnmountedOutside?: () => void;
 }
 
 export interface FuseMount {

@@ -40,7 +40,7 @@ describe('native binding on a real mount', () => {
 
   const dispatch: Dispatch = (op, id, ino, _fh, a, _b, _c, name, _name2, attr) => {
     switch (op) {
-      case Op.INIT: case Op.FORGET: case Op.IOERROR: return;
+      case Op.INIT: case Op.FORGET: case Op.IOERROR: case Op.ENDED: return;
       case Op.LOOKUP:
         if (ino === 1 && name === 'f') native.replyEntry(id, fileAttr(), 0, 0);
         else native.replyErr(id, E.ENOENT!);

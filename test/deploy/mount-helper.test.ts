@@ -1,0 +1,141 @@
+/**
+ * bin/mount.fuse.roset, the mount(8) helper behind `mount -t fuse.roset` and an
+ * /etc/fstab line, called the way mount(8) calls it (`SOURCE MOUNTPOINT -o OPTIONS`;
+ * nothing is installed into /sbin). It returns only once the mount answers, with the
+ * options turned into roset-mount's flags (a custom state dir and cache dir among
+ * them, generic mount options ignored) and roset-mount left running in the
+ * background; `umount` and `roset unmount` stop it; a bad option fails with
+ * roset-mount's own error and exit code 32, leaving nothing mounted or running.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { processAlive } from '../../src/util/mounts.js';
+import { sleep } from '../../src/util/sleep.js';
+import { REPO, removeRoot, requireFuse, runCli, tempRoot } from '../support/daemon.js';
+
+const HELPER = path.join(REPO, 'bin', 'mount.fuse.roset');
+
+function helper(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(HELPER, args, { encoding: 'utf8', timeout: 120_000, env: { ...process.env, ROSET_STATE_DIR: '', NOTIFY_SOCKET: '' } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The fstype /proc/mounts gives `mnt`, or null. */
+function mountedAs(mnt: string): string | null {
+  const line = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[1] === mnt);
+  return line?.[2] ?? null;
+}
+
+/** Pids of live processes whose command line names `mnt`. */
+function daemonsOf(mnt: string): number[] {
+  const r = spawnSync('pgrep', ['-f', `roset-mount.js ${mnt}`], { encoding: 'utf8' });
+  return r.stdout.split('\n').filter(Boolean).map(Number);
+}
+
+async function gone(pid: number, ms = 30_000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (processAlive(pid)) {
+    if (Date.now() > end) return false;
+    await sleep(50);
+  }
+  return true;
+}
+
+const roots: string[] = [];
+
+afterAll(() => {
+  for (const r of roots) {
+    const mnt = path.join(r, 'mnt');
+    for (const pid of daemonsOf(mnt)) process.kill(pid, 'SIGKILL');
+    removeRoot(r);
+  }
+});
+
+function setup(): { root: string; mnt: string; stateDir: string; cacheDir: string } {
+  requireFuse();
+  const root = tempRoot('roset-helper-');
+  roots.push(root);
+  const mnt = path.join(root, 'mnt');
+  mkdirSync(mnt);
+  return { root, mnt, stateDir: path.join(root, 'custom-state'), cacheDir: path.join(root, 'custom-cache') };
+}
+
+describe('mount.fuse.roset', () => {
+  it('mounts with -o options, returns once the mount answers, and `umount` stops roset-mount', async () => {
+    const { mnt, stateDir, cacheDir } = setup();
+    const r = helper('roset', mnt, '-o', `rw,_netdev,nofail,defaults,x-systemd.requires=network-online.target,state_dir=${stateDir},cache_dir=${cacheDir},listen=127.0.0.1:0,cache_size=1G,seal_timeout=30,log_level=warn`);
+    expect(r, r.stderr).toMatchObject({ code: 0, stderr: '' });
+    // Ready on return: mounted, answering, daemon.json written by a live daemon.
+    expect(mountedAs(mnt)).toBe('fuse.roset');
+    const info = JSON.parse(readFileSync(path.join(stateDir, 'daemon.json'), 'utf8')) as { pid: number; mountpoint: string };
+    expect(info.mountpoint).toBe(mnt);
+    expect(processAlive(info.pid)).toBe(true);
+    expect(daemonsOf(mnt)).toEqual([info.pid]);
+    // The flags reached it: the cache dir holds the staging index, info is not logged.
+    expect(existsSync(path.join(cacheDir, 'index.db'))).toBe(true);
+    const log = readFileSync(path.join(stateDir, 'roset-mount.log'), 'utf8');
+    expect(log).not.toContain('"level":30');
+    expect(log).not.toMatch(/_netdev|nofail|x-systemd/);
+
+    mkdirSync(path.join(mnt, 'ck', 'step-1'), { recursive: true });
+    writeFileSync(path.join(mnt, 'ck', 'step-1', 'model.pt'), 'weights');
+    const c = runCli(stateDir, ['commit', path.join(mnt, 'ck', 'step-1'), '--ref', 'latest', '--json']);
+    expect(c.code, c.stderr).toBe(0);
+    expect(c.json()).toMatchObject({ status: 'completed', path: '/ck/step-1', stats: { files: 1, bytes: 7 } });
+
+    const u = spawnSync('umount', [mnt], { encoding: 'utf8' });
+    expect(u.status, u.stderr).toBe(0);
+    expect(await gone(info.pid)).toBe(true);
+    expect(mountedAs(mnt)).toBeNull();
+    expect(existsSync(path.join(stateDir, 'daemon.json'))).toBe(false);
+    expect(readFileSync(path.join(stateDir, 'roset-mount.log'), 'utf8')).toContain('the mount was unmounted from outside');
+  });
+
+  it('mounts again on the same state and cache, and `roset unmount` stops it', async () => {
+    const { mnt, stateDir, cacheDir } = setup();
+    const opts = `state_dir=${stateDir},cache_dir=${cacheDir},listen=127.0.0.1:0`;
+    expect(helper('roset', mnt, '-o', opts).code).toBe(0);
+    writeFileSync(path.join(mnt, 'a'), 'one');
+    const first = JSON.parse(readFileSync(path.join(stateDir, 'daemon.json'), 'utf8')).pid as number;
+    const u1 = runCli(stateDir, ['unmount', mnt]);
+    expect(u1.code, u1.stderr).toBe(0);
+    expect(processAlive(first)).toBe(false);
+    expect(mountedAs(mnt)).toBeNull();
+
+    // fstab style: the options in one -o word glued to it, a read-only mount.
+    const r = helper('roset', mnt, `-o${opts},ro`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(path.join(mnt, 'a'), 'utf8')).toBe('one');
+    expect(() => writeFileSync(path.join(mnt, 'b'), 'two')).toThrow(/EROFS|EACCES|EPERM/);
+    const second = JSON.parse(readFileSync(path.join(stateDir, 'daemon.json'), 'utf8')).pid as number;
+    expect(second).not.toBe(first);
+    const u2 = runCli(stateDir, ['unmount', mnt]);
+    expect(u2.code, u2.stderr).toBe(0);
+    expect(processAlive(second)).toBe(false);
+    expect(daemonsOf(mnt)).toEqual([]);
+  });
+
+  it.each([
+    ['an option roset-mount does not know', 'bogus_opt=1', /error: unknown option '--bogus-opt'/],
+    ['a bad value', 'cache_size=lots', /argument 'lots' is invalid/],
+    ['a store it cannot open', 'store=s3://', /Invalid S3 URL "s3:\/\/"/],
+  ])('fails on %s with roset-mount\'s error and exit code 32, leaving nothing mounted or running', (_what, bad, message) => {
+    const { mnt, stateDir } = setup();
+    const r = helper('roset', mnt, '-o', `state_dir=${stateDir},listen=127.0.0.1:0,${bad}`);
+    expect(r.code).toBe(32);
+    expect(r.stderr).toContain(`mount.fuse.roset: roset-mount could not mount ${mnt}`);
+    expect(r.stderr).toMatch(message);
+    expect(mountedAs(mnt)).toBeNull();
+    expect(daemonsOf(mnt)).toEqual([]);
+    expect(existsSync(path.join(stateDir, 'daemon.json'))).toBe(false);
+  });
+
+  it('refuses a call without a mountpoint, or with a helper option out of range, before starting anything', () => {
+    const { mnt } = setup();
+    expect(helper('roset')).toMatchObject({ code: 1, stderr: expect.stringMatching(/usage: mount.fuse.roset SOURCE MOUNTPOINT/) });
+    expect(helper('roset', mnt, '-o', 'ready_timeout=soon')).toMatchObject({ code: 1, stderr: expect.stringMatching(/ready_timeout must be a positive number of seconds/) });
+    expect(daemonsOf(mnt)).toEqual([]);
+  });
+});
