@@ -4,10 +4,11 @@
  * nothing is installed into /sbin). It returns only once the mount answers, with the
  * options turned into roset-mount's flags (a custom state dir and cache dir among
  * them, generic mount options ignored) and roset-mount left running in the
- * background; `umount` and `roset unmount` stop it; a bad option fails with
- * roset-mount's own error and exit code 32, leaving nothing mounted or running.
+ * background (with the variables of an `env_file=`); `umount` and `roset unmount` stop it; a bad option fails with
+ * roset-mount's own error and exit code 32, leaving nothing mounted or running, and so
+ * does a start that outlasts `ready_timeout`.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -96,7 +97,12 @@ describe('mount.fuse.roset', () => {
   it('mounts again on the same state and cache, and `roset unmount` stops it', async () => {
     const { mnt, stateDir, cacheDir } = setup();
     const opts = `state_dir=${stateDir},cache_dir=${cacheDir},listen=127.0.0.1:0`;
-    expect(helper('roset', mnt, '-o', opts).code).toBe(0);
+    // env_file: variables for roset-mount (credentials, in practice), read by the helper.
+    const envFile = path.join(path.dirname(mnt), 'roset-mount.env');
+    writeFileSync(envFile, '# as for the systemd unit\nROSET_LOG_LEVEL=warn\nROSET_SEAL_TIMEOUT=30\n', { mode: 0o600 });
+    const r1 = helper('roset', mnt, '-o', `${opts},env_file=${envFile}`);
+    expect(r1.code, r1.stderr).toBe(0);
+    expect(readFileSync(path.join(stateDir, 'roset-mount.log'), 'utf8')).not.toContain('"level":30');
     writeFileSync(path.join(mnt, 'a'), 'one');
     const first = JSON.parse(readFileSync(path.join(stateDir, 'daemon.json'), 'utf8')).pid as number;
     const u1 = runCli(stateDir, ['unmount', mnt]);
@@ -130,6 +136,26 @@ describe('mount.fuse.roset', () => {
     expect(mountedAs(mnt)).toBeNull();
     expect(daemonsOf(mnt)).toEqual([]);
     expect(existsSync(path.join(stateDir, 'daemon.json'))).toBe(false);
+  });
+
+  it('gives up after ready_timeout on a start that hangs (a bucket that never answers), stopping roset-mount', async () => {
+    const { mnt, stateDir } = setup();
+    // Accepts connections and never answers them.
+    const silent = spawn('python3', ['-c', 'import socket, time\ns = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(64)\nprint(s.getsockname()[1], flush=True); time.sleep(120)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const port = await new Promise<string>((resolve) => silent.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())));
+      const started = Date.now();
+      const r = spawnSync(HELPER, ['roset', mnt, '-o', `state_dir=${stateDir},listen=127.0.0.1:0,store=s3://bucket/prefix,s3_endpoint=http://127.0.0.1:${port},ready_timeout=2`], {
+        encoding: 'utf8', timeout: 60_000, env: { ...process.env, AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'y', ROSET_STATE_DIR: '' },
+      });
+      expect(r.status).toBe(32);
+      expect(r.stderr).toContain(`mount.fuse.roset: ${mnt} was not ready after 2s; stopping roset-mount`);
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(mountedAs(mnt)).toBeNull();
+      expect(daemonsOf(mnt)).toEqual([]);
+    } finally {
+      silent.kill('SIGKILL');
+    }
   });
 
   it('refuses a call without a mountpoint, or with a helper option out of range, before starting anything', () => {
