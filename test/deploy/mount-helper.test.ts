@@ -3,10 +3,11 @@
  * /etc/fstab line, called the way mount(8) calls it (`SOURCE MOUNTPOINT -o OPTIONS`;
  * nothing is installed into /sbin). It returns only once the mount answers, with the
  * options turned into roset-mount's flags (a custom state dir and cache dir among
- * them, generic mount options ignored) and roset-mount left running in the
- * background (with the variables of an `env_file=`); `umount` and `roset unmount` stop it; a bad option fails with
- * roset-mount's own error and exit code 32, leaving nothing mounted or running, and so
- * does a start that outlasts `ready_timeout`.
+ * them, generic mount options ignored), the variables of an `env_file=` in its
+ * environment, and roset-mount left running in the background; `umount` and `roset
+ * unmount` stop it; a bad option fails with roset-mount's own error and exit code 32,
+ * leaving nothing mounted or running, and so does a start that outlasts
+ * `ready_timeout`.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
