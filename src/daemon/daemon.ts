@@ -11,8 +11,9 @@
  * the mount and the bucket) → store, with this node's own credentials → abort this
  * agent's abandoned uploads → staging index and core → reconcile → answer tasks →
  * state files naming the control plane → mount.
- * Stop (SIGTERM/SIGINT, or a `umount` from outside with the native binding): stop accepting work, drain in-flight commits up to the drain
- * limit, unmount, close the API and the databases.
+ * Stop (SIGTERM/SIGINT, or a `umount` from outside with the native binding): stop
+ * accepting work, drain in-flight commits up to the drain limit, unmount, close the API
+ * and the databases.
  *
  * Invariants: the daemon owns its state dir exclusively (a second daemon on the same
  * state dir refuses to start); `daemon.json` exists only while the mount is up. The

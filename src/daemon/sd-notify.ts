@@ -31,10 +31,6 @@ export class ServiceNotifier {
     this.send1(`READY=1\nSTATUS=${oneLine(status)}`);
   }
 
-  status(status: string): void {
-    this.send1(`STATUS=${oneLine(status)}`);
-  }
-
   /** Shutdown has begun (systemd shows the unit as deactivating). */
   stopping(status: string): void {
     this.send1(`STOPPING=1\nSTATUS=${oneLine(status)}`);
