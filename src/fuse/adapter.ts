@@ -15,7 +15,8 @@ import Fuse from 'fuse-native';
 import { RosetError } from '../errors/index.js';
 import { msOf, timespecFromMs, type Stat } from '../core/filesystem.js';
 import type { PathFilesystem } from '../core/path-ops.js';
-import { ENOTSUP, toErrno } from './errno.js';
+import { ENOTSUP, errnoName, toErrno } from './errno.js';
+import { fuseError, fuseRequest, stagedBytes } from '../metrics/index.js';
 import type { FuseMount, FuseMountOptions } from './types.js';
 
 const MAX_IO = 128 * 1024;
@@ -29,9 +30,12 @@ export async function mountFuse(fs: PathFilesystem, mountpoint: string, opts: Fu
   const fail = (op: string, p: string, cb: Done) => (err: unknown): void => {
     if (!(err instanceof RosetError) || err.rosetCode === 'INTERNAL') log.error({ op, path: p, err: (err as Error).message }, 'filesystem operation failed');
     else log.debug({ op, path: p, code: err.rosetCode }, 'operation refused');
-    cb(toErrno(err));
+    const errno = toErrno(err);
+    fuseError(errnoName(errno));
+    cb(errno);
   };
   const call = <T>(op: string, p: string, cb: Done, fn: () => Promise<T>, reply: (v: T) => void): void => {
+    fuseRequest(op);
     fn().then(reply, fail(op, p, cb));
   };
 
@@ -50,6 +54,7 @@ export async function mountFuse(fs: PathFilesystem, mountpoint: string, opts: Fu
     create: (p: string, mode: number, cb: Done) => call('create', p, cb, () => fs.create(p, mode, 0), (fh) => cb(0, fh)),
     open: (p: string, flags: number, cb: Done) => call('open', p, cb, () => fs.open(p, flags), (fh) => cb(0, fh)),
     read: (p: string, fh: number, buf: Buffer, len: number, pos: number, cb: Done) => {
+      fuseRequest('read');
       try {
         cb(fs.read(fh, buf, Math.min(len, buf.length), pos));
       } catch (err) {
@@ -57,8 +62,11 @@ export async function mountFuse(fs: PathFilesystem, mountpoint: string, opts: Fu
       }
     },
     write: (p: string, fh: number, buf: Buffer, len: number, pos: number, cb: Done) => {
+      fuseRequest('write');
       try {
-        cb(fs.write(fh, buf, Math.min(len, buf.length), pos));
+        const n = fs.write(fh, buf, Math.min(len, buf.length), pos);
+        stagedBytes(n);
+        cb(n);
       } catch (err) {
         fail('write', p, cb)(err);
       }
