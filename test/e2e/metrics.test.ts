@@ -4,12 +4,15 @@
  * requests, the FUSE requests that wrote it), a cold read of a committed file after the
  * cache was deleted (a miss, the bytes downloaded, then a hit), a commit failed by a
  * file held open past the seal timeout (OPEN_HANDLES), and an EROFS. No path, name, id
- * or key ever appears in the output.
+ * or key ever appears in the output. `roset serve` serves the same route, counting the
+ * commits it drives for its agents.
  */
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { removeRoot, startDaemon, stopAll, waitCommit, type TestDaemon } from '../support/daemon.js';
+import * as path from 'node:path';
+import { startAgent, startServe, stopCluster } from '../support/cluster.js';
+import { removeRoot, startDaemon, stopAll, tempRoot, waitCommit, type TestDaemon } from '../support/daemon.js';
 import { errnoOf } from '../support/files.js';
 
 interface Scrape {
@@ -20,7 +23,7 @@ interface Scrape {
   value: (name: string, labels?: Record<string, string>) => number;
 }
 
-async function scrape(d: TestDaemon): Promise<Scrape> {
+async function scrape(d: { endpoint: string }): Promise<Scrape> {
   const res = await fetch(`${d.endpoint}/metrics`); // no Authorization header
   const text = await res.text();
   const samples = new Map<string, number>();
@@ -151,5 +154,34 @@ describe('GET /metrics on a real daemon', () => {
     secrets.push(d.apiKey, d.root, d.mnt, d.stateDir, d.cacheDir);
     for (const secret of secrets) expect(s.text.includes(secret), secret).toBe(false);
     expect(s.text).not.toMatch(/rsk_/);
+  });
+});
+
+describe('GET /metrics on roset serve', () => {
+  const root = tempRoot('roset-metrics-serve-');
+
+  afterAll(async () => {
+    await stopCluster();
+    removeRoot(root);
+  });
+
+  it('counts the commits it drives for an agent, with no key and naming nothing', async () => {
+    const serve = await startServe({ store: path.join(root, 'bucket') });
+    const agent = await startAgent(serve, { store: path.join(root, 'bucket') });
+    mkdirSync(agent.p('run', 'step-1'), { recursive: true });
+    writeFileSync(agent.p('run', 'step-1', 'shard.bin'), randomBytes(64 << 10));
+    const folder = (await serve.client.resolvePath('/run/step-1'))!;
+    const c = await waitCommit(serve.client, (await serve.client.commit(folder.id)).id);
+    expect(c.status).toBe('completed');
+
+    const s = await scrape(serve);
+    expect(s.status).toBe(200);
+    expect(s.contentType).toMatch(/^text\/plain/);
+    expect(s.value('roset_commits_total', { status: 'completed', code: 'none' })).toBe(1);
+    for (const phase of ['seal', 'upload', 'manifest']) expect(s.value('roset_commit_phase_seconds_count', { phase }), phase).toBe(1);
+    // serve writes the manifest; the agent uploads the bytes (and serves no metrics).
+    expect(s.value('roset_store_requests_total', { operation: 'put-if-absent', outcome: 'ok' })).toBe(1);
+    expect(s.value('roset_uploaded_bytes_total')).toBe(0);
+    for (const secret of [serve.apiKey, root, c.id, folder.id, 'step-1', 'shard.bin']) expect(s.text.includes(secret), secret).toBe(false);
   });
 });
