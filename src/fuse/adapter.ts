@@ -39,6 +39,12 @@ export async function mountFuse(fs: PathFilesystem, mountpoint: string, opts: Fu
     fn().then(reply, fail(op, p, cb));
   };
 
+  const unsupported = (op: string, cb: Done): void => {
+    fuseRequest(op);
+    fuseError('ENOTSUP');
+    cb(ENOTSUP);
+  };
+
   // fuse-native passes times as whole milliseconds (and, a known fuse-native bug, the
   // atime in place of the mtime for utimens): what it gives is what is stored.
   const statOut = (st: Stat) => ({ ...st, atime: msOf(st.atime), mtime: msOf(st.mtime), ctime: msOf(st.ctime) });
@@ -81,9 +87,9 @@ export async function mountFuse(fs: PathFilesystem, mountpoint: string, opts: Fu
     chmod: (p: string, mode: number, cb: Done) => call('chmod', p, cb, () => fs.chmod(p, mode), () => cb(0)),
     chown: (p: string, uid: number, gid: number, cb: Done) => call('chown', p, cb, () => fs.chown(p, uid, gid), () => cb(0)),
     utimens: (p: string, atime: number, mtime: number, cb: Done) => call('utimens', p, cb, () => fs.utimens(p, timespecFromMs(atime), timespecFromMs(mtime)), () => cb(0)),
-    symlink: (_src: string, _dst: string, cb: Done) => cb(ENOTSUP),
-    link: (_src: string, _dst: string, cb: Done) => cb(ENOTSUP),
-    mknod: (_p: string, _mode: number, _dev: number, cb: Done) => cb(ENOTSUP),
+    symlink: (_src: string, _dst: string, cb: Done) => unsupported('symlink', cb),
+    link: (_src: string, _dst: string, cb: Done) => unsupported('link', cb),
+    mknod: (_p: string, _mode: number, _dev: number, cb: Done) => unsupported('mknod', cb),
   };
 
   const fuse = new Fuse(mountpoint, ops as unknown as Record<string, (...a: unknown[]) => void>, {
