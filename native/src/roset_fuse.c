@@ -276,6 +276,9 @@ struct rfs {
 
   /* data-path counters, for measuring request sizes (relaxed: statistics only) */
   _Atomic uint64_t n_read, n_write, bytes_read, bytes_written, n_write_refused;
+  /* Requests answered in C off the data path's success case (metrics, read at scrape
+     time): FLUSH of a read-only handle, and errors by errno. Relaxed increments. */
+  _Atomic uint64_t n_flush_local, n_err_enospc, n_err_efbig, n_err_eio, n_err_enomem;
 };
 
 /* ---- requests waiting for JavaScript ---- */
@@ -533,6 +536,7 @@ static int data_errno(int err) {
 static void reply_data_error(fuse_req_t req, struct rfs *rfs, uint64_t ino, int err, const char *syscall_name) {
   int e = data_errno(err);
   if (e == EIO) report_io_error(rfs, ino, err, syscall_name);
+  atomic_fetch_add_explicit(e == ENOSPC ? &rfs->n_err_enospc : e == EFBIG ? &rfs->n_err_efbig : &rfs->n_err_eio, 1, memory_order_relaxed);
   fuse_reply_err(req, e);
 }
 
@@ -571,6 +575,7 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   struct rfs *rfs = req_rfs(req);
   struct read_buf *b = thread_read_buf(size);
   if (!b) {
+    atomic_fetch_add_explicit(&rfs->n_err_enomem, 1, memory_order_relaxed);
     fuse_reply_err(req, ENOMEM);
     return;
   }
@@ -678,6 +683,7 @@ static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) 
   struct handle *h = (struct handle *)(uintptr_t)fi->fh;
   uint32_t flags = atomic_fetch_and(&h->flags, ~H_WRITTEN);
   if (!(flags & H_WRITE)) {
+    atomic_fetch_add_explicit(&req_rfs(req)->n_flush_local, 1, memory_order_relaxed);
     fuse_reply_err(req, 0);
     return;
   }
@@ -1412,6 +1418,11 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   PUT("bytesRead", atomic_load(&rfs->bytes_read));
   PUT("bytesWritten", atomic_load(&rfs->bytes_written));
   PUT("writesRefused", atomic_load(&rfs->n_write_refused));
+  PUT("flushesLocal", atomic_load_explicit(&rfs->n_flush_local, memory_order_relaxed));
+  PUT("errENOSPC", atomic_load_explicit(&rfs->n_err_enospc, memory_order_relaxed));
+  PUT("errEFBIG", atomic_load_explicit(&rfs->n_err_efbig, memory_order_relaxed));
+  PUT("errEIO", atomic_load_explicit(&rfs->n_err_eio, memory_order_relaxed));
+  PUT("errENOMEM", atomic_load_explicit(&rfs->n_err_enomem, memory_order_relaxed));
   PUT("maxWrite", rfs->negotiated_max_write);
   PUT("maxReadahead", rfs->negotiated_max_readahead);
 #undef PUT

@@ -36,6 +36,11 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) }).end(text);
 }
 
+/** A body that is not JSON (the Prometheus text format of `GET /metrics`). */
+export function sendText(res: ServerResponse, status: number, contentType: string, text: string): void {
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(text) }).end(text);
+}
+
 export function sendError(res: ServerResponse, err: RosetError): void {
   const body: ErrorBody = { error: { code: err.rosetCode, message: err.message, details: err.details } };
   const headers: Record<string, string> = {};

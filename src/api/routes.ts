@@ -8,6 +8,7 @@
 import type { IncomingMessage } from 'node:http';
 import { ApiError } from '../errors/index.js';
 import { toApiKey, toCommit, toNode, type ControlPlane } from '../control/service.js';
+import { registry } from '../metrics/index.js';
 import type { CreatedApiKey, Page } from './types.js';
 
 export interface RequestContext {
@@ -24,6 +25,8 @@ export interface RequestContext {
 export interface Reply {
   status: number;
   body?: unknown;
+  /** Sent as it is, with `contentType`, instead of `body` as JSON. */
+  text?: { contentType: string; body: string };
 }
 
 export interface Route {
@@ -59,6 +62,8 @@ function page<T>(items: T[], nextCursor: string | null = null): Page<T> {
 
 export const ROUTES: Route[] = [
   { method: 'GET', path: '/health', auth: false, handler: async () => ok({ status: 'ok', version: '0.1.0' }) },
+  // Prometheus: no key, and nothing in it names a path, a node or a key (src/metrics/).
+  { method: 'GET', path: '/metrics', auth: false, handler: async () => ({ status: 200, text: { contentType: registry.contentType, body: await registry.metrics() } }) },
   { method: 'GET', path: '/v1/mounts', auth: true, handler: async (cp) => ok(page(await cp.listMounts())) },
   { method: 'POST', path: '/v1/mounts', auth: true, handler: async (cp, c) => ({ status: 201, body: await cp.createMount((await c.body()).name) }) },
   { method: 'POST', path: '/v1/resolve', auth: true, handler: async (cp, c) => ok({ nodes: await cp.resolve(c.mountId, (await c.body()).paths) }) },

@@ -4,7 +4,7 @@
  * default.
  *
  * Invariants:
- * - Every route but `GET /health` requires `Authorization: Bearer <key>`; the key is
+ * - Every route but `GET /health` and `GET /metrics` requires `Authorization: Bearer <key>`; the key is
  *   hashed and compared in constant time by the control plane, and never logged. A
  *   revoked key is refused from the first request after its revocation.
  * - Plain HTTP is served only where `checkListenPolicy` allows it (loopback, or an
@@ -19,7 +19,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ApiError, RosetError } from '../errors/index.js';
 import type { ControlPlane } from '../control/service.js';
-import { readJson, sendError, sendJson } from './http.js';
+import { readJson, sendError, sendJson, sendText } from './http.js';
 import { checkListenPolicy, type TlsFiles } from './listen-policy.js';
 import { ROUTES, type Route } from './routes.js';
 
@@ -108,7 +108,8 @@ export class ApiServer {
       const mountId = match.route.auth ? await this.cp.mountIdFor(typeof header === 'string' && header ? header : undefined) : '';
       const reply = await match.route.handler(this.cp, { req, params, query: url.searchParams, mountId, actor, body: (maxBytes?: number) => readJson(req, maxBytes) });
       status = reply.status;
-      sendJson(res, reply.status, reply.body);
+      if (reply.text) sendText(res, reply.status, reply.text.contentType, reply.text.body);
+      else sendJson(res, reply.status, reply.body);
     } catch (err) {
       const e = err instanceof RosetError ? err : new RosetError('INTERNAL', 'Internal error');
       if (!(err instanceof RosetError)) this.log.error({ err: (err as Error)?.stack ?? String(err), method: req.method, url: req.url }, 'unhandled API error');

@@ -32,6 +32,7 @@ import type { TaskBus } from './task-bus.js';
 import { msOf, type CommitRecord, type MetadataStore, type SubtreeNode } from '../meta/types.js';
 import { CommitError, StoreError, toRosetError } from '../errors/index.js';
 import type { ObjectStore } from '../store/types.js';
+import { commitFinished, commitPhaseSeconds } from '../metrics/index.js';
 import { failpoint } from '../util/failpoints.js';
 import { manifestKey, groupKey, objectKey } from './layout.js';
 
@@ -191,16 +192,20 @@ export class CommitEngine {
       const agents = await this.participants(commit.mountId, stagedFiles.map((n) => n.ownerAgent), commit.path);
       if (from === 'seal') {
         log.debug({ agents: agents.map((a) => a.id) }, 'sealing');
+        const sealTimer = commitPhaseSeconds.startTimer({ phase: 'seal' });
         await Promise.all(agents.map((a) => a.seal(commit.id, commit.nodeId, this.options.sealTimeoutMs)));
+        sealTimer();
         await held();
         await this.meta.setCommitPhase(commit.id, 'uploading');
         await failpoint('commit.after-snapshot', log);
       }
       log.debug('uploading');
+      const uploadTimer = commitPhaseSeconds.startTimer({ phase: 'upload' });
       const uploading = Promise.all(agents.map((a) => a.upload(commit.id, commit.nodeId)));
       uploading.catch(() => undefined); // awaited below; a failpoint may pause first
       await failpoint('commit.while-uploading', log);
       const results = await uploading;
+      uploadTimer();
       const files: AgentFile[] = [];
       let uploadedBytes = 0;
       let dedupedBytes = 0;
@@ -227,10 +232,12 @@ export class CommitEngine {
         files: files.map(({ path, size, mode, mtime, sha256, key }) => ({ path, size, mode, mtime, sha256, key })),
       };
       await held();
+      const manifestTimer = commitPhaseSeconds.startTimer({ phase: 'manifest' });
       const written = await this.writeManifest(manifest);
       await failpoint('commit.after-manifest', log);
       await held();
       await this.meta.markManifested(commit.id, written.stats, files.map((f) => ({ nodeId: f.nodeId, size: f.size, sha256: f.sha256 })));
+      manifestTimer();
       log.info({ files: files.length, bytes, uploadedBytes, dedupedBytes, agents: agents.length }, 'commit manifested');
       await this.complete(commit, held, log);
     } catch (err) {
@@ -253,6 +260,7 @@ export class CommitEngine {
     }
     await held();
     await this.meta.completeCommits([commit.id], new Date().toISOString());
+    commitFinished('completed');
     await this.releaseAll(commit.id);
     log.info('commit completed');
   }
@@ -280,11 +288,14 @@ export class CommitEngine {
       if (commit.groupId) {
         const members = await this.meta.listGroupCommits(commit.groupId);
         await this.meta.failCommits([commit.id], error);
+        commitFinished('failed', error.code);
         const others = members.filter((c) => c.id !== commit.id).map((c) => c.id);
         await this.meta.failCommits(others, { code: 'GROUP_FAILED', message: `Commit ${commit.id} in the group failed: ${error.code}` }, { id: commit.groupId });
+        commitFinished('failed', 'GROUP_FAILED', others.length);
         for (const id of [commit.id, ...others]) await this.releaseAll(id);
       } else {
         await this.meta.failCommits([commit.id], error);
+        commitFinished('failed', error.code);
         await this.releaseAll(commit.id);
       }
     } catch (err) {
@@ -314,6 +325,7 @@ export class CommitEngine {
     const failed = members.find((c) => c.phase === 'failed');
     if (failed) {
       await this.meta.failCommits(members.map((c) => c.id), { code: 'GROUP_FAILED', message: `Commit ${failed.id} in the group failed` }, { id: groupId });
+      commitFinished('failed', 'GROUP_FAILED', members.filter((c) => c.phase !== 'failed').length);
       for (const c of members) await this.releaseAll(c.id);
       return;
     }
@@ -329,12 +341,14 @@ export class CommitEngine {
       }
       await failpoint('group.after-record', this.log);
       await this.meta.completeCommits(members.map((c) => c.id), at, { id: groupId });
+      commitFinished('completed', undefined, members.length);
       for (const c of members) await this.releaseAll(c.id);
       this.log.info({ groupId, commits: members.length }, 'commit group committed');
     } catch (err) {
       const e = toRosetError(err);
       this.log.error({ groupId, code: e.rosetCode, err: e.message }, 'commit group failed');
       await this.meta.failCommits(members.map((c) => c.id), { code: e.rosetCode, message: e.message }, { id: groupId });
+      commitFinished('failed', e.rosetCode, members.length);
       for (const c of members) await this.releaseAll(c.id);
     }
   }

@@ -25,6 +25,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { objectKey } from '../commit/layout.js';
 import { CacheError } from '../errors/index.js';
+import { addReadCache, cacheDownloadedBytesTotal, cacheHitsTotal, cacheMissesTotal } from '../metrics/index.js';
 import { cacheTmpDir, objectCachePath, type CoreContext } from './context.js';
 
 const DEFAULT_CHUNK = 16 << 20;
@@ -45,7 +46,14 @@ export class ObjectCache {
   private readonly unsynced = new Set<string>();
   private readonly syncing = new Set<Promise<void>>();
 
-  constructor(private readonly ctx: CoreContext, private readonly options: ObjectCacheOptions = { maxBytes: 0 }) {}
+  constructor(private readonly ctx: CoreContext, private readonly options: ObjectCacheOptions = { maxBytes: 0 }) {
+    const ref = new WeakRef(this.ctx);
+    addReadCache(() => {
+      const c = ref.deref();
+      if (!c) throw new Error('gone');
+      return c.index.cachedBytes();
+    });
+  }
 
   /** Local path of a committed object, downloading and verifying it if needed. */
   async localPath(sha256: string, size: number): Promise<string> {
@@ -54,11 +62,13 @@ export class ObjectCache {
       const st = await fs.stat(p);
       if (st.size === size) {
         if (!this.unsynced.has(sha256)) this.touch(sha256, size);
+        cacheHitsTotal.inc();
         return p;
       }
     } catch {
       // Not cached yet.
     }
+    cacheMissesTotal.inc();
     let pending = this.inflight.get(sha256);
     if (!pending) {
       pending = this.fetch(sha256, size, p).finally(() => this.inflight.delete(sha256));
@@ -130,6 +140,7 @@ export class ObjectCache {
         if (buf.length !== length) throw new CacheError('INTEGRITY_ERROR', `Object ${key} is shorter than its manifest says (chunk ${i}: ${buf.length} of ${length} bytes)`);
         await new Promise<void>((resolve, reject) => fsSync.write(fd, buf, 0, buf.length, offset, (err) => (err ? reject(err) : resolve())));
         received += buf.length;
+        cacheDownloadedBytesTotal.inc(buf.length);
         ready.set(i, buf);
         // Hash strictly in order, as soon as the next chunk is in.
         while (ready.has(hashed)) {

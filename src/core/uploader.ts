@@ -18,9 +18,11 @@
  * - A background failure is logged and left for the commit, which uploads again and
  *   fails with the error if it persists: nothing is swallowed.
  */
+import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { objectKey } from '../commit/layout.js';
 import { CacheError, StoreError, toRosetError } from '../errors/index.js';
+import { addUploadQueue, dedupedBytesTotal, uploadedBytesTotal, type UploadQueueState } from '../metrics/index.js';
 import { sha256File } from '../util/hash.js';
 import { stagingPath, type CoreContext } from './context.js';
 import type { UploadRecord } from './staging-index.js';
@@ -36,11 +38,31 @@ export interface UploadOutcome {
 export class Uploader {
   private readonly versions = new Map<string, number>();
   private readonly inflight = new Map<string, Promise<UploadOutcome>>();
-  private readonly queue = new Set<string>();
+  /** Queued files, each with when it was queued (ms since the epoch), oldest first. */
+  private readonly queue = new Map<string, number>();
   private active = 0;
   private idle: Array<() => void> = [];
 
-  constructor(private readonly ctx: CoreContext, private readonly concurrency = 2) {}
+  constructor(private readonly ctx: CoreContext, private readonly concurrency = 2) {
+    const self = new WeakRef(this);
+    addUploadQueue(() => {
+      const u = self.deref();
+      if (!u) throw new Error('gone');
+      return u.queueState();
+    });
+  }
+
+  /** For metrics, at scrape time: what waits, its bytes, and since when. */
+  private queueState(): UploadQueueState {
+    let bytes = 0;
+    for (const nodeId of this.queue.keys()) {
+      try {
+        bytes += fsSync.statSync(stagingPath(this.ctx, nodeId)).size;
+      } catch { /* removed meanwhile */ }
+    }
+    const first = this.queue.values().next();
+    return { files: this.queue.size, bytes, oldestQueuedAt: first.done ? null : first.value };
+  }
 
   /** Something may change the file's bytes: past uploads no longer describe it. */
   touch(nodeId: string): void {
@@ -62,13 +84,13 @@ export class Uploader {
 
   /** Queues a closed file for upload in the background. */
   schedule(nodeId: string): void {
-    this.queue.add(nodeId);
+    if (!this.queue.has(nodeId)) this.queue.set(nodeId, Date.now());
     this.pump();
   }
 
   private pump(): void {
     while (this.active < this.concurrency && this.queue.size > 0) {
-      const nodeId = this.queue.values().next().value as string;
+      const nodeId = this.queue.keys().next().value as string;
       this.queue.delete(nodeId);
       // A file reopened for writing is uploaded at its next close instead.
       if (this.ctx.handles.openFor(nodeId).some((h) => h.writable)) continue;
@@ -139,6 +161,8 @@ export class Uploader {
       }
     }
     changed();
+    if (how === 'uploaded') uploadedBytesTotal.inc(size);
+    else dedupedBytesTotal.inc(size);
     const out: UploadOutcome = { sha256: sha, size, mtimeMs, how };
     this.ctx.index.setUpload({ nodeId, size, mtimeMs, sha256: sha, state: how });
     return out;

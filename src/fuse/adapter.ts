@@ -15,7 +15,8 @@ import Fuse from 'fuse-native';
 import { RosetError } from '../errors/index.js';
 import { msOf, timespecFromMs, type Stat } from '../core/filesystem.js';
 import type { PathFilesystem } from '../core/path-ops.js';
-import { ENOTSUP, toErrno } from './errno.js';
+import { ENOTSUP, errnoName, toErrno } from './errno.js';
+import { fuseError, fuseRequest, stagedBytes } from '../metrics/index.js';
 import type { FuseMount, FuseMountOptions } from './types.js';
 
 const MAX_IO = 128 * 1024;
@@ -29,10 +30,19 @@ export async function mountFuse(fs: PathFilesystem, mountpoint: string, opts: Fu
   const fail = (op: string, p: string, cb: Done) => (err: unknown): void => {
     if (!(err instanceof RosetError) || err.rosetCode === 'INTERNAL') log.error({ op, path: p, err: (err as Error).message }, 'filesystem operation failed');
     else log.debug({ op, path: p, code: err.rosetCode }, 'operation refused');
-    cb(toErrno(err));
+    const errno = toErrno(err);
+    fuseError(errnoName(errno));
+    cb(errno);
   };
   const call = <T>(op: string, p: string, cb: Done, fn: () => Promise<T>, reply: (v: T) => void): void => {
+    fuseRequest(op);
     fn().then(reply, fail(op, p, cb));
+  };
+
+  const unsupported = (op: string, cb: Done): void => {
+    fuseRequest(op);
+    fuseError('ENOTSUP');
+    cb(ENOTSUP);
   };
 
   // fuse-native passes times as whole milliseconds (and, a known fuse-native bug, the
@@ -50,6 +60,7 @@ export async function mountFuse(fs: PathFilesystem, mountpoint: string, opts: Fu
     create: (p: string, mode: number, cb: Done) => call('create', p, cb, () => fs.create(p, mode, 0), (fh) => cb(0, fh)),
     open: (p: string, flags: number, cb: Done) => call('open', p, cb, () => fs.open(p, flags), (fh) => cb(0, fh)),
     read: (p: string, fh: number, buf: Buffer, len: number, pos: number, cb: Done) => {
+      fuseRequest('read');
       try {
         cb(fs.read(fh, buf, Math.min(len, buf.length), pos));
       } catch (err) {
@@ -57,8 +68,11 @@ export async function mountFuse(fs: PathFilesystem, mountpoint: string, opts: Fu
       }
     },
     write: (p: string, fh: number, buf: Buffer, len: number, pos: number, cb: Done) => {
+      fuseRequest('write');
       try {
-        cb(fs.write(fh, buf, Math.min(len, buf.length), pos));
+        const n = fs.write(fh, buf, Math.min(len, buf.length), pos);
+        stagedBytes(n);
+        cb(n);
       } catch (err) {
         fail('write', p, cb)(err);
       }
@@ -73,9 +87,9 @@ export async function mountFuse(fs: PathFilesystem, mountpoint: string, opts: Fu
     chmod: (p: string, mode: number, cb: Done) => call('chmod', p, cb, () => fs.chmod(p, mode), () => cb(0)),
     chown: (p: string, uid: number, gid: number, cb: Done) => call('chown', p, cb, () => fs.chown(p, uid, gid), () => cb(0)),
     utimens: (p: string, atime: number, mtime: number, cb: Done) => call('utimens', p, cb, () => fs.utimens(p, timespecFromMs(atime), timespecFromMs(mtime)), () => cb(0)),
-    symlink: (_src: string, _dst: string, cb: Done) => cb(ENOTSUP),
-    link: (_src: string, _dst: string, cb: Done) => cb(ENOTSUP),
-    mknod: (_p: string, _mode: number, _dev: number, cb: Done) => cb(ENOTSUP),
+    symlink: (_src: string, _dst: string, cb: Done) => unsupported('symlink', cb),
+    link: (_src: string, _dst: string, cb: Done) => unsupported('link', cb),
+    mknod: (_p: string, _mode: number, _dev: number, cb: Done) => unsupported('mknod', cb),
   };
 
   const fuse = new Fuse(mountpoint, ops as unknown as Record<string, (...a: unknown[]) => void>, {

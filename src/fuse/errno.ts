@@ -17,4 +17,13 @@ export function toErrno(err: unknown): number {
   return -(ERRNO[errnoOf(toRosetError(err).rosetCode)] ?? ERRNO.EIO!);
 }
 
+const NAMES = new Map<number, string>();
+for (const [name, n] of Object.entries(ERRNO)) if (!NAMES.has(n)) NAMES.set(n, name);
+NAMES.set(ERRNO.ENOTSUP!, 'ENOTSUP'); // EOPNOTSUPP on Linux: the name the code table uses
+
+/** The name of an errno, either sign (`-30` → `EROFS`). */
+export function errnoName(errno: number): string {
+  return NAMES.get(Math.abs(errno)) ?? 'other';
+}
+
 export const ENOTSUP = -ERRNO.ENOTSUP!;

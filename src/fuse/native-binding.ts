@@ -69,6 +69,13 @@ export interface NativeStats {
   bytesRead: number;
   bytesWritten: number;
   writesRefused: number;
+  /** FLUSH of a read-only handle, answered in C. */
+  flushesLocal: number;
+  /** Data-path errors answered in C, by errno (EBADF is `writesRefused`). */
+  errENOSPC: number;
+  errEFBIG: number;
+  errEIO: number;
+  errENOMEM: number;
   maxWrite: number;
   maxReadahead: number;
   writebackCache: boolean;

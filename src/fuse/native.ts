@@ -29,7 +29,8 @@ import { constants as osConstants } from 'node:os';
 import type { Logger } from 'pino';
 import { CacheError, NamespaceError, RosetError } from '../errors/index.js';
 import type { AttrRequest, Caller, RosetFilesystem, Stat, Timespec } from '../core/filesystem.js';
-import { toErrno } from './errno.js';
+import { errnoName, toErrno } from './errno.js';
+import { addNativeFuseSession, fuseError, fuseRequest } from '../metrics/index.js';
 import { InodeTable, ROOT_INO } from './inodes.js';
 import { H_HASH, H_WRITE, loadNativeBinding, Op, SetAttr, type AttrArray, type NativeStats, type Session } from './native-binding.js';
 import type { FuseMount, FuseMountOptions } from './types.js';
@@ -87,7 +88,9 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
   const fail = (op: string, ino: number, id: number) => (err: unknown): void => {
     if (!(err instanceof RosetError) || err.rosetCode === 'INTERNAL') log.error({ op, ino, err: (err as Error).message }, 'filesystem operation failed');
     else log.debug({ op, ino, code: err.rosetCode }, 'operation refused');
-    native.replyErr(id, -toErrno(err));
+    const errno = -toErrno(err);
+    fuseError(errnoName(errno));
+    native.replyErr(id, errno);
   };
 
   const replyOk = (id: number): void => {
@@ -216,6 +219,7 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
   const dispatch = (op: number, id: number, ino: number, fh: number, a: number, b: number, c: number, name?: string, name2?: string, attr?: number[]): void => {
     switch (op) {
       case Op.FORGET:
+        fuseRequest('forget');
         inodes.forget(ino, a);
         return;
       case Op.INIT:
@@ -233,7 +237,9 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
         return;
       default: {
         const h = handlers[op];
+        fuseRequest(opName[op] ?? 'other');
         if (!h) {
+          fuseError('ENOSYS');
           native.replyErr(id, E.ENOSYS!);
           return;
         }
@@ -249,6 +255,14 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
   }, dispatch);
   let closed = false;
   let unmounting = false;
+  const counters = addNativeFuseSession(() => {
+    if (closed) throw new Error('unmounted');
+    const s = native.stats(session);
+    return {
+      reads: s.reads, writes: s.writes, bytesWritten: s.bytesWritten, flushesLocal: s.flushesLocal,
+      errors: { EBADF: s.writesRefused, ENOSPC: s.errENOSPC, EFBIG: s.errEFBIG, EIO: s.errEIO, ENOMEM: s.errENOMEM },
+    };
+  });
 
   return {
     binding: 'native',
@@ -277,6 +291,7 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
       if (closed) return;
       const stats = native.stats(session);
       unmounting = true;
+      counters.retire();
       const rc = await native.unmount(session);
       unmounting = rc === 0;
       if (rc === 0) {

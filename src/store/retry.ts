@@ -28,6 +28,7 @@
  */
 import { StoreError } from '../errors/index.js';
 import { sleep } from '../util/sleep.js';
+import { storeOperation, storeRequestsTotal, storeRetriesTotal } from '../metrics/index.js';
 import type {
   ByteRange, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PartResult, PutFileOptions, PutResult, RequestRunner, StoreCapabilities,
 } from './types.js';
@@ -77,10 +78,14 @@ export class RetryingStore implements ObjectStore {
    */
   private async retry<T>(op: string, key: string, fn: () => Promise<T>, landed?: (err: unknown) => Promise<T | null>): Promise<T> {
     const started = Date.now();
+    const operation = storeOperation(op);
     for (let attempt = 1; ; attempt++) {
       try {
-        return await fn();
+        const v = await fn();
+        storeRequestsTotal.inc({ operation, outcome: 'ok' });
+        return v;
       } catch (err) {
+        storeRequestsTotal.inc({ operation, outcome: 'error' });
         if (!isTransient(err)) {
           const won = attempt > 1 && landed ? await landed(err) : null;
           if (won !== null) return won;
@@ -95,6 +100,7 @@ export class RetryingStore implements ObjectStore {
             `${op} of ${key || '(prefix)'} failed after ${attempt} attempt(s) in ${(elapsed / 1000).toFixed(1)} s: ${e.message}`,
             { ...e.details, key, op, attempts: attempt }, { cause: err });
         }
+        storeRetriesTotal.inc({ operation });
         this.onRetry?.({ op, key, attempt, delayMs: Math.round(delayMs), error: (err as Error).message });
         await sleep(delayMs);
       }
