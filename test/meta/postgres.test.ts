@@ -184,6 +184,42 @@ describe('postgres: races between store instances', () => {
     }
   });
 
+  it('orders a ref move and a soft delete by row locks: whichever checks second waits and is refused', async () => {
+    // A store whose transactions pause inside, after their check: without the locks
+    // the other call would slip into the pause.
+    const slow = await PostgresMetadataStore.open(url, { pauseAt: () => new Promise((r) => setTimeout(r, 700)) });
+    try {
+      const root = await a.root('mnt_1');
+      const ref = (name: string, commitId: string) => ({ mountId: 'mnt_1', name, commitId, updatedAt: now(), updatedBy: 't' });
+      const completedIn = async (name: string) => {
+        const f = await folder(a, root.id, name);
+        const c = await a.beginCommit(commitOf(f.id, `/${name}`));
+        await a.markManifested(c.id, c.stats, []);
+        await a.completeCommits([c.id], now());
+        return { folder: f, commit: c.id };
+      };
+      const base = await completedIn('lock-base');
+      // The delete checks the refs first and pauses; the move waits for it, then is refused.
+      const one = await completedIn('lock-1');
+      await a.setRef(ref('lock-r1', base.commit), undefined);
+      const del = slow.softDeleteNode(one.folder.id, now());
+      await new Promise((r) => setTimeout(r, 250));
+      await expect(b.setRef(ref('lock-r1', one.commit), undefined)).rejects.toMatchObject({ rosetCode: 'COMMIT_FOLDER_DELETED' });
+      await del;
+      expect((await a.getRef('mnt_1', 'lock-r1'))!.commitId).toBe(base.commit);
+      // The move checks the folder first and pauses; the delete waits for it, then is refused.
+      const two = await completedIn('lock-2');
+      const move = slow.setRef(ref('lock-r2', two.commit), undefined);
+      await new Promise((r) => setTimeout(r, 250));
+      await expect(b.softDeleteNode(two.folder.id, now())).rejects.toMatchObject({ rosetCode: 'REFERENCED_BY_REF' });
+      await move;
+      expect((await a.getNode(two.folder.id))!.deletedAt).toBeNull();
+      expect((await a.getRef('mnt_1', 'lock-r2'))!.commitId).toBe(two.commit);
+    } finally {
+      await slow.close();
+    }
+  });
+
   it('lets exactly one of two compare-and-swaps with the same expected value win, from two instances', async () => {
     const root = await a.root('mnt_1');
     const done: string[] = [];
