@@ -28,7 +28,7 @@ def _hf(monkeypatch):
     monkeypatch.setenv("WANDB_DISABLED", "true")
 
 
-def make_trainer(output_dir, callbacks, max_steps=6, save_steps=2):
+def make_trainer(output_dir, callbacks, max_steps=6, save_steps=2, save_total_limit=None):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
@@ -53,6 +53,7 @@ def make_trainer(output_dir, callbacks, max_steps=6, save_steps=2):
         use_cpu=True,
         disable_tqdm=True,
         logging_strategy="no",
+        save_total_limit=save_total_limit,
     )
     return Trainer(model=model, args=args, train_dataset=Tokens(), callbacks=callbacks)
 
@@ -87,6 +88,44 @@ def test_every_checkpoint_is_committed_and_the_ref_ends_at_the_last(daemon, clie
     trainer2 = make_trainer(f"{local}/checkpoints", [], max_steps=8)
     trainer2.train(resume_from_checkpoint=daemon.mountpoint + latest.commit.path)
     assert trainer2.state.global_step == 8
+
+
+def test_save_total_limit_rotates_committed_checkpoints_out_of_the_namespace(daemon, client, workdir, unique):
+    """save_total_limit=2 over 5 saves: the Trainer's own rotation
+    (shutil.rmtree(oldest, ignore_errors=True)) soft-deletes each committed folder
+    as a whole. The namespace ends with the newest 2, history keeps all 5 commits,
+    and the ref was never broken: it resolves to the newest, which reads back."""
+    import json
+
+    from roset.integrations.huggingface import RosetTrainerCallback
+
+    local, rel = workdir
+    ref = f"hf-rot-{unique}"
+    callback = RosetTrainerCallback(client=client, update_ref=ref, async_commit=False)
+    trainer = make_trainer(f"{local}/checkpoints", [callback], max_steps=10, save_steps=2, save_total_limit=2)
+    trainer.train()
+
+    assert sorted(os.listdir(f"{local}/checkpoints")) == ["checkpoint-10", "checkpoint-8"]
+    paths = [f"{rel}/checkpoints/checkpoint-{s}" for s in (2, 4, 6, 8, 10)]
+    assert [c.path for c in callback.commits] == paths
+    history = {c.id: c for c in client.list_commits()}
+    for c, path in zip(callback.commits, paths):
+        assert c.id in history and history[c.id].status == "completed"
+        assert history[c.id].path == path
+        assert client.get_manifest(c.id).files  # the manifest of a rotated-out checkpoint stays
+    for c in callback.commits[:3]:
+        assert client.resolve_path(c.path) is None
+        assert client.get_node(c.node_id).deleted_at is not None
+    for c in callback.commits[3:]:
+        node = client.resolve_path(c.path)
+        assert node.state == "committed" and node.commit_id == c.id
+
+    # Every move of the ref went to a completed commit, in order, and it ends at the newest.
+    latest = client.get_ref(ref)
+    assert latest.commit_id == callback.commits[-1].id and latest.commit.path == paths[-1]
+    assert [m.to_commit_id for m in client.get_ref_log(ref)] == [c.id for c in callback.commits]
+    with open(f"{daemon.mountpoint}{latest.commit.path}/trainer_state.json") as f:
+        assert json.load(f)["global_step"] == 10
 
 
 def test_an_async_commit_failure_surfaces_as_an_error(daemon, client, workdir, unique):

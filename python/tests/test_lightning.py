@@ -77,6 +77,44 @@ def test_two_saves_commit_and_a_new_process_resumes_from_the_ref(daemon, client,
     assert resumed["paths"] == [f"{rel}/checkpoints/epoch=0-step=6"]
 
 
+@pytest.mark.parametrize("flavor", ["lightning.pytorch", "pytorch_lightning"])
+def test_save_top_k_soft_deletes_committed_checkpoints_and_keeps_the_ref(daemon, client, workdir, unique, tmp_path, flavor):
+    """ModelCheckpoint(save_top_k=2, monitor="step", mode="max") over 5 saves:
+    Lightning removes each checkpoint that leaves the top 2 through
+    CheckpointIO.remove_checkpoint, which soft-deletes its committed folder. The
+    namespace ends with the newest 2, history keeps all 5 commits, and the ref
+    resolves to the newest, which a new process resumes from."""
+    local, rel = workdir
+    ref = f"topk-{unique}"
+    common = ["--flavor", flavor, "--mount", daemon.mountpoint, "--checkpoint-dir", f"{rel}/checkpoints",
+              "--ref", ref, "--root", tmp_path / "root", "--save-top-k", 2, "--monitor", "step", "--mode", "max"]
+    run_script("lightning_run.py", common + ["--max-steps", 10, "--out", tmp_path / "run.json"], daemon.env())
+    run = read_json(tmp_path / "run.json")
+    paths = [f"{rel}/checkpoints/epoch=0-step={s}" for s in (2, 4, 6, 8, 10)]
+    assert run["paths"] == paths and len(run["commits"]) == 5, run
+
+    assert sorted(os.listdir(f"{local}/checkpoints")) == ["epoch=0-step=10", "epoch=0-step=8"]
+    history = {c.id: c for c in client.list_commits()}
+    for cid, path in zip(run["commits"], paths):
+        assert cid in history and history[cid].status == "completed" and history[cid].path == path
+    for cid in run["commits"][:3]:
+        assert client.get_node(history[cid].node_id).deleted_at is not None
+    for cid in run["commits"][3:]:
+        node = client.get_node(history[cid].node_id)
+        assert node.deleted_at is None and node.state == "committed" and node.commit_id == cid
+
+    latest = client.get_ref(ref)
+    assert latest.commit_id == run["commits"][-1] and latest.commit.path == paths[-1]
+    assert [m.to_commit_id for m in client.get_ref_log(ref)] == run["commits"]
+    step, _ = _checkpoint_weights(f"{daemon.mountpoint}{paths[-1]}/epoch=0-step=10.ckpt")
+    assert step == 10
+    # A new process resumes from the ref.
+    run_script("lightning_run.py", common + ["--max-steps", 12, "--out", tmp_path / "resume.json"], daemon.env())
+    resumed = read_json(tmp_path / "resume.json")
+    assert resumed["start_step"] == 10, resumed
+    assert client.get_ref(ref).commit_id == resumed["commits"][-1]
+
+
 def test_checkpoint_io_unit_behaviour(daemon, client, workdir, unique):
     """save/load/remove of the plugin itself, in process."""
     import torch

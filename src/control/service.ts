@@ -21,7 +21,7 @@ import { CommitEngine, type EngineOptions } from '../commit/engine.js';
 import { TaskBus } from '../commit/task-bus.js';
 import { AgentHub, type AgentStoreConfig } from './agent-hub.js';
 import { manifestKey, refKey } from '../commit/layout.js';
-import { ApiError, CommitError, NamespaceError, StoreError, type RosetError } from '../errors/index.js';
+import { ApiError, CommitError, NamespaceError, RosetError, StoreError } from '../errors/index.js';
 import type { ObjectStore } from '../store/types.js';
 import { AgentRegistry, type Agent } from '../commit/agents.js';
 import { ids } from '../meta/ids.js';
@@ -172,8 +172,34 @@ export class ControlPlane implements ControlApi {
     return this.meta.createNode({ ...n, name: validateName(n.name) });
   }
 
+  /**
+   * unlink and rmdir. rmdir of a committed folder (the folder a commit sealed, not a
+   * folder inside it) takes it out of the namespace as a whole: the API's soft delete,
+   * whose transaction refuses inside a committed folder, while a ref points at the
+   * folder's commit, and while anything in it is sealing. Anything else inside a
+   * committed folder is refused (COMMITTED) by `removeNode`, so no file ever leaves a
+   * committed folder that stays: see docs/SEMANTICS.md, "Removing committed folders".
+   */
   async removeChild(mountId: string, parentId: string, name: string, type: NodeType): Promise<NodeRecord> {
+    if (type === 'folder') {
+      const n = await this.meta.lookup(parentId, name);
+      if (n && n.mountId === mountId && n.type === 'folder' && n.state === 'committed' && n.parentId === parentId) {
+        return this.softDelete(n, 'rmdir');
+      }
+    }
     return this.meta.removeNode(mountId, parentId, name, type);
+  }
+
+  /** The soft delete of a live node; a refusal because a ref holds it is logged. */
+  private async softDelete(n: NodeRecord, via: 'rmdir' | 'api'): Promise<NodeRecord> {
+    try {
+      return await this.meta.softDeleteNode(n.id, new Date().toISOString());
+    } catch (err) {
+      if (err instanceof RosetError && err.rosetCode === 'REFERENCED_BY_REF') {
+        this.log.warn({ node: n.id, name: n.name, via, err: err.message }, 'delete refused: a ref points at this folder');
+      }
+      throw err;
+    }
   }
 
   async moveChild(req: MoveRequest): Promise<{ node: NodeRecord; replaced: NodeRecord | null }> {
@@ -291,7 +317,7 @@ export class ControlPlane implements ControlApi {
     // not a 400, which would tell the client its request was malformed.
     if (!n.parentId) throw new NamespaceError('CROSS_DEVICE', 'The root folder cannot be deleted');
     if (n.deletedAt) return n;
-    const gone = await this.meta.softDeleteNode(id, new Date().toISOString());
+    const gone = await this.softDelete(n, 'api');
     return { ...gone, path: n.path };
   }
 

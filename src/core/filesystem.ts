@@ -10,7 +10,10 @@
  * Invariants:
  * - Every namespace change is one control-plane call whose transaction checks the
  *   barrier; inside a sealing or committed folder it fails with EROFS (SEALED /
- *   COMMITTED). Nothing here checks a state first and changes it in a second step.
+ *   COMMITTED). The one exception is rmdir of a committed folder itself, which
+ *   soft-deletes it as a whole (ControlService.removeChild; docs/SEMANTICS.md,
+ *   "Removing committed folders"). Nothing here checks a state first and changes it in
+ *   a second step.
  * - Whatever changes a file's bytes registers as a writer (a handle in `handles.ts`)
  *   before the barrier is checked, and stays one until the bytes are changed: open for
  *   writing, create, and truncate or utimens without a handle. A seal waits for every

@@ -48,6 +48,7 @@ export const ERROR_CODES = {
   INVALID_MOVE: def(400, 'EINVAL', 'A folder cannot be moved into itself or below itself'),
   UNSUPPORTED_FLAG: def(400, 'EINVAL', 'The operation was asked for with a flag Roset does not support'),
   CONTAINS_COMMITS: def(409, 'EBUSY', 'The folder holds sealing or committed folders, whose place is fixed by their commits'),
+  REFERENCED_BY_REF: def(409, 'EBUSY', 'A ref points at the commit of this folder, or of a folder inside it: move or delete the ref first'),
   FILE_CREATE_NOT_SUPPORTED: def(400, 'EINVAL', 'Files are created by writing them through a mount, not through the API'),
   FILE_TOO_LARGE: def(413, 'EFBIG', 'The file would exceed the maximum file size'),
   // Write barrier and immutability
@@ -70,6 +71,7 @@ export const ERROR_CODES = {
   // Refs
   REF_NOT_FOUND: def(404, 'ENOENT', 'No such ref'),
   REF_CONFLICT: def(409, 'EAGAIN', 'The ref does not point at the expected commit'),
+  COMMIT_FOLDER_DELETED: def(409, 'ENOENT', "The commit's folder was deleted: a ref cannot point at it"),
   INVALID_REF_NAME: def(400, 'EINVAL', 'Ref names are 1-128 characters of [A-Za-z0-9._-], not starting with "."'),
   // Commit groups
   GROUP_NOT_FOUND: def(404, 'ENOENT', 'No such commit group'),

@@ -15,3 +15,16 @@ export function barrierError(b: Barrier, at: string, what?: string): NamespaceEr
     ? new NamespaceError('SEALED', `${at} is sealing for a commit${refused}`, { path: at })
     : new NamespaceError('COMMITTED', `${at} is committed and immutable${refused}`, { path: at });
 }
+
+/**
+ * The refusal of a soft delete that would take a ref's folder out of the namespace:
+ * `ref` points at the commit of `path`, which is `name` or a folder inside it.
+ */
+export function refHeld(name: string, ref: string, path: string): NamespaceError {
+  return new NamespaceError('REFERENCED_BY_REF', `${name} cannot be deleted: ref ${ref} points at the commit of ${path}`, { ref, path });
+}
+
+/** The refusal of a ref move onto the commit of a folder that was soft-deleted. */
+export function folderDeleted(commitId: string, path: string): NamespaceError {
+  return new NamespaceError('COMMIT_FOLDER_DELETED', `${path} was deleted: a ref cannot point at its commit ${commitId}`, { commitId, path });
+}

@@ -67,7 +67,7 @@ import type { Pool, PoolClient } from 'pg';
 import type { Logger } from 'pino';
 import { NamespaceError, RosetError } from '../errors/index.js';
 import { newId } from './ids.js';
-import { barrierError } from './barrier.js';
+import { barrierError, folderDeleted, refHeld } from './barrier.js';
 import { redactDatabaseUrl } from './database-url.js';
 import { migratePostgres } from './postgres-schema.js';
 import type { CommitErrorInfo, CommitStats, NodeState, NodeType } from '../api/types.js';
@@ -241,6 +241,12 @@ export interface PostgresOptions {
   maxConnections?: number;
   /** How long to wait for a connection before METADATA_UNAVAILABLE (default 10 s). */
   connectTimeoutMs?: number;
+  /**
+   * Race tests only: awaited inside a transaction at a named point (a soft delete after
+   * it checked the refs, a ref move after it checked the commit's folder), widening a
+   * window the row locks must keep closed.
+   */
+  pauseAt?: (point: 'soft-delete.after-ref-check' | 'set-ref.after-folder-check') => Promise<void>;
 }
 
 export class PostgresMetadataStore implements MetadataStore {
@@ -250,7 +256,12 @@ export class PostgresMetadataStore implements MetadataStore {
    */
   queries = 0;
 
-  private constructor(private readonly pool: Pool, private readonly log: Logger | undefined, private readonly where: string) {}
+  private constructor(
+    private readonly pool: Pool,
+    private readonly log: Logger | undefined,
+    private readonly where: string,
+    private readonly pauseAt: PostgresOptions['pauseAt'],
+  ) {}
 
   /**
    * Connects to `url` (`postgres://` or `postgresql://`), brings the schema up to date
@@ -270,7 +281,7 @@ export class PostgresMetadataStore implements MetadataStore {
     // An idle connection that the server closes (restart, failover, idle timeout) is
     // reported here; without a listener it would be an uncaught exception.
     pool.on('error', (err) => opts.log?.warn({ err: { message: err.message, code: sqlState(err) }, database: where }, 'metadata database: an idle connection was lost'));
-    const store = new PostgresMetadataStore(pool, opts.log, where);
+    const store = new PostgresMetadataStore(pool, opts.log, where, opts.pauseAt);
     try {
       await store.withClient(async (c) => {
         const enc = (await c.query<{ server_encoding: string }>('SHOW server_encoding')).rows[0]?.server_encoding;
@@ -722,6 +733,11 @@ export class PostgresMetadataStore implements MetadataStore {
       if (n.state === 'sealing' || await this.descendantIn(x, id, ['sealing'])) {
         throw new NamespaceError('SEALED', `${n.name} is sealing for a commit, or holds a folder that is`);
       }
+      // A ref keeps its commit's folder in the namespace: checked in this transaction.
+      const held = await x.one(`${DOWN('$1')} SELECT r.name AS ref, c.path AS path FROM refs r JOIN commits c ON c.id = r.commit_id
+        WHERE r.mount_id = $2 AND (c.node_id = $1 OR c.node_id IN (SELECT id FROM down)) ORDER BY r.name LIMIT 1`, [id, n.mountId]);
+      if (held) throw refHeld(n.name, held.ref as string, held.path as string);
+      await this.pauseAt?.('soft-delete.after-ref-check');
       await x.run(`${DOWN('$1')} UPDATE nodes SET deleted_at = $2, updated_at = $2 WHERE deleted_at IS NULL AND (id = $1 OR id IN (SELECT id FROM down))`, [id, at]);
       await this.touchFolders(x, [n.parentId], nowTimespec(), at);
       return { ...n, deletedAt: at, updatedAt: at };
@@ -855,6 +871,15 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async setRef(ref: RefRecord, expected: string | null | undefined): Promise<RefRecord | null> {
     return this.tx(async (x) => {
+      // The commit's folder and the folders above it, locked before the ref: a soft
+      // delete of any of them holds its folder FOR UPDATE while it checks the refs, so
+      // of a move and a delete racing, the later one sees the other and is refused.
+      const c = await x.one('SELECT node_id, path FROM commits WHERE id = $1', [ref.commitId]);
+      if (c) {
+        const chain = await this.lockChain(x, c.node_id as string, 'share');
+        if (chain[0]?.deletedAt) throw folderDeleted(ref.commitId, c.path as string);
+        await this.pauseAt?.('set-ref.after-folder-check');
+      }
       const cur = await x.one('SELECT commit_id FROM refs WHERE mount_id = $1 AND name = $2 FOR UPDATE', [ref.mountId, ref.name]);
       const curId = cur ? (cur.commit_id as string) : null;
       if (expected !== undefined && expected !== curId) return null;

@@ -18,7 +18,7 @@ import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import { NamespaceError } from '../errors/index.js';
 import { newId } from './ids.js';
-import { barrierError } from './barrier.js';
+import { barrierError, folderDeleted, refHeld } from './barrier.js';
 import { migrate } from './sqlite-schema.js';
 import type { CommitErrorInfo, CommitStats, NodeState, NodeType } from '../api/types.js';
 import {
@@ -418,6 +418,10 @@ export class SqliteMetadataStore implements MetadataStore {
       if (n.state === 'sealing' || this.descendantIn(id, ['sealing'])) {
         throw new NamespaceError('SEALED', `${n.name} is sealing for a commit, or holds a folder that is`);
       }
+      // A ref keeps its commit's folder in the namespace: checked in this transaction.
+      const held = this.one(`${DOWN} SELECT r.name AS ref, c.path AS path FROM refs r JOIN commits c ON c.id = r.commit_id
+        WHERE r.mount_id = ? AND (c.node_id = ? OR c.node_id IN (SELECT id FROM down)) ORDER BY r.name LIMIT 1`, id, n.mountId, id);
+      if (held) throw refHeld(n.name, held.ref as string, held.path as string);
       this.run(`${DOWN} UPDATE nodes SET deleted_at = ?, updated_at = ? WHERE deleted_at IS NULL AND (id = ? OR id IN (SELECT id FROM down))`,
         id, at, at, id);
       const t = nowTimespec();
@@ -530,6 +534,8 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async setRef(ref: RefRecord, expected: string | null | undefined): Promise<RefRecord | null> {
     return this.write(() => {
+      const folder = this.one('SELECT n.deleted_at AS deleted_at, c.path AS path FROM commits c JOIN nodes n ON n.id = c.node_id WHERE c.id = ?', ref.commitId);
+      if (folder?.deleted_at) throw folderDeleted(ref.commitId, folder.path as string);
       const cur = this.one('SELECT * FROM refs WHERE mount_id = ? AND name = ?', ref.mountId, ref.name);
       const curId = cur ? (cur.commit_id as string) : null;
       if (expected !== undefined && expected !== curId) return null;

@@ -325,7 +325,8 @@ export interface MetadataStore {
    * API soft delete: the node and its subtree go to the trash. Refused (COMMITTED) for
    * anything inside a committed folder, and (SEALED) for a node that is sealing, holds a
    * sealing folder, or is inside one. A committed folder itself may be deleted: its
-   * commit stays in history.
+   * commit stays in history. Refused (REFERENCED_BY_REF) while a ref points at the
+   * commit of the node or of a folder inside it, checked in the same transaction.
    */
   softDeleteNode(id: string, at: string): Promise<NodeRecord>;
 
@@ -358,6 +359,8 @@ export interface MetadataStore {
   /**
    * Compare-and-swap. `expected` undefined: unconditional; null: the ref must not exist;
    * a string: the ref must point there. Returns null when the comparison fails.
+   * Refused (COMMIT_FOLDER_DELETED) when the commit's folder was soft-deleted, checked
+   * in the same transaction; with `softDeleteNode` it keeps every ref on a live folder.
    */
   setRef(ref: RefRecord, expected: string | null | undefined): Promise<RefRecord | null>;
   deleteRef(mountId: string, name: string, by: string, at: string): Promise<boolean>;

@@ -132,6 +132,46 @@ export function metadataConformance(name: string, open: () => Promise<{ meta: Me
       expect((await meta.listGroupCommits('grp_1')).map((c) => c.phase)).toEqual(['completed', 'completed']);
     });
 
+    it('soft-deletes a committed folder as a whole, but not while a ref points at its commit or one inside it', async () => {
+      const ref = (name: string, commitId: string) => meta.setRef({ mountId: 'mnt_1', name, commitId, updatedAt: now(), updatedBy: 't' }, undefined);
+      const c1 = await completed('/ck1');
+      const c2 = await completed('/ck2');
+      await ref('latest', c2);
+      const ck2 = (await at('/ck2'))!;
+      await expect(meta.softDeleteNode(ck2.id, now())).rejects.toMatchObject({ rosetCode: 'REFERENCED_BY_REF' });
+      expect((await at('/ck2'))!.deletedAt).toBeNull();
+      // A staging folder that holds a ref'd commit is held too.
+      const outer = await folder('/', 'outer');
+      const inner = await folder('/outer', 'inner');
+      const c3 = await meta.beginCommit(commitOf(inner.id, '/outer/inner'));
+      await meta.markManifested(c3.id, c3.stats, []);
+      await meta.completeCommits([c3.id], now());
+      await ref('best', c3.id);
+      await expect(meta.softDeleteNode(outer.id, now())).rejects.toMatchObject({ rosetCode: 'REFERENCED_BY_REF' });
+      expect(await at('/outer/inner')).not.toBeNull();
+      // Nothing inside a committed folder may go.
+      await folder('/', 'ck3');
+      const sub = await folder('/ck3', 'sub');
+      const c4 = await meta.beginCommit(commitOf((await at('/ck3'))!.id, '/ck3'));
+      await meta.markManifested(c4.id, c4.stats, []);
+      await meta.completeCommits([c4.id], now());
+      await expect(meta.softDeleteNode(sub.id, now())).rejects.toMatchObject({ rosetCode: 'COMMITTED' });
+      // Without a ref: gone from the namespace, the commit stays.
+      const ck1 = (await at('/ck1'))!;
+      await meta.softDeleteNode(ck1.id, now());
+      expect(await at('/ck1')).toBeNull();
+      expect((await meta.getCommit(c1))!.phase).toBe('completed');
+      // A ref cannot move onto the commit of a deleted folder.
+      await expect(ref('latest', c1)).rejects.toMatchObject({ rosetCode: 'COMMIT_FOLDER_DELETED' });
+      expect((await meta.getRef('mnt_1', 'latest'))!.commitId).toBe(c2);
+      // Once the ref moves away, the folder it held may go.
+      const c5 = await completed('/ck5');
+      await ref('latest', c5);
+      await meta.softDeleteNode(ck2.id, now());
+      expect(await at('/ck2')).toBeNull();
+      expect((await meta.refLog('mnt_1', 'latest')).map((e) => e.toCommitId)).toEqual([c2, c5]);
+    });
+
     it('moves refs by compare-and-swap exactly as a model says, logging every move (property)', async () => {
       const commits = [await completed('/c1'), await completed('/c2'), await completed('/c3')];
       await fc.assert(fc.asyncProperty(

@@ -155,6 +155,71 @@ describe('postgres: races between store instances', () => {
     }
   });
 
+  it('never leaves a ref on a deleted folder when a ref move and a soft delete race, from two instances', async () => {
+    const root = await a.root('mnt_1');
+    const ref = (name: string, commitId: string) => ({ mountId: 'mnt_1', name, commitId, updatedAt: now(), updatedBy: 't' });
+    const completedIn = async (parentId: string, name: string, path: string) => {
+      const f = await folder(a, parentId, name);
+      const c = await a.beginCommit(commitOf(f.id, path));
+      await a.markManifested(c.id, c.stats, []);
+      await a.completeCommits([c.id], now());
+      return { folder: f, commit: c.id };
+    };
+    const base = await completedIn(root.id, 'race-base', '/race-base');
+    for (let i = 0; i < 40; i++) {
+      // Odd rounds delete a staging folder that holds the committed one.
+      const holder = i % 2 === 1 ? await folder(a, root.id, `race-h${i}`) : null;
+      const ck = await completedIn(holder?.id ?? root.id, `race${i}`, holder ? `/race-h${i}/race${i}` : `/race${i}`);
+      const name = `race-ref${i}`;
+      await a.setRef(ref(name, base.commit), undefined);
+      const target = holder?.id ?? ck.folder.id;
+      const calls = [() => a.setRef(ref(name, ck.commit), undefined), () => b.softDeleteNode(target, now())];
+      if (i % 4 >= 2) calls.reverse();
+      const got = await outcomes(calls.map((f) => f()));
+      expect(got.filter((o) => o === 'ok'), `round ${i}: ${got.join(', ')}`).toHaveLength(1);
+      expect(got.filter((o) => o !== 'ok').sort(), `round ${i}`).toSatisfy((e: string[]) => e[0] === 'COMMIT_FOLDER_DELETED' || e[0] === 'REFERENCED_BY_REF');
+      const r = (await a.getRef('mnt_1', name))!;
+      const deleted = (await a.getNode(ck.folder.id))!.deletedAt !== null;
+      expect(r.commitId === ck.commit && deleted, `round ${i}`).toBe(false);
+    }
+  });
+
+  it('orders a ref move and a soft delete by row locks: whichever checks second waits and is refused', async () => {
+    // A store whose transactions pause inside, after their check: without the locks
+    // the other call would slip into the pause.
+    const slow = await PostgresMetadataStore.open(url, { pauseAt: () => new Promise((r) => setTimeout(r, 700)) });
+    try {
+      const root = await a.root('mnt_1');
+      const ref = (name: string, commitId: string) => ({ mountId: 'mnt_1', name, commitId, updatedAt: now(), updatedBy: 't' });
+      const completedIn = async (name: string) => {
+        const f = await folder(a, root.id, name);
+        const c = await a.beginCommit(commitOf(f.id, `/${name}`));
+        await a.markManifested(c.id, c.stats, []);
+        await a.completeCommits([c.id], now());
+        return { folder: f, commit: c.id };
+      };
+      const base = await completedIn('lock-base');
+      // The delete checks the refs first and pauses; the move waits for it, then is refused.
+      const one = await completedIn('lock-1');
+      await a.setRef(ref('lock-r1', base.commit), undefined);
+      const del = slow.softDeleteNode(one.folder.id, now());
+      await new Promise((r) => setTimeout(r, 250));
+      await expect(b.setRef(ref('lock-r1', one.commit), undefined)).rejects.toMatchObject({ rosetCode: 'COMMIT_FOLDER_DELETED' });
+      await del;
+      expect((await a.getRef('mnt_1', 'lock-r1'))!.commitId).toBe(base.commit);
+      // The move checks the folder first and pauses; the delete waits for it, then is refused.
+      const two = await completedIn('lock-2');
+      const move = slow.setRef(ref('lock-r2', two.commit), undefined);
+      await new Promise((r) => setTimeout(r, 250));
+      await expect(b.softDeleteNode(two.folder.id, now())).rejects.toMatchObject({ rosetCode: 'REFERENCED_BY_REF' });
+      await move;
+      expect((await a.getNode(two.folder.id))!.deletedAt).toBeNull();
+      expect((await a.getRef('mnt_1', 'lock-r2'))!.commitId).toBe(two.commit);
+    } finally {
+      await slow.close();
+    }
+  });
+
   it('lets exactly one of two compare-and-swaps with the same expected value win, from two instances', async () => {
     const root = await a.root('mnt_1');
     const done: string[] = [];

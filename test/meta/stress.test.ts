@@ -21,7 +21,8 @@
  * Then the final state: one live node per (parent, name); every live node reaches its
  * root through live nodes (no cycles); the replay ends in the database's state; at
  * most one pending commit on any chain, each on a sealing folder; groups all
- * completed or none; every ref on a completed commit; each ref's log a chain (each
+ * completed or none; every ref on a completed commit whose folder is not soft-deleted
+ * (a ref move and a soft delete refuse each other); each ref's log a chain (each
  * entry's `from` is the previous entry's `to`, the last `to` is the ref); and the
  * compare-and-swaps the processes won are exactly the log's entries.
  *
@@ -431,6 +432,8 @@ function check(d: Dump, reports: Report[]): string[] {
   // Refs: on completed commits; each log a chain ending at the ref; wins = entries.
   for (const r of d.refs) {
     if (commits.get(r.commit_id as string)?.phase !== 'completed') bad.push(`ref ${r.name as string} on commit ${r.commit_id as string}, which is not completed`);
+    const folder = nodes.get(commits.get(r.commit_id as string)?.node_id as string);
+    if (folder && folder.deleted_at !== null) bad.push(`ref ${r.name as string} on commit ${r.commit_id as string}, whose folder was soft-deleted`);
   }
   const names = new Set([...d.refLog.map((e) => e.name as string), ...d.refs.map((r) => r.name as string)]);
   for (const name of names) {

@@ -334,6 +334,19 @@ export class FsModel {
     const r = this.resolve(p);
     if (r.walkErr) return fail(...this.walkErrs(r), ...this.barrier(r));
     if (!r.node) return fail('ENOENT', ...this.barrier(r));
+    // Docs ("Removing committed folders"): rmdir of a committed folder itself (the
+    // folder its commit sealed, in a STAGING folder) takes it out of the namespace as a
+    // whole, empty or not. Handles open on its files keep reading them, like unlinked files.
+    if (r.node.kind === 'folder' && r.node.state === 'committed' && !this.blocked(r.dir.id)) {
+      for (const n of this.subtree(r.node.id)) {
+        if (n.id === r.node.id) continue;
+        if (n.kind === 'file' && [...this.handles.values()].some((h) => h.file === n.id)) n.parent = null;
+        else this.nodes.delete(n.id);
+      }
+      r.node.children.clear();
+      this.detach(r.node);
+      return ok();
+    }
     const errs = this.barrier(r);
     if (r.node.kind !== 'folder') return fail('ENOTDIR', ...errs);
     if (r.node.children.size > 0) errs.push('ENOTEMPTY');

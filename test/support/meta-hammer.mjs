@@ -43,7 +43,7 @@ const ZERO = { files: 0, bytes: 0, uploadedBytes: 0, dedupedBytes: 0 };
 /** Refusals the interface documents for these operations on a tree others change. */
 const EXPECTED = new Set([
   'NODE_NOT_FOUND', 'NODE_EXISTS', 'CONFLICT', 'NOT_A_FOLDER', 'IS_A_FOLDER', 'FOLDER_NOT_EMPTY', 'INVALID_MOVE', 'CONTAINS_COMMITS',
-  'SEALED', 'COMMITTED', 'COMMIT_IN_PROGRESS', 'NOT_MANIFESTED',
+  'SEALED', 'COMMITTED', 'COMMIT_IN_PROGRESS', 'NOT_MANIFESTED', 'REFERENCED_BY_REF', 'COMMIT_FOLDER_DELETED',
 ]);
 
 const report = { worker: cfg.worker, ok: {}, refused: {}, unexpected: [], refWins: {}, refDeletes: {} };

@@ -24,9 +24,13 @@ Invariants:
   next ``on_save`` or, at the latest, from ``on_train_end`` (after all queued
   commits have finished), so ``trainer.train()`` fails. ``wait()`` does the same on
   demand.
-- A committed folder is immutable, so Trainer's ``save_total_limit`` rotation
-  (which deletes old checkpoint folders on disk) cannot work on a Roset mount:
-  the callback warns when it is set. Delete old checkpoints through the API.
+- ``save_total_limit`` works: the Trainer's rotation is
+  ``shutil.rmtree(checkpoint, ignore_errors=True)`` of the oldest ``checkpoint-N``.
+  On a committed folder each unlink inside it fails with EROFS (ignored), and the
+  final rmdir of the folder itself soft-deletes it as a whole: it leaves the
+  namespace, its commit stays in history. A folder that a ref points at, or one
+  still sealing, is refused (EBUSY / EROFS, ignored too) and stays whole; the next
+  rotation tries again (docs/SEMANTICS.md, "Removing committed folders").
 """
 import logging
 import os
@@ -167,14 +171,6 @@ class RosetTrainerCallback(TrainerCallback):
         self._raise_pending_error()
 
     # -- TrainerCallback ---------------------------------------------------------
-
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.is_world_process_zero and getattr(args, "save_total_limit", None):
-            log.warning(
-                "roset: save_total_limit=%s deletes old checkpoint folders, but committed folders are"
-                " immutable on a Roset mount; delete old checkpoints through the API instead",
-                args.save_total_limit,
-            )
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         # Every process, before the world-zero check: the Trainer calls on_save on

@@ -34,8 +34,11 @@ Invariants:
   folder is rank zero's own (see the comment in ``save_checkpoint``).
 - The ref only ever points at a completed commit; a failed commit raises out of
   ``save_checkpoint`` (so the training run stops) and leaves the ref untouched.
-- ``remove_checkpoint`` soft-deletes through the API, never the folder the ref
-  currently points at.
+- ``remove_checkpoint`` (what ``ModelCheckpoint(save_top_k=...)`` calls for a
+  checkpoint that leaves the top k) soft-deletes the checkpoint's committed folder
+  through the API: it leaves the namespace as a whole, its commit stays in history.
+  A folder that a ref points at is refused by the server in the delete's own
+  transaction and stays (logged), so a ref never points at a deleted folder.
 - The class derives from the ``CheckpointIO`` of every Lightning flavour that is
   installed (``lightning.pytorch`` and/or ``pytorch_lightning``), so either
   ``Trainer`` accepts it as a plugin.
@@ -46,7 +49,7 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..client import Client
-from ..exceptions import RosetError
+from ..exceptions import RosetAPIError, RosetError
 from ..models import Commit
 from ._common import RefMover, commit_folder
 
@@ -288,12 +291,16 @@ class _RosetCheckpointIOImpl:
         node = self.client.resolve_path(folder)
         if node is None:
             return
-        if self.update_ref:
-            ref = self.client.get_ref(self.update_ref)
-            if ref is not None and node.commit_id and ref.commit_id == node.commit_id:
-                log.warning("roset: not removing %s: ref %r points at it", folder, self.update_ref)
-                return
-        self.client.delete_node(node.id)
+        # One soft delete: the folder leaves the namespace as a whole and its commit
+        # stays in history. The server refuses (REFERENCED_BY_REF) in the same
+        # transaction while any ref points at it; that checkpoint then stays.
+        try:
+            self.client.delete_node(node.id)
+        except RosetAPIError as e:
+            if e.code != "REFERENCED_BY_REF":
+                raise
+            log.warning("roset: not removing %s: %s", folder, e.message)
+            return
         log.info("roset: soft-deleted %s", folder)
 
     def teardown(self) -> None:

@@ -33,6 +33,9 @@ p.add_argument("--checkpoint-dir", required=True)
 p.add_argument("--ref", required=True)
 p.add_argument("--max-steps", type=int, required=True)
 p.add_argument("--every", type=int, default=2)
+p.add_argument("--save-top-k", type=int, default=-1)
+p.add_argument("--monitor", default=None, help="ModelCheckpoint monitor (e.g. step, with --mode max: keep the newest)")
+p.add_argument("--mode", default="min")
 p.add_argument("--crash-at-step", type=int, default=None)
 p.add_argument("--marker", default=None)
 p.add_argument("--root", required=True, help="Trainer default_root_dir (logs), outside the mount")
@@ -101,7 +104,10 @@ plugin = RosetCheckpointIO(
 report = Report()
 trainer = Trainer(
     plugins=[plugin],
-    callbacks=[ModelCheckpoint(every_n_train_steps=args.every, save_top_k=-1), report],
+    callbacks=[
+        ModelCheckpoint(every_n_train_steps=args.every, save_top_k=args.save_top_k, monitor=args.monitor, mode=args.mode),
+        report,
+    ],
     max_steps=args.max_steps,
     accelerator="cpu",
     devices=1,
