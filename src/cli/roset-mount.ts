@@ -36,7 +36,7 @@ const program = addStoreOptions(new Command())
   .option('--cache-size <size>', 'committed data kept in the read cache, e.g. 50G; least recently used goes first; staged data is never evicted [env ROSET_CACHE_SIZE] (default: no limit)', size)
   .option('--cache-dir <dir>', 'local staging and read cache [env ROSET_CACHE_DIR] (default: STATE_DIR/cache)')
   .option('--state-dir <dir>', 'state directory [env ROSET_STATE_DIR] (default: /var/lib/roset as root, else ~/.local/state/roset)')
-  .option('--listen <host:port>', 'where the embedded API listens; port 0 picks a free one; an address other than loopback needs --tls-cert/--tls-key or --insecure-listen [env ROSET_LISTEN]', listen)
+  .option('--listen <host:port>', 'where the embedded API listens; port 0 picks a free one; an address other than loopback needs --tls-cert/--tls-key or --insecure-listen. With --api-url (an agent, no API): where GET /health and GET /metrics answer, plain HTTP [env ROSET_LISTEN]', listen)
   .option('--tls-cert <file>', 'serve the API over HTTPS with this PEM certificate chain [env ROSET_TLS_CERT]')
   .option('--tls-key <file>', 'the PEM private key of --tls-cert [env ROSET_TLS_KEY]')
   .option('--insecure-listen', 'allow plain HTTP on an address other than loopback: the API key and all metadata cross the network in clear text; only for a trusted network [env ROSET_INSECURE_LISTEN]')
@@ -64,7 +64,7 @@ const program = addStoreOptions(new Command())
     const stores = storeConfig(o, env, stateDir);
     if (apiUrl) {
       // An agent runs no API and no commits: these belong to `roset serve`.
-      const serveFlags = ([['listen', '--listen'], ['tlsCert', '--tls-cert'], ['tlsKey', '--tls-key'], ['insecureListen', '--insecure-listen'], ['sealTimeout', '--seal-timeout'], ['agentTimeout', '--agent-timeout']] as const)
+      const serveFlags = ([['tlsCert', '--tls-cert'], ['tlsKey', '--tls-key'], ['insecureListen', '--insecure-listen'], ['sealTimeout', '--seal-timeout'], ['agentTimeout', '--agent-timeout']] as const)
         .filter(([k]) => o[k] !== undefined).map(([, f]) => f);
       if (serveFlags.length > 0) throw new InvalidArgumentError(`${serveFlags.join(', ')} configure an embedded control plane; with --api-url the control plane is roset serve: set them there`);
     }
@@ -91,6 +91,8 @@ const program = addStoreOptions(new Command())
       } : {}),
       listenHost: l.host,
       listenPort: l.port,
+      // An agent's --listen answers /health and /metrics only (nothing secret: plain HTTP).
+      metricsListen: apiUrl ? (o.listen as { host: string; port: number } | undefined) ?? (env.ROSET_LISTEN ? listen(env.ROSET_LISTEN) : null) : null,
       tls,
       insecureListen,
       readOnly: (o.readOnly as boolean | undefined) ?? envFlag(env.ROSET_READ_ONLY) ?? false,

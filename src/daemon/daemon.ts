@@ -38,6 +38,7 @@ import type { ControlApi } from '../control/service.js';
 import { ControlLink } from '../remote/http.js';
 import { RemoteControl } from '../remote/control-client.js';
 import { AgentLink } from '../remote/agent-link.js';
+import { MetricsListener } from './metrics-listener.js';
 import type { CoreContext } from '../core/context.js';
 import { mountFuseBinding, type FuseBinding, type FuseMount } from '../fuse/index.js';
 import { openStore, type StoreOptions } from '../store/index.js';
@@ -59,6 +60,8 @@ export interface DaemonConfig {
   remote?: RemoteConfig;
   listenHost: string;
   listenPort: number;
+  /** An agent: where to answer GET /health and GET /metrics (it has no API); null: nowhere. */
+  metricsListen?: { host: string; port: number } | null;
   /** Serve the API over HTTPS with this certificate. */
   tls?: TlsFiles | null;
   /** Serve plain HTTP on a non-loopback address (a trusted network). */
@@ -86,6 +89,7 @@ export interface RemoteConfig {
 
 export class Daemon {
   private link?: AgentLink;
+  private metrics?: MetricsListener;
   private meta?: SqliteMetadataStore;
   private store?: ObjectStore;
   private index?: StagingIndex;
@@ -189,6 +193,10 @@ export class Daemon {
     } else {
       // Tasks left pending while this node was down (a seal, an upload) run now.
       this.link!.start(core.agent);
+      if (cfg.metricsListen) {
+        this.metrics = new MetricsListener(log.child({ component: 'metrics' }));
+        log.info({ url: await this.metrics.listen(cfg.metricsListen.host, cfg.metricsListen.port) }, 'serving /health and /metrics');
+      }
     }
     await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.endpoint), `${this.endpoint}\n`, 0o644);
 
@@ -282,6 +290,7 @@ export class Daemon {
       }
     }
     await this.api?.close();
+    await this.metrics?.close();
     // Only the daemon that wrote daemon.json (it mounted) may remove it.
     if (this.fuse) await fs.rm(path.join(this.cfg.stateDir, STATE_FILES.daemon), { force: true });
     this.index?.close();

@@ -167,7 +167,7 @@ describe('GET /metrics on roset serve', () => {
 
   it('counts the commits it drives for an agent, with no key and naming nothing', async () => {
     const serve = await startServe({ store: path.join(root, 'bucket') });
-    const agent = await startAgent(serve, { store: path.join(root, 'bucket') });
+    const agent = await startAgent(serve, { store: path.join(root, 'bucket'), args: ['--listen', '127.0.0.1:0'] });
     mkdirSync(agent.p('run', 'step-1'), { recursive: true });
     writeFileSync(agent.p('run', 'step-1', 'shard.bin'), randomBytes(64 << 10));
     const folder = (await serve.client.resolvePath('/run/step-1'))!;
@@ -183,5 +183,16 @@ describe('GET /metrics on roset serve', () => {
     expect(s.value('roset_store_requests_total', { operation: 'put-if-absent', outcome: 'ok' })).toBe(1);
     expect(s.value('roset_uploaded_bytes_total')).toBe(0);
     for (const secret of [serve.apiKey, root, c.id, folder.id, 'step-1', 'shard.bin']) expect(s.text.includes(secret), secret).toBe(false);
+
+    // The agent has no API; its --listen answers /health and /metrics, with no key.
+    const url = /"url":"(http:\/\/127\.0\.0\.1:\d+)".*serving \/health and \/metrics/.exec(agent.logs())?.[1];
+    expect(url, agent.logs().slice(-2000)).toBeDefined();
+    const a = await scrape({ endpoint: url! });
+    expect(a.status).toBe(200);
+    expect(a.value('roset_uploaded_bytes_total')).toBe(64 << 10);
+    // Commits are counted where they are driven: roset serve.
+    expect(a.value('roset_commits_total', { status: 'completed', code: 'none' }) ?? 0).toBe(0);
+    for (const secret of [serve.apiKey, root, c.id, folder.id, 'step-1', 'shard.bin']) expect(a.text.includes(secret), secret).toBe(false);
+    expect((await fetch(`${url!}/v1/mounts`)).status).toBe(404);
   });
 });
