@@ -62,7 +62,7 @@ export function formatDuration(s: number): string {
 
 /** How many samples of (time, bytes) the rate is averaged over: the last RATE_WINDOW_MS. */
 const RATE_WINDOW_MS = 5000;
-const BAR_WIDTH = 24;
+const BAR_WIDTH = 16;
 
 export class ProgressLine {
   private readonly enabled: boolean;
@@ -74,31 +74,33 @@ export class ProgressLine {
     this.enabled = Boolean(stream.isTTY);
   }
 
-  /** Draws a commit as it is now: its phase, and while uploading a bar with rate and ETA. */
+  /**
+   * Draws a commit as it is now: its phase, and while uploading a bar with rate and ETA.
+   * The path comes last, so a narrow terminal cuts it rather than the numbers.
+   */
   commit(c: Commit): void {
     const secs = (Date.now() - this.started) / 1000;
-    const head = `${c.path} ${c.id}`;
     if (c.status === 'completed') {
       // The last frame stays on screen: the bar full, the whole time taken.
-      this.draw(`${head} ${bar(1)} 100% ${plural(c.stats.files, 'file')}, ${formatBytes(c.stats.bytes)} in ${formatDuration(secs)}`);
+      this.draw(`${bar(1)} 100% ${plural(c.stats.files, 'file')}, ${formatBytes(c.stats.bytes)} in ${formatDuration(secs)}  ${c.path}`);
       this.finish();
       return;
     }
     const p = c.progress;
     if (c.status !== 'pending' || !p) {
-      this.draw(`${head}: ${c.status}, ${formatDuration(secs)}`);
+      this.draw(`${c.status} ${formatDuration(secs)}  ${c.path} ${c.id}`);
       return;
     }
     if (p.phase === 'sealing') {
-      this.draw(`${head}: sealing (waiting for writers), ${formatDuration(secs)}`);
+      this.draw(`sealing (waiting for writers) ${formatDuration(secs)}  ${c.path} ${c.id}`);
       return;
     }
     const share = commitProgress(c) ?? 0;
     const rate = this.rate(p.bytesUploaded);
     const left = p.bytesTotal - p.bytesUploaded;
-    const eta = p.phase === 'manifest' ? 'writing the manifest' : rate > 0 ? `ETA ${formatDuration(left / rate)}` : 'ETA --:--';
-    this.draw(`${head} ${bar(share)} ${String(Math.floor(share * 100)).padStart(3)}% ${p.filesDone}/${p.filesTotal} files, `
-      + `${formatBytes(p.bytesUploaded)} / ${formatBytes(p.bytesTotal)}, ${rate > 0 ? `${formatBytes(rate)}/s` : '-- B/s'}, ${eta}`);
+    const eta = p.phase === 'manifest' ? 'manifest' : rate > 0 ? `ETA ${formatDuration(left / rate)}` : 'ETA -:--';
+    this.draw(`${bar(share)} ${String(Math.floor(share * 100)).padStart(3)}% ${p.filesDone}/${p.filesTotal} files `
+      + `${formatBytes(p.bytesUploaded)}/${formatBytes(p.bytesTotal)} ${rate > 0 ? `${formatBytes(rate)}/s` : '- B/s'} ${eta}  ${c.path}`);
   }
 
   /** Bytes per second over the last RATE_WINDOW_MS. */
