@@ -68,6 +68,29 @@ describe('postgres: schema and migrations', () => {
     }
   });
 
+  it('brings a version 1 database to version 2: the progress columns, its rows kept', async () => {
+    const url = await server.createDatabase();
+    const first = await PostgresMetadataStore.open(url);
+    await first.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
+    await first.close();
+    // What a version 1 database holds.
+    await sql(url, 'ALTER TABLE commits DROP COLUMN progress');
+    await sql(url, 'ALTER TABLE agent_tasks DROP COLUMN progress');
+    await sql(url, 'DELETE FROM roset_schema WHERE version = 2');
+    const again = await PostgresMetadataStore.open(url);
+    try {
+      expect((await sql(url, 'SELECT version FROM roset_schema ORDER BY version')).map((r) => r.version)).toEqual([1, 2]);
+      expect((await again.getMount('mnt_1'))?.name).toBe('default');
+      const root = await again.root('mnt_1');
+      await again.beginCommit({ id: 'cmt_1', mountId: 'mnt_1', nodeId: root.id, path: '/', message: '', groupId: null, parentCommitId: null, phase: 'sealing',
+        error: null, stats: { files: 0, bytes: 0, uploadedBytes: 0, dedupedBytes: 0 }, createdAt: now(), completedAt: null });
+      await again.setCommitProgress('cmt_1', { phase: 'uploading', filesTotal: 2, filesDone: 1, bytesTotal: 9, bytesUploaded: 4 });
+      expect((await again.getCommit('cmt_1'))!.progress).toEqual({ phase: 'uploading', filesTotal: 2, filesDone: 1, bytesTotal: 9, bytesUploaded: 4 });
+    } finally {
+      await again.close();
+    }
+  });
+
   it('refuses to open a database with a newer schema, changing nothing', async () => {
     const url = await server.createDatabase();
     await (await PostgresMetadataStore.open(url)).close();
