@@ -407,39 +407,60 @@ class Client:
     def get_commit(self, commit_id: str) -> Commit:
         return Commit.from_dict(self._request("GET", f"/v1/commits/{_quote(commit_id)}"))
 
-    def wait_for_commit(self, commit_id: str, timeout: Optional[float] = 60, poll_interval: float = 0.05) -> Commit:
+    def wait_for_commit(
+        self,
+        commit_id: str,
+        timeout: Optional[float] = 60,
+        poll_interval: float = 0.05,
+        on_progress: Optional[Callable[[Commit], None]] = None,
+        progress: bool = False,
+    ) -> Commit:
         """Poll until the commit leaves ``pending``.
 
         Returns the ``completed`` commit. Raises :class:`RosetCommitFailedError`
         (a :class:`RosetAPIError` whose ``code`` is the commit's error code, e.g.
         ``OPEN_HANDLES``) if it failed, and :class:`RosetTimeoutError` if it is
         still pending after ``timeout`` seconds (``None``: wait for ever).
+
+        ``on_progress`` is called with the commit on every poll, the last one
+        included (``commit.progress`` is set while it is pending). ``progress=True``
+        shows a tqdm bar of the bytes uploaded when tqdm is installed (nothing
+        otherwise).
         """
         deadline = None if timeout is None else time.monotonic() + float(timeout)
         interval = max(0.01, poll_interval)
-        while True:
-            commit = self.get_commit(commit_id)
-            if commit.is_completed:
-                return commit
-            if commit.is_failed:
-                err = commit.error
-                raise RosetCommitFailedError(
-                    err.code if err else "COMMIT_FAILED",
-                    f"commit {commit.id} of {commit.path} failed: {err.message if err else 'no reason given'}",
-                    commit,
-                )
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise RosetTimeoutError(
-                        f"commit {commit_id} of {commit.path} still {commit.status} after {timeout}s",
-                        commit_id=commit_id,
+        bar = _ProgressBar(commit_id) if progress else None
+        try:
+            while True:
+                commit = self.get_commit(commit_id)
+                if on_progress is not None:
+                    on_progress(commit)
+                if bar is not None:
+                    bar.update(commit)
+                if commit.is_completed:
+                    return commit
+                if commit.is_failed:
+                    err = commit.error
+                    raise RosetCommitFailedError(
+                        err.code if err else "COMMIT_FAILED",
+                        f"commit {commit.id} of {commit.path} failed: {err.message if err else 'no reason given'}",
+                        commit,
                     )
-                time.sleep(min(interval, remaining))
-            else:
-                time.sleep(interval)
-            # Grow the interval: fast for small checkpoints, gentle on the API for big ones.
-            interval = min(interval * 1.5, 1.0)
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise RosetTimeoutError(
+                            f"commit {commit_id} of {commit.path} still {commit.status} after {timeout}s",
+                            commit_id=commit_id,
+                        )
+                    time.sleep(min(interval, remaining))
+                else:
+                    time.sleep(interval)
+                # Grow the interval: fast for small checkpoints, gentle on the API for big ones.
+                interval = min(interval * 1.5, 1.0)
+        finally:
+            if bar is not None:
+                bar.close()
 
     def list_commits(
         self,
@@ -534,3 +555,46 @@ class Client:
             else:
                 time.sleep(interval)
             interval = min(interval * 1.5, 1.0)
+
+
+class _ProgressBar:
+    """A tqdm bar of a commit's uploaded bytes, or nothing when tqdm is not installed."""
+
+    def __init__(self, commit_id: str) -> None:
+        self._bar: Any = None
+        self._commit_id = commit_id
+        try:
+            from tqdm.auto import tqdm  # optional dependency
+        except ImportError:
+            log.debug("progress=True needs tqdm; waiting without a bar")
+            self._tqdm = None
+        else:
+            self._tqdm = tqdm
+
+    def update(self, commit: Commit) -> None:
+        if self._tqdm is None:
+            return
+        p = commit.progress
+        if self._bar is None:
+            self._bar = self._tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc=commit.path or self._commit_id, leave=True)
+        bar = self._bar
+        if commit.is_completed:
+            total = commit.stats.bytes
+            if bar.total != total:
+                bar.total = total
+            bar.n = total
+            bar.set_postfix_str(f"{commit.stats.files} files, completed", refresh=False)
+            bar.refresh()
+            return
+        if p is None:
+            bar.set_postfix_str(commit.status)
+            return
+        if p.bytes_total and bar.total != p.bytes_total:
+            bar.total = p.bytes_total
+        bar.n = p.bytes_uploaded
+        bar.set_postfix_str(f"{p.phase} {p.files_done}/{p.files_total} files", refresh=False)
+        bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

@@ -153,6 +153,32 @@ class CommitStats:
 
 
 @dataclass
+class CommitProgress:
+    """How far a pending commit has come: ``phase`` is ``sealing``, ``uploading`` or
+    ``manifest``; totals are the sealed snapshot's staged files and bytes (0 while
+    sealing); ``files_done`` and ``bytes_uploaded`` count files as each one is in the
+    bucket."""
+
+    phase: str = "sealing"
+    files_total: int = 0
+    files_done: int = 0
+    bytes_total: int = 0
+    bytes_uploaded: int = 0
+
+    @classmethod
+    def from_dict(cls, d: Optional[Dict[str, Any]]) -> Optional["CommitProgress"]:
+        if not d:
+            return None
+        return cls(
+            phase=str(d.get("phase", "sealing")),
+            files_total=_int(d.get("filesTotal")),
+            files_done=_int(d.get("filesDone")),
+            bytes_total=_int(d.get("bytesTotal")),
+            bytes_uploaded=_int(d.get("bytesUploaded")),
+        )
+
+
+@dataclass
 class Commit:
     """A commit of one folder. ``status`` is ``pending``, ``completed`` or ``failed``."""
 
@@ -168,6 +194,8 @@ class Commit:
     created_at: Optional[datetime] = None
     completed_at: Optional[datetime] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: Set while the commit is pending; ``None`` once it is completed or failed.
+    progress: Optional[CommitProgress] = None
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "Commit":
@@ -184,6 +212,7 @@ class Commit:
             created_at=_ts(d.get("createdAt")),
             completed_at=_ts(d.get("completedAt")),
             raw=dict(d),
+            progress=CommitProgress.from_dict(d.get("progress")),
         )
 
     @property

@@ -266,6 +266,64 @@ def test_wait_for_commit_times_out(api, make_client):
     assert e.value.commit_id == "cmt_1"
 
 
+def _progress(done, phase="uploading"):
+    return {"phase": phase, "filesTotal": 4, "filesDone": done, "bytesTotal": 4096, "bytesUploaded": 1024 * done}
+
+
+def test_wait_for_commit_calls_on_progress_each_poll(api, make_client):
+    done = dict(COMMIT, status="completed", progress=None, stats={"files": 4, "bytes": 4096, "uploadedBytes": 4096, "dedupedBytes": 0})
+    api.script = [(200, {}, dict(COMMIT, status="pending", progress=_progress(k))) for k in range(4)] + [(200, {}, done)]
+    seen = []
+    c = make_client().wait_for_commit("cmt_1", timeout=10, poll_interval=0.01, on_progress=seen.append)
+    assert c.is_completed and c.progress is None
+    assert [x.progress.files_done for x in seen[:-1]] == [0, 1, 2, 3]
+    assert seen[1].progress == roset.CommitProgress(phase="uploading", files_total=4, files_done=1, bytes_total=4096, bytes_uploaded=1024)
+    assert seen[-1] is not None and seen[-1].is_completed
+
+
+def test_wait_for_commit_progress_bar_with_tqdm(api, make_client, monkeypatch):
+    tqdm = pytest.importorskip("tqdm")
+    import tqdm.auto
+
+    bars = []
+
+    class Recording(tqdm.tqdm):
+        def __init__(self, *a, **kw):
+            kw["disable"] = False
+            kw["file"] = open(os.devnull, "w")
+            self.seen = []
+            super().__init__(*a, **kw)
+            bars.append(self)
+
+        def refresh(self, *a, **kw):
+            self.seen.append((self.n, self.total))
+            return super().refresh(*a, **kw)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    done = dict(COMMIT, status="completed", progress=None, stats={"files": 4, "bytes": 4096, "uploadedBytes": 4096, "dedupedBytes": 0})
+    api.script = [(200, {}, dict(COMMIT, status="pending", progress=_progress(k))) for k in (1, 3)] + [(200, {}, done)]
+    make_client().wait_for_commit("cmt_1", timeout=10, poll_interval=0.01, progress=True)
+    assert len(bars) == 1
+    assert (1024, 4096) in bars[0].seen and (3072, 4096) in bars[0].seen
+    assert bars[0].seen[-1] == (4096, 4096)
+    bars[0].fp.close()
+
+
+def test_wait_for_commit_progress_without_tqdm_just_waits(api, make_client, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tqdm(name, *a, **kw):
+        if name.startswith("tqdm"):
+            raise ImportError(name)
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    api.script = [(200, {}, dict(COMMIT, status="pending", progress=_progress(2))), (200, {}, dict(COMMIT, status="completed", progress=None))]
+    assert make_client().wait_for_commit("cmt_1", timeout=10, poll_interval=0.01, progress=True).is_completed
+
+
 # ------------------------------------------------------- request and models
 
 

@@ -130,6 +130,7 @@ export const ROUTES: Route[] = [
     },
   },
   { method: 'POST', path: '/v1/agents/{id}/tasks/{taskId}', auth: true, handler: async (cp, c) => ok(await cp.hub.answer(c.params.id!, c.params.taskId!, await c.body(AGENT_ANSWER_MAX_BYTES))) },
+  { method: 'POST', path: '/v1/agents/{id}/tasks/{taskId}/progress', auth: true, handler: async (cp, c) => ok(await cp.hub.progress(c.params.id!, c.params.taskId!, await c.body())) },
   { method: 'POST', path: '/v1/agents/{id}/rpc', auth: true, handler: async (cp, c) => ok({ value: (await cp.hub.rpc(c.mountId, c.params.id!, await c.body())) ?? null }) },
   {
     method: 'POST', path: '/v1/keys', auth: true,

@@ -59,6 +59,20 @@ export interface CommitErrorInfo {
   message: string;
 }
 
+/**
+ * How far a pending commit has come, as its driver last recorded it (at most about
+ * twice a second). Totals are the sealed snapshot's files and bytes (known once the
+ * seal is done); `filesDone` counts files in the store (uploaded or already there),
+ * `bytesUploaded` their bytes, counted as each file finishes.
+ */
+export interface CommitProgress {
+  phase: 'sealing' | 'uploading' | 'manifest';
+  filesTotal: number;
+  filesDone: number;
+  bytesTotal: number;
+  bytesUploaded: number;
+}
+
 export interface Commit {
   id: string;
   mountId: string;
@@ -69,6 +83,8 @@ export interface Commit {
   status: CommitStatus;
   error: CommitErrorInfo | null;
   stats: CommitStats;
+  /** null unless the commit is pending. */
+  progress: CommitProgress | null;
   createdAt: string;
   completedAt: string | null;
 }

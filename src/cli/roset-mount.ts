@@ -10,7 +10,7 @@ import { listen, tlsFiles } from './listen-options.js';
 import { Daemon, type DaemonConfig } from '../daemon/daemon.js';
 import { ServiceNotifier } from '../daemon/sd-notify.js';
 import { DEFAULT_FUSE_BINDING, FUSE_BINDINGS, type FuseBinding } from '../fuse/types.js';
-import { createLogger, type LogLevel } from '../util/log.js';
+import { createLogger, resolveLogFormat, type LogLevel } from '../util/log.js';
 import { defaultStateDir } from '../util/state-dir.js';
 import { addStoreOptions, envFlag, storeConfig } from './store-options.js';
 import { size } from '../util/cli-args.js';
@@ -53,6 +53,7 @@ const program = addStoreOptions(new Command())
   .option('--ca-file <file>', 'with an https:// --api-url: the PEM file of the CA that signed the control plane\'s certificate [env ROSET_CA_FILE]')
   .addOption(new Option('--fuse-binding <binding>', `FUSE binding: native (libfuse3, writeback cache, data path in C) or fuse-native (libfuse 2) [env ROSET_FUSE_BINDING] (default: ${DEFAULT_FUSE_BINDING})`).choices(FUSE_BINDINGS))
   .addOption(new Option('--log-level <level>', 'log level [env ROSET_LOG_LEVEL]').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+  .addOption(new Option('--log-format <format>', 'log lines: json, or text for people (default: text when stderr is a terminal, else json) [env ROSET_LOG_FORMAT]').choices(['json', 'text']))
   .showHelpAfterError()
   .action(async (mountpoint: string, o: Record<string, unknown>) => {
     const stateDir = path.resolve((o.stateDir as string | undefined) ?? defaultStateDir(env));
@@ -103,7 +104,8 @@ const program = addStoreOptions(new Command())
       mountName: (o.mountName as string | undefined) ?? env.ROSET_MOUNT_NAME ?? 'default',
       fuseBinding: (o.fuseBinding as FuseBinding | undefined) ?? fuseBindingFromEnv(env.ROSET_FUSE_BINDING) ?? DEFAULT_FUSE_BINDING,
     };
-    const log = createLogger(((o.logLevel as string | undefined) ?? env.ROSET_LOG_LEVEL ?? 'info') as LogLevel);
+    const log = createLogger(((o.logLevel as string | undefined) ?? env.ROSET_LOG_LEVEL ?? 'info') as LogLevel,
+      resolveLogFormat(o.logFormat as string | undefined, env.ROSET_LOG_FORMAT));
     const daemon = new Daemon(cfg, log);
     // Under systemd (Type=notify): READY=1 once the mount answers, STOPPING=1 on a signal.
     let notifier: ServiceNotifier | null = null;

@@ -18,6 +18,24 @@ export interface AgentUploadResult {
   dedupedBytes: number;
 }
 
+/** An agent's upload so far: totals from its snapshot, done counts as files reach the store. */
+export interface UploadProgress {
+  filesTotal: number;
+  filesDone: number;
+  bytesTotal: number;
+  /** Bytes of the files done (uploaded now, earlier in the background, or already in the store). */
+  bytesUploaded: number;
+}
+
+/** The shape of an UploadProgress that came over the wire, or null. */
+export function uploadProgressOf(v: unknown): UploadProgress | null {
+  if (typeof v !== 'object' || v === null) return null;
+  const o = v as Record<string, unknown>;
+  const n = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+  if (!n(o.filesTotal) || !n(o.filesDone) || !n(o.bytesTotal) || !n(o.bytesUploaded)) return null;
+  return { filesTotal: o.filesTotal, filesDone: o.filesDone, bytesTotal: o.bytesTotal, bytesUploaded: o.bytesUploaded };
+}
+
 export interface Agent {
   readonly id: string;
   readonly mountId: string;
@@ -29,8 +47,12 @@ export interface Agent {
    * closed files. Rejects with OPEN_HANDLES after `timeoutMs`.
    */
   seal(commitId: string, folderId: string, timeoutMs: number): Promise<void>;
-  /** Uploads the snapshot's bytes as content-addressed objects (deduplicated). */
-  upload(commitId: string, folderId: string): Promise<AgentUploadResult>;
+  /**
+   * Uploads the snapshot's bytes as content-addressed objects (deduplicated), calling
+   * `onProgress` once at the start and then as each file finishes (unthrottled: the
+   * caller throttles).
+   */
+  upload(commitId: string, folderId: string, onProgress?: (p: UploadProgress) => void): Promise<AgentUploadResult>;
   /**
    * Forgets the snapshot once the commit is completed or failed. After a completed
    * commit the agent may hand its staged copies over to its read cache.

@@ -23,10 +23,13 @@
  *   (read once, after the barrier rose, so no other agent can join), plus the agents
  *   running in this process. An owner that is not registered, or goes silent for
  *   longer than the agent timeout, fails the commit with AGENT_UNAVAILABLE.
+ * - A pending commit's progress (phase, the agents' snapshot totals, files and bytes
+ *   done) is in the metadata store, so any process answers it; it is written at most
+ *   every PROGRESS_INTERVAL_MS, whatever the number of files.
  */
 import type { Logger } from 'pino';
-import type { Manifest } from '../api/types.js';
-import type { Agent, AgentFile, AgentRegistry } from './agents.js';
+import type { CommitProgress, Manifest } from '../api/types.js';
+import type { Agent, AgentFile, AgentRegistry, UploadProgress } from './agents.js';
 import { RemoteAgent } from './remote-agent.js';
 import type { TaskBus } from './task-bus.js';
 import { msOf, type CommitRecord, type MetadataStore, type SubtreeNode } from '../meta/types.js';
@@ -34,6 +37,7 @@ import { CommitError, StoreError, toRosetError } from '../errors/index.js';
 import type { ObjectStore } from '../store/types.js';
 import { commitFinished, commitPhaseSeconds } from '../metrics/index.js';
 import { failpoint } from '../util/failpoints.js';
+import { LatestThrottle } from '../util/throttle.js';
 import { manifestKey, groupKey, objectKey } from './layout.js';
 
 export interface EngineOptions {
@@ -57,6 +61,9 @@ export interface EngineOptions {
    */
   onSealing?: 'fail' | 'resume';
 }
+
+/** How often a commit's progress is written to the metadata store, at most. */
+const PROGRESS_INTERVAL_MS = 500;
 
 /** Thrown inside a run whose lease passed to another process: it stops without a trace. */
 class LeaseLost extends Error {}
@@ -185,12 +192,21 @@ export class CommitEngine {
     return this.running.size;
   }
 
+  /** The commit's progress in the metadata store, written at most every PROGRESS_INTERVAL_MS. */
+  private progressOf(commitId: string, log: Logger): LatestThrottle<CommitProgress> {
+    return new LatestThrottle<CommitProgress>((p) => this.meta.setCommitProgress(commitId, p), PROGRESS_INTERVAL_MS,
+      (err) => log.debug({ err: (err as Error).message }, 'could not record the commit progress'));
+  }
+
   private async run(commit: CommitRecord, from: 'seal' | 'upload', held: () => Promise<void>, log: Logger): Promise<void> {
+    let progress: LatestThrottle<CommitProgress> | null = null;
     try {
       const inside = await this.meta.listSubtree(commit.nodeId);
       const stagedFiles = inside.filter((n) => n.type === 'file' && n.state !== 'committed');
       const agents = await this.participants(commit.mountId, stagedFiles.map((n) => n.ownerAgent), commit.path);
+      progress = this.progressOf(commit.id, log);
       if (from === 'seal') {
+        progress.push({ phase: 'sealing', filesTotal: 0, filesDone: 0, bytesTotal: 0, bytesUploaded: 0 });
         log.debug({ agents: agents.map((a) => a.id) }, 'sealing');
         const sealTimer = commitPhaseSeconds.startTimer({ phase: 'seal' });
         await Promise.all(agents.map((a) => a.seal(commit.id, commit.nodeId, this.options.sealTimeoutMs)));
@@ -201,7 +217,18 @@ export class CommitEngine {
       }
       log.debug('uploading');
       const uploadTimer = commitPhaseSeconds.startTimer({ phase: 'upload' });
-      const uploading = Promise.all(agents.map((a) => a.upload(commit.id, commit.nodeId)));
+      // Each agent reports its own snapshot; the commit's progress is their sum.
+      const reported = new Map<string, UploadProgress>();
+      const tracker = progress;
+      const report = (agentId: string, p: UploadProgress): void => {
+        reported.set(agentId, p);
+        const sum: CommitProgress = { phase: 'uploading', filesTotal: 0, filesDone: 0, bytesTotal: 0, bytesUploaded: 0 };
+        for (const r of reported.values()) {
+          sum.filesTotal += r.filesTotal; sum.filesDone += r.filesDone; sum.bytesTotal += r.bytesTotal; sum.bytesUploaded += r.bytesUploaded;
+        }
+        tracker.push(sum);
+      };
+      const uploading = Promise.all(agents.map((a) => a.upload(commit.id, commit.nodeId, (p) => report(a.id, p))));
       uploading.catch(() => undefined); // awaited below; a failpoint may pause first
       await failpoint('commit.while-uploading', log);
       const results = await uploading;
@@ -226,6 +253,10 @@ export class CommitEngine {
       files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
       const bytes = files.reduce((s, f) => s + f.size, 0);
       const stats = { files: files.length, bytes, uploadedBytes, dedupedBytes };
+      const staged = results.reduce((n, r) => n + r.files.length, 0);
+      const stagedBytes = results.reduce((n, r) => n + r.files.reduce((b, f) => b + f.size, 0), 0);
+      progress.push({ phase: 'manifest', filesTotal: staged, filesDone: staged, bytesTotal: stagedBytes, bytesUploaded: stagedBytes });
+      await progress.flush();
       const manifest: Manifest = {
         id: commit.id, mountId: commit.mountId, path: commit.path, message: commit.message, groupId: commit.groupId,
         parentCommitId: commit.parentCommitId, createdAt: commit.createdAt, stats,
@@ -248,6 +279,8 @@ export class CommitEngine {
       const e = toRosetError(err);
       log.error({ code: e.rosetCode, err: e.message }, 'commit failed');
       if (await held().then(() => true, () => false)) await this.fail(commit, { code: e.rosetCode, message: e.message });
+    } finally {
+      progress?.stop();
     }
   }
 

@@ -13,7 +13,7 @@
  */
 import { CommitError, fromWire } from '../errors/index.js';
 import { agentTaskId, type AgentTaskKind, type MetadataStore } from '../meta/types.js';
-import type { Agent, AgentUploadResult } from './agents.js';
+import { uploadProgressOf, type Agent, type AgentUploadResult, type UploadProgress } from './agents.js';
 import type { TaskBus } from './task-bus.js';
 
 export interface RemoteAgentOptions {
@@ -33,8 +33,14 @@ export class RemoteAgent implements Agent {
     await this.run(commitId, 'seal', { folderId, timeoutMs });
   }
 
-  async upload(commitId: string, folderId: string): Promise<AgentUploadResult> {
-    return (await this.run(commitId, 'upload', { folderId })) as AgentUploadResult;
+  /** Progress is what the agent last reported on the task (`POST .../tasks/{taskId}/progress`), read as the task is. */
+  async upload(commitId: string, folderId: string, onProgress?: (p: UploadProgress) => void): Promise<AgentUploadResult> {
+    let last = '';
+    return (await this.run(commitId, 'upload', { folderId }, (reported) => {
+      const p = uploadProgressOf(reported);
+      const key = JSON.stringify(p);
+      if (p && key !== last) { last = key; onProgress?.(p); }
+    })) as AgentUploadResult;
   }
 
   /** Queued, not awaited: the commit's outcome is recorded already; the agent tidies up when it next polls. */
@@ -51,11 +57,12 @@ export class RemoteAgent implements Agent {
     return t.id;
   }
 
-  private async run(commitId: string, kind: AgentTaskKind, args: Record<string, unknown>): Promise<unknown> {
+  private async run(commitId: string, kind: AgentTaskKind, args: Record<string, unknown>, onProgress?: (reported: unknown) => void): Promise<unknown> {
     const id = await this.add(commitId, kind, args);
     for (;;) {
       const t = await this.meta.getAgentTask(id);
       if (!t) throw new CommitError('INTERNAL', `The ${kind} task of agent ${this.id} disappeared`);
+      if (t.progress !== null && t.progress !== undefined) onProgress?.(t.progress);
       switch (t.status) {
         case 'done': return t.result;
         case 'failed': throw fromWire(t.error ?? { code: 'INTERNAL', message: 'no error recorded' });

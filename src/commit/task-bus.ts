@@ -27,12 +27,17 @@ export class TaskBus {
     this.events.emit(`task:${taskId}`);
   }
 
+  /** An agent reported progress on task `taskId`: its waiter reads it sooner. */
+  taskProgress(taskId: string): void {
+    this.events.emit(`task:${taskId}`);
+  }
+
   /** Resolves when a task is added for `agentId`, or after `ms`, or when `signal` aborts. */
   waitForAgent(agentId: string, ms: number, signal?: AbortSignal): Promise<void> {
     return this.wait(`agent:${agentId}`, ms, signal);
   }
 
-  /** Resolves when `taskId` is answered, or after `ms`. */
+  /** Resolves when `taskId` is answered or reports progress, or after `ms`. */
   waitForTask(taskId: string, ms: number): Promise<void> {
     return this.wait(`task:${taskId}`, ms);
   }

@@ -23,6 +23,7 @@ import type { NodeType } from '../api/types.js';
 import type { AgentRecord, AgentTaskRecord, AttrChange, Barrier, Guard, MetadataStore, MoveRequest, NewNode, Timespec } from '../meta/types.js';
 import { ApiError, toWire, type WireError } from '../errors/index.js';
 import type { TaskBus } from '../commit/task-bus.js';
+import { uploadProgressOf } from '../commit/agents.js';
 import type { ControlApi } from './service.js';
 
 /** Where agents find the bucket. Credentials are never here: each node takes its own. */
@@ -130,6 +131,19 @@ export class AgentHub {
     // Release is the agent's last task of a commit: its rows have served their purpose.
     if (t.kind === 'release') await this.meta.dropAgentTasks(t.commitId, agentId);
     return { accepted };
+  }
+
+  /** What an agent reports while it runs a task (an upload's files and bytes so far); a heartbeat too. */
+  async progress(agentId: string, taskId: string, body: Record<string, unknown>): Promise<{ recorded: boolean }> {
+    await this.heard(agentId);
+    const t = await this.meta.getAgentTask(taskId);
+    if (!t || t.agentId !== agentId) throw new ApiError('TASK_NOT_FOUND', `No task ${taskId} for agent ${agentId}`);
+    const p = uploadProgressOf(body);
+    if (!p) throw new ApiError('BAD_REQUEST', 'progress must be {filesTotal, filesDone, bytesTotal, bytesUploaded}, non-negative integers');
+    if (t.status !== 'pending') return { recorded: false };
+    await this.meta.setAgentTaskProgress(taskId, p);
+    this.bus.taskProgress(taskId);
+    return { recorded: true };
   }
 
   private async heard(agentId: string): Promise<void> {

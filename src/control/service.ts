@@ -16,7 +16,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { ApiKey, Commit, CommitGroup, Manifest, Mount, Node, NodeType, Ref, RefLogEntry } from '../api/types.js';
+import type { ApiKey, Commit, CommitGroup, CommitProgress, Manifest, Mount, Node, NodeType, Ref, RefLogEntry } from '../api/types.js';
 import { CommitEngine, type EngineOptions } from '../commit/engine.js';
 import { TaskBus } from '../commit/task-bus.js';
 import { AgentHub, type AgentStoreConfig } from './agent-hub.js';
@@ -598,6 +598,12 @@ export function toCommit(c: CommitRecord): Commit {
   }
   return {
     id: c.id, mountId: c.mountId, nodeId: c.nodeId, path: c.path, message: c.message, groupId: c.groupId, status, error: c.error,
-    stats: c.stats, createdAt: c.createdAt, completedAt: c.completedAt,
+    stats: c.stats, progress: status === 'pending' ? progressOf(c) : null, createdAt: c.createdAt, completedAt: c.completedAt,
   };
+}
+
+/** A pending commit's progress; before its driver's first report, zeros in the phase it is in. */
+function progressOf(c: CommitRecord): CommitProgress {
+  if (c.progress) return c.progress;
+  return { phase: c.phase === 'sealing' ? 'sealing' : c.phase === 'manifested' ? 'manifest' : 'uploading', filesTotal: 0, filesDone: 0, bytesTotal: 0, bytesUploaded: 0 };
 }

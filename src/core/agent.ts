@@ -12,7 +12,7 @@
  *   store in the background when they close (uploader.ts); the commit reuses that.
  */
 import * as fs from 'node:fs/promises';
-import type { Agent, AgentFile, AgentUploadResult } from '../commit/agents.js';
+import type { Agent, AgentFile, AgentUploadResult, UploadProgress } from '../commit/agents.js';
 import { objectKey } from '../commit/layout.js';
 import { CacheError, CommitError } from '../errors/index.js';
 import { failpoint } from '../util/failpoints.js';
@@ -61,11 +61,23 @@ export class StagingAgent implements Agent {
     this.ctx.index.saveSnapshot(files);
   }
 
-  async upload(commitId: string, _folderId: string): Promise<AgentUploadResult> {
+  async upload(commitId: string, _folderId: string, onProgress?: (p: UploadProgress) => void): Promise<AgentUploadResult> {
     const files = this.ctx.index.snapshot(commitId);
     const queue = files.filter((f) => f.state === 'pending');
+    // A resumed upload counts the files its first run finished.
+    const p: UploadProgress = { filesTotal: files.length, filesDone: 0, bytesTotal: 0, bytesUploaded: 0 };
+    for (const f of files) {
+      p.bytesTotal += f.size;
+      if (f.state !== 'pending') { p.filesDone++; p.bytesUploaded += f.size; }
+    }
+    onProgress?.({ ...p });
     const worker = async (): Promise<void> => {
-      for (let f = queue.shift(); f; f = queue.shift()) await this.uploadOne(f);
+      for (let f = queue.shift(); f; f = queue.shift()) {
+        await this.uploadOne(f);
+        p.filesDone++;
+        p.bytesUploaded += f.size;
+        onProgress?.({ ...p });
+      }
     };
     await Promise.all(Array.from({ length: Math.min(UPLOAD_CONCURRENCY, queue.length) }, worker));
     const done = this.ctx.index.snapshot(commitId);

@@ -23,6 +23,7 @@ import * as fs from 'node:fs/promises';
 import { objectKey } from '../commit/layout.js';
 import { CacheError, StoreError, toRosetError } from '../errors/index.js';
 import { addUploadQueue, dedupedBytesTotal, uploadedBytesTotal, type UploadQueueState } from '../metrics/index.js';
+import { delayPoint } from '../util/failpoints.js';
 import { sha256File } from '../util/hash.js';
 import { stagingPath, type CoreContext } from './context.js';
 import type { UploadRecord } from './staging-index.js';
@@ -152,6 +153,7 @@ export class Uploader {
     if (await this.ctx.store.head(key)) {
       how = 'deduped';
     } else {
+      await delayPoint('upload.before-put', this.ctx.log);
       try {
         await this.ctx.store.putFile(key, local, { ifAbsent: true, beforeComplete: changed, beforePart: changed });
       } catch (err) {

@@ -7,6 +7,9 @@
  *   `(parent_id, name)`, unique among live nodes; commits with the lease of the process
  *   driving them; refs and the ref log; commit groups; API keys with `revoked_at`;
  *   agents and their tasks.
+ * - 2: what SQLite schema 4 adds: `commits.progress` (how far a pending commit has
+ *   come) and `agent_tasks.progress` (what an agent last reported while running a
+ *   task), both JSON.
  *
  * Column choices, so that both backends answer alike:
  * - Every text column is `COLLATE "C"`: equality and order are byte for byte (UTF-8
@@ -27,7 +30,7 @@
  */
 import type { PoolClient } from 'pg';
 
-export const PG_SCHEMA_VERSION = 1;
+export const PG_SCHEMA_VERSION = 2;
 
 /** The key of `pg_advisory_xact_lock` taken by migrations ("roset" in ASCII, as a number). */
 export const MIGRATION_LOCK = 0x726f736574;
@@ -165,8 +168,13 @@ CREATE INDEX agent_tasks_pending ON agent_tasks (agent_id, seq) WHERE status = '
 CREATE INDEX agent_tasks_commit ON agent_tasks (commit_id);
 `;
 
+const V2 = `
+ALTER TABLE commits ADD COLUMN progress json;
+ALTER TABLE agent_tasks ADD COLUMN progress json;
+`;
+
 /** Each version's statements, in order: MIGRATIONS[v - 1] brings v - 1 to v. */
-const MIGRATIONS: readonly string[] = [V1];
+const MIGRATIONS: readonly string[] = [V1, V2];
 
 /** The version of a database, read inside the migration transaction: 0 for an empty one. */
 async function currentVersion(c: PoolClient): Promise<number> {

@@ -70,7 +70,7 @@ import { newId } from './ids.js';
 import { barrierError, folderDeleted, refHeld } from './barrier.js';
 import { redactDatabaseUrl } from './database-url.js';
 import { migratePostgres } from './postgres-schema.js';
-import type { CommitErrorInfo, CommitStats, NodeState, NodeType } from '../api/types.js';
+import type { CommitErrorInfo, CommitProgress, CommitStats, NodeState, NodeType } from '../api/types.js';
 import {
   nowTimespec,
   type AgentRecord, type AgentTaskKind, type AgentTaskRecord, type ApiKeyRecord, type AttrChange, type Barrier, type CommitPhase, type CommitRecord, type CommittedFile, type Cursor, type GroupRecord, type Guard,
@@ -113,6 +113,7 @@ function commitFrom(r: Row): CommitRecord {
     phase: r.phase as CommitPhase,
     error: r.error_code ? { code: r.error_code as string, message: (r.error_message as string) ?? '' } : null,
     stats: { files: Number(r.files), bytes: Number(r.bytes), uploadedBytes: Number(r.uploaded_bytes), dedupedBytes: Number(r.deduped_bytes) },
+    progress: (r.progress as CommitProgress | null) ?? null,
     createdAt: r.created_at as string, completedAt: (r.completed_at as string | null) ?? null,
   };
 }
@@ -143,6 +144,7 @@ function taskFrom(r: Row): AgentTaskRecord {
     result: r.result ?? null,
     error: (r.error as AgentTaskRecord['error'] | null) ?? null,
     createdAt: r.created_at as string, finishedAt: (r.finished_at as string | null) ?? null,
+    progress: r.progress ?? null,
   };
 }
 
@@ -805,6 +807,10 @@ export class PostgresMetadataStore implements MetadataStore {
     await this.run("UPDATE commits SET phase = $1 WHERE id = $2 AND phase = 'sealing'", [phase, id]);
   }
 
+  async setCommitProgress(id: string, progress: CommitProgress): Promise<void> {
+    await this.run("UPDATE commits SET progress = $1 WHERE id = $2 AND phase IN ('sealing', 'uploading', 'manifested')", [JSON.stringify(progress), id]);
+  }
+
   async markManifested(id: string, stats: CommitStats, files: CommittedFile[]): Promise<void> {
     await this.tx(async (x) => {
       for (const f of files) await x.run('UPDATE nodes SET size = $1, sha256 = $2 WHERE id = $3', [f.size, f.sha256, f.nodeId]);
@@ -981,6 +987,10 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async pendingAgentTasks(agentId: string): Promise<AgentTaskRecord[]> {
     return (await this.all("SELECT * FROM agent_tasks WHERE agent_id = $1 AND status = 'pending' ORDER BY seq", [agentId])).map(taskFrom);
+  }
+
+  async setAgentTaskProgress(id: string, progress: unknown): Promise<void> {
+    await this.run("UPDATE agent_tasks SET progress = $1 WHERE id = $2 AND status = 'pending'", [JSON.stringify(progress ?? null), id]);
   }
 
   async finishAgentTask(id: string, outcome: { status: 'done'; result: unknown } | { status: 'failed'; error: NonNullable<AgentTaskRecord['error']> }, at: string): Promise<boolean> {

@@ -10,6 +10,8 @@
  *   for byte; subtrees by ancestry; uid, gid, atime, mtime and ctime to the nanosecond.
  * - 3: many nodes: agents and their tasks (seal, upload, release), the lease of the
  *   process driving a commit, and revocable API keys.
+ * - 4: progress: `commits.progress` (how far a pending commit has come, JSON) and
+ *   `agent_tasks.progress` (what an agent last reported while running a task, JSON).
  *
  * Invariants:
  * - Migrations run at open, all of them in one transaction: a database is at one
@@ -19,7 +21,7 @@
  */
 import type { Database as Db } from 'better-sqlite3';
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 const NODES_V2 = `
 CREATE TABLE nodes (
@@ -85,6 +87,11 @@ CREATE INDEX agent_tasks_pending ON agent_tasks(agent_id, seq) WHERE status = 'p
 CREATE INDEX agent_tasks_commit ON agent_tasks(commit_id);
 `;
 
+const V4 = `
+ALTER TABLE commits ADD COLUMN progress TEXT;
+ALTER TABLE agent_tasks ADD COLUMN progress TEXT;
+`;
+
 function hasTable(db: Db, name: string): boolean {
   return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
 }
@@ -128,7 +135,8 @@ export function migrate(db: Db, owner: { uid: number; gid: number }): { from: nu
     if (from === 0) db.exec(NODES_V2);
     if (from === 1) migrate1to2(db, owner);
     if (from < 2) db.exec(REST_V2);
-    db.exec(V3);
+    if (from < 3) db.exec(V3);
+    db.exec(V4);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
   return { from, to: SCHEMA_VERSION };

@@ -20,7 +20,7 @@ import { NamespaceError } from '../errors/index.js';
 import { newId } from './ids.js';
 import { barrierError, folderDeleted, refHeld } from './barrier.js';
 import { migrate } from './sqlite-schema.js';
-import type { CommitErrorInfo, CommitStats, NodeState, NodeType } from '../api/types.js';
+import type { CommitErrorInfo, CommitProgress, CommitStats, NodeState, NodeType } from '../api/types.js';
 import {
   nowTimespec,
   type AgentRecord, type AgentTaskKind, type AgentTaskRecord, type ApiKeyRecord, type AttrChange, type Barrier, type CommitPhase, type CommitRecord, type CommittedFile, type Cursor, type GroupRecord, type Guard,
@@ -53,6 +53,7 @@ function commitFrom(r: Row): CommitRecord {
     phase: r.phase as CommitPhase,
     error: r.error_code ? { code: r.error_code as string, message: (r.error_message as string) ?? '' } : null,
     stats: { files: Number(r.files), bytes: Number(r.bytes), uploadedBytes: Number(r.uploaded_bytes), dedupedBytes: Number(r.deduped_bytes) },
+    progress: r.progress ? JSON.parse(r.progress as string) as CommitProgress : null,
     createdAt: r.created_at as string, completedAt: (r.completed_at as string | null) ?? null,
   };
 }
@@ -99,6 +100,7 @@ function taskFrom(r: Row): AgentTaskRecord {
     result: r.result === null || r.result === undefined ? null : JSON.parse(r.result as string),
     error: r.error ? JSON.parse(r.error as string) as AgentTaskRecord['error'] : null,
     createdAt: r.created_at as string, finishedAt: (r.finished_at as string | null) ?? null,
+    progress: r.progress === null || r.progress === undefined ? null : JSON.parse(r.progress as string),
   };
 }
 
@@ -486,6 +488,10 @@ export class SqliteMetadataStore implements MetadataStore {
     this.run("UPDATE commits SET phase = ? WHERE id = ? AND phase = 'sealing'", phase, id);
   }
 
+  async setCommitProgress(id: string, progress: CommitProgress): Promise<void> {
+    this.run("UPDATE commits SET progress = ? WHERE id = ? AND phase IN ('sealing', 'uploading', 'manifested')", JSON.stringify(progress), id);
+  }
+
   async markManifested(id: string, stats: CommitStats, files: CommittedFile[]): Promise<void> {
     return this.write(() => {
       for (const f of files) this.run('UPDATE nodes SET size = ?, sha256 = ? WHERE id = ?', f.size, f.sha256, f.nodeId);
@@ -630,6 +636,10 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async pendingAgentTasks(agentId: string): Promise<AgentTaskRecord[]> {
     return this.all("SELECT * FROM agent_tasks WHERE agent_id = ? AND status = 'pending' ORDER BY seq", agentId).map(taskFrom);
+  }
+
+  async setAgentTaskProgress(id: string, progress: unknown): Promise<void> {
+    this.run("UPDATE agent_tasks SET progress = ? WHERE id = ? AND status = 'pending'", JSON.stringify(progress ?? null), id);
   }
 
   async finishAgentTask(id: string, outcome: { status: 'done'; result: unknown } | { status: 'failed'; error: NonNullable<AgentTaskRecord['error']> }, at: string): Promise<boolean> {

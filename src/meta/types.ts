@@ -26,7 +26,7 @@
  *   with transactions and row locks (lock the ancestor chain, or run SERIALIZABLE).
  * - At most one live (not soft-deleted) node per (parent id, name).
  */
-import type { CommitErrorInfo, CommitStats, GroupStatus, NodeState, NodeType } from '../api/types.js';
+import type { CommitErrorInfo, CommitProgress, CommitStats, GroupStatus, NodeState, NodeType } from '../api/types.js';
 
 /** A point in time with the kernel's precision: whole seconds and nanoseconds (0 ≤ nsec < 1e9). */
 export interface Timespec {
@@ -107,6 +107,8 @@ export interface CommitRecord {
   phase: CommitPhase;
   error: CommitErrorInfo | null;
   stats: CommitStats;
+  /** What the driver last recorded (`setCommitProgress`); null before its first report. Stores always return it. */
+  progress?: CommitProgress | null;
   createdAt: string;
   completedAt: string | null;
 }
@@ -185,6 +187,8 @@ export interface AgentTaskRecord {
   error: { code: string; message: string; details?: Record<string, unknown> } | null;
   createdAt: string;
   finishedAt: string | null;
+  /** What the agent last reported while running the task (upload: an UploadProgress); stores always return it. */
+  progress?: unknown;
 }
 
 export const agentTaskId = (commitId: string, kind: AgentTaskKind, agentId: string): string => `${commitId}.${kind}.${agentId}`;
@@ -346,6 +350,8 @@ export interface MetadataStore {
   listGroupCommits(groupId: string): Promise<CommitRecord[]>;
   latestCompletedCommit(mountId: string): Promise<CommitRecord | null>;
   setCommitPhase(id: string, phase: 'uploading'): Promise<void>;
+  /** Records how far a commit has come; only while it is pending (a finished commit keeps what it had). */
+  setCommitProgress(id: string, progress: CommitProgress): Promise<void>;
   /** Records the manifest's files on the commit's nodes and moves the commit to `manifested`. */
   markManifested(id: string, stats: CommitStats, files: CommittedFile[]): Promise<void>;
   /** Completes commits and their folders (subtrees become `committed`) in one step; a group moves with them. */
@@ -391,6 +397,8 @@ export interface MetadataStore {
   /** An agent's pending tasks, oldest first. */
   pendingAgentTasks(agentId: string): Promise<AgentTaskRecord[]>;
   /** Records a pending task's outcome; false if it was not pending (answered already). */
+  /** Records what an agent reports while running a pending task (JSON); ignored once the task is answered. */
+  setAgentTaskProgress(id: string, progress: unknown): Promise<void>;
   finishAgentTask(id: string, outcome: { status: 'done'; result: unknown } | { status: 'failed'; error: NonNullable<AgentTaskRecord['error']> }, at: string): Promise<boolean>;
   /** The agents that were given a task for this commit (its participants). */
   commitTaskAgents(commitId: string): Promise<string[]>;

@@ -17,15 +17,19 @@
  *   retried with backoff until it is back.
  */
 import type { Logger } from 'pino';
-import type { Agent } from '../commit/agents.js';
+import type { Agent, UploadProgress } from '../commit/agents.js';
 import type { AgentStoreConfig, Registration } from '../control/agent-hub.js';
 import { codeOf, toRosetError, toWire } from '../errors/index.js';
 import type { AgentTaskRecord } from '../meta/types.js';
 import { delayPoint } from '../util/failpoints.js';
 import { sleep } from '../util/sleep.js';
+import { LatestThrottle } from '../util/throttle.js';
 import type { ControlLink } from './http.js';
 
 export type { AgentStoreConfig, Registration };
+
+/** How often a running upload reports its progress, at most. */
+const PROGRESS_INTERVAL_MS = 500;
 
 export interface AgentIdentity {
   agentId: string;
@@ -110,7 +114,15 @@ export class AgentLink {
       let result: unknown = null;
       switch (t.kind) {
         case 'seal': await delayPoint('agent.before-seal', log); await agent.seal(t.commitId, String(a.folderId), Number(a.timeoutMs)); break;
-        case 'upload': result = await agent.upload(t.commitId, String(a.folderId)); break;
+        case 'upload': {
+          const report = this.progressReporter(t, log);
+          try {
+            result = await agent.upload(t.commitId, String(a.folderId), (p) => report.push(p));
+          } finally {
+            report.stop();
+          }
+          break;
+        }
         case 'release': await agent.release(t.commitId, a.completed === true); break;
         default: { const never: never = t.kind; throw new Error(`unknown task kind ${String(never)}`); }
       }
@@ -122,6 +134,17 @@ export class AgentLink {
       answer = { status: 'failed', error: toWire(e) };
     }
     await this.deliver(t, answer, log);
+  }
+
+  /**
+   * Reports an upload's progress on its task, at most every PROGRESS_INTERVAL_MS; a
+   * report that does not land is dropped (the next one carries everything).
+   */
+  private progressReporter(t: AgentTaskRecord, log: Logger): LatestThrottle<UploadProgress> {
+    const path = `/v1/agents/${encodeURIComponent(this.identity.agentId)}/tasks/${encodeURIComponent(t.id)}/progress`;
+    return new LatestThrottle<UploadProgress>(async (p) => {
+      await this.link.call('POST', path, p, { idempotent: true, retryForMs: 0 });
+    }, PROGRESS_INTERVAL_MS, (err) => log.debug({ err: (err as Error).message }, 'could not report progress'));
   }
 
   /** Sends an answer until the control plane has it (or the task is gone there). */

@@ -123,9 +123,35 @@ describe('commit', () => {
     api.addFolder('/ckpt/step-1');
     const r = await cli('commit', '/ckpt/step-1', '--ref', 'latest');
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^committed \/ckpt\/step-1 as cmt_\d+ \(2 files, 2\.00 KiB/);
+    expect(r.stdout).toMatch(/^committed \/ckpt\/step-1 as cmt_\d+ \(4 files, 4\.00 KiB/);
     expect(r.stdout).toMatch(/ref latest -> cmt_\d+/);
     expect(r.stderr).toBe(''); // not a terminal: no progress line
+  });
+
+  it('draws a progress bar with rate and ETA on a terminal, redrawn in place, ending at 100 %; none when piped', async () => {
+    api.addFolder('/ckpt/step-1');
+    api.plan = { polls: 6 };
+    // `script` runs the command in a pseudo-terminal and copies what it writes there.
+    const cmd = [process.execPath, BIN, '--api-url', api.url, '--api-key', api.key, 'commit', '/ckpt/step-1'].map((a) => `'${a}'`).join(' ');
+    const r = await new Promise<Result>((done) => {
+      execFile('script', ['-qfec', cmd, '/dev/null'], { env: { PATH: process.env.PATH ?? '', HOME: work, ROSET_STATE_DIR: stateDir, TERM: 'xterm' }, timeout: 30_000 },
+        (err, stdout, stderr) => done({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const frames = r.stdout.split('\r\x1b[K').map((f) => f.trim()).filter((f) => f !== '');
+    const shares = frames.map((f) => /^\[[#.]+\] +(\d+)% /.exec(f)?.[1]).filter((x) => x !== undefined).map(Number);
+    expect(shares.length, r.stdout).toBeGreaterThanOrEqual(3);
+    expect([...shares].sort((a, b) => a - b)).toEqual(shares); // it only advances
+    expect(shares.at(-1)).toBe(100);
+    expect(frames.some((f) => /% \d\/4 files [\d.]+ \w+\/4\.00 KiB [\d.]+ \w+\/s ETA \d+:\d\d {2}\/ckpt\/step-1$/.test(f)), r.stdout).toBe(true);
+    expect(frames.find((f) => f.includes('100%'))).toMatch(/^\[#{16}\] 100% 4 files, 4\.00 KiB in \d+:\d\d {2}\/ckpt\/step-1/);
+    expect(r.stdout).toMatch(/committed \/ckpt\/step-1 as cmt_\d+/);
+
+    // Piped: the same commit prints its summary and not one control character.
+    api.addFolder('/ckpt/step-2');
+    const piped = await cli('commit', '/ckpt/step-2');
+    expect(piped.code).toBe(0);
+    expect(piped.stdout + piped.stderr).not.toMatch(/[\x1b\r]/);
   });
 
   it('--expect is a compare-and-swap, "none" meaning the ref must not exist', async () => {
@@ -286,7 +312,7 @@ describe('ref', () => {
 describe('status and log', () => {
   it('status --json reports endpoint, health, mounts and pending commits of every mount', async () => {
     api.mounts.push({ id: 'mnt_b', name: 'second', store: 'file:///b', createdAt: 'x', mountpoints: ['/mnt/b'] });
-    const p = api.addCommit({ mountId: 'mnt_b', status: 'pending' });
+    const p = api.addCommit({ mountId: 'mnt_b', status: 'pending', progress: { phase: 'uploading', filesTotal: 10, filesDone: 4, bytesTotal: 10 << 20, bytesUploaded: 5 << 20 } });
     api.addCommit({ mountId: 'mnt_a', status: 'completed' });
     const r = await cli('status', '--json');
     expect(r.code, r.stderr).toBe(0);
@@ -296,7 +322,8 @@ describe('status and log', () => {
     expect(s.pendingCommits.map((c: { id: string }) => c.id)).toEqual([p.id]);
     const text = await cli('status');
     expect(text.stdout).toContain('mnt_b  second  file:///b  /mnt/b');
-    expect(text.stdout).toContain(p.id);
+    expect(text.stdout).toMatch(new RegExp(`${p.id}  /ckpt/step-1  uploading 50% 4/10 files, 5\\.00 MiB / 10\\.0 MiB  since `));
+    expect(s.pendingCommits[0].progress).toMatchObject({ phase: 'uploading', filesDone: 4 });
   });
 
   it('status exits 1 when the API is unreachable, naming the endpoint', async () => {

@@ -127,20 +127,23 @@ export class FakeRoset {
   private advance(c: Commit): Commit {
     const left = this.pollsLeft.get(c.id);
     if (c.status !== 'pending' || left === undefined) return c;
+    const plan = this.plans.get(c.id)!;
     if (left > 1) {
       this.pollsLeft.set(c.id, left - 1);
-      c.stats = { files: 2, bytes: 2048, uploadedBytes: 512, dedupedBytes: 0 };
+      // Uploading: one more file of four done per poll, as far as the plan's polls go.
+      const done = Number.isFinite(plan.polls) ? Math.min(4, Math.floor((4 * (plan.polls - left + 1)) / plan.polls)) : 1;
+      c.progress = { phase: 'uploading', filesTotal: 4, filesDone: done, bytesTotal: 4096, bytesUploaded: 1024 * done };
       return c;
     }
     this.pollsLeft.delete(c.id);
-    const plan = this.plans.get(c.id)!;
+    c.progress = null;
     if (plan.fail) {
       c.status = 'failed';
       c.error = plan.fail;
     } else {
       c.status = 'completed';
       c.completedAt = new Date().toISOString();
-      c.stats = { files: 2, bytes: 2048, uploadedBytes: 1024, dedupedBytes: 1024 };
+      c.stats = { files: 4, bytes: 4096, uploadedBytes: 2048, dedupedBytes: 2048 };
     }
     return c;
   }

@@ -89,12 +89,26 @@ describe.each(['http', 'https'] as const)('three nodes, one checkpoint, over %s'
     expect(errnoOf(() => mkdirSync(n2.p('ckpt', 'late')))).toBe('EROFS');
     // A handle opened before the barrier may finish its work; the commit waits for it.
     await held.write(SHARD / 2);
-    expect((await serve.client.getCommit(commit.id)).status).toBe('pending');
+    // Pending, and its progress says why: the seal waits for a writer.
+    expect(await serve.client.getCommit(commit.id)).toMatchObject({ status: 'pending', progress: { phase: 'sealing', filesDone: 0 } });
     expected.set('rank1-b.bin', await held.close());
 
+    // What the three agents report adds up on the commit, as far as it is seen.
+    const seen: NonNullable<Awaited<ReturnType<typeof serve.client.getCommit>>['progress']>[] = [];
+    for (let c = await serve.client.getCommit(commit.id); c.status === 'pending'; c = await serve.client.getCommit(commit.id)) {
+      if (c.progress) seen.push(c.progress);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const p of seen.filter((x) => x.phase !== 'sealing')) {
+      expect(p.filesTotal).toBeLessThanOrEqual(6);
+      expect(p.filesDone).toBeLessThanOrEqual(p.filesTotal);
+      expect(p.bytesUploaded).toBeLessThanOrEqual(p.bytesTotal);
+      if (p.phase === 'manifest') expect(p).toEqual({ phase: 'manifest', filesTotal: 6, filesDone: 6, bytesTotal: 6 * SHARD, bytesUploaded: 6 * SHARD });
+    }
     const done = await waitCommit(serve.client, commit.id, 180_000);
     expect(done.error).toBeNull();
     expect(done.status).toBe('completed');
+    expect(done.progress).toBeNull();
     const manifest = await serve.client.getManifest(commit.id);
     expect(Object.fromEntries(manifest.files.map((f) => [f.path, f.sha256]))).toEqual(Object.fromEntries(expected));
     expect(manifest.files.every((f) => f.size === SHARD)).toBe(true);

@@ -254,6 +254,30 @@ export function metadataConformance(name: string, open: () => Promise<{ meta: Me
       expect(await meta.getAgentTask('cmt_b.seal.agt_1')).not.toBeNull();
     });
 
+    it('records the progress of a pending commit and of a pending agent task, and keeps it once they end', async () => {
+      const f = await folder('/', 'ck');
+      const c = await meta.beginCommit(commitOf(f.id, '/ck'));
+      expect((await meta.getCommit(c.id))!.progress).toBeNull();
+      const p = { phase: 'uploading' as const, filesTotal: 10_000, filesDone: 3, bytesTotal: 2 ** 40, bytesUploaded: 2 ** 33 };
+      await meta.setCommitProgress(c.id, p);
+      expect((await meta.getCommit(c.id))!.progress).toEqual(p);
+      expect((await meta.listCommits('mnt_1', {}, { limit: 10 }))[0]!.progress).toEqual(p);
+      await meta.markManifested(c.id, c.stats, []);
+      await meta.setCommitProgress(c.id, { ...p, phase: 'manifest', filesDone: 10_000 });
+      await meta.completeCommits([c.id], now());
+      // A finished commit is not moved by a late report.
+      await meta.setCommitProgress(c.id, { ...p, filesDone: 1 });
+      expect((await meta.getCommit(c.id))!.progress).toEqual({ ...p, phase: 'manifest', filesDone: 10_000 });
+
+      await meta.addAgentTask({ id: 'cmt_p.upload.agt_1', agentId: 'agt_1', commitId: 'cmt_p', kind: 'upload', args: {}, status: 'pending', result: null, error: null, createdAt: now(), finishedAt: null });
+      expect((await meta.getAgentTask('cmt_p.upload.agt_1'))!.progress).toBeNull();
+      await meta.setAgentTaskProgress('cmt_p.upload.agt_1', { filesDone: 2, bytesUploaded: 7 });
+      expect((await meta.pendingAgentTasks('agt_1'))[0]!.progress).toEqual({ filesDone: 2, bytesUploaded: 7 });
+      await meta.finishAgentTask('cmt_p.upload.agt_1', { status: 'done', result: null }, now());
+      await meta.setAgentTaskProgress('cmt_p.upload.agt_1', { filesDone: 0 });
+      expect((await meta.getAgentTask('cmt_p.upload.agt_1'))!.progress).toEqual({ filesDone: 2, bytesUploaded: 7 });
+    });
+
     it('revokes an API key once, and still lists it', async () => {
       await meta.insertApiKey({ id: 'key_1', name: 'node-1', hash: 'a'.repeat(64), createdAt: '2030-01-01T00:00:00.000Z', revokedAt: null });
       await meta.insertApiKey({ id: 'key_2', name: 'alice', hash: 'b'.repeat(64), createdAt: '2030-01-01T00:00:01.000Z', revokedAt: null });

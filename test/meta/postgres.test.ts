@@ -55,16 +55,39 @@ describe('postgres: schema and migrations', () => {
     const url = await server.createDatabase();
     const stores = await Promise.all([1, 2, 3, 4].map(() => PostgresMetadataStore.open(url)));
     try {
-      expect((await sql(url, 'SELECT version FROM roset_schema ORDER BY version')).map((r) => r.version)).toEqual([PG_SCHEMA_VERSION]);
+      expect((await sql(url, 'SELECT version FROM roset_schema ORDER BY version')).map((r) => r.version)).toEqual(Array.from({ length: PG_SCHEMA_VERSION }, (_, i) => i + 1));
       await stores[0]!.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
       expect((await stores[3]!.getMount('mnt_1'))?.name).toBe('default');
       // Opening again changes nothing.
       const again = await PostgresMetadataStore.open(url);
       await again.close();
-      expect((await sql(url, 'SELECT version FROM roset_schema')).length).toBe(1);
+      expect((await sql(url, 'SELECT version FROM roset_schema')).length).toBe(PG_SCHEMA_VERSION);
       expect((await stores[1]!.listMounts()).length).toBe(1);
     } finally {
       await Promise.all(stores.map((s) => s.close()));
+    }
+  });
+
+  it('brings a version 1 database to version 2: the progress columns, its rows kept', async () => {
+    const url = await server.createDatabase();
+    const first = await PostgresMetadataStore.open(url);
+    await first.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
+    await first.close();
+    // What a version 1 database holds.
+    await sql(url, 'ALTER TABLE commits DROP COLUMN progress');
+    await sql(url, 'ALTER TABLE agent_tasks DROP COLUMN progress');
+    await sql(url, 'DELETE FROM roset_schema WHERE version = 2');
+    const again = await PostgresMetadataStore.open(url);
+    try {
+      expect((await sql(url, 'SELECT version FROM roset_schema ORDER BY version')).map((r) => r.version)).toEqual([1, 2]);
+      expect((await again.getMount('mnt_1'))?.name).toBe('default');
+      const root = await again.root('mnt_1');
+      await again.beginCommit({ id: 'cmt_1', mountId: 'mnt_1', nodeId: root.id, path: '/', message: '', groupId: null, parentCommitId: null, phase: 'sealing',
+        error: null, stats: { files: 0, bytes: 0, uploadedBytes: 0, dedupedBytes: 0 }, createdAt: now(), completedAt: null });
+      await again.setCommitProgress('cmt_1', { phase: 'uploading', filesTotal: 2, filesDone: 1, bytesTotal: 9, bytesUploaded: 4 });
+      expect((await again.getCommit('cmt_1'))!.progress).toEqual({ phase: 'uploading', filesTotal: 2, filesDone: 1, bytesTotal: 9, bytesUploaded: 4 });
+    } finally {
+      await again.close();
     }
   });
 
@@ -73,7 +96,7 @@ describe('postgres: schema and migrations', () => {
     await (await PostgresMetadataStore.open(url)).close();
     await sql(url, 'INSERT INTO roset_schema (version) VALUES ($1)', [PG_SCHEMA_VERSION + 1]);
     await expect(PostgresMetadataStore.open(url)).rejects.toThrow(`schema version ${PG_SCHEMA_VERSION + 1}, newer than this release understands (${PG_SCHEMA_VERSION}); upgrade Roset`);
-    expect((await sql(url, 'SELECT count(*)::int AS n FROM roset_schema'))[0]!.n).toBe(2);
+    expect((await sql(url, 'SELECT count(*)::int AS n FROM roset_schema'))[0]!.n).toBe(PG_SCHEMA_VERSION + 1);
   });
 
   it('is what openMetadata opens for postgres:// and postgresql:// URLs', async () => {

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ServiceNotifier } from '../../daemon/sd-notify.js';
 import { ControlServer, type ServeConfig } from '../../daemon/serve.js';
-import { createLogger, type LogLevel } from '../../util/log.js';
+import { createLogger, resolveLogFormat, type LogLevel } from '../../util/log.js';
 import { defaultStateDir } from '../../util/state-dir.js';
 import { globalsOf } from '../context.js';
 import { addStoreOptions, envFlag, storeConfig } from '../store-options.js';
@@ -42,6 +42,7 @@ export function registerServe(program: Command): void {
     .option('--commit-lease <seconds>', 'how long a commit\'s driver may go unheard before another serve takes the commit over [env ROSET_COMMIT_LEASE] (default: 15)', seconds)
     .option('--mount-name <name>', 'the default mount, created at first start [env ROSET_MOUNT_NAME] (default: default)')
     .addOption(new Option('--log-level <level>', 'log level [env ROSET_LOG_LEVEL]').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .addOption(new Option('--log-format <format>', 'log lines: json, or text for people (default: text when stderr is a terminal, else json) [env ROSET_LOG_FORMAT]').choices(['json', 'text']))
     .action(async (o: Record<string, unknown>, cmd: Command) => {
       const stateDir = path.resolve(globalsOf(cmd).stateDir ?? defaultStateDir(env));
       const l = (o.listen as { host: string; port: number } | undefined) ?? (env.ROSET_LISTEN ? listen(env.ROSET_LISTEN) : { host: '127.0.0.1', port: 7070 });
@@ -63,7 +64,8 @@ export function registerServe(program: Command): void {
         drainTimeoutMs: secs(o.drainTimeout, env.ROSET_DRAIN_TIMEOUT, 300),
         leaseMs: secs(o.commitLease, env.ROSET_COMMIT_LEASE, 15),
       };
-      const log = createLogger(((o.logLevel as string | undefined) ?? env.ROSET_LOG_LEVEL ?? 'info') as LogLevel);
+      const log = createLogger(((o.logLevel as string | undefined) ?? env.ROSET_LOG_LEVEL ?? 'info') as LogLevel,
+        resolveLogFormat(o.logFormat as string | undefined, env.ROSET_LOG_FORMAT));
       const server = new ControlServer(cfg, log);
       // Under systemd (Type=notify): READY=1 once the API listens, STOPPING=1 on a signal.
       const notifier = ServiceNotifier.fromEnv(env, log);

@@ -9,7 +9,7 @@ import { RosetError } from '../../errors/index.js';
 import { SdkError, type AgentInfo, type Commit, type Health, type Mount } from '../../sdk/index.js';
 import { action, clientFor, parsePositiveInt, printJson, println } from '../context.js';
 import { readDaemonState } from '../daemon-state.js';
-import { commitProgress, commitStats } from '../format.js';
+import { describeProgress } from '../format.js';
 import { resolveTarget } from '../paths.js';
 
 export function registerStatus(program: Command): void {
@@ -55,10 +55,7 @@ export function registerStatus(program: Command): void {
         for (const a of agents) println(`  ${a.id}  ${a.hostname}  ${a.mountpoint ?? ''}  ${a.connected ? 'connected' : 'silent'} (last heard ${a.lastSeenAt})`);
       }
       println(pending.length === 0 ? 'pending   (none)' : 'pending commits');
-      for (const c of pending) {
-        const p = commitProgress(c);
-        println(`  ${c.id}  ${c.path}  ${commitStats(c)}${p === undefined ? '' : ` (${Math.floor(p * 100)}%)`}  since ${c.createdAt}`);
-      }
+      for (const c of pending) println(`  ${c.id}  ${c.path}  ${describeProgress(c)}  since ${c.createdAt}`);
     }));
 }
 
