@@ -356,6 +356,7 @@ export class ControlPlane implements ControlApi {
   async getManifest(mountId: string, id: string): Promise<Manifest> {
     const c = await this.getCommit(mountId, id);
     if (c.phase !== 'manifested' && c.phase !== 'completed') throw new CommitError('COMMIT_NOT_COMPLETED', `Commit ${id} has no manifest (${toCommit(c).status})`);
+    if (c.purgedAt) throw new CommitError('COMMIT_PURGED', `Commit ${id} was purged by garbage collection: its manifest is gone`);
     return JSON.parse((await this.store.get(manifestKey(id))).toString('utf8')) as Manifest;
   }
 
@@ -385,6 +386,8 @@ export class ControlPlane implements ControlApi {
     const c = await this.meta.getCommit(body.commitId);
     if (!c || c.mountId !== mountId) throw new CommitError('COMMIT_NOT_FOUND', `No commit ${body.commitId}`);
     if (c.phase !== 'completed') throw new CommitError('COMMIT_NOT_COMPLETED', `Commit ${c.id} is ${toCommit(c).status}; a ref can only point at a completed commit`);
+    // Checked again by the metadata store in the transaction that moves the ref.
+    if (c.purgedAt) throw new CommitError('COMMIT_PURGED', `Commit ${c.id} was purged by garbage collection`);
     const rec: RefRecord = { mountId, name, commitId: c.id, updatedAt: new Date().toISOString(), updatedBy: by };
     const set = await this.meta.setRef(rec, body.expectedCommitId as string | null | undefined);
     if (!set) {

@@ -7,6 +7,10 @@
  *   `(parent_id, name)`, unique among live nodes; commits with the lease of the process
  *   driving them; refs and the ref log; commit groups; API keys with `revoked_at`;
  *   agents and their tasks.
+ * - 2: (another step, owned elsewhere; absent from a tree that does not carry it).
+ * - 3: garbage collection: `commits.purged_at` and `commits.manifest_deleted_at`, as
+ *   SQLite schema 5. This step only adds its own columns, so it applies after 2 and,
+ *   where 2 is not part of the tree, straight after 1.
  *
  * Column choices, so that both backends answer alike:
  * - Every text column is `COLLATE "C"`: equality and order are byte for byte (UTF-8
@@ -27,7 +31,7 @@
  */
 import type { PoolClient } from 'pg';
 
-export const PG_SCHEMA_VERSION = 1;
+export const PG_SCHEMA_VERSION = 3;
 
 /** The key of `pg_advisory_xact_lock` taken by migrations ("roset" in ASCII, as a number). */
 export const MIGRATION_LOCK = 0x726f736574;
@@ -165,8 +169,23 @@ CREATE INDEX agent_tasks_pending ON agent_tasks (agent_id, seq) WHERE status = '
 CREATE INDEX agent_tasks_commit ON agent_tasks (commit_id);
 `;
 
-/** Each version's statements, in order: MIGRATIONS[v - 1] brings v - 1 to v. */
-const MIGRATIONS: readonly string[] = [V1];
+const V3 = `
+ALTER TABLE commits ADD COLUMN purged_at text COLLATE "C";
+ALTER TABLE commits ADD COLUMN manifest_deleted_at text COLLATE "C";
+CREATE INDEX ref_log_from ON ref_log (from_commit_id);
+CREATE INDEX ref_log_to ON ref_log (to_commit_id);
+CREATE INDEX refs_commit ON refs (commit_id);
+`;
+
+/**
+ * Each version's statements, by the version they bring a database to, in order. A
+ * version with no step here (2 where its change is not in the tree) is skipped and not
+ * recorded: every step only adds what it owns, so the steps commute.
+ */
+const MIGRATIONS: ReadonlyArray<readonly [number, string]> = [[1, V1], [3, V3]];
+
+/** The versions a new database records, in order. */
+export const PG_SCHEMA_STEPS: readonly number[] = MIGRATIONS.map(([v]) => v);
 
 /** The version of a database, read inside the migration transaction: 0 for an empty one. */
 async function currentVersion(c: PoolClient): Promise<number> {
@@ -187,8 +206,9 @@ export async function migratePostgres(c: PoolClient): Promise<{ from: number; to
     if (from > PG_SCHEMA_VERSION) {
       throw new Error(`The metadata database has schema version ${from}, newer than this release understands (${PG_SCHEMA_VERSION}); upgrade Roset`);
     }
-    for (let v = from + 1; v <= PG_SCHEMA_VERSION; v++) {
-      await c.query(MIGRATIONS[v - 1]!);
+    for (const [v, sql] of MIGRATIONS) {
+      if (v <= from) continue;
+      await c.query(sql);
       await c.query('INSERT INTO roset_schema (version) VALUES ($1)', [v]);
     }
     await c.query('COMMIT');

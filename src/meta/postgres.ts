@@ -65,7 +65,7 @@
 import pg from 'pg';
 import type { Pool, PoolClient } from 'pg';
 import type { Logger } from 'pino';
-import { NamespaceError, RosetError } from '../errors/index.js';
+import { CommitError, NamespaceError, RosetError } from '../errors/index.js';
 import { newId } from './ids.js';
 import { barrierError } from './barrier.js';
 import { redactDatabaseUrl } from './database-url.js';
@@ -73,7 +73,7 @@ import { migratePostgres } from './postgres-schema.js';
 import type { CommitErrorInfo, CommitStats, NodeState, NodeType } from '../api/types.js';
 import {
   nowTimespec,
-  type AgentRecord, type AgentTaskKind, type AgentTaskRecord, type ApiKeyRecord, type AttrChange, type Barrier, type CommitPhase, type CommitRecord, type CommittedFile, type Cursor, type GroupRecord, type Guard,
+  type AgentRecord, type AgentTaskKind, type AgentTaskRecord, type ApiKeyRecord, type AttrChange, type Barrier, type CommitPhase, type CommitRecord, type CommittedFile, type CommittedFolder, type PurgeCandidate, type PurgeOptions, type PurgeOutcome, type Cursor, type GroupRecord, type Guard,
   type MetadataStore, type MountRecord, type MoveRequest, type NewNode, type NodeRecord, type NodeWithPath, type RefLogRecord, type RefRecord,
   type SubtreeNode, type Timespec,
 } from './types.js';
@@ -114,6 +114,7 @@ function commitFrom(r: Row): CommitRecord {
     error: r.error_code ? { code: r.error_code as string, message: (r.error_message as string) ?? '' } : null,
     stats: { files: Number(r.files), bytes: Number(r.bytes), uploadedBytes: Number(r.uploaded_bytes), dedupedBytes: Number(r.deduped_bytes) },
     createdAt: r.created_at as string, completedAt: (r.completed_at as string | null) ?? null,
+    purgedAt: (r.purged_at as string | null) ?? null,
   };
 }
 
@@ -164,6 +165,13 @@ const DOWN = (p: string): string => `WITH RECURSIVE down(id, rel, depth) AS (
 )`;
 
 /** The nearest non-staging node at or above `$1` (itself first): what refuses a change. */
+/** Every node at or below a node, soft-deleted ones included: `every(id)`. */
+const EVERY = (p: string): string => `WITH RECURSIVE every(id) AS (
+  SELECT id FROM nodes WHERE id = ${p}
+  UNION ALL
+  SELECT n.id FROM nodes n JOIN every ON n.parent_id = every.id
+)`;
+
 const BARRIER = `${UP('$1')} SELECT id, state FROM up WHERE state <> 'staging' ORDER BY depth LIMIT 1`;
 
 /**
@@ -797,6 +805,54 @@ export class PostgresMetadataStore implements MetadataStore {
     });
   }
 
+  async listCommittedFolders(mountId: string): Promise<CommittedFolder[]> {
+    return (await this.all(`SELECT c.id AS commit_id, n.id AS node_id, n.parent_id, c.completed_at FROM commits c JOIN nodes n ON n.id = c.node_id
+      WHERE c.mount_id = $1 AND c.phase = 'completed' AND c.purged_at IS NULL AND n.deleted_at IS NULL AND n.parent_id IS NOT NULL ORDER BY c.seq`, [mountId]))
+      .map((r) => ({ commitId: r.commit_id as string, nodeId: r.node_id as string, parentId: r.parent_id as string, completedAt: r.completed_at as string }));
+  }
+
+  async listPurgeCandidates(mountId: string): Promise<PurgeCandidate[]> {
+    return (await this.all(`SELECT c.id, c.mount_id, c.node_id, c.path FROM commits c JOIN nodes n ON n.id = c.node_id
+      WHERE c.mount_id = $1 AND c.phase = 'completed' AND c.purged_at IS NULL AND n.deleted_at IS NOT NULL ORDER BY c.seq`, [mountId]))
+      .map((r) => ({ commitId: r.id as string, mountId: r.mount_id as string, nodeId: r.node_id as string, path: r.path as string }));
+  }
+
+  /**
+   * The commit row is locked FOR UPDATE before the refs and the ref log are read;
+   * `setRef` locks it FOR SHARE before it moves a ref. Whichever locks first finishes
+   * first: a purge that waited reads the racing ref (a READ COMMITTED statement after
+   * the lock sees it), a setRef that waited reads `purged_at`.
+   */
+  async purgeCommit(id: string, keepSince: string, at: string, opts: PurgeOptions = {}): Promise<PurgeOutcome> {
+    return this.tx(async (x): Promise<PurgeOutcome> => {
+      const c = await x.one('SELECT * FROM commits WHERE id = $1 FOR UPDATE', [id]);
+      if (!c) return { purged: false, reason: 'not-found' };
+      if (c.purged_at) return { purged: true, nodes: 0 };
+      if (c.phase !== 'completed') return { purged: false, reason: 'not-completed' };
+      const folder = await x.one('SELECT deleted_at FROM nodes WHERE id = $1 FOR UPDATE', [c.node_id]);
+      if (folder && folder.deleted_at === null && !(opts.dryRun && opts.assumeDeleted)) return { purged: false, reason: 'live' };
+      if (await x.one('SELECT 1 FROM refs WHERE commit_id = $1 LIMIT 1', [id])) return { purged: false, reason: 'referenced' };
+      if (await x.one('SELECT 1 FROM ref_log WHERE (from_commit_id = $1 OR to_commit_id = $1) AND updated_at >= $2 LIMIT 1', [id, keepSince])) {
+        return { purged: false, reason: 'in-ref-log' };
+      }
+      if (await x.one(`${EVERY('$1')} SELECT 1 FROM commits o WHERE o.id <> $2 AND o.purged_at IS NULL AND o.node_id IN (SELECT id FROM every) LIMIT 1`, [c.node_id, id])) {
+        return { purged: false, reason: 'holds-commits' };
+      }
+      if (opts.dryRun) return { purged: true, nodes: Number((await x.one(`${EVERY('$1')} SELECT COUNT(*) AS n FROM every`, [c.node_id]))!.n) };
+      const nodes = await x.run(`${EVERY('$1')} DELETE FROM nodes WHERE id IN (SELECT id FROM every)`, [c.node_id]);
+      await x.run('UPDATE commits SET purged_at = $1 WHERE id = $2', [at, id]);
+      return { purged: true, nodes };
+    });
+  }
+
+  async listPurgedWithManifest(): Promise<string[]> {
+    return (await this.all('SELECT id FROM commits WHERE purged_at IS NOT NULL AND manifest_deleted_at IS NULL ORDER BY seq')).map((r) => r.id as string);
+  }
+
+  async markManifestDeleted(id: string, at: string): Promise<void> {
+    await this.run('UPDATE commits SET manifest_deleted_at = $1 WHERE id = $2 AND purged_at IS NOT NULL', [at, id]);
+  }
+
   /**
    * Locks commits and their folders `FOR UPDATE`, each set in id order: the commits
    * first (their phase decides), then the folders (their state changes). Returns the
@@ -855,9 +911,14 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async setRef(ref: RefRecord, expected: string | null | undefined): Promise<RefRecord | null> {
     return this.tx(async (x) => {
+      // The target commit FOR SHARE before anything else: a racing purge holds it FOR
+      // UPDATE (then this reads its purged_at) or waits for this transaction (then it
+      // reads this ref). See purgeCommit.
+      const target = await x.one('SELECT purged_at FROM commits WHERE id = $1 FOR SHARE', [ref.commitId]);
       const cur = await x.one('SELECT commit_id FROM refs WHERE mount_id = $1 AND name = $2 FOR UPDATE', [ref.mountId, ref.name]);
       const curId = cur ? (cur.commit_id as string) : null;
       if (expected !== undefined && expected !== curId) return null;
+      if (target?.purged_at) throw new CommitError('COMMIT_PURGED', `Commit ${ref.commitId} was purged by garbage collection`);
       if (cur) {
         await x.run('UPDATE refs SET commit_id = $3, updated_at = $4, updated_by = $5 WHERE mount_id = $1 AND name = $2',
           [ref.mountId, ref.name, ref.commitId, ref.updatedAt, ref.updatedBy]);

@@ -10,6 +10,11 @@
  *   for byte; subtrees by ancestry; uid, gid, atime, mtime and ctime to the nanosecond.
  * - 3: many nodes: agents and their tasks (seal, upload, release), the lease of the
  *   process driving a commit, and revocable API keys.
+ * - 4: (another step, owned elsewhere; absent from a tree that does not carry it).
+ * - 5: garbage collection: `commits.purged_at` (the commit was purged: its folder left
+ *   the metadata) and `commits.manifest_deleted_at` (its manifest left the store).
+ *   This step only adds its own columns, so it applies after 4 and, where 4 is not
+ *   part of the tree, straight after 3.
  *
  * Invariants:
  * - Migrations run at open, all of them in one transaction: a database is at one
@@ -19,7 +24,7 @@
  */
 import type { Database as Db } from 'better-sqlite3';
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 5;
 
 const NODES_V2 = `
 CREATE TABLE nodes (
@@ -85,6 +90,21 @@ CREATE INDEX agent_tasks_pending ON agent_tasks(agent_id, seq) WHERE status = 'p
 CREATE INDEX agent_tasks_commit ON agent_tasks(commit_id);
 `;
 
+const V5 = `
+ALTER TABLE commits ADD COLUMN purged_at TEXT;
+ALTER TABLE commits ADD COLUMN manifest_deleted_at TEXT;
+CREATE INDEX ref_log_from ON ref_log(from_commit_id);
+CREATE INDEX ref_log_to ON ref_log(to_commit_id);
+CREATE INDEX refs_commit ON refs(commit_id);
+`;
+
+/**
+ * The steps after 2, by the version they bring a database to. A version with no step
+ * here (4 where its change is not in the tree) is skipped: every step only adds what it
+ * owns, so the steps commute.
+ */
+const STEPS: ReadonlyArray<readonly [number, string]> = [[3, V3], [5, V5]];
+
 function hasTable(db: Db, name: string): boolean {
   return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
 }
@@ -128,7 +148,7 @@ export function migrate(db: Db, owner: { uid: number; gid: number }): { from: nu
     if (from === 0) db.exec(NODES_V2);
     if (from === 1) migrate1to2(db, owner);
     if (from < 2) db.exec(REST_V2);
-    db.exec(V3);
+    for (const [v, sql] of STEPS) if (from < v) db.exec(sql);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
   return { from, to: SCHEMA_VERSION };

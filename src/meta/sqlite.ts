@@ -16,14 +16,14 @@
  */
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
-import { NamespaceError } from '../errors/index.js';
+import { CommitError, NamespaceError } from '../errors/index.js';
 import { newId } from './ids.js';
 import { barrierError } from './barrier.js';
 import { migrate } from './sqlite-schema.js';
 import type { CommitErrorInfo, CommitStats, NodeState, NodeType } from '../api/types.js';
 import {
   nowTimespec,
-  type AgentRecord, type AgentTaskKind, type AgentTaskRecord, type ApiKeyRecord, type AttrChange, type Barrier, type CommitPhase, type CommitRecord, type CommittedFile, type Cursor, type GroupRecord, type Guard,
+  type AgentRecord, type AgentTaskKind, type AgentTaskRecord, type ApiKeyRecord, type AttrChange, type Barrier, type CommitPhase, type CommitRecord, type CommittedFile, type CommittedFolder, type PurgeCandidate, type PurgeOptions, type PurgeOutcome, type Cursor, type GroupRecord, type Guard,
   type MetadataStore, type MountRecord, type MoveRequest, type NewNode, type NodeRecord, type NodeWithPath, type RefLogRecord, type RefRecord,
   type SubtreeNode, type Timespec,
 } from './types.js';
@@ -54,6 +54,7 @@ function commitFrom(r: Row): CommitRecord {
     error: r.error_code ? { code: r.error_code as string, message: (r.error_message as string) ?? '' } : null,
     stats: { files: Number(r.files), bytes: Number(r.bytes), uploadedBytes: Number(r.uploaded_bytes), dedupedBytes: Number(r.deduped_bytes) },
     createdAt: r.created_at as string, completedAt: (r.completed_at as string | null) ?? null,
+    purgedAt: (r.purged_at as string | null) ?? null,
   };
 }
 
@@ -80,6 +81,13 @@ const DOWN = `WITH RECURSIVE down(id, rel) AS (
   SELECT id, name FROM nodes WHERE parent_id = ? AND deleted_at IS NULL
   UNION ALL
   SELECT n.id, down.rel || '/' || n.name FROM nodes n JOIN down ON n.parent_id = down.id WHERE n.deleted_at IS NULL
+)`;
+
+/** Every node at or below a node, soft-deleted ones included: `every(id)`. */
+const EVERY = `WITH RECURSIVE every(id) AS (
+  SELECT id FROM nodes WHERE id = ?
+  UNION ALL
+  SELECT n.id FROM nodes n JOIN every ON n.parent_id = every.id
 )`;
 
 /** The nearest non-staging node at or above `id` (itself first): what refuses a change. */
@@ -490,6 +498,49 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
+  async listCommittedFolders(mountId: string): Promise<CommittedFolder[]> {
+    return this.all(`SELECT c.id AS commit_id, n.id AS node_id, n.parent_id, c.completed_at FROM commits c JOIN nodes n ON n.id = c.node_id
+      WHERE c.mount_id = ? AND c.phase = 'completed' AND c.purged_at IS NULL AND n.deleted_at IS NULL AND n.parent_id IS NOT NULL ORDER BY c.seq`, mountId)
+      .map((r) => ({ commitId: r.commit_id as string, nodeId: r.node_id as string, parentId: r.parent_id as string, completedAt: r.completed_at as string }));
+  }
+
+  async listPurgeCandidates(mountId: string): Promise<PurgeCandidate[]> {
+    return this.all(`SELECT c.id, c.mount_id, c.node_id, c.path FROM commits c JOIN nodes n ON n.id = c.node_id
+      WHERE c.mount_id = ? AND c.phase = 'completed' AND c.purged_at IS NULL AND n.deleted_at IS NOT NULL ORDER BY c.seq`, mountId)
+      .map((r) => ({ commitId: r.id as string, mountId: r.mount_id as string, nodeId: r.node_id as string, path: r.path as string }));
+  }
+
+  async purgeCommit(id: string, keepSince: string, at: string, opts: PurgeOptions = {}): Promise<PurgeOutcome> {
+    // One write transaction: setRef runs in its own, so it sees the purge or the purge sees its ref.
+    return this.write((): PurgeOutcome => {
+      const c = this.one('SELECT * FROM commits WHERE id = ?', id);
+      if (!c) return { purged: false, reason: 'not-found' };
+      if (c.purged_at) return { purged: true, nodes: 0 };
+      if (c.phase !== 'completed') return { purged: false, reason: 'not-completed' };
+      const folder = this.one('SELECT deleted_at FROM nodes WHERE id = ?', c.node_id);
+      if (folder && folder.deleted_at === null && !(opts.dryRun && opts.assumeDeleted)) return { purged: false, reason: 'live' };
+      if (this.one('SELECT 1 FROM refs WHERE commit_id = ? LIMIT 1', id)) return { purged: false, reason: 'referenced' };
+      if (this.one('SELECT 1 FROM ref_log WHERE (from_commit_id = ? OR to_commit_id = ?) AND updated_at >= ? LIMIT 1', id, id, keepSince)) {
+        return { purged: false, reason: 'in-ref-log' };
+      }
+      if (this.one(`${EVERY} SELECT 1 FROM commits o WHERE o.id != ? AND o.purged_at IS NULL AND o.node_id IN (SELECT id FROM every) LIMIT 1`, c.node_id, id)) {
+        return { purged: false, reason: 'holds-commits' };
+      }
+      if (opts.dryRun) return { purged: true, nodes: Number((this.one(`${EVERY} SELECT COUNT(*) AS n FROM every`, c.node_id) as Row).n) };
+      const nodes = this.run(`${EVERY} DELETE FROM nodes WHERE id IN (SELECT id FROM every)`, c.node_id);
+      this.run('UPDATE commits SET purged_at = ? WHERE id = ?', at, id);
+      return { purged: true, nodes };
+    });
+  }
+
+  async listPurgedWithManifest(): Promise<string[]> {
+    return this.all('SELECT id FROM commits WHERE purged_at IS NOT NULL AND manifest_deleted_at IS NULL ORDER BY seq').map((r) => r.id as string);
+  }
+
+  async markManifestDeleted(id: string, at: string): Promise<void> {
+    this.run('UPDATE commits SET manifest_deleted_at = ? WHERE id = ? AND purged_at IS NOT NULL', at, id);
+  }
+
   async completeCommits(ids: string[], at: string, group?: { id: string }): Promise<void> {
     return this.write(() => {
       for (const id of ids) {
@@ -533,6 +584,10 @@ export class SqliteMetadataStore implements MetadataStore {
       const cur = this.one('SELECT * FROM refs WHERE mount_id = ? AND name = ?', ref.mountId, ref.name);
       const curId = cur ? (cur.commit_id as string) : null;
       if (expected !== undefined && expected !== curId) return null;
+      // Checked in this transaction: a purge is another write transaction, before or after this one.
+      if (this.one('SELECT purged_at FROM commits WHERE id = ?', ref.commitId)?.purged_at) {
+        throw new CommitError('COMMIT_PURGED', `Commit ${ref.commitId} was purged by garbage collection`);
+      }
       this.run(`INSERT INTO refs (mount_id, name, commit_id, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (mount_id, name) DO UPDATE SET commit_id = excluded.commit_id, updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
       ref.mountId, ref.name, ref.commitId, ref.updatedAt, ref.updatedBy);

@@ -9,7 +9,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openMetadata } from '../../src/meta/index.js';
 import { PostgresMetadataStore } from '../../src/meta/postgres.js';
-import { PG_SCHEMA_VERSION } from '../../src/meta/postgres-schema.js';
+import { PG_SCHEMA_STEPS, PG_SCHEMA_VERSION } from '../../src/meta/postgres-schema.js';
 import type { CommitRecord, MetadataStore } from '../../src/meta/types.js';
 import { startPostgres, type PostgresServer } from '../support/postgres.js';
 import { metadataConformance } from './conformance.js';
@@ -55,13 +55,14 @@ describe('postgres: schema and migrations', () => {
     const url = await server.createDatabase();
     const stores = await Promise.all([1, 2, 3, 4].map(() => PostgresMetadataStore.open(url)));
     try {
-      expect((await sql(url, 'SELECT version FROM roset_schema ORDER BY version')).map((r) => r.version)).toEqual([PG_SCHEMA_VERSION]);
+      expect((await sql(url, 'SELECT version FROM roset_schema ORDER BY version')).map((r) => r.version)).toEqual(PG_SCHEMA_STEPS);
+      expect(PG_SCHEMA_STEPS.at(-1)).toBe(PG_SCHEMA_VERSION);
       await stores[0]!.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
       expect((await stores[3]!.getMount('mnt_1'))?.name).toBe('default');
       // Opening again changes nothing.
       const again = await PostgresMetadataStore.open(url);
       await again.close();
-      expect((await sql(url, 'SELECT version FROM roset_schema')).length).toBe(1);
+      expect((await sql(url, 'SELECT version FROM roset_schema')).length).toBe(PG_SCHEMA_STEPS.length);
       expect((await stores[1]!.listMounts()).length).toBe(1);
     } finally {
       await Promise.all(stores.map((s) => s.close()));
@@ -73,7 +74,7 @@ describe('postgres: schema and migrations', () => {
     await (await PostgresMetadataStore.open(url)).close();
     await sql(url, 'INSERT INTO roset_schema (version) VALUES ($1)', [PG_SCHEMA_VERSION + 1]);
     await expect(PostgresMetadataStore.open(url)).rejects.toThrow(`schema version ${PG_SCHEMA_VERSION + 1}, newer than this release understands (${PG_SCHEMA_VERSION}); upgrade Roset`);
-    expect((await sql(url, 'SELECT count(*)::int AS n FROM roset_schema'))[0]!.n).toBe(2);
+    expect((await sql(url, 'SELECT count(*)::int AS n FROM roset_schema'))[0]!.n).toBe(PG_SCHEMA_STEPS.length + 1);
   });
 
   it('is what openMetadata opens for postgres:// and postgresql:// URLs', async () => {
@@ -152,6 +153,27 @@ describe('postgres: races between store instances', () => {
       expect(got.filter((o) => o !== 'ok')).toEqual(['COMMIT_IN_PROGRESS']);
       const states = [(await a.getNode(parent.id))!.state, (await a.getNode(inner.id))!.state];
       expect(states.filter((s) => s === 'sealing')).toHaveLength(1);
+    }
+  });
+
+  it('never leaves a ref on a purged commit when setRef and purge race from two instances', async () => {
+    const root = await a.root('mnt_1');
+    for (let i = 0; i < 40; i++) {
+      const f = await folder(a, root.id, `g${i}`);
+      const c = await a.beginCommit(commitOf(f.id, `/g${i}`));
+      await a.markManifested(c.id, c.stats, []);
+      await a.completeCommits([c.id], now());
+      await a.softDeleteNode(f.id, now());
+      const [refStore, purgeStore] = i % 2 === 0 ? [a, b] : [b, a];
+      const calls = [
+        () => refStore.setRef({ mountId: 'mnt_1', name: `g${i}`, commitId: c.id, updatedAt: now(), updatedBy: 't' }, undefined),
+        () => purgeStore.purgeCommit(c.id, '2999-01-01T00:00:00.000Z', now()),
+      ];
+      if (i % 4 >= 2) calls.reverse();
+      await Promise.allSettled(calls.map((call) => call()));
+      const ref = await a.getRef('mnt_1', `g${i}`);
+      const purged = (await b.getCommit(c.id))!.purgedAt != null;
+      expect([ref !== null, purged], `round ${i}`).toSatisfy(([r, p]: boolean[]) => r !== p);
     }
   });
 
