@@ -66,6 +66,12 @@ export interface ControlApi {
   pathOf(id: string): Promise<string | null>;
   /** The live node at a mount-relative path: for bindings and tools that speak paths, once, at their edge. */
   resolvePath(mountId: string, path: string): Promise<NodeWithPath | null>;
+  /**
+   * Pins the object a staged file's upload is about to rely on, before it looks for it
+   * in the bucket (see src/commit/gc.ts). False while gc is deleting that object: wait,
+   * and pin again.
+   */
+  pinObject(mountId: string, agentId: string, nodeId: string, sha256: string): Promise<boolean>;
 }
 
 export interface ControlPlaneOptions extends EngineOptions {
@@ -173,7 +179,16 @@ export class ControlPlane implements ControlApi {
   }
 
   async removeChild(mountId: string, parentId: string, name: string, type: NodeType): Promise<NodeRecord> {
-    return this.meta.removeNode(mountId, parentId, name, type);
+    const gone = await this.meta.removeNode(mountId, parentId, name, type);
+    // A pin left behind would only keep an object longer.
+    if (gone.type === 'file') await this.meta.unpinNode(gone.id);
+    return gone;
+  }
+
+  async pinObject(mountId: string, agentId: string, nodeId: string, sha256: string): Promise<boolean> {
+    if (!/^[0-9a-f]{64}$/.test(sha256)) throw new ApiError('BAD_REQUEST', 'sha256 must be 64 lowercase hex digits');
+    void mountId;
+    return this.meta.pinObject({ agentId, nodeId, sha256, at: new Date().toISOString() });
   }
 
   async moveChild(req: MoveRequest): Promise<{ node: NodeRecord; replaced: NodeRecord | null }> {

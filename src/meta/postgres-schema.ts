@@ -8,8 +8,8 @@
  *   driving them; refs and the ref log; commit groups; API keys with `revoked_at`;
  *   agents and their tasks.
  * - 2: (another step, owned elsewhere; absent from a tree that does not carry it).
- * - 3: garbage collection: `commits.purged_at` and `commits.manifest_deleted_at`, as
- *   SQLite schema 5. This step only adds its own columns, so it applies after 2 and,
+ * - 3: garbage collection: `commits.purged_at`, `commits.manifest_deleted_at`, the
+ *   tables `gc_pins`, `gc_tombstones` and `gc_lease`, as SQLite schema 5. This step only adds its own columns, so it applies after 2 and,
  *   where 2 is not part of the tree, straight after 1.
  *
  * Column choices, so that both backends answer alike:
@@ -175,6 +175,18 @@ ALTER TABLE commits ADD COLUMN manifest_deleted_at text COLLATE "C";
 CREATE INDEX ref_log_from ON ref_log (from_commit_id);
 CREATE INDEX ref_log_to ON ref_log (to_commit_id);
 CREATE INDEX refs_commit ON refs (commit_id);
+CREATE INDEX nodes_sha256 ON nodes (sha256) WHERE sha256 IS NOT NULL;
+CREATE TABLE gc_pins (
+  agent_id text COLLATE "C" NOT NULL,
+  node_id text COLLATE "C" NOT NULL,
+  sha256 text COLLATE "C" NOT NULL,
+  created_at text COLLATE "C" NOT NULL,
+  PRIMARY KEY (agent_id, node_id)
+);
+CREATE INDEX gc_pins_sha256 ON gc_pins (sha256);
+CREATE INDEX gc_pins_node ON gc_pins (node_id);
+CREATE TABLE gc_tombstones (sha256 text COLLATE "C" PRIMARY KEY, created_at text COLLATE "C" NOT NULL);
+CREATE TABLE gc_lease (id integer PRIMARY KEY CHECK (id = 1), holder text COLLATE "C" NOT NULL, until text COLLATE "C" NOT NULL);
 `;
 
 /**

@@ -878,6 +878,8 @@ export class PostgresMetadataStore implements MetadataStore {
         await x.run("UPDATE nodes SET state = 'committed', commit_id = $1, owner_agent = NULL, updated_at = $2 WHERE id = $3", [id, at, c.node_id]);
         await x.run(`${DOWN('$1')} UPDATE nodes SET state = 'committed', commit_id = COALESCE(commit_id, $2), owner_agent = NULL, updated_at = $3
           WHERE state <> 'committed' AND id IN (SELECT id FROM down)`, [c.node_id, id, at]);
+        // The manifest's objects are recorded on the nodes now (markManifested): the pins go.
+        await x.run(`${DOWN('$1')} DELETE FROM gc_pins WHERE node_id IN (SELECT id FROM down)`, [c.node_id]);
       }
       if (group) await x.run("UPDATE commit_groups SET status = 'committed', committed_at = $1 WHERE id = $2", [at, group.id]);
     });
@@ -973,6 +975,63 @@ export class PostgresMetadataStore implements MetadataStore {
   async acquireCommitLease(id: string, holder: string, until: string, now: string): Promise<boolean> {
     return (await this.run(`UPDATE commits SET lease_holder = $1, lease_until = $2
       WHERE id = $3 AND (lease_holder IS NULL OR lease_holder = $1 OR lease_until < $4)`, [holder, until, id, now])) === 1;
+  }
+
+  // ---- Objects: pins, tombstones, the gc lease -------------------------------------------
+  //
+  // A pin and a tombstone of one object are decided under the same transaction-level
+  // advisory lock (its key: a hash of the sha256), so one of the two transactions reads
+  // what the other wrote: exactly one of a racing pin and tombstone wins.
+
+  async pinObject(pin: { agentId: string; nodeId: string; sha256: string; at: string }): Promise<boolean> {
+    return this.tx(async (x) => {
+      await x.one('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [pin.sha256]);
+      if (await x.one('SELECT 1 FROM gc_tombstones WHERE sha256 = $1', [pin.sha256])) return false;
+      await x.run(`INSERT INTO gc_pins (agent_id, node_id, sha256, created_at) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (agent_id, node_id) DO UPDATE SET sha256 = excluded.sha256, created_at = excluded.created_at`, [pin.agentId, pin.nodeId, pin.sha256, pin.at]);
+      return true;
+    });
+  }
+
+  async unpinNode(nodeId: string): Promise<void> {
+    await this.run('DELETE FROM gc_pins WHERE node_id = $1', [nodeId]);
+  }
+
+  /**
+   * Pins and nodes are read in one statement (one snapshot): completeCommits drops a
+   * pin only after markManifested recorded the object on its node, so the snapshot holds
+   * the pin or the node.
+   */
+  async tombstoneObject(sha256: string, at: string): Promise<boolean> {
+    return this.tx(async (x) => {
+      await x.one('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [sha256]);
+      if (await x.one('SELECT 1 FROM gc_pins WHERE sha256 = $1 UNION ALL SELECT 1 FROM nodes WHERE sha256 = $1 LIMIT 1', [sha256])) return false;
+      await x.run('INSERT INTO gc_tombstones (sha256, created_at) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING', [sha256, at]);
+      return true;
+    });
+  }
+
+  async removeTombstone(sha256: string): Promise<void> {
+    await this.run('DELETE FROM gc_tombstones WHERE sha256 = $1', [sha256]);
+  }
+
+  async listTombstones(): Promise<string[]> {
+    return (await this.all('SELECT sha256 FROM gc_tombstones ORDER BY sha256')).map((r) => r.sha256 as string);
+  }
+
+  async referencedObjects(): Promise<Set<string>> {
+    return new Set((await this.all('SELECT DISTINCT sha256 FROM nodes WHERE sha256 IS NOT NULL')).map((r) => r.sha256 as string));
+  }
+
+  async acquireGcLease(holder: string, until: string, now: string): Promise<boolean> {
+    return this.tx(async (x) => {
+      await x.run('INSERT INTO gc_lease (id, holder, until) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING', [holder, until]);
+      return (await x.run('UPDATE gc_lease SET holder = $1, until = $2 WHERE id = 1 AND (holder = $1 OR until < $3)', [holder, until, now])) === 1;
+    }, { retryUnique: true });
+  }
+
+  async releaseGcLease(holder: string): Promise<void> {
+    await this.run('DELETE FROM gc_lease WHERE id = 1 AND holder = $1', [holder]);
   }
 
   // ---- Agents -------------------------------------------------------------------------

@@ -12,7 +12,9 @@
  *   process driving a commit, and revocable API keys.
  * - 4: (another step, owned elsewhere; absent from a tree that does not carry it).
  * - 5: garbage collection: `commits.purged_at` (the commit was purged: its folder left
- *   the metadata) and `commits.manifest_deleted_at` (its manifest left the store).
+ *   the metadata) and `commits.manifest_deleted_at` (its manifest left the store);
+ *   `gc_pins` (objects a staged file's upload may rely on), `gc_tombstones` (objects
+ *   gc is deleting), `gc_lease` (one gc at a time).
  *   This step only adds its own columns, so it applies after 4 and, where 4 is not
  *   part of the tree, straight after 3.
  *
@@ -96,6 +98,15 @@ ALTER TABLE commits ADD COLUMN manifest_deleted_at TEXT;
 CREATE INDEX ref_log_from ON ref_log(from_commit_id);
 CREATE INDEX ref_log_to ON ref_log(to_commit_id);
 CREATE INDEX refs_commit ON refs(commit_id);
+CREATE INDEX nodes_sha256 ON nodes(sha256) WHERE sha256 IS NOT NULL;
+CREATE TABLE gc_pins (
+  agent_id TEXT NOT NULL, node_id TEXT NOT NULL, sha256 TEXT NOT NULL, created_at TEXT NOT NULL,
+  PRIMARY KEY (agent_id, node_id)
+);
+CREATE INDEX gc_pins_sha256 ON gc_pins(sha256);
+CREATE INDEX gc_pins_node ON gc_pins(node_id);
+CREATE TABLE gc_tombstones (sha256 TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+CREATE TABLE gc_lease (id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, until TEXT NOT NULL);
 `;
 
 /**

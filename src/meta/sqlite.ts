@@ -552,6 +552,8 @@ export class SqliteMetadataStore implements MetadataStore {
         this.run("UPDATE nodes SET state = 'committed', commit_id = ?, owner_agent = NULL, updated_at = ? WHERE id = ?", id, at, c.node_id);
         this.run(`${DOWN} UPDATE nodes SET state = 'committed', commit_id = COALESCE(commit_id, ?), owner_agent = NULL, updated_at = ?
           WHERE state != 'committed' AND id IN (SELECT id FROM down)`, c.node_id, id, at);
+        // The manifest's objects are recorded on the nodes now (markManifested): the pins go.
+        this.run(`${DOWN} DELETE FROM gc_pins WHERE node_id IN (SELECT id FROM down)`, c.node_id);
       }
       if (group) this.run("UPDATE commit_groups SET status = 'committed', committed_at = ? WHERE id = ?", at, group.id);
     });
@@ -634,6 +636,55 @@ export class SqliteMetadataStore implements MetadataStore {
   async acquireCommitLease(id: string, holder: string, until: string, now: string): Promise<boolean> {
     return this.run(`UPDATE commits SET lease_holder = ?, lease_until = ?
       WHERE id = ? AND (lease_holder IS NULL OR lease_holder = ? OR lease_until < ?)`, holder, until, id, holder, now) === 1;
+  }
+
+  // ---- Objects: pins, tombstones, the gc lease -------------------------------------------
+
+  async pinObject(pin: { agentId: string; nodeId: string; sha256: string; at: string }): Promise<boolean> {
+    // One write transaction: a tombstone is raised in another, before or after this one.
+    return this.write(() => {
+      if (this.one('SELECT 1 FROM gc_tombstones WHERE sha256 = ?', pin.sha256)) return false;
+      this.run(`INSERT INTO gc_pins (agent_id, node_id, sha256, created_at) VALUES (?, ?, ?, ?)
+        ON CONFLICT (agent_id, node_id) DO UPDATE SET sha256 = excluded.sha256, created_at = excluded.created_at`, pin.agentId, pin.nodeId, pin.sha256, pin.at);
+      return true;
+    });
+  }
+
+  async unpinNode(nodeId: string): Promise<void> {
+    this.run('DELETE FROM gc_pins WHERE node_id = ?', nodeId);
+  }
+
+  async tombstoneObject(sha256: string, at: string): Promise<boolean> {
+    return this.write(() => {
+      if (this.one('SELECT 1 FROM gc_pins WHERE sha256 = ? UNION ALL SELECT 1 FROM nodes WHERE sha256 = ? LIMIT 1', sha256, sha256)) return false;
+      this.run('INSERT INTO gc_tombstones (sha256, created_at) VALUES (?, ?) ON CONFLICT (sha256) DO NOTHING', sha256, at);
+      return true;
+    });
+  }
+
+  async removeTombstone(sha256: string): Promise<void> {
+    this.run('DELETE FROM gc_tombstones WHERE sha256 = ?', sha256);
+  }
+
+  async listTombstones(): Promise<string[]> {
+    return this.all('SELECT sha256 FROM gc_tombstones ORDER BY sha256').map((r) => r.sha256 as string);
+  }
+
+  async referencedObjects(): Promise<Set<string>> {
+    return new Set(this.all('SELECT DISTINCT sha256 FROM nodes WHERE sha256 IS NOT NULL').map((r) => r.sha256 as string));
+  }
+
+  async acquireGcLease(holder: string, until: string, now: string): Promise<boolean> {
+    return this.write(() => {
+      const cur = this.one('SELECT holder, until FROM gc_lease WHERE id = 1');
+      if (cur && cur.holder !== holder && (cur.until as string) >= now) return false;
+      this.run('INSERT INTO gc_lease (id, holder, until) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, until = excluded.until', holder, until);
+      return true;
+    });
+  }
+
+  async releaseGcLease(holder: string): Promise<void> {
+    this.run('DELETE FROM gc_lease WHERE id = 1 AND holder = ?', holder);
   }
 
   // ---- Agents -------------------------------------------------------------------------

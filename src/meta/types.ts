@@ -401,7 +401,34 @@ export interface MetadataStore {
   listPurgedWithManifest(): Promise<string[]>;
   /** Records that a purged commit's manifest is gone from the store. */
   markManifestDeleted(id: string, at: string): Promise<void>;
-  /** Completes commits and their folders (subtrees become `committed`) in one step; a group moves with them. */
+  // Objects: pins, tombstones, the gc lease (the protocol is in src/commit/gc.ts)
+  /**
+   * Pins `sha256` for a staged file's upload (one pin per (agent, node): a new upload of
+   * the node replaces its pin), in a transaction that first looks for a tombstone of
+   * that object: if there is one, nothing is written and the answer is false (gc is
+   * deleting the object: wait until the tombstone is gone, then upload).
+   */
+  pinObject(pin: { agentId: string; nodeId: string; sha256: string; at: string }): Promise<boolean>;
+  /** Drops the pin of a node (its file was removed). */
+  unpinNode(nodeId: string): Promise<void>;
+  /**
+   * Raises a tombstone for an object gc is about to delete, in a transaction that
+   * refuses (false, nothing written) while a pin names it or a node not purged records
+   * it as its content.
+   */
+  tombstoneObject(sha256: string, at: string): Promise<boolean>;
+  removeTombstone(sha256: string): Promise<void>;
+  listTombstones(): Promise<string[]>;
+  /** Every object a node not purged records as its content. */
+  referencedObjects(): Promise<Set<string>>;
+  /** Takes or renews the one gc lease (as acquireCommitLease); `releaseGcLease` gives it up. */
+  acquireGcLease(holder: string, until: string, now: string): Promise<boolean>;
+  releaseGcLease(holder: string): Promise<void>;
+  /**
+   * Completes commits and their folders (subtrees become `committed`) in one step; a
+   * group moves with them. The pins of the committed files go in the same step: their
+   * objects are now recorded on the nodes.
+   */
   completeCommits(ids: string[], at: string, group?: { id: string }): Promise<void>;
   /** Fails commits (and a group), returning their folders to `staging` in one step. */
   failCommits(ids: string[], error: CommitErrorInfo, group?: { id: string }): Promise<void>;

@@ -300,5 +300,59 @@ export function metadataConformance(name: string, open: () => Promise<{ meta: Me
         }
       }
     });
+
+    it('pins and tombstones: a tombstone refuses a pin, a pin or a recorded node refuses a tombstone', async () => {
+      const sha = 'a'.repeat(64);
+      const other = 'b'.repeat(64);
+      expect(await meta.pinObject({ agentId: 'agt_1', nodeId: 'nod_1', sha256: sha, at: now() })).toBe(true);
+      expect(await meta.tombstoneObject(sha, now())).toBe(false);
+      // A new upload of the node replaces its pin.
+      expect(await meta.pinObject({ agentId: 'agt_1', nodeId: 'nod_1', sha256: other, at: now() })).toBe(true);
+      expect(await meta.tombstoneObject(sha, now())).toBe(true);
+      expect(await meta.listTombstones()).toEqual([sha]);
+      expect(await meta.pinObject({ agentId: 'agt_2', nodeId: 'nod_2', sha256: sha, at: now() })).toBe(false);
+      await meta.removeTombstone(sha);
+      expect(await meta.pinObject({ agentId: 'agt_2', nodeId: 'nod_2', sha256: sha, at: now() })).toBe(true);
+      await meta.unpinNode('nod_2');
+      await meta.unpinNode('nod_1');
+      expect(await meta.tombstoneObject(other, now())).toBe(true);
+      await meta.removeTombstone(other);
+
+      // A committed file records its object: no tombstone while its commit is kept; the pin goes at completion.
+      const f = await folder('/', 'ck');
+      const file = await meta.createNode({ mountId: 'mnt_1', parentId: f.id, name: 'w.bin', type: 'file', mode: 0o100644, uid: 0, gid: 0, ownerAgent: 'agt_1' });
+      expect(await meta.pinObject({ agentId: 'agt_1', nodeId: file.id, sha256: sha, at: now() })).toBe(true);
+      const c = await meta.beginCommit(commitOf(f.id, '/ck'));
+      await meta.markManifested(c.id, c.stats, [{ nodeId: file.id, size: 1, sha256: sha }]);
+      await meta.completeCommits([c.id], now());
+      expect(await meta.referencedObjects()).toEqual(new Set([sha]));
+      expect(await meta.tombstoneObject(sha, now())).toBe(false);
+      await meta.softDeleteNode(f.id, now());
+      expect(await meta.tombstoneObject(sha, now())).toBe(false);
+      expect(await meta.purgeCommit(c.id, now(), now())).toEqual({ purged: true, nodes: 2 });
+      expect(await meta.referencedObjects()).toEqual(new Set());
+      expect(await meta.tombstoneObject(sha, now())).toBe(true);
+    });
+
+    it('never lets a racing pin and tombstone of one object both win', async () => {
+      for (let i = 0; i < 30; i++) {
+        const sha = i.toString(16).padStart(64, '0');
+        const calls = [() => meta.pinObject({ agentId: 'agt_1', nodeId: `nod_${i}`, sha256: sha, at: now() }), () => meta.tombstoneObject(sha, now())];
+        if (i % 2) calls.reverse();
+        const got = await Promise.all(calls.map((call) => call()));
+        expect(got.filter(Boolean), `round ${i}`).toHaveLength(1);
+      }
+    });
+
+    it('grants the gc lease to one holder at a time; an expired one passes', async () => {
+      expect(await meta.acquireGcLease('a', '2030-01-01T00:01:00.000Z', '2030-01-01T00:00:00.000Z')).toBe(true);
+      expect(await meta.acquireGcLease('b', '2030-01-01T00:01:30.000Z', '2030-01-01T00:00:30.000Z')).toBe(false);
+      expect(await meta.acquireGcLease('a', '2030-01-01T00:02:00.000Z', '2030-01-01T00:00:30.000Z')).toBe(true);
+      expect(await meta.acquireGcLease('b', '2030-01-01T00:04:00.000Z', '2030-01-01T00:03:00.000Z')).toBe(true);
+      await meta.releaseGcLease('a');
+      expect(await meta.acquireGcLease('a', '2030-01-01T00:04:00.000Z', '2030-01-01T00:03:01.000Z')).toBe(false);
+      await meta.releaseGcLease('b');
+      expect(await meta.acquireGcLease('a', '2030-01-01T00:04:00.000Z', '2030-01-01T00:03:01.000Z')).toBe(true);
+    });
   });
 }
