@@ -1019,8 +1019,9 @@ export class PostgresMetadataStore implements MetadataStore {
     return (await this.all('SELECT sha256 FROM gc_tombstones ORDER BY sha256')).map((r) => r.sha256 as string);
   }
 
-  async referencedObjects(): Promise<Set<string>> {
-    return new Set((await this.all('SELECT DISTINCT sha256 FROM nodes WHERE sha256 IS NOT NULL')).map((r) => r.sha256 as string));
+  async referencedObjects(exceptCommits: string[] = []): Promise<Set<string>> {
+    return new Set((await this.all(`SELECT DISTINCT sha256 FROM nodes WHERE sha256 IS NOT NULL AND NOT (COALESCE(commit_id, '') = ANY($1::text[]))`,
+      [exceptCommits])).map((r) => r.sha256 as string));
   }
 
   async acquireGcLease(holder: string, until: string, now: string): Promise<boolean> {

@@ -670,8 +670,9 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.all('SELECT sha256 FROM gc_tombstones ORDER BY sha256').map((r) => r.sha256 as string);
   }
 
-  async referencedObjects(): Promise<Set<string>> {
-    return new Set(this.all('SELECT DISTINCT sha256 FROM nodes WHERE sha256 IS NOT NULL').map((r) => r.sha256 as string));
+  async referencedObjects(exceptCommits: string[] = []): Promise<Set<string>> {
+    return new Set(this.all(`SELECT DISTINCT sha256 FROM nodes WHERE sha256 IS NOT NULL AND COALESCE(commit_id, '') NOT IN (SELECT value FROM json_each(?))`,
+      JSON.stringify(exceptCommits)).map((r) => r.sha256 as string));
   }
 
   async acquireGcLease(holder: string, until: string, now: string): Promise<boolean> {

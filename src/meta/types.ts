@@ -419,8 +419,8 @@ export interface MetadataStore {
   tombstoneObject(sha256: string, at: string): Promise<boolean>;
   removeTombstone(sha256: string): Promise<void>;
   listTombstones(): Promise<string[]>;
-  /** Every object a node not purged records as its content. */
-  referencedObjects(): Promise<Set<string>>;
+  /** Every object a node not purged records as its content (a dry run leaves out the nodes of the commits it would purge). */
+  referencedObjects(exceptCommits?: string[]): Promise<Set<string>>;
   /** Takes or renews the one gc lease (as acquireCommitLease); `releaseGcLease` gives it up. */
   acquireGcLease(holder: string, until: string, now: string): Promise<boolean>;
   releaseGcLease(holder: string): Promise<void>;

@@ -6,12 +6,16 @@
  */
 import * as fsSync from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { collectCommits } from '../../src/commit/gc.js';
+import { collectCommits, runGc } from '../../src/commit/gc.js';
 import { manifestKey } from '../../src/commit/layout.js';
+import type { Manifest } from '../../src/api/types.js';
+import { listAll } from '../../src/store/types.js';
+import { createHash } from 'node:crypto';
 import type { ObjectStore } from '../../src/store/types.js';
 import { codeOf, startCore, waitSettled, type CoreHarness } from '../support/core.js';
 
 const DAY = 24 * 3600 * 1000;
+const sha256Hex = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 async function checkpoint(h: CoreHarness, p: string, files: Record<string, string>): Promise<string> {
   await h.fs.mkdir(p, 0o755);
@@ -121,6 +125,102 @@ describe('gc of commits', () => {
       const r = await collectCommits(h.cp['meta'], h.ctx.store, { keepWithinMs: 0 });
       expect({ purged: r.purged, manifests: r.manifestsDeleted }).toEqual({ purged: [], manifests: 1 });
       expect(await hasManifest(h, id)).toBe(false);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('sweeps exactly the objects no kept manifest references; kept commits read back byte for byte', async () => {
+    const h = await startCore();
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push(await checkpoint(h, `/ck${i}`, { 'shared.bin': 'shared', 'half.bin': `half ${i % 2}`, 'own.bin': `own ${i}` }));
+      await h.cp.setRef(h.mountId, 'latest', { commitId: ids[4]! }, 'test');
+      for (const i of [0, 2, 3]) await h.cp.deleteNode(h.mountId, (await h.cp.resolvePath(h.mountId, `/ck${i}`))!.id);
+      const manifests = new Map<string, Manifest>();
+      for (const id of ids) manifests.set(id, await h.cp.getManifest(h.mountId, id));
+      const keptIds = [ids[1]!, ids[4]!];
+      const needed = new Set(keptIds.flatMap((id) => manifests.get(id)!.files.map((f) => f.key)));
+      const before = new Set<string>();
+      for await (const o of listAll(h.ctx.store, 'objects/')) before.add(o.key);
+
+      const dry = await runGc(h.cp['meta'], h.ctx.store, { keepWithinMs: 0, graceMs: 0, dryRun: true, holder: 'test' });
+      const after0 = new Set<string>();
+      for await (const o of listAll(h.ctx.store, 'objects/')) after0.add(o.key);
+      expect(after0).toEqual(before);
+      expect(dry.objectsDeleted).toBe(before.size - needed.size);
+
+      const r = await runGc(h.cp['meta'], h.ctx.store, { keepWithinMs: 0, graceMs: 0, holder: 'test' });
+      expect(r.purged.map((p) => p.commitId).sort()).toEqual([ids[0], ids[2], ids[3]].sort());
+      expect(r.objectsDeleted).toBe(before.size - needed.size);
+      expect(r.bytesFreed).toBe(dry.bytesFreed);
+      const after = new Set<string>();
+      for await (const o of listAll(h.ctx.store, 'objects/')) after.add(o.key);
+      expect(after).toEqual(needed);
+      for (const id of keptIds) {
+        for (const f of manifests.get(id)!.files) expect(sha256Hex(await h.ctx.store.get(f.key))).toBe(f.sha256);
+      }
+      expect((await h.cp.getRef(h.mountId, 'latest')).commitId).toBe(ids[4]);
+      // Converged: a rerun deletes nothing.
+      expect((await runGc(h.cp['meta'], h.ctx.store, { keepWithinMs: 0, graceMs: 0, holder: 'test' })).objectsDeleted).toBe(0);
+      // The grace period keeps young unreferenced objects.
+      await h.ctx.store.put('objects/ab/' + 'ab'.padEnd(64, '0'), 'crash orphan');
+      const young = await runGc(h.cp['meta'], h.ctx.store, { keepWithinMs: 0, graceMs: 3600_000, holder: 'test' });
+      expect({ deleted: young.objectsDeleted, grace: young.objectsInGrace }).toEqual({ deleted: 0, grace: 1 });
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('never deletes an object an upload found and skipped (dedup against a purged commit), nor one a racing upload needs', async () => {
+    // The bucket pauses where the race is: an upload's look-up of an object, or gc's delete of one.
+    let pauseHead: ((key: string) => Promise<void>) | null = null;
+    let pauseDelete: ((key: string) => Promise<void>) | null = null;
+    const h = await startCore({
+      wrapStore: (s: ObjectStore) => new Proxy(s, {
+        get(target, prop, recv) {
+          if (prop === 'head') return async (key: string) => { const r = await target.head(key); if (pauseHead && key.startsWith('objects/')) await pauseHead(key); return r; };
+          if (prop === 'delete') return async (key: string) => { if (pauseDelete && key.startsWith('objects/')) await pauseDelete(key); return target.delete(key); };
+          const v = Reflect.get(target, prop, recv) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      }),
+    });
+    try {
+      const old = await checkpoint(h, '/old', { 'a.bin': 'AAAA', 'b.bin': 'BBBB', 'c.bin': 'CCCC' });
+      await h.cp.deleteNode(h.mountId, (await h.cp.resolvePath(h.mountId, '/old'))!.id);
+      const gcOpts = { keepWithinMs: 0, graceMs: 0, holder: 'test' };
+
+      // 1. An upload finds a.bin's object (dedup) and stops there; gc runs to its end meanwhile.
+      let gcReport: Awaited<ReturnType<typeof runGc>> | null = null;
+      pauseHead = async () => {
+        pauseHead = null;
+        gcReport = await runGc(h.cp['meta'], h.ctx.store, gcOpts);
+      };
+      const c1 = await checkpoint(h, '/new1', { 'a.bin': 'AAAA' });
+      expect(gcReport!.purged.map((p) => p.commitId)).toEqual([old]);
+      expect(gcReport!.objectsPinned).toBe(1);
+
+      // 2. gc is deleting an object of a purged commit (tombstone raised) when an upload of the same bytes starts.
+      await checkpoint(h, '/old2', { 'd.bin': 'DDDD' });
+      await h.cp.deleteNode(h.mountId, (await h.cp.resolvePath(h.mountId, '/old2'))!.id);
+      let release!: () => void;
+      let deleting!: () => void;
+      const deletingNow = new Promise<void>((r) => { deleting = r; });
+      pauseDelete = async () => { pauseDelete = null; deleting(); await new Promise<void>((r) => { release = r; }); };
+      const gc2 = runGc(h.cp['meta'], h.ctx.store, gcOpts);
+      await deletingNow;
+      const c2p = checkpoint(h, '/new2', { 'd.bin': 'DDDD', 'c.bin': 'CCCC' });
+      await new Promise((r) => setTimeout(r, 200));
+      release();
+      expect((await gc2).objectsDeleted).toBe(1);
+      const c2 = await c2p;
+
+      for (const id of [c1, c2]) {
+        for (const f of (await h.cp.getManifest(h.mountId, id)).files) expect(sha256Hex(await h.ctx.store.get(f.key))).toBe(f.sha256);
+      }
+      // Nothing more to delete once the commits hold their objects.
+      expect((await runGc(h.cp['meta'], h.ctx.store, gcOpts)).objectsDeleted).toBe(0);
     } finally {
       await h.close();
     }
