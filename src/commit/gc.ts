@@ -60,10 +60,14 @@
  * never refused.
  */
 import { CommitError, RosetError } from '../errors/index.js';
-import type { MetadataStore, PurgeRefusal } from '../meta/types.js';
+import type { MetadataStore } from '../meta/types.js';
 import type { ObjectStore } from '../store/types.js';
-import type { Manifest } from '../api/types.js';
+import type { GcReport, Manifest } from '../api/types.js';
+
+export type { GcReport } from '../api/types.js';
 import { listAll } from '../store/types.js';
+import type { Logger } from 'pino';
+import { failpoint } from '../util/failpoints.js';
 import { manifestKey, objectKey } from './layout.js';
 
 export interface GcOptions {
@@ -83,31 +87,12 @@ export interface GcProgress {
   total: number;
 }
 
-export interface GcReport {
-  dryRun: boolean;
-  /** Folders `--keep-last` soft-deleted (or would). */
-  softDeleted: Array<{ commitId: string; nodeId: string }>;
-  /** Folders `--keep-last` could not delete (inside a committed folder, sealing). */
-  notDeleted: Array<{ commitId: string; nodeId: string; code: string }>;
-  /** Commits purged (or that would be), with the nodes that left the metadata. */
-  purged: Array<{ commitId: string; path: string; nodes: number }>;
-  /** Candidates kept, and why. */
-  kept: Array<{ commitId: string; path: string; reason: PurgeRefusal }>;
-  /** Manifests deleted from the bucket (or that would be), and their bytes. */
-  manifestsDeleted: number;
-  manifestBytes: number;
-  /** Objects listed, deleted (or that would be), and their bytes. */
-  objectsListed: number;
-  objectsDeleted: number;
-  bytesFreed: number;
-  /** Unreferenced objects kept: younger than the grace period, or pinned by an upload. */
-  objectsInGrace: number;
-  objectsPinned: number;
-}
 
 export interface SweepOptions {
   /** Objects last modified less than this long ago stay. */
   graceMs: number;
+  /** For the failpoint `gc.after-tombstone` (crash tests). */
+  log?: Logger;
   dryRun?: boolean;
   now?: () => Date;
   onProgress?: (p: GcProgress) => void;
@@ -239,6 +224,7 @@ export async function sweepObjects(meta: MetadataStore, store: ObjectStore, opts
       report.objectsPinned++;
       continue;
     }
+    if (opts.log) await failpoint('gc.after-tombstone', opts.log);
     await store.delete(o.key);
     await meta.removeTombstone(sha);
     report.objectsDeleted++;
@@ -248,6 +234,7 @@ export async function sweepObjects(meta: MetadataStore, store: ObjectStore, opts
 
 export interface RunGcOptions extends GcOptions {
   graceMs: number;
+  log?: Logger;
   /** Who holds the gc lease while this run lasts. */
   holder: string;
   /** How long a lease lasts without renewal (default 60 s); renewed as the run goes. */

@@ -18,6 +18,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ApiKey, Commit, CommitGroup, Manifest, Mount, Node, NodeType, Ref, RefLogEntry } from '../api/types.js';
 import { CommitEngine, type EngineOptions } from '../commit/engine.js';
+import { runGc, type GcProgress, type GcReport } from '../commit/gc.js';
 import { TaskBus } from '../commit/task-bus.js';
 import { AgentHub, type AgentStoreConfig } from './agent-hub.js';
 import { manifestKey, refKey } from '../commit/layout.js';
@@ -87,6 +88,9 @@ export class ControlPlane implements ControlApi {
   /** Agents on other nodes: registration, task polls and answers, their namespace calls. */
   readonly hub: AgentHub;
   private defaultMountId: string | null = null;
+  private readonly holder: string;
+  /** A gc runs here now (the metadata lease keeps other processes out; this, other requests of this one). */
+  private gcRunning = false;
 
   constructor(
     readonly meta: MetadataStore,
@@ -94,6 +98,7 @@ export class ControlPlane implements ControlApi {
     private readonly log: Logger,
     options: ControlPlaneOptions,
   ) {
+    this.holder = options.holder;
     this.engine = new CommitEngine(meta, store, this.agents, this.bus, log.child({ component: 'commit' }), options);
     this.hub = new AgentHub(meta, this, this.bus, log.child({ component: 'agents' }), {
       agentTimeoutMs: options.agentTimeoutMs ?? 30_000,
@@ -373,6 +378,37 @@ export class ControlPlane implements ControlApi {
     if (c.phase !== 'manifested' && c.phase !== 'completed') throw new CommitError('COMMIT_NOT_COMPLETED', `Commit ${id} has no manifest (${toCommit(c).status})`);
     if (c.purgedAt) throw new CommitError('COMMIT_PURGED', `Commit ${id} was purged by garbage collection: its manifest is gone`);
     return JSON.parse((await this.store.get(manifestKey(id))).toString('utf8')) as Manifest;
+  }
+
+  // ---- Garbage collection -------------------------------------------------------
+
+  /**
+   * One garbage collection (src/commit/gc.ts) over every mount of the metadata store,
+   * under the gc lease; GC_RUNNING while another runs. Body: `keepLast` (integer ≥ 0),
+   * `keepWithinSeconds` (default 7 days), `graceSeconds` (default 24 h), `dryRun`.
+   */
+  async gc(body: Record<string, unknown>, onProgress?: (p: GcProgress) => void): Promise<GcReport> {
+    const num = (k: string, dflt: number | undefined, int: boolean): number | undefined => {
+      const v = body[k];
+      if (v === undefined || v === null) return dflt;
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (int && !Number.isInteger(v))) throw new ApiError('BAD_REQUEST', `${k} must be a number >= 0${int ? ' (an integer)' : ''}`);
+      return v;
+    };
+    const keepLast = num('keepLast', undefined, true);
+    const keepWithinMs = num('keepWithinSeconds', 7 * 86400, false)! * 1000;
+    const graceMs = num('graceSeconds', 86400, false)! * 1000;
+    if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw new ApiError('BAD_REQUEST', 'dryRun must be a boolean');
+    if (this.gcRunning) throw new CommitError('GC_RUNNING', 'A garbage collection is running in this process');
+    this.gcRunning = true;
+    try {
+      const report = await runGc(this.meta, this.store, {
+        keepLast, keepWithinMs, graceMs, dryRun: body.dryRun === true, holder: `gc:${this.holder}`, log: this.log, onProgress,
+      });
+      this.log.info({ dryRun: report.dryRun, purged: report.purged.length, objectsDeleted: report.objectsDeleted, bytesFreed: report.bytesFreed }, 'garbage collection done');
+      return report;
+    } finally {
+      this.gcRunning = false;
+    }
   }
 
   // ---- Refs ---------------------------------------------------------------------
