@@ -91,6 +91,7 @@ export class ControlPlane implements ControlApi {
   private readonly holder: string;
   /** A gc runs here now (the metadata lease keeps other processes out; this, other requests of this one). */
   private gcRunning = false;
+  private gcTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly meta: MetadataStore,
@@ -409,6 +410,30 @@ export class ControlPlane implements ControlApi {
     } finally {
       this.gcRunning = false;
     }
+  }
+
+  /**
+   * Runs gc with its defaults every `intervalMs` (`--gc-interval`), until
+   * `stopGcSchedule`. A run that finds another one holding the lease (here or in another
+   * process sharing the metadata) is skipped; a failed run is logged and the next one
+   * starts on time.
+   */
+  startGcSchedule(intervalMs: number): void {
+    this.stopGcSchedule();
+    const tick = (): void => {
+      this.gc({}).catch((err: unknown) => {
+        const code = (err as RosetError).rosetCode;
+        if (code === 'GC_RUNNING') this.log.info('scheduled garbage collection skipped: another one is running');
+        else this.log.warn({ code, err: (err as Error).message }, 'scheduled garbage collection failed');
+      });
+    };
+    this.gcTimer = setInterval(tick, intervalMs);
+    this.gcTimer.unref();
+  }
+
+  stopGcSchedule(): void {
+    if (this.gcTimer) clearInterval(this.gcTimer);
+    this.gcTimer = null;
   }
 
   // ---- Refs ---------------------------------------------------------------------

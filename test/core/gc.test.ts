@@ -225,4 +225,27 @@ describe('gc of commits', () => {
       await h.close();
     }
   });
+
+  it('runs on a schedule (--gc-interval), one run at a time under the lease', async () => {
+    const h = await startCore();
+    try {
+      const id = await checkpoint(h, '/ck', { 'a.bin': 'A' });
+      await h.cp.deleteNode(h.mountId, (await h.cp.resolvePath(h.mountId, '/ck'))!.id);
+      // Another process holds the lease: scheduled runs are skipped.
+      const until = new Date(Date.now() + 60_000).toISOString();
+      expect(await h.cp.meta.acquireGcLease('gc:elsewhere', until, new Date().toISOString())).toBe(true);
+      await expect(h.cp.gc({})).rejects.toMatchObject({ rosetCode: 'GC_RUNNING' });
+      h.cp.startGcSchedule(50);
+      await new Promise((r) => setTimeout(r, 300));
+      expect((await h.cp.getCommit(h.mountId, id)).purgedAt).toBeNull();
+      await h.cp.meta.releaseGcLease('gc:elsewhere');
+      for (let i = 0; i < 100 && (await h.cp.getCommit(h.mountId, id)).purgedAt == null; i++) await new Promise((r) => setTimeout(r, 50));
+      h.cp.stopGcSchedule();
+      expect((await h.cp.getCommit(h.mountId, id)).purgedAt).not.toBeNull();
+      expect(await hasManifest(h, id)).toBe(false);
+    } finally {
+      h.cp.stopGcSchedule();
+      await h.close();
+    }
+  });
 });
