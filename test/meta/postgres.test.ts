@@ -77,6 +77,26 @@ describe('postgres: schema and migrations', () => {
     expect((await sql(url, 'SELECT count(*)::int AS n FROM roset_schema'))[0]!.n).toBe(PG_SCHEMA_STEPS.length + 1);
   });
 
+  it('migrates a schema 1 database: its mounts stay, the gc columns and tables appear', async () => {
+    const url = await server.createDatabase();
+    const a = await PostgresMetadataStore.open(url);
+    await a.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
+    await a.close();
+    await sql(url, `DROP TABLE gc_pins; DROP TABLE gc_tombstones; DROP TABLE gc_lease;
+      DROP INDEX ref_log_from; DROP INDEX ref_log_to; DROP INDEX refs_commit; DROP INDEX nodes_sha256;
+      ALTER TABLE commits DROP COLUMN purged_at; ALTER TABLE commits DROP COLUMN manifest_deleted_at;
+      DELETE FROM roset_schema WHERE version > 1;`);
+    const b = await PostgresMetadataStore.open(url);
+    try {
+      expect((await b.listMounts()).map((m) => m.id)).toEqual(['mnt_1']);
+      expect(await b.tombstoneObject('a'.repeat(64), now())).toBe(true);
+      expect(await b.listPurgedWithManifest()).toEqual([]);
+      expect((await sql(url, 'SELECT version FROM roset_schema ORDER BY version')).map((r) => r.version)).toEqual(PG_SCHEMA_STEPS);
+    } finally {
+      await b.close();
+    }
+  });
+
   it('is what openMetadata opens for postgres:// and postgresql:// URLs', async () => {
     const url = await server.createDatabase();
     for (const u of [url, url.replace(/^postgres:/, 'postgresql:')]) {

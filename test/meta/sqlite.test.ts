@@ -1,7 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import Database from 'better-sqlite3';
 import { SqliteMetadataStore } from '../../src/meta/sqlite.js';
+import { SCHEMA_VERSION } from '../../src/meta/sqlite-schema.js';
 import { describe, expect, it } from 'vitest';
 import { metadataConformance } from './conformance.js';
 
@@ -42,6 +44,39 @@ describe('sqlite: setRef and purge from two stores on one file', () => {
     } finally {
       await a.close();
       await b.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('sqlite: the gc step of the schema', () => {
+  it('migrates a schema 3 database: its commits stay, the gc columns and tables appear', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'roset-meta-'));
+    const file = path.join(dir, 'metadata.db');
+    const now = () => new Date().toISOString();
+    try {
+      const a = new SqliteMetadataStore(file);
+      await a.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
+      await a.close();
+      // Back to what schema 3 held.
+      const db = new Database(file);
+      db.exec(`DROP TABLE gc_pins; DROP TABLE gc_tombstones; DROP TABLE gc_lease;
+        DROP INDEX ref_log_from; DROP INDEX ref_log_to; DROP INDEX refs_commit; DROP INDEX nodes_sha256;
+        ALTER TABLE commits DROP COLUMN purged_at; ALTER TABLE commits DROP COLUMN manifest_deleted_at;`);
+      db.pragma('user_version = 3');
+      db.close();
+      const b = new SqliteMetadataStore(file);
+      try {
+        expect((await b.listMounts()).map((m) => m.id)).toEqual(['mnt_1']);
+        expect(await b.tombstoneObject('a'.repeat(64), now())).toBe(true);
+        expect(await b.listPurgedWithManifest()).toEqual([]);
+      } finally {
+        await b.close();
+      }
+      const check = new Database(file);
+      expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+      check.close();
+    } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
