@@ -229,3 +229,15 @@ export interface GcReport {
   objectsInGrace: number;
   objectsPinned: number;
 }
+
+/** `GET /v1/gc`: the run of the answering process, if one runs there. */
+export interface GcStatus {
+  running: boolean;
+  phase?: 'keep-last' | 'purge' | 'manifests' | 'mark' | 'sweep';
+  /** Items done in this step (sweep: objects listed so far). */
+  done?: number;
+  /** Items in this step; 0 where it is not known in advance (sweep). */
+  total?: number;
+  startedAt?: string;
+  dryRun?: boolean;
+}

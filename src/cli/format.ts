@@ -37,7 +37,7 @@ export function commitProgress(c: Commit): number | undefined {
 }
 
 export class ProgressLine {
-  private readonly enabled: boolean;
+  readonly enabled: boolean;
   private readonly started = Date.now();
   private drawn = false;
 

@@ -91,6 +91,8 @@ export class ControlPlane implements ControlApi {
   private readonly holder: string;
   /** A gc runs here now (the metadata lease keeps other processes out; this, other requests of this one). */
   private gcRunning = false;
+  /** Where the run of this process is, for `GET /v1/gc`. */
+  private gcProgress: (GcProgress & { startedAt: string; dryRun: boolean }) | null = null;
   private gcTimer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -401,15 +403,25 @@ export class ControlPlane implements ControlApi {
     if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw new ApiError('BAD_REQUEST', 'dryRun must be a boolean');
     if (this.gcRunning) throw new CommitError('GC_RUNNING', 'A garbage collection is running in this process');
     this.gcRunning = true;
+    const startedAt = new Date().toISOString();
+    const dryRun = body.dryRun === true;
+    this.gcProgress = { phase: 'keep-last', done: 0, total: 0, startedAt, dryRun };
     try {
       const report = await runGc(this.meta, this.store, {
-        keepLast, keepWithinMs, graceMs, dryRun: body.dryRun === true, holder: `gc:${this.holder}`, log: this.log, onProgress,
+        keepLast, keepWithinMs, graceMs, dryRun, holder: `gc:${this.holder}`, log: this.log,
+        onProgress: (p) => { this.gcProgress = { ...p, startedAt, dryRun }; onProgress?.(p); },
       });
       this.log.info({ dryRun: report.dryRun, purged: report.purged.length, objectsDeleted: report.objectsDeleted, bytesFreed: report.bytesFreed }, 'garbage collection done');
       return report;
     } finally {
       this.gcRunning = false;
+      this.gcProgress = null;
     }
+  }
+
+  /** The run of this process now: its step and how far it is; `running: false` when none runs here. */
+  gcStatus(): { running: boolean; phase?: GcProgress['phase']; done?: number; total?: number; startedAt?: string; dryRun?: boolean } {
+    return this.gcProgress ? { running: true, ...this.gcProgress } : { running: false };
   }
 
   /**

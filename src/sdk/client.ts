@@ -39,6 +39,7 @@ import type {
   CreateNodeRequest,
   GcReport,
   GcRequest,
+  GcStatus,
   Health,
   Manifest,
   Mount,
@@ -367,6 +368,11 @@ export class RosetClient {
    */
   async gc(req: GcRequest = {}, opts: { timeoutMs?: number } = {}): Promise<GcReport> {
     return this.request<GcReport>({ method: 'POST', path: '/v1/gc', body: req, resendable: true, timeoutMs: opts.timeoutMs ?? 24 * 3600_000 });
+  }
+
+  /** Where the garbage collection of the answering process is (`running: false` when none runs there). */
+  async gcStatus(): Promise<GcStatus> {
+    return this.request<GcStatus>({ method: 'GET', path: '/v1/gc', resendable: true });
   }
 
   async updateRef(name: string, commitId: string, opts: { expectedCommitId?: string | null } = {}): Promise<Ref> {

@@ -248,4 +248,21 @@ describe('gc of commits', () => {
       await h.close();
     }
   });
+
+  it('tells where a run is while it runs (GET /v1/gc), and nothing when none runs', async () => {
+    let seen: ReturnType<CoreHarness['cp']['gcStatus']> | null = null;
+    const h = await startCore();
+    try {
+      await checkpoint(h, '/ck', { 'a.bin': 'A' });
+      await h.cp.deleteNode(h.mountId, (await h.cp.resolvePath(h.mountId, '/ck'))!.id);
+      expect(h.cp.gcStatus()).toEqual({ running: false });
+      await h.cp.gc({ graceSeconds: 0, keepWithinSeconds: 0 }, (p) => { if (p.phase === 'sweep') seen ??= h.cp.gcStatus(); });
+      expect(seen).toMatchObject({ running: true, phase: 'sweep', dryRun: false });
+      expect(h.cp.gcStatus()).toEqual({ running: false });
+      await expect(h.cp.gc({ graceSeconds: -1 })).rejects.toMatchObject({ rosetCode: 'BAD_REQUEST' });
+      await expect(h.cp.gc({ keepLast: 1.5 })).rejects.toMatchObject({ rosetCode: 'BAD_REQUEST' });
+    } finally {
+      await h.close();
+    }
+  });
 });

@@ -4,7 +4,8 @@
  * What it removes and why it is safe: docs/SEMANTICS.md, "Garbage collection".
  *
  * Output: what went (or, with `--dry-run`, what would go) and the bytes freed; `--json`
- * prints the whole report. On a terminal, a line shows that the run goes on.
+ * prints the whole report. On a terminal, a line shows the run's step and how far it
+ * is (`GET /v1/gc`).
  */
 import type { Command } from 'commander';
 import type { GcReport } from '../../sdk/index.js';
@@ -44,14 +45,23 @@ export function registerGc(program: Command): void {
     .action(action(async (opts: GcOptions, cmd: Command) => {
       const progress = new ProgressLine();
       const started = Date.now();
-      const tick = setInterval(() => progress.draw(`garbage collection${opts.dryRun ? ' (dry run)' : ''}: ${Math.round((Date.now() - started) / 1000)}s`), 500);
+      const client = clientFor(cmd);
+      // The run answers when it is done; meanwhile a terminal shows where it is, as the
+      // process that runs it tells (another process behind the same URL: the time only).
+      let step = '';
+      const tick = progress.enabled ? setInterval(() => {
+        client.gcStatus().then((s) => {
+          step = s.running && s.phase ? `${s.phase} ${s.done ?? 0}${s.total ? `/${s.total}` : ''}` : '';
+        }, () => undefined);
+        progress.draw(`garbage collection${opts.dryRun ? ' (dry run)' : ''}: ${Math.round((Date.now() - started) / 1000)}s${step ? `, ${step}` : ''}`);
+      }, 500) : null;
       let report: GcReport;
       try {
-        report = await clientFor(cmd).gc({
+        report = await client.gc({
           keepLast: opts.keepLast, keepWithinSeconds: opts.keepWithin / 1000, graceSeconds: opts.grace / 1000, dryRun: opts.dryRun === true,
         });
       } finally {
-        clearInterval(tick);
+        if (tick) clearInterval(tick);
         progress.clear();
       }
       if (opts.json) printJson(report);
