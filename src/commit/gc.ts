@@ -126,15 +126,15 @@ export async function collectCommits(meta: MetadataStore, store: ObjectStore, op
         progress('keep-last', done++, victims.length);
         if (dryRun) {
           wouldDelete.push(v);
-          report.softDeleted.push(v);
+          report.softDeleted.push({ commitId: v.commitId, nodeId: v.nodeId });
           continue;
         }
         try {
           await meta.softDeleteNode(v.nodeId, now().toISOString());
-          report.softDeleted.push(v);
+          report.softDeleted.push({ commitId: v.commitId, nodeId: v.nodeId });
         } catch (err) {
           if (!(err instanceof RosetError)) throw err;
-          report.notDeleted.push({ ...v, code: err.rosetCode });
+          report.notDeleted.push({ commitId: v.commitId, nodeId: v.nodeId, code: err.rosetCode });
         }
       }
     }

@@ -80,6 +80,9 @@ export interface ControlPlaneOptions extends EngineOptions {
   agentStore?: AgentStoreConfig;
 }
 
+/** The largest duration (and keep-last) `POST /v1/gc` takes: 100 years in seconds. */
+const GC_MAX_SECONDS = 3_153_600_000;
+
 export class ControlPlane implements ControlApi {
   readonly agents = new AgentRegistry();
   /** Wake-ups between the agents' polls and answers and the commits waiting on them (in this process). */
@@ -393,10 +396,14 @@ export class ControlPlane implements ControlApi {
   async gc(body: Record<string, unknown>, onProgress?: (p: GcProgress) => void): Promise<GcReport> {
     const num = (k: string, dflt: number | undefined, int: boolean): number | undefined => {
       const v = body[k];
-      if (v === undefined || v === null) return dflt;
-      if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (int && !Number.isInteger(v))) throw new ApiError('BAD_REQUEST', `${k} must be a number >= 0${int ? ' (an integer)' : ''}`);
+      if (v === undefined) return dflt;
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > GC_MAX_SECONDS || (int && !Number.isInteger(v))) {
+        throw new ApiError('BAD_REQUEST', `${k} must be a number from 0 to ${GC_MAX_SECONDS}${int ? ' (an integer)' : ''}`);
+      }
       return v;
     };
+    const unknown = Object.keys(body).filter((k) => !['keepLast', 'keepWithinSeconds', 'graceSeconds', 'dryRun'].includes(k));
+    if (unknown.length > 0) throw new ApiError('BAD_REQUEST', `Unknown field ${JSON.stringify(unknown[0]).slice(0, 64)}`);
     const keepLast = num('keepLast', undefined, true);
     const keepWithinMs = num('keepWithinSeconds', 7 * 86400, false)! * 1000;
     const graceMs = num('graceSeconds', 86400, false)! * 1000;

@@ -261,6 +261,9 @@ describe('gc of commits', () => {
       expect(h.cp.gcStatus()).toEqual({ running: false });
       await expect(h.cp.gc({ graceSeconds: -1 })).rejects.toMatchObject({ rosetCode: 'BAD_REQUEST' });
       await expect(h.cp.gc({ keepLast: 1.5 })).rejects.toMatchObject({ rosetCode: 'BAD_REQUEST' });
+      await expect(h.cp.gc({ grace: 0 })).rejects.toMatchObject({ rosetCode: 'BAD_REQUEST' });
+      await expect(h.cp.gc({ graceSeconds: null })).rejects.toMatchObject({ rosetCode: 'BAD_REQUEST' });
+      await expect(h.cp.gc({ keepWithinSeconds: 1e308 })).rejects.toMatchObject({ rosetCode: 'BAD_REQUEST' });
     } finally {
       await h.close();
     }
