@@ -109,6 +109,10 @@ export const ROUTES: Route[] = [
     },
   },
   { method: 'GET', path: '/v1/refs/{name}/log', auth: true, handler: async (cp, c) => ok(page(await cp.refLog(c.mountId, c.params.name!))) },
+  // Garbage collection over every mount (src/commit/gc.ts); answers when it is done.
+  { method: 'POST', path: '/v1/gc', auth: true, handler: async (cp, c) => ok(await cp.gc(await c.body())) },
+  // Where the run of this process is (a client shows it while its POST waits).
+  { method: 'GET', path: '/v1/gc', auth: true, handler: async (cp) => ok(cp.gcStatus()) },
   { method: 'POST', path: '/v1/commit-groups', auth: true, handler: async (cp, c) => ({ status: 201, body: await cp.createGroup(c.mountId, await c.body()) }) },
   { method: 'GET', path: '/v1/commit-groups/{id}', auth: true, handler: async (cp, c) => ok(await cp.getGroup(c.mountId, c.params.id!)) },
   // Agents on other nodes (src/control/agent-hub.ts). The agent opens every connection.

@@ -214,3 +214,46 @@ export interface CreateKeyRequest {
 export interface CreateCommitGroupRequest {
   message?: string;
 }
+
+/** `POST /v1/gc`: the options of one garbage collection. */
+export interface GcRequest {
+  keepLast?: number;
+  keepWithinSeconds?: number;
+  graceSeconds?: number;
+  dryRun?: boolean;
+}
+
+/** What one garbage collection removed (or, in a dry run, would remove). */
+export interface GcReport {
+  dryRun: boolean;
+  /** Folders `--keep-last` soft-deleted (or would). */
+  softDeleted: Array<{ commitId: string; nodeId: string }>;
+  /** Folders `--keep-last` could not delete (inside a committed folder, sealing). */
+  notDeleted: Array<{ commitId: string; nodeId: string; code: string }>;
+  /** Commits purged (or that would be), with the nodes that left the metadata. */
+  purged: Array<{ commitId: string; path: string; nodes: number }>;
+  /** Candidates kept, and why. */
+  kept: Array<{ commitId: string; path: string; reason: 'not-found' | 'not-completed' | 'live' | 'referenced' | 'in-ref-log' | 'holds-commits' }>;
+  /** Manifests deleted from the bucket (or that would be), and their bytes. */
+  manifestsDeleted: number;
+  manifestBytes: number;
+  /** Objects listed, deleted (or that would be), and their bytes. */
+  objectsListed: number;
+  objectsDeleted: number;
+  bytesFreed: number;
+  /** Unreferenced objects kept: younger than the grace period, or pinned by an upload. */
+  objectsInGrace: number;
+  objectsPinned: number;
+}
+
+/** `GET /v1/gc`: the run of the answering process, if one runs there. */
+export interface GcStatus {
+  running: boolean;
+  phase?: 'keep-last' | 'purge' | 'manifests' | 'mark' | 'sweep';
+  /** Items done in this step (sweep: objects listed so far). */
+  done?: number;
+  /** Items in this step; 0 where it is not known in advance (sweep). */
+  total?: number;
+  startedAt?: string;
+  dryRun?: boolean;
+}

@@ -65,7 +65,7 @@ const RATE_WINDOW_MS = 5000;
 const BAR_WIDTH = 16;
 
 export class ProgressLine {
-  private readonly enabled: boolean;
+  readonly enabled: boolean;
   private readonly started = Date.now();
   private readonly samples: Array<{ at: number; bytes: number }> = [];
   private drawn = false;

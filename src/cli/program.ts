@@ -9,6 +9,7 @@ import { Command, Option } from 'commander';
 import { SDK_VERSION } from '../sdk/index.js';
 import { registerCommit } from './commands/commit.js';
 import { registerKey } from './commands/key.js';
+import { registerGc } from './commands/gc.js';
 import { registerRecover } from './commands/recover.js';
 import { registerRef } from './commands/ref.js';
 import { registerServe } from './commands/serve.js';
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerLog(program);
   registerUnmount(program);
   registerKey(program);
+  registerGc(program);
   registerRecover(program);
   registerServe(program);
   return program;

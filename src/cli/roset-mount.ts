@@ -13,7 +13,7 @@ import { DEFAULT_FUSE_BINDING, FUSE_BINDINGS, type FuseBinding } from '../fuse/t
 import { createLogger, resolveLogFormat, type LogLevel } from '../util/log.js';
 import { defaultStateDir } from '../util/state-dir.js';
 import { addStoreOptions, envFlag, storeConfig } from './store-options.js';
-import { size } from '../util/cli-args.js';
+import { duration, size } from '../util/cli-args.js';
 
 const env = process.env;
 
@@ -45,6 +45,7 @@ const program = addStoreOptions(new Command())
   .option('--seal-timeout <seconds>', 'how long a seal waits for open files to close [env ROSET_SEAL_TIMEOUT]', seconds)
   .option('--agent-timeout <seconds>', 'agents on other nodes may use this embedded control plane too: one silent this long while it holds files of a sealing folder fails the commit (AGENT_UNAVAILABLE) [env ROSET_AGENT_TIMEOUT] (default: 30)', seconds)
   .option('--drain-timeout <seconds>', 'how long SIGTERM waits for in-flight commits [env ROSET_DRAIN_TIMEOUT]', seconds)
+  .option('--gc-interval <duration>', 'run garbage collection (roset gc, with its defaults) this often, such as 6h [env ROSET_GC_INTERVAL] (default: never)', duration)
   .option('--mount-name <name>', 'name of the mount in the control plane [env ROSET_MOUNT_NAME]')
   .option('--api-url <url>', 'serve a mount of this remote control plane (roset serve) instead of embedding one [env ROSET_API_URL]')
   .option('--api-key <key>', 'API key for --api-url [env ROSET_API_KEY]')
@@ -65,7 +66,7 @@ const program = addStoreOptions(new Command())
     const stores = storeConfig(o, env, stateDir);
     if (apiUrl) {
       // An agent runs no API and no commits: these belong to `roset serve`.
-      const serveFlags = ([['tlsCert', '--tls-cert'], ['tlsKey', '--tls-key'], ['insecureListen', '--insecure-listen'], ['sealTimeout', '--seal-timeout'], ['agentTimeout', '--agent-timeout']] as const)
+      const serveFlags = ([['tlsCert', '--tls-cert'], ['tlsKey', '--tls-key'], ['insecureListen', '--insecure-listen'], ['sealTimeout', '--seal-timeout'], ['agentTimeout', '--agent-timeout'], ['gcInterval', '--gc-interval']] as const)
         .filter(([k]) => o[k] !== undefined).map(([, f]) => f);
       if (serveFlags.length > 0) throw new InvalidArgumentError(`${serveFlags.join(', ')} configure an embedded control plane; with --api-url the control plane is roset serve: set them there`);
     }
@@ -103,6 +104,7 @@ const program = addStoreOptions(new Command())
       drainTimeoutMs: 1000 * ((o.drainTimeout as number | undefined) ?? (env.ROSET_DRAIN_TIMEOUT ? seconds(env.ROSET_DRAIN_TIMEOUT) : 300)),
       mountName: (o.mountName as string | undefined) ?? env.ROSET_MOUNT_NAME ?? 'default',
       fuseBinding: (o.fuseBinding as FuseBinding | undefined) ?? fuseBindingFromEnv(env.ROSET_FUSE_BINDING) ?? DEFAULT_FUSE_BINDING,
+      gcIntervalMs: apiUrl ? 0 : (o.gcInterval as number | undefined) ?? (env.ROSET_GC_INTERVAL ? duration(env.ROSET_GC_INTERVAL) : 0),
     };
     const log = createLogger(((o.logLevel as string | undefined) ?? env.ROSET_LOG_LEVEL ?? 'info') as LogLevel,
       resolveLogFormat(o.logFormat as string | undefined, env.ROSET_LOG_FORMAT));

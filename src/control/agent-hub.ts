@@ -181,6 +181,8 @@ export class AgentHub {
       case 'subtree': return c.subtree(a.str());
       case 'pathOf': return c.pathOf(a.str());
       case 'resolvePath': return c.resolvePath(mount(), a.str());
+      // The pin is the calling agent's, whatever the arguments say.
+      case 'pinObject': { const m = mount(); a.str(); return c.pinObject(m, agentId, a.str(), a.str()); }
       default: throw new ApiError('BAD_REQUEST', `Unknown rpc method ${JSON.stringify(method).slice(0, 64)}`);
     }
   }

@@ -18,6 +18,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ApiKey, Commit, CommitGroup, CommitProgress, Manifest, Mount, Node, NodeType, Ref, RefLogEntry } from '../api/types.js';
 import { CommitEngine, type EngineOptions } from '../commit/engine.js';
+import { runGc, type GcProgress, type GcReport } from '../commit/gc.js';
 import { TaskBus } from '../commit/task-bus.js';
 import { AgentHub, type AgentStoreConfig } from './agent-hub.js';
 import { manifestKey, refKey } from '../commit/layout.js';
@@ -66,12 +67,21 @@ export interface ControlApi {
   pathOf(id: string): Promise<string | null>;
   /** The live node at a mount-relative path: for bindings and tools that speak paths, once, at their edge. */
   resolvePath(mountId: string, path: string): Promise<NodeWithPath | null>;
+  /**
+   * Pins the object a staged file's upload is about to rely on, before it looks for it
+   * in the bucket (see src/commit/gc.ts). False while gc is deleting that object: wait,
+   * and pin again.
+   */
+  pinObject(mountId: string, agentId: string, nodeId: string, sha256: string): Promise<boolean>;
 }
 
 export interface ControlPlaneOptions extends EngineOptions {
   /** What agents on other nodes are told about the bucket (absent: agents cannot register). */
   agentStore?: AgentStoreConfig;
 }
+
+/** The largest duration (and keep-last) `POST /v1/gc` takes: 100 years in seconds. */
+const GC_MAX_SECONDS = 3_153_600_000;
 
 export class ControlPlane implements ControlApi {
   readonly agents = new AgentRegistry();
@@ -81,6 +91,12 @@ export class ControlPlane implements ControlApi {
   /** Agents on other nodes: registration, task polls and answers, their namespace calls. */
   readonly hub: AgentHub;
   private defaultMountId: string | null = null;
+  private readonly holder: string;
+  /** A gc runs here now (the metadata lease keeps other processes out; this, other requests of this one). */
+  private gcRunning = false;
+  /** Where the run of this process is, for `GET /v1/gc`. */
+  private gcProgress: (GcProgress & { startedAt: string; dryRun: boolean }) | null = null;
+  private gcTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly meta: MetadataStore,
@@ -88,6 +104,7 @@ export class ControlPlane implements ControlApi {
     private readonly log: Logger,
     options: ControlPlaneOptions,
   ) {
+    this.holder = options.holder;
     this.engine = new CommitEngine(meta, store, this.agents, this.bus, log.child({ component: 'commit' }), options);
     this.hub = new AgentHub(meta, this, this.bus, log.child({ component: 'agents' }), {
       agentTimeoutMs: options.agentTimeoutMs ?? 30_000,
@@ -187,7 +204,16 @@ export class ControlPlane implements ControlApi {
         return this.softDelete(n, 'rmdir');
       }
     }
-    return this.meta.removeNode(mountId, parentId, name, type);
+    const gone = await this.meta.removeNode(mountId, parentId, name, type);
+    // A pin left behind would only keep an object longer.
+    if (gone.type === 'file') await this.meta.unpinNode(gone.id);
+    return gone;
+  }
+
+  async pinObject(mountId: string, agentId: string, nodeId: string, sha256: string): Promise<boolean> {
+    if (!/^[0-9a-f]{64}$/.test(sha256)) throw new ApiError('BAD_REQUEST', 'sha256 must be 64 lowercase hex digits');
+    void mountId;
+    return this.meta.pinObject({ agentId, nodeId, sha256, at: new Date().toISOString() });
   }
 
   /** The soft delete of a live node; a refusal because a ref holds it is logged. */
@@ -382,7 +408,77 @@ export class ControlPlane implements ControlApi {
   async getManifest(mountId: string, id: string): Promise<Manifest> {
     const c = await this.getCommit(mountId, id);
     if (c.phase !== 'manifested' && c.phase !== 'completed') throw new CommitError('COMMIT_NOT_COMPLETED', `Commit ${id} has no manifest (${toCommit(c).status})`);
+    if (c.purgedAt) throw new CommitError('COMMIT_PURGED', `Commit ${id} was purged by garbage collection: its manifest is gone`);
     return JSON.parse((await this.store.get(manifestKey(id))).toString('utf8')) as Manifest;
+  }
+
+  // ---- Garbage collection -------------------------------------------------------
+
+  /**
+   * One garbage collection (src/commit/gc.ts) over every mount of the metadata store,
+   * under the gc lease; GC_RUNNING while another runs. Body: `keepLast` (integer ≥ 0),
+   * `keepWithinSeconds` (default 7 days), `graceSeconds` (default 24 h), `dryRun`.
+   */
+  async gc(body: Record<string, unknown>, onProgress?: (p: GcProgress) => void): Promise<GcReport> {
+    const num = (k: string, dflt: number | undefined, int: boolean): number | undefined => {
+      const v = body[k];
+      if (v === undefined) return dflt;
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > GC_MAX_SECONDS || (int && !Number.isInteger(v))) {
+        throw new ApiError('BAD_REQUEST', `${k} must be a number from 0 to ${GC_MAX_SECONDS}${int ? ' (an integer)' : ''}`);
+      }
+      return v;
+    };
+    const unknown = Object.keys(body).filter((k) => !['keepLast', 'keepWithinSeconds', 'graceSeconds', 'dryRun'].includes(k));
+    if (unknown.length > 0) throw new ApiError('BAD_REQUEST', `Unknown field ${JSON.stringify(unknown[0]).slice(0, 64)}`);
+    const keepLast = num('keepLast', undefined, true);
+    const keepWithinMs = num('keepWithinSeconds', 7 * 86400, false)! * 1000;
+    const graceMs = num('graceSeconds', 86400, false)! * 1000;
+    if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw new ApiError('BAD_REQUEST', 'dryRun must be a boolean');
+    if (this.gcRunning) throw new CommitError('GC_RUNNING', 'A garbage collection is running in this process');
+    this.gcRunning = true;
+    const startedAt = new Date().toISOString();
+    const dryRun = body.dryRun === true;
+    this.gcProgress = { phase: 'keep-last', done: 0, total: 0, startedAt, dryRun };
+    try {
+      const report = await runGc(this.meta, this.store, {
+        keepLast, keepWithinMs, graceMs, dryRun, holder: `gc:${this.holder}`, log: this.log,
+        onProgress: (p) => { this.gcProgress = { ...p, startedAt, dryRun }; onProgress?.(p); },
+      });
+      this.log.info({ dryRun: report.dryRun, purged: report.purged.length, objectsDeleted: report.objectsDeleted, bytesFreed: report.bytesFreed }, 'garbage collection done');
+      return report;
+    } finally {
+      this.gcRunning = false;
+      this.gcProgress = null;
+    }
+  }
+
+  /** The run of this process now: its step and how far it is; `running: false` when none runs here. */
+  gcStatus(): { running: boolean; phase?: GcProgress['phase']; done?: number; total?: number; startedAt?: string; dryRun?: boolean } {
+    return this.gcProgress ? { running: true, ...this.gcProgress } : { running: false };
+  }
+
+  /**
+   * Runs gc with its defaults every `intervalMs` (`--gc-interval`), until
+   * `stopGcSchedule`. A run that finds another one holding the lease (here or in another
+   * process sharing the metadata) is skipped; a failed run is logged and the next one
+   * starts on time.
+   */
+  startGcSchedule(intervalMs: number): void {
+    this.stopGcSchedule();
+    const tick = (): void => {
+      this.gc({}).catch((err: unknown) => {
+        const code = (err as RosetError).rosetCode;
+        if (code === 'GC_RUNNING') this.log.info('scheduled garbage collection skipped: another one is running');
+        else this.log.warn({ code, err: (err as Error).message }, 'scheduled garbage collection failed');
+      });
+    };
+    this.gcTimer = setInterval(tick, intervalMs);
+    this.gcTimer.unref();
+  }
+
+  stopGcSchedule(): void {
+    if (this.gcTimer) clearInterval(this.gcTimer);
+    this.gcTimer = null;
   }
 
   // ---- Refs ---------------------------------------------------------------------
@@ -411,6 +507,8 @@ export class ControlPlane implements ControlApi {
     const c = await this.meta.getCommit(body.commitId);
     if (!c || c.mountId !== mountId) throw new CommitError('COMMIT_NOT_FOUND', `No commit ${body.commitId}`);
     if (c.phase !== 'completed') throw new CommitError('COMMIT_NOT_COMPLETED', `Commit ${c.id} is ${toCommit(c).status}; a ref can only point at a completed commit`);
+    // Checked again by the metadata store in the transaction that moves the ref.
+    if (c.purgedAt) throw new CommitError('COMMIT_PURGED', `Commit ${c.id} was purged by garbage collection`);
     const rec: RefRecord = { mountId, name, commitId: c.id, updatedAt: new Date().toISOString(), updatedBy: by };
     const set = await this.meta.setRef(rec, body.expectedCommitId as string | null | undefined);
     if (!set) {

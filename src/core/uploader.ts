@@ -15,6 +15,9 @@
  * - An upload stopped because its file changed ends with FILE_CHANGED, which no store
  *   wraps and the retry layer never retries: one attempt, then the new bytes' turn.
  * - An upload record is trusted only for the exact (size, mtime) it was made for.
+ * - Every upload pins its object in the metadata (`ControlApi.pinObject`, one pin per
+ *   file) before it asks the bucket whether the object exists, so gc never deletes an
+ *   object an upload found there and skipped sending.
  * - A background failure is logged and left for the commit, which uploads again and
  *   fails with the error if it persists: nothing is swallowed.
  */
@@ -25,8 +28,12 @@ import { CacheError, StoreError, toRosetError } from '../errors/index.js';
 import { addUploadQueue, dedupedBytesTotal, uploadedBytesTotal, type UploadQueueState } from '../metrics/index.js';
 import { delayPoint } from '../util/failpoints.js';
 import { sha256File } from '../util/hash.js';
+import { sleep } from '../util/sleep.js';
 import { stagingPath, type CoreContext } from './context.js';
 import type { UploadRecord } from './staging-index.js';
+
+/** How long an upload waits before pinning again an object gc is deleting. */
+const PIN_RETRY_MS = 50;
 
 export interface UploadOutcome {
   sha256: string;
@@ -148,6 +155,13 @@ export class Uploader {
       if (this.version(nodeId) !== version) throw new CacheError('FILE_CHANGED', `node ${nodeId} changed while it was being uploaded`);
     };
     changed();
+    // The pin comes before the bucket is asked: from then on gc keeps the object, or,
+    // while gc is deleting it (a tombstone), the pin waits until it is gone, and the
+    // object is then uploaded again (src/commit/gc.ts).
+    while (!(await this.ctx.control.pinObject(this.ctx.mountId, this.ctx.agentId, nodeId, sha))) {
+      changed();
+      await sleep(PIN_RETRY_MS);
+    }
     const key = objectKey(sha);
     let how: UploadOutcome['how'] = 'uploaded';
     if (await this.ctx.store.head(key)) {

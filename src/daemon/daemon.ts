@@ -75,6 +75,8 @@ export interface DaemonConfig {
   mountName: string;
   /** `native` (libfuse3, C data path, writeback cache) or `fuse-native` (libfuse 2). */
   fuseBinding: FuseBinding;
+  /** Run garbage collection this often (`--gc-interval`); absent or 0: never on its own. */
+  gcIntervalMs?: number;
 }
 
 export interface RemoteConfig {
@@ -187,6 +189,7 @@ export class Daemon {
       // A commit whose run stopped without an outcome (its metadata write failed) is
       // picked up again rather than left pending.
       cp.engine.watch(5000);
+      if (cfg.gcIntervalMs) cp.startGcSchedule(cfg.gcIntervalMs);
       await cp.resyncRefMirrors(mountId);
       this.api = new ApiServer(cp, log.child({ component: 'api' }));
       this.endpoint = await this.api.listen(cfg.listenHost, cfg.listenPort, { tls: cfg.tls, insecureListen: cfg.insecureListen });
@@ -270,6 +273,7 @@ export class Daemon {
       clearTimeout(timer);
     }
     this.cp?.engine.stopWatching();
+    this.cp?.stopGcSchedule();
     if (this.cp && !(await this.cp.engine.drain(this.cfg.drainTimeoutMs))) {
       log.warn({ inFlight: this.cp.engine.inFlight }, 'drain limit reached; unfinished commits resume at next start');
     }

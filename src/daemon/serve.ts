@@ -48,6 +48,8 @@ export interface ServeConfig {
   agentTimeoutMs: number;
   drainTimeoutMs: number;
   /** How long a commit lease lasts without renewal (a dead `serve`'s commits wait this long). */
+  /** Run garbage collection this often (`--gc-interval`); absent or 0: never on its own. */
+  gcIntervalMs?: number;
   leaseMs: number;
 }
 
@@ -93,6 +95,7 @@ export class ControlServer {
     // Agents can reach us now, so commits whose driver is gone can be taken over.
     await cp.engine.recover();
     cp.engine.watch(Math.max(100, Math.floor(cfg.leaseMs / 3)));
+    if (cfg.gcIntervalMs) cp.startGcSchedule(cfg.gcIntervalMs);
     await cp.resyncRefMirrors(mountId);
     log.info({ endpoint: this.endpoint, serverId, database: redactDatabaseUrl(cfg.database), store: this.store.description, stateDir: cfg.stateDir, mountId }, 'roset serve ready');
   }
@@ -126,6 +129,7 @@ export class ControlServer {
     const { log } = this;
     log.info({ reason, inFlightCommits: this.cp?.engine.inFlight ?? 0 }, 'stopping: draining commits driven here');
     this.cp?.engine.stopWatching();
+    this.cp?.stopGcSchedule();
     if (this.cp && !(await this.cp.engine.drain(this.cfg.drainTimeoutMs))) {
       log.warn({ inFlight: this.cp.engine.inFlight }, 'drain limit reached; unfinished commits pass to another serve or resume at restart');
     }

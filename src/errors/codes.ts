@@ -60,6 +60,8 @@ export const ERROR_CODES = {
   COMMIT_NOT_FOUND: def(404, 'ENOENT', 'No such commit'),
   COMMIT_IN_PROGRESS: def(409, 'EBUSY', 'A commit of this folder, or of a folder around or inside it, is in progress'),
   COMMIT_NOT_COMPLETED: def(409, 'EINVAL', 'The commit is not completed'),
+  COMMIT_PURGED: def(404, 'ENOENT', 'The commit was purged by garbage collection'),
+  GC_RUNNING: def(409, 'EBUSY', 'Another garbage collection is running'),
   OPEN_HANDLES: def(409, 'EBUSY', 'Files were still open for writing when the seal timed out'),
   INTERRUPTED: def(503, 'EIO', 'The commit was interrupted by a daemon restart'),
   AGENT_UNAVAILABLE: def(503, 'EIO', 'No data-plane agent holds the staged files for this folder'),

@@ -10,6 +10,8 @@
  * - 2: what SQLite schema 4 adds: `commits.progress` (how far a pending commit has
  *   come) and `agent_tasks.progress` (what an agent last reported while running a
  *   task), both JSON.
+ * - 3: garbage collection: `commits.purged_at`, `commits.manifest_deleted_at`, the
+ *   tables `gc_pins`, `gc_tombstones` and `gc_lease`, as SQLite schema 5.
  *
  * Column choices, so that both backends answer alike:
  * - Every text column is `COLLATE "C"`: equality and order are byte for byte (UTF-8
@@ -30,7 +32,7 @@
  */
 import type { PoolClient } from 'pg';
 
-export const PG_SCHEMA_VERSION = 2;
+export const PG_SCHEMA_VERSION = 3;
 
 /** The key of `pg_advisory_xact_lock` taken by migrations ("roset" in ASCII, as a number). */
 export const MIGRATION_LOCK = 0x726f736574;
@@ -173,8 +175,33 @@ ALTER TABLE commits ADD COLUMN progress json;
 ALTER TABLE agent_tasks ADD COLUMN progress json;
 `;
 
-/** Each version's statements, in order: MIGRATIONS[v - 1] brings v - 1 to v. */
-const MIGRATIONS: readonly string[] = [V1, V2];
+const V3 = `
+ALTER TABLE commits ADD COLUMN purged_at text COLLATE "C";
+ALTER TABLE commits ADD COLUMN manifest_deleted_at text COLLATE "C";
+CREATE INDEX ref_log_from ON ref_log (from_commit_id);
+CREATE INDEX ref_log_to ON ref_log (to_commit_id);
+CREATE INDEX refs_commit ON refs (commit_id);
+CREATE INDEX nodes_sha256 ON nodes (sha256) WHERE sha256 IS NOT NULL;
+CREATE TABLE gc_pins (
+  agent_id text COLLATE "C" NOT NULL,
+  node_id text COLLATE "C" NOT NULL,
+  sha256 text COLLATE "C" NOT NULL,
+  created_at text COLLATE "C" NOT NULL,
+  PRIMARY KEY (agent_id, node_id)
+);
+CREATE INDEX gc_pins_sha256 ON gc_pins (sha256);
+CREATE INDEX gc_pins_node ON gc_pins (node_id);
+CREATE TABLE gc_tombstones (sha256 text COLLATE "C" PRIMARY KEY, created_at text COLLATE "C" NOT NULL);
+CREATE TABLE gc_lease (id integer PRIMARY KEY CHECK (id = 1), holder text COLLATE "C" NOT NULL, until text COLLATE "C" NOT NULL);
+`;
+
+/**
+ * Each version's statements, by the version they bring a database to, in order.
+ */
+const MIGRATIONS: ReadonlyArray<readonly [number, string]> = [[1, V1], [2, V2], [3, V3]];
+
+/** The versions a new database records, in order. */
+export const PG_SCHEMA_STEPS: readonly number[] = MIGRATIONS.map(([v]) => v);
 
 /** The version of a database, read inside the migration transaction: 0 for an empty one. */
 async function currentVersion(c: PoolClient): Promise<number> {
@@ -195,8 +222,9 @@ export async function migratePostgres(c: PoolClient): Promise<{ from: number; to
     if (from > PG_SCHEMA_VERSION) {
       throw new Error(`The metadata database has schema version ${from}, newer than this release understands (${PG_SCHEMA_VERSION}); upgrade Roset`);
     }
-    for (let v = from + 1; v <= PG_SCHEMA_VERSION; v++) {
-      await c.query(MIGRATIONS[v - 1]!);
+    for (const [v, sql] of MIGRATIONS) {
+      if (v <= from) continue;
+      await c.query(sql);
       await c.query('INSERT INTO roset_schema (version) VALUES ($1)', [v]);
     }
     await c.query('COMMIT');

@@ -65,7 +65,7 @@
 import pg from 'pg';
 import type { Pool, PoolClient } from 'pg';
 import type { Logger } from 'pino';
-import { NamespaceError, RosetError } from '../errors/index.js';
+import { CommitError, NamespaceError, RosetError } from '../errors/index.js';
 import { newId } from './ids.js';
 import { barrierError, folderDeleted, refHeld } from './barrier.js';
 import { redactDatabaseUrl } from './database-url.js';
@@ -73,7 +73,7 @@ import { migratePostgres } from './postgres-schema.js';
 import type { CommitErrorInfo, CommitProgress, CommitStats, NodeState, NodeType } from '../api/types.js';
 import {
   nowTimespec,
-  type AgentRecord, type AgentTaskKind, type AgentTaskRecord, type ApiKeyRecord, type AttrChange, type Barrier, type CommitPhase, type CommitRecord, type CommittedFile, type Cursor, type GroupRecord, type Guard,
+  type AgentRecord, type AgentTaskKind, type AgentTaskRecord, type ApiKeyRecord, type AttrChange, type Barrier, type CommitPhase, type CommitRecord, type CommittedFile, type CommittedFolder, type PurgeCandidate, type PurgeOptions, type PurgeOutcome, type Cursor, type GroupRecord, type Guard,
   type MetadataStore, type MountRecord, type MoveRequest, type NewNode, type NodeRecord, type NodeWithPath, type RefLogRecord, type RefRecord,
   type SubtreeNode, type Timespec,
 } from './types.js';
@@ -115,6 +115,7 @@ function commitFrom(r: Row): CommitRecord {
     stats: { files: Number(r.files), bytes: Number(r.bytes), uploadedBytes: Number(r.uploaded_bytes), dedupedBytes: Number(r.deduped_bytes) },
     progress: (r.progress as CommitProgress | null) ?? null,
     createdAt: r.created_at as string, completedAt: (r.completed_at as string | null) ?? null,
+    purgedAt: (r.purged_at as string | null) ?? null,
   };
 }
 
@@ -166,6 +167,13 @@ const DOWN = (p: string): string => `WITH RECURSIVE down(id, rel, depth) AS (
 )`;
 
 /** The nearest non-staging node at or above `$1` (itself first): what refuses a change. */
+/** Every node at or below a node, soft-deleted ones included: `every(id)`. */
+const EVERY = (p: string): string => `WITH RECURSIVE every(id) AS (
+  SELECT id FROM nodes WHERE id = ${p}
+  UNION ALL
+  SELECT n.id FROM nodes n JOIN every ON n.parent_id = every.id
+)`;
+
 const BARRIER = `${UP('$1')} SELECT id, state FROM up WHERE state <> 'staging' ORDER BY depth LIMIT 1`;
 
 /**
@@ -819,6 +827,54 @@ export class PostgresMetadataStore implements MetadataStore {
     });
   }
 
+  async listCommittedFolders(mountId: string): Promise<CommittedFolder[]> {
+    return (await this.all(`SELECT c.id AS commit_id, n.id AS node_id, n.parent_id, c.completed_at FROM commits c JOIN nodes n ON n.id = c.node_id
+      WHERE c.mount_id = $1 AND c.phase = 'completed' AND c.purged_at IS NULL AND n.deleted_at IS NULL AND n.parent_id IS NOT NULL ORDER BY c.seq`, [mountId]))
+      .map((r) => ({ commitId: r.commit_id as string, nodeId: r.node_id as string, parentId: r.parent_id as string, completedAt: r.completed_at as string }));
+  }
+
+  async listPurgeCandidates(mountId: string): Promise<PurgeCandidate[]> {
+    return (await this.all(`SELECT c.id, c.mount_id, c.node_id, c.path FROM commits c JOIN nodes n ON n.id = c.node_id
+      WHERE c.mount_id = $1 AND c.phase = 'completed' AND c.purged_at IS NULL AND n.deleted_at IS NOT NULL ORDER BY c.seq`, [mountId]))
+      .map((r) => ({ commitId: r.id as string, mountId: r.mount_id as string, nodeId: r.node_id as string, path: r.path as string }));
+  }
+
+  /**
+   * The commit row is locked FOR UPDATE before the refs and the ref log are read;
+   * `setRef` locks it FOR SHARE before it moves a ref. Whichever locks first finishes
+   * first: a purge that waited reads the racing ref (a READ COMMITTED statement after
+   * the lock sees it), a setRef that waited reads `purged_at`.
+   */
+  async purgeCommit(id: string, keepSince: string, at: string, opts: PurgeOptions = {}): Promise<PurgeOutcome> {
+    return this.tx(async (x): Promise<PurgeOutcome> => {
+      const c = await x.one('SELECT * FROM commits WHERE id = $1 FOR UPDATE', [id]);
+      if (!c) return { purged: false, reason: 'not-found' };
+      if (c.purged_at) return { purged: true, nodes: 0 };
+      if (c.phase !== 'completed') return { purged: false, reason: 'not-completed' };
+      const folder = await x.one('SELECT deleted_at FROM nodes WHERE id = $1 FOR UPDATE', [c.node_id]);
+      if (folder && folder.deleted_at === null && !(opts.dryRun && opts.assumeDeleted)) return { purged: false, reason: 'live' };
+      if (await x.one('SELECT 1 FROM refs WHERE commit_id = $1 LIMIT 1', [id])) return { purged: false, reason: 'referenced' };
+      if (await x.one('SELECT 1 FROM ref_log WHERE (from_commit_id = $1 OR to_commit_id = $1) AND updated_at >= $2 LIMIT 1', [id, keepSince])) {
+        return { purged: false, reason: 'in-ref-log' };
+      }
+      if (await x.one(`${EVERY('$1')} SELECT 1 FROM commits o WHERE o.id <> $2 AND o.purged_at IS NULL AND o.node_id IN (SELECT id FROM every) LIMIT 1`, [c.node_id, id])) {
+        return { purged: false, reason: 'holds-commits' };
+      }
+      if (opts.dryRun) return { purged: true, nodes: Number((await x.one(`${EVERY('$1')} SELECT COUNT(*) AS n FROM every`, [c.node_id]))!.n) };
+      const nodes = await x.run(`${EVERY('$1')} DELETE FROM nodes WHERE id IN (SELECT id FROM every)`, [c.node_id]);
+      await x.run('UPDATE commits SET purged_at = $1 WHERE id = $2', [at, id]);
+      return { purged: true, nodes };
+    });
+  }
+
+  async listPurgedWithManifest(): Promise<string[]> {
+    return (await this.all('SELECT id FROM commits WHERE purged_at IS NOT NULL AND manifest_deleted_at IS NULL ORDER BY seq')).map((r) => r.id as string);
+  }
+
+  async markManifestDeleted(id: string, at: string): Promise<void> {
+    await this.run('UPDATE commits SET manifest_deleted_at = $1 WHERE id = $2 AND purged_at IS NOT NULL', [at, id]);
+  }
+
   /**
    * Locks commits and their folders `FOR UPDATE`, each set in id order: the commits
    * first (their phase decides), then the folders (their state changes). Returns the
@@ -844,6 +900,8 @@ export class PostgresMetadataStore implements MetadataStore {
         await x.run("UPDATE nodes SET state = 'committed', commit_id = $1, owner_agent = NULL, updated_at = $2 WHERE id = $3", [id, at, c.node_id]);
         await x.run(`${DOWN('$1')} UPDATE nodes SET state = 'committed', commit_id = COALESCE(commit_id, $2), owner_agent = NULL, updated_at = $3
           WHERE state <> 'committed' AND id IN (SELECT id FROM down)`, [c.node_id, id, at]);
+        // The manifest's objects are recorded on the nodes now (markManifested): the pins go.
+        await x.run(`${DOWN('$1')} DELETE FROM gc_pins WHERE node_id IN (SELECT id FROM down)`, [c.node_id]);
       }
       if (group) await x.run("UPDATE commit_groups SET status = 'committed', committed_at = $1 WHERE id = $2", [at, group.id]);
     });
@@ -877,13 +935,17 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async setRef(ref: RefRecord, expected: string | null | undefined): Promise<RefRecord | null> {
     return this.tx(async (x) => {
+      // The target commit FOR SHARE before anything else: a racing purge holds it FOR
+      // UPDATE (then this reads its purged_at) or waits for this transaction (then it
+      // reads this ref). See purgeCommit.
+      const target = await x.one('SELECT node_id, path, purged_at FROM commits WHERE id = $1 FOR SHARE', [ref.commitId]);
+      if (target?.purged_at) throw new CommitError('COMMIT_PURGED', `Commit ${ref.commitId} was purged by garbage collection`);
       // The commit's folder and the folders above it, locked before the ref: a soft
       // delete of any of them holds its folder FOR UPDATE while it checks the refs, so
       // of a move and a delete racing, the later one sees the other and is refused.
-      const c = await x.one('SELECT node_id, path FROM commits WHERE id = $1', [ref.commitId]);
-      if (c) {
-        const chain = await this.lockChain(x, c.node_id as string, 'share');
-        if (chain[0]?.deletedAt) throw folderDeleted(ref.commitId, c.path as string);
+      if (target) {
+        const chain = await this.lockChain(x, target.node_id as string, 'share');
+        if (chain[0]?.deletedAt) throw folderDeleted(ref.commitId, target.path as string);
         await this.pauseAt?.('set-ref.after-folder-check');
       }
       const cur = await x.one('SELECT commit_id FROM refs WHERE mount_id = $1 AND name = $2 FOR UPDATE', [ref.mountId, ref.name]);
@@ -943,6 +1005,64 @@ export class PostgresMetadataStore implements MetadataStore {
   async acquireCommitLease(id: string, holder: string, until: string, now: string): Promise<boolean> {
     return (await this.run(`UPDATE commits SET lease_holder = $1, lease_until = $2
       WHERE id = $3 AND (lease_holder IS NULL OR lease_holder = $1 OR lease_until < $4)`, [holder, until, id, now])) === 1;
+  }
+
+  // ---- Objects: pins, tombstones, the gc lease -------------------------------------------
+  //
+  // A pin and a tombstone of one object are decided under the same transaction-level
+  // advisory lock (its key: a hash of the sha256), so one of the two transactions reads
+  // what the other wrote: exactly one of a racing pin and tombstone wins.
+
+  async pinObject(pin: { agentId: string; nodeId: string; sha256: string; at: string }): Promise<boolean> {
+    return this.tx(async (x) => {
+      await x.one('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [pin.sha256]);
+      if (await x.one('SELECT 1 FROM gc_tombstones WHERE sha256 = $1', [pin.sha256])) return false;
+      await x.run(`INSERT INTO gc_pins (agent_id, node_id, sha256, created_at) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (agent_id, node_id) DO UPDATE SET sha256 = excluded.sha256, created_at = excluded.created_at`, [pin.agentId, pin.nodeId, pin.sha256, pin.at]);
+      return true;
+    });
+  }
+
+  async unpinNode(nodeId: string): Promise<void> {
+    await this.run('DELETE FROM gc_pins WHERE node_id = $1', [nodeId]);
+  }
+
+  /**
+   * Pins and nodes are read in one statement (one snapshot): completeCommits drops a
+   * pin only after markManifested recorded the object on its node, so the snapshot holds
+   * the pin or the node.
+   */
+  async tombstoneObject(sha256: string, at: string): Promise<boolean> {
+    return this.tx(async (x) => {
+      await x.one('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [sha256]);
+      if (await x.one('SELECT 1 FROM gc_pins WHERE sha256 = $1 UNION ALL SELECT 1 FROM nodes WHERE sha256 = $1 LIMIT 1', [sha256])) return false;
+      await x.run('INSERT INTO gc_tombstones (sha256, created_at) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING', [sha256, at]);
+      return true;
+    });
+  }
+
+  async removeTombstone(sha256: string): Promise<void> {
+    await this.run('DELETE FROM gc_tombstones WHERE sha256 = $1', [sha256]);
+  }
+
+  async listTombstones(): Promise<string[]> {
+    return (await this.all('SELECT sha256 FROM gc_tombstones ORDER BY sha256')).map((r) => r.sha256 as string);
+  }
+
+  async referencedObjects(exceptCommits: string[] = []): Promise<Set<string>> {
+    return new Set((await this.all(`SELECT DISTINCT sha256 FROM nodes WHERE sha256 IS NOT NULL AND NOT (COALESCE(commit_id, '') = ANY($1::text[]))`,
+      [exceptCommits])).map((r) => r.sha256 as string));
+  }
+
+  async acquireGcLease(holder: string, until: string, now: string): Promise<boolean> {
+    return this.tx(async (x) => {
+      await x.run('INSERT INTO gc_lease (id, holder, until) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING', [holder, until]);
+      return (await x.run('UPDATE gc_lease SET holder = $1, until = $2 WHERE id = 1 AND (holder = $1 OR until < $3)', [holder, until, now])) === 1;
+    }, { retryUnique: true });
+  }
+
+  async releaseGcLease(holder: string): Promise<void> {
+    await this.run('DELETE FROM gc_lease WHERE id = 1 AND holder = $1', [holder]);
   }
 
   // ---- Agents -------------------------------------------------------------------------

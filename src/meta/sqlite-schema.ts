@@ -12,6 +12,10 @@
  *   process driving a commit, and revocable API keys.
  * - 4: progress: `commits.progress` (how far a pending commit has come, JSON) and
  *   `agent_tasks.progress` (what an agent last reported while running a task, JSON).
+ * - 5: garbage collection: `commits.purged_at` (the commit was purged: its folder left
+ *   the metadata) and `commits.manifest_deleted_at` (its manifest left the store);
+ *   `gc_pins` (objects a staged file's upload may rely on), `gc_tombstones` (objects
+ *   gc is deleting), `gc_lease` (one gc at a time).
  *
  * Invariants:
  * - Migrations run at open, all of them in one transaction: a database is at one
@@ -21,7 +25,7 @@
  */
 import type { Database as Db } from 'better-sqlite3';
 
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 const NODES_V2 = `
 CREATE TABLE nodes (
@@ -92,6 +96,29 @@ ALTER TABLE commits ADD COLUMN progress TEXT;
 ALTER TABLE agent_tasks ADD COLUMN progress TEXT;
 `;
 
+const V5 = `
+ALTER TABLE commits ADD COLUMN purged_at TEXT;
+ALTER TABLE commits ADD COLUMN manifest_deleted_at TEXT;
+CREATE INDEX ref_log_from ON ref_log(from_commit_id);
+CREATE INDEX ref_log_to ON ref_log(to_commit_id);
+CREATE INDEX refs_commit ON refs(commit_id);
+CREATE INDEX nodes_sha256 ON nodes(sha256) WHERE sha256 IS NOT NULL;
+CREATE TABLE gc_pins (
+  agent_id TEXT NOT NULL, node_id TEXT NOT NULL, sha256 TEXT NOT NULL, created_at TEXT NOT NULL,
+  PRIMARY KEY (agent_id, node_id)
+);
+CREATE INDEX gc_pins_sha256 ON gc_pins(sha256);
+CREATE INDEX gc_pins_node ON gc_pins(node_id);
+CREATE TABLE gc_tombstones (sha256 TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+CREATE TABLE gc_lease (id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, until TEXT NOT NULL);
+`;
+
+/**
+ * The steps after 2, by the version they bring a database to. A version with no step
+ * here is skipped.
+ */
+const STEPS: ReadonlyArray<readonly [number, string]> = [[3, V3], [4, V4], [5, V5]];
+
 function hasTable(db: Db, name: string): boolean {
   return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
 }
@@ -135,8 +162,7 @@ export function migrate(db: Db, owner: { uid: number; gid: number }): { from: nu
     if (from === 0) db.exec(NODES_V2);
     if (from === 1) migrate1to2(db, owner);
     if (from < 2) db.exec(REST_V2);
-    if (from < 3) db.exec(V3);
-    db.exec(V4);
+    for (const [v, sql] of STEPS) if (from < v) db.exec(sql);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
   return { from, to: SCHEMA_VERSION };

@@ -16,14 +16,14 @@
  */
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
-import { NamespaceError } from '../errors/index.js';
+import { CommitError, NamespaceError } from '../errors/index.js';
 import { newId } from './ids.js';
 import { barrierError, folderDeleted, refHeld } from './barrier.js';
 import { migrate } from './sqlite-schema.js';
 import type { CommitErrorInfo, CommitProgress, CommitStats, NodeState, NodeType } from '../api/types.js';
 import {
   nowTimespec,
-  type AgentRecord, type AgentTaskKind, type AgentTaskRecord, type ApiKeyRecord, type AttrChange, type Barrier, type CommitPhase, type CommitRecord, type CommittedFile, type Cursor, type GroupRecord, type Guard,
+  type AgentRecord, type AgentTaskKind, type AgentTaskRecord, type ApiKeyRecord, type AttrChange, type Barrier, type CommitPhase, type CommitRecord, type CommittedFile, type CommittedFolder, type PurgeCandidate, type PurgeOptions, type PurgeOutcome, type Cursor, type GroupRecord, type Guard,
   type MetadataStore, type MountRecord, type MoveRequest, type NewNode, type NodeRecord, type NodeWithPath, type RefLogRecord, type RefRecord,
   type SubtreeNode, type Timespec,
 } from './types.js';
@@ -55,6 +55,7 @@ function commitFrom(r: Row): CommitRecord {
     stats: { files: Number(r.files), bytes: Number(r.bytes), uploadedBytes: Number(r.uploaded_bytes), dedupedBytes: Number(r.deduped_bytes) },
     progress: r.progress ? JSON.parse(r.progress as string) as CommitProgress : null,
     createdAt: r.created_at as string, completedAt: (r.completed_at as string | null) ?? null,
+    purgedAt: (r.purged_at as string | null) ?? null,
   };
 }
 
@@ -81,6 +82,13 @@ const DOWN = `WITH RECURSIVE down(id, rel) AS (
   SELECT id, name FROM nodes WHERE parent_id = ? AND deleted_at IS NULL
   UNION ALL
   SELECT n.id, down.rel || '/' || n.name FROM nodes n JOIN down ON n.parent_id = down.id WHERE n.deleted_at IS NULL
+)`;
+
+/** Every node at or below a node, soft-deleted ones included: `every(id)`. */
+const EVERY = `WITH RECURSIVE every(id) AS (
+  SELECT id FROM nodes WHERE id = ?
+  UNION ALL
+  SELECT n.id FROM nodes n JOIN every ON n.parent_id = every.id
 )`;
 
 /** The nearest non-staging node at or above `id` (itself first): what refuses a change. */
@@ -500,6 +508,49 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
+  async listCommittedFolders(mountId: string): Promise<CommittedFolder[]> {
+    return this.all(`SELECT c.id AS commit_id, n.id AS node_id, n.parent_id, c.completed_at FROM commits c JOIN nodes n ON n.id = c.node_id
+      WHERE c.mount_id = ? AND c.phase = 'completed' AND c.purged_at IS NULL AND n.deleted_at IS NULL AND n.parent_id IS NOT NULL ORDER BY c.seq`, mountId)
+      .map((r) => ({ commitId: r.commit_id as string, nodeId: r.node_id as string, parentId: r.parent_id as string, completedAt: r.completed_at as string }));
+  }
+
+  async listPurgeCandidates(mountId: string): Promise<PurgeCandidate[]> {
+    return this.all(`SELECT c.id, c.mount_id, c.node_id, c.path FROM commits c JOIN nodes n ON n.id = c.node_id
+      WHERE c.mount_id = ? AND c.phase = 'completed' AND c.purged_at IS NULL AND n.deleted_at IS NOT NULL ORDER BY c.seq`, mountId)
+      .map((r) => ({ commitId: r.id as string, mountId: r.mount_id as string, nodeId: r.node_id as string, path: r.path as string }));
+  }
+
+  async purgeCommit(id: string, keepSince: string, at: string, opts: PurgeOptions = {}): Promise<PurgeOutcome> {
+    // One write transaction: setRef runs in its own, so it sees the purge or the purge sees its ref.
+    return this.write((): PurgeOutcome => {
+      const c = this.one('SELECT * FROM commits WHERE id = ?', id);
+      if (!c) return { purged: false, reason: 'not-found' };
+      if (c.purged_at) return { purged: true, nodes: 0 };
+      if (c.phase !== 'completed') return { purged: false, reason: 'not-completed' };
+      const folder = this.one('SELECT deleted_at FROM nodes WHERE id = ?', c.node_id);
+      if (folder && folder.deleted_at === null && !(opts.dryRun && opts.assumeDeleted)) return { purged: false, reason: 'live' };
+      if (this.one('SELECT 1 FROM refs WHERE commit_id = ? LIMIT 1', id)) return { purged: false, reason: 'referenced' };
+      if (this.one('SELECT 1 FROM ref_log WHERE (from_commit_id = ? OR to_commit_id = ?) AND updated_at >= ? LIMIT 1', id, id, keepSince)) {
+        return { purged: false, reason: 'in-ref-log' };
+      }
+      if (this.one(`${EVERY} SELECT 1 FROM commits o WHERE o.id != ? AND o.purged_at IS NULL AND o.node_id IN (SELECT id FROM every) LIMIT 1`, c.node_id, id)) {
+        return { purged: false, reason: 'holds-commits' };
+      }
+      if (opts.dryRun) return { purged: true, nodes: Number((this.one(`${EVERY} SELECT COUNT(*) AS n FROM every`, c.node_id) as Row).n) };
+      const nodes = this.run(`${EVERY} DELETE FROM nodes WHERE id IN (SELECT id FROM every)`, c.node_id);
+      this.run('UPDATE commits SET purged_at = ? WHERE id = ?', at, id);
+      return { purged: true, nodes };
+    });
+  }
+
+  async listPurgedWithManifest(): Promise<string[]> {
+    return this.all('SELECT id FROM commits WHERE purged_at IS NOT NULL AND manifest_deleted_at IS NULL ORDER BY seq').map((r) => r.id as string);
+  }
+
+  async markManifestDeleted(id: string, at: string): Promise<void> {
+    this.run('UPDATE commits SET manifest_deleted_at = ? WHERE id = ? AND purged_at IS NOT NULL', at, id);
+  }
+
   async completeCommits(ids: string[], at: string, group?: { id: string }): Promise<void> {
     return this.write(() => {
       for (const id of ids) {
@@ -511,6 +562,8 @@ export class SqliteMetadataStore implements MetadataStore {
         this.run("UPDATE nodes SET state = 'committed', commit_id = ?, owner_agent = NULL, updated_at = ? WHERE id = ?", id, at, c.node_id);
         this.run(`${DOWN} UPDATE nodes SET state = 'committed', commit_id = COALESCE(commit_id, ?), owner_agent = NULL, updated_at = ?
           WHERE state != 'committed' AND id IN (SELECT id FROM down)`, c.node_id, id, at);
+        // The manifest's objects are recorded on the nodes now (markManifested): the pins go.
+        this.run(`${DOWN} DELETE FROM gc_pins WHERE node_id IN (SELECT id FROM down)`, c.node_id);
       }
       if (group) this.run("UPDATE commit_groups SET status = 'committed', committed_at = ? WHERE id = ?", at, group.id);
     });
@@ -540,6 +593,10 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async setRef(ref: RefRecord, expected: string | null | undefined): Promise<RefRecord | null> {
     return this.write(() => {
+      // Checked in this transaction: a purge is another write transaction, before or after this one.
+      if (this.one('SELECT purged_at FROM commits WHERE id = ?', ref.commitId)?.purged_at) {
+        throw new CommitError('COMMIT_PURGED', `Commit ${ref.commitId} was purged by garbage collection`);
+      }
       const folder = this.one('SELECT n.deleted_at AS deleted_at, c.path AS path FROM commits c JOIN nodes n ON n.id = c.node_id WHERE c.id = ?', ref.commitId);
       if (folder?.deleted_at) throw folderDeleted(ref.commitId, folder.path as string);
       const cur = this.one('SELECT * FROM refs WHERE mount_id = ? AND name = ?', ref.mountId, ref.name);
@@ -591,6 +648,56 @@ export class SqliteMetadataStore implements MetadataStore {
   async acquireCommitLease(id: string, holder: string, until: string, now: string): Promise<boolean> {
     return this.run(`UPDATE commits SET lease_holder = ?, lease_until = ?
       WHERE id = ? AND (lease_holder IS NULL OR lease_holder = ? OR lease_until < ?)`, holder, until, id, holder, now) === 1;
+  }
+
+  // ---- Objects: pins, tombstones, the gc lease -------------------------------------------
+
+  async pinObject(pin: { agentId: string; nodeId: string; sha256: string; at: string }): Promise<boolean> {
+    // One write transaction: a tombstone is raised in another, before or after this one.
+    return this.write(() => {
+      if (this.one('SELECT 1 FROM gc_tombstones WHERE sha256 = ?', pin.sha256)) return false;
+      this.run(`INSERT INTO gc_pins (agent_id, node_id, sha256, created_at) VALUES (?, ?, ?, ?)
+        ON CONFLICT (agent_id, node_id) DO UPDATE SET sha256 = excluded.sha256, created_at = excluded.created_at`, pin.agentId, pin.nodeId, pin.sha256, pin.at);
+      return true;
+    });
+  }
+
+  async unpinNode(nodeId: string): Promise<void> {
+    this.run('DELETE FROM gc_pins WHERE node_id = ?', nodeId);
+  }
+
+  async tombstoneObject(sha256: string, at: string): Promise<boolean> {
+    return this.write(() => {
+      if (this.one('SELECT 1 FROM gc_pins WHERE sha256 = ? UNION ALL SELECT 1 FROM nodes WHERE sha256 = ? LIMIT 1', sha256, sha256)) return false;
+      this.run('INSERT INTO gc_tombstones (sha256, created_at) VALUES (?, ?) ON CONFLICT (sha256) DO NOTHING', sha256, at);
+      return true;
+    });
+  }
+
+  async removeTombstone(sha256: string): Promise<void> {
+    this.run('DELETE FROM gc_tombstones WHERE sha256 = ?', sha256);
+  }
+
+  async listTombstones(): Promise<string[]> {
+    return this.all('SELECT sha256 FROM gc_tombstones ORDER BY sha256').map((r) => r.sha256 as string);
+  }
+
+  async referencedObjects(exceptCommits: string[] = []): Promise<Set<string>> {
+    return new Set(this.all(`SELECT DISTINCT sha256 FROM nodes WHERE sha256 IS NOT NULL AND COALESCE(commit_id, '') NOT IN (SELECT value FROM json_each(?))`,
+      JSON.stringify(exceptCommits)).map((r) => r.sha256 as string));
+  }
+
+  async acquireGcLease(holder: string, until: string, now: string): Promise<boolean> {
+    return this.write(() => {
+      const cur = this.one('SELECT holder, until FROM gc_lease WHERE id = 1');
+      if (cur && cur.holder !== holder && (cur.until as string) >= now) return false;
+      this.run('INSERT INTO gc_lease (id, holder, until) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, until = excluded.until', holder, until);
+      return true;
+    });
+  }
+
+  async releaseGcLease(holder: string): Promise<void> {
+    this.run('DELETE FROM gc_lease WHERE id = 1 AND holder = ?', holder);
   }
 
   // ---- Agents -------------------------------------------------------------------------

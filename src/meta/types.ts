@@ -111,7 +111,40 @@ export interface CommitRecord {
   progress?: CommitProgress | null;
   createdAt: string;
   completedAt: string | null;
+  /** When garbage collection purged the commit (its folder left the metadata); null or absent while it is kept. */
+  purgedAt?: string | null;
 }
+
+/** A live committed folder and its commit: what `--keep-last` counts under each parent. */
+export interface CommittedFolder {
+  commitId: string;
+  nodeId: string;
+  parentId: string;
+  completedAt: string;
+}
+
+/** A completed, unpurged commit whose folder is soft-deleted: what gc may purge. */
+export interface PurgeCandidate {
+  commitId: string;
+  mountId: string;
+  nodeId: string;
+  path: string;
+}
+
+/**
+ * Why `purgeCommit` kept a commit: `not-found`, `not-completed`, `live` (its folder is
+ * not soft-deleted), `referenced` (a ref points at it), `in-ref-log` (a ref-log entry
+ * at or after `keepSince` names it), `holds-commits` (its folder holds the folder of
+ * another commit that is not purged).
+ */
+export type PurgeRefusal = 'not-found' | 'not-completed' | 'live' | 'referenced' | 'in-ref-log' | 'holds-commits';
+
+export interface PurgeOptions {
+  dryRun?: boolean;
+  assumeDeleted?: boolean;
+}
+
+export type PurgeOutcome = { purged: true; nodes: number } | { purged: false; reason: PurgeRefusal };
 
 export interface RefRecord {
   mountId: string;
@@ -354,7 +387,55 @@ export interface MetadataStore {
   setCommitProgress(id: string, progress: CommitProgress): Promise<void>;
   /** Records the manifest's files on the commit's nodes and moves the commit to `manifested`. */
   markManifested(id: string, stats: CommitStats, files: CommittedFile[]): Promise<void>;
-  /** Completes commits and their folders (subtrees become `committed`) in one step; a group moves with them. */
+  /** Live committed folders of a mount with their completed commits, oldest commit first. */
+  listCommittedFolders(mountId: string): Promise<CommittedFolder[]>;
+  /** Completed commits of a mount, not purged, whose folder is soft-deleted, oldest first. */
+  listPurgeCandidates(mountId: string): Promise<PurgeCandidate[]>;
+  /**
+   * Purges a commit, in one transaction that refuses (returning why) unless it is
+   * completed, its folder is soft-deleted, no ref points at it, no ref-log entry at or
+   * after `keepSince` names it (from or to), and its folder holds no other unpurged
+   * commit's folder. A purge removes the folder and everything below it from the
+   * metadata and marks the commit purged. With `setRef`, which refuses a purged commit
+   * in its own transaction, a ref never points at a purged commit (the two lock the
+   * commit row on PostgreSQL). Purging a purged commit answers `{ purged: true, nodes: 0 }`.
+   * `dryRun`: the same checks, nothing written (`nodes` counts what would go);
+   * `assumeDeleted` (with `dryRun`): the folder counts as soft-deleted, for a folder
+   * that `--keep-last` would delete first.
+   */
+  purgeCommit(id: string, keepSince: string, at: string, opts?: PurgeOptions): Promise<PurgeOutcome>;
+  /** Purged commits whose manifest has not been recorded as deleted from the store. */
+  listPurgedWithManifest(): Promise<string[]>;
+  /** Records that a purged commit's manifest is gone from the store. */
+  markManifestDeleted(id: string, at: string): Promise<void>;
+  // Objects: pins, tombstones, the gc lease (the protocol is in src/commit/gc.ts)
+  /**
+   * Pins `sha256` for a staged file's upload (one pin per (agent, node): a new upload of
+   * the node replaces its pin), in a transaction that first looks for a tombstone of
+   * that object: if there is one, nothing is written and the answer is false (gc is
+   * deleting the object: wait until the tombstone is gone, then upload).
+   */
+  pinObject(pin: { agentId: string; nodeId: string; sha256: string; at: string }): Promise<boolean>;
+  /** Drops the pin of a node (its file was removed). */
+  unpinNode(nodeId: string): Promise<void>;
+  /**
+   * Raises a tombstone for an object gc is about to delete, in a transaction that
+   * refuses (false, nothing written) while a pin names it or a node not purged records
+   * it as its content.
+   */
+  tombstoneObject(sha256: string, at: string): Promise<boolean>;
+  removeTombstone(sha256: string): Promise<void>;
+  listTombstones(): Promise<string[]>;
+  /** Every object a node not purged records as its content (a dry run leaves out the nodes of the commits it would purge). */
+  referencedObjects(exceptCommits?: string[]): Promise<Set<string>>;
+  /** Takes or renews the one gc lease (as acquireCommitLease); `releaseGcLease` gives it up. */
+  acquireGcLease(holder: string, until: string, now: string): Promise<boolean>;
+  releaseGcLease(holder: string): Promise<void>;
+  /**
+   * Completes commits and their folders (subtrees become `committed`) in one step; a
+   * group moves with them. The pins of the committed files go in the same step: their
+   * objects are now recorded on the nodes.
+   */
   completeCommits(ids: string[], at: string, group?: { id: string }): Promise<void>;
   /** Fails commits (and a group), returning their folders to `staging` in one step. */
   failCommits(ids: string[], error: CommitErrorInfo, group?: { id: string }): Promise<void>;
@@ -367,6 +448,8 @@ export interface MetadataStore {
    * a string: the ref must point there. Returns null when the comparison fails.
    * Refused (COMMIT_FOLDER_DELETED) when the commit's folder was soft-deleted, checked
    * in the same transaction; with `softDeleteNode` it keeps every ref on a live folder.
+   * Refused (COMMIT_PURGED) for a commit that garbage collection purged, checked in the
+   * transaction that moves the ref.
    */
   setRef(ref: RefRecord, expected: string | null | undefined): Promise<RefRecord | null>;
   deleteRef(mountId: string, name: string, by: string, at: string): Promise<boolean>;

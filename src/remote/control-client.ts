@@ -38,4 +38,6 @@ export class RemoteControl implements ControlApi {
   subtree(folderId: string): Promise<SubtreeNode[]> { return this.rpc('subtree', [folderId], true); }
   pathOf(id: string): Promise<string | null> { return this.rpc('pathOf', [id], true); }
   resolvePath(mountId: string, path: string): Promise<NodeWithPath | null> { return this.rpc('resolvePath', [mountId, path], true); }
+  // Pinning twice leaves one pin.
+  pinObject(mountId: string, agentId: string, nodeId: string, sha256: string): Promise<boolean> { return this.rpc('pinObject', [mountId, agentId, nodeId, sha256], true); }
 }

@@ -37,6 +37,9 @@ import type {
   CommitStatus,
   CreatedApiKey,
   CreateNodeRequest,
+  GcReport,
+  GcRequest,
+  GcStatus,
   Health,
   Manifest,
   Mount,
@@ -126,6 +129,8 @@ interface RequestSpec<T> {
   auth?: boolean;
   /** After an ambiguous attempt, may turn the final error into the result it stands for. */
   recover?: (err: SdkError) => Promise<{ value: T } | undefined>;
+  /** This request's timeout, where it may take longer than the client's. */
+  timeoutMs?: number;
 }
 
 /** The server takes up to 1000 paths and 1 MiB per resolve; batches stay well below both. */
@@ -357,6 +362,19 @@ export class RosetClient {
    * (409 REF_CONFLICT on mismatch); `expectedCommitId: null` requires that the ref does
    * not exist yet.
    */
+  /**
+   * Runs garbage collection on the control plane and answers its report once it is done
+   * (GC_RUNNING while another runs). Safe to send again: a rerun converges.
+   */
+  async gc(req: GcRequest = {}, opts: { timeoutMs?: number } = {}): Promise<GcReport> {
+    return this.request<GcReport>({ method: 'POST', path: '/v1/gc', body: req, resendable: true, timeoutMs: opts.timeoutMs ?? 24 * 3600_000 });
+  }
+
+  /** Where the garbage collection of the answering process is (`running: false` when none runs there). */
+  async gcStatus(): Promise<GcStatus> {
+    return this.request<GcStatus>({ method: 'GET', path: '/v1/gc', resendable: true });
+  }
+
   async updateRef(name: string, commitId: string, opts: { expectedCommitId?: string | null } = {}): Promise<Ref> {
     const body: UpdateRefRequest = { commitId };
     if (opts.expectedCommitId !== undefined) body.expectedCommitId = opts.expectedCommitId;
@@ -538,7 +556,7 @@ export class RosetClient {
       let retryable: boolean;
       let retryAfterMs: number | undefined;
       try {
-        const res = await this.fetchImpl(url, { method: spec.method, headers, body, signal: AbortSignal.timeout(this.timeoutMs) });
+        const res = await this.fetchImpl(url, { method: spec.method, headers, body, signal: AbortSignal.timeout(spec.timeoutMs ?? this.timeoutMs) });
         const text = await res.text();
         let parsed: unknown;
         if (text !== '') {
@@ -559,7 +577,7 @@ export class RosetClient {
         if (e instanceof SdkError) throw e;
         const name = (e as { name?: string } | null)?.name;
         if (name === 'TimeoutError' || name === 'AbortError') {
-          err = new SdkTimeoutError(`${what}: no answer from ${this.config.apiUrl} within ${this.timeoutMs} ms`, {}, { cause: e });
+          err = new SdkTimeoutError(`${what}: no answer from ${this.config.apiUrl} within ${spec.timeoutMs ?? this.timeoutMs} ms`, {}, { cause: e });
           retryable = spec.resendable;
           ambiguous = true;
         } else {

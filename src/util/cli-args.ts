@@ -24,3 +24,21 @@ export function size(v: string): number {
   const exp = ' KMGT'.indexOf((m[2] || ' ').toUpperCase());
   return Math.floor(Number(m[1]) * 1024 ** exp);
 }
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** `7d`, `24h`, `30m`, `90s`, `500ms`, `1h30m`, or `0`; in milliseconds. */
+export function duration(v: string): number {
+  const t = v.trim();
+  if (t === '0') return 0;
+  const parts = [...t.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== t) throw new InvalidArgumentError('expected a duration such as 7d, 24h, 30m, 90s or 0');
+  return parts.reduce((ms, p) => ms + Number(p[1]) * DURATION_UNITS[p[2]!]!, 0);
+}
+
+/** A whole number ≥ 0. */
+export function wholeNumber(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number >= 0');
+  return n;
+}

@@ -5,7 +5,8 @@
  * is one Set lookup.
  *
  * Points: commit.after-snapshot, commit.while-uploading, upload.after-first-object,
- * commit.after-manifest, group.after-record.
+ * commit.after-manifest, group.after-record, gc.after-tombstone (gc raised a tombstone
+ * and has not deleted the object yet).
  *
  * Named delays for race tests: `ROSET_DELAYS=open.after-check=1500,...` makes the
  * process wait that many milliseconds at each such point, widening a window a race

@@ -286,5 +286,137 @@ export function metadataConformance(name: string, open: () => Promise<{ meta: Me
       expect(await meta.revokeApiKey('key_none', '2030-01-03T00:00:00.000Z')).toBe(false);
       expect((await meta.listApiKeys()).map((k) => [k.id, k.revokedAt])).toEqual([['key_1', '2030-01-02T00:00:00.000Z'], ['key_2', null]]);
     });
+
+    it('purges a soft-deleted, unreferenced commit: its folder leaves the metadata, and only once', async () => {
+      const id = await completed('/ckpt');
+      const f = (await at('/ckpt'))!;
+      await meta.createNode({ mountId: 'mnt_1', parentId: f.id, name: 'x', type: 'file', mode: 0o100644, uid: 0, gid: 0, ownerAgent: null })
+        .catch(() => undefined); // refused inside a committed folder: the subtree is the folder alone then
+      expect(await meta.purgeCommit(id, now(), now())).toEqual({ purged: false, reason: 'live' });
+      expect((await meta.listCommittedFolders('mnt_1')).map((c) => c.commitId)).toEqual([id]);
+      expect(await meta.purgeCommit(id, now(), now(), { dryRun: true, assumeDeleted: true })).toEqual({ purged: true, nodes: 1 });
+      await meta.softDeleteNode(f.id, now());
+      expect((await meta.listPurgeCandidates('mnt_1')).map((c) => c.commitId)).toEqual([id]);
+      expect(await meta.purgeCommit(id, now(), now(), { dryRun: true })).toEqual({ purged: true, nodes: 1 });
+      expect((await meta.getCommit(id))!.purgedAt).toBeNull();
+      expect(await meta.purgeCommit(id, now(), now())).toEqual({ purged: true, nodes: 1 });
+      expect(await meta.getNode(f.id)).toBeNull();
+      expect((await meta.getCommit(id))!.purgedAt).not.toBeNull();
+      expect(await meta.purgeCommit(id, now(), now())).toEqual({ purged: true, nodes: 0 });
+      expect(await meta.listPurgeCandidates('mnt_1')).toEqual([]);
+      expect(await meta.listPurgedWithManifest()).toEqual([id]);
+      await meta.markManifestDeleted(id, now());
+      expect(await meta.listPurgedWithManifest()).toEqual([]);
+      expect(await meta.purgeCommit('cmt_none', now(), now())).toEqual({ purged: false, reason: 'not-found' });
+    });
+
+    it('keeps a commit a ref points at, or a recent ref-log entry names; refuses a ref to a purged commit', async () => {
+      const a = await completed('/a');
+      const b = await completed('/b');
+      await meta.softDeleteNode((await at('/a'))!.id, now());
+      await meta.softDeleteNode((await at('/b'))!.id, now());
+      const t0 = now();
+      await meta.setRef({ mountId: 'mnt_1', name: 'best', commitId: a, updatedAt: t0, updatedBy: 't' }, undefined);
+      expect(await meta.purgeCommit(a, '2000-01-01T00:00:00.000Z', now())).toEqual({ purged: false, reason: 'referenced' });
+      await meta.setRef({ mountId: 'mnt_1', name: 'best', commitId: b, updatedAt: now(), updatedBy: 't' }, undefined);
+      // a left the ref just now: the ref log keeps it within the window, not before it.
+      expect(await meta.purgeCommit(a, t0, now())).toEqual({ purged: false, reason: 'in-ref-log' });
+      expect(await meta.purgeCommit(b, '2000-01-01T00:00:00.000Z', now())).toEqual({ purged: false, reason: 'referenced' });
+      expect(await meta.purgeCommit(a, '2999-01-01T00:00:00.000Z', now())).toMatchObject({ purged: true });
+      await expect(meta.setRef({ mountId: 'mnt_1', name: 'best', commitId: a, updatedAt: now(), updatedBy: 't' }, undefined))
+        .rejects.toMatchObject({ rosetCode: 'COMMIT_PURGED' });
+      expect((await meta.getRef('mnt_1', 'best'))!.commitId).toBe(b);
+    });
+
+    it('keeps a commit whose folder holds another unpurged commit, and one not completed', async () => {
+      const outer = await folder('/', 'outer');
+      const inner = await folder('/outer', 'inner');
+      const ci = await meta.beginCommit(commitOf(inner.id, '/outer/inner'));
+      await meta.markManifested(ci.id, ci.stats, []);
+      await meta.completeCommits([ci.id], now());
+      const co = await meta.beginCommit(commitOf(outer.id, '/outer'));
+      expect(await meta.purgeCommit(co.id, now(), now())).toEqual({ purged: false, reason: 'not-completed' });
+      await meta.markManifested(co.id, co.stats, []);
+      await meta.completeCommits([co.id], now());
+      await meta.softDeleteNode(outer.id, now());
+      expect(await meta.purgeCommit(co.id, now(), now())).toEqual({ purged: false, reason: 'holds-commits' });
+      expect(await meta.purgeCommit(ci.id, now(), now())).toEqual({ purged: true, nodes: 1 });
+      expect(await meta.purgeCommit(co.id, now(), now())).toEqual({ purged: true, nodes: 1 });
+    });
+
+    it('never leaves a ref on a purged commit when setRef and purge race', async () => {
+      for (let i = 0; i < 20; i++) {
+        const id = await completed(`/race${i}`);
+        await meta.softDeleteNode((await at(`/race${i}`))!.id, now());
+        const [set, purge] = await Promise.allSettled([
+          meta.setRef({ mountId: 'mnt_1', name: `r${i}`, commitId: id, updatedAt: now(), updatedBy: 't' }, undefined),
+          meta.purgeCommit(id, '2999-01-01T00:00:00.000Z', now()),
+        ]);
+        const ref = await meta.getRef('mnt_1', `r${i}`);
+        const purged = (await meta.getCommit(id))!.purgedAt != null;
+        expect(ref !== null && purged).toBe(false);
+        expect(ref !== null || purged).toBe(true);
+        if (purge.status === 'fulfilled' && purge.value.purged) {
+          expect(set).toMatchObject({ status: 'rejected', reason: { rosetCode: 'COMMIT_PURGED' } });
+        } else {
+          expect(set.status).toBe('fulfilled');
+          expect(purge).toMatchObject({ status: 'fulfilled', value: { purged: false, reason: 'referenced' } });
+        }
+      }
+    });
+
+    it('pins and tombstones: a tombstone refuses a pin, a pin or a recorded node refuses a tombstone', async () => {
+      const sha = 'a'.repeat(64);
+      const other = 'b'.repeat(64);
+      expect(await meta.pinObject({ agentId: 'agt_1', nodeId: 'nod_1', sha256: sha, at: now() })).toBe(true);
+      expect(await meta.tombstoneObject(sha, now())).toBe(false);
+      // A new upload of the node replaces its pin.
+      expect(await meta.pinObject({ agentId: 'agt_1', nodeId: 'nod_1', sha256: other, at: now() })).toBe(true);
+      expect(await meta.tombstoneObject(sha, now())).toBe(true);
+      expect(await meta.listTombstones()).toEqual([sha]);
+      expect(await meta.pinObject({ agentId: 'agt_2', nodeId: 'nod_2', sha256: sha, at: now() })).toBe(false);
+      await meta.removeTombstone(sha);
+      expect(await meta.pinObject({ agentId: 'agt_2', nodeId: 'nod_2', sha256: sha, at: now() })).toBe(true);
+      await meta.unpinNode('nod_2');
+      await meta.unpinNode('nod_1');
+      expect(await meta.tombstoneObject(other, now())).toBe(true);
+      await meta.removeTombstone(other);
+
+      // A committed file records its object: no tombstone while its commit is kept; the pin goes at completion.
+      const f = await folder('/', 'ck');
+      const file = await meta.createNode({ mountId: 'mnt_1', parentId: f.id, name: 'w.bin', type: 'file', mode: 0o100644, uid: 0, gid: 0, ownerAgent: 'agt_1' });
+      expect(await meta.pinObject({ agentId: 'agt_1', nodeId: file.id, sha256: sha, at: now() })).toBe(true);
+      const c = await meta.beginCommit(commitOf(f.id, '/ck'));
+      await meta.markManifested(c.id, c.stats, [{ nodeId: file.id, size: 1, sha256: sha }]);
+      await meta.completeCommits([c.id], now());
+      expect(await meta.referencedObjects()).toEqual(new Set([sha]));
+      expect(await meta.tombstoneObject(sha, now())).toBe(false);
+      await meta.softDeleteNode(f.id, now());
+      expect(await meta.tombstoneObject(sha, now())).toBe(false);
+      expect(await meta.purgeCommit(c.id, now(), now())).toEqual({ purged: true, nodes: 2 });
+      expect(await meta.referencedObjects()).toEqual(new Set());
+      expect(await meta.tombstoneObject(sha, now())).toBe(true);
+    });
+
+    it('never lets a racing pin and tombstone of one object both win', async () => {
+      for (let i = 0; i < 30; i++) {
+        const sha = i.toString(16).padStart(64, '0');
+        const calls = [() => meta.pinObject({ agentId: 'agt_1', nodeId: `nod_${i}`, sha256: sha, at: now() }), () => meta.tombstoneObject(sha, now())];
+        if (i % 2) calls.reverse();
+        const got = await Promise.all(calls.map((call) => call()));
+        expect(got.filter(Boolean), `round ${i}`).toHaveLength(1);
+      }
+    });
+
+    it('grants the gc lease to one holder at a time; an expired one passes', async () => {
+      expect(await meta.acquireGcLease('a', '2030-01-01T00:01:00.000Z', '2030-01-01T00:00:00.000Z')).toBe(true);
+      expect(await meta.acquireGcLease('b', '2030-01-01T00:01:30.000Z', '2030-01-01T00:00:30.000Z')).toBe(false);
+      expect(await meta.acquireGcLease('a', '2030-01-01T00:02:00.000Z', '2030-01-01T00:00:30.000Z')).toBe(true);
+      expect(await meta.acquireGcLease('b', '2030-01-01T00:04:00.000Z', '2030-01-01T00:03:00.000Z')).toBe(true);
+      await meta.releaseGcLease('a');
+      expect(await meta.acquireGcLease('a', '2030-01-01T00:04:00.000Z', '2030-01-01T00:03:01.000Z')).toBe(false);
+      await meta.releaseGcLease('b');
+      expect(await meta.acquireGcLease('a', '2030-01-01T00:04:00.000Z', '2030-01-01T00:03:01.000Z')).toBe(true);
+    });
   });
 }

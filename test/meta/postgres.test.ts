@@ -9,7 +9,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openMetadata } from '../../src/meta/index.js';
 import { PostgresMetadataStore } from '../../src/meta/postgres.js';
-import { PG_SCHEMA_VERSION } from '../../src/meta/postgres-schema.js';
+import { PG_SCHEMA_STEPS, PG_SCHEMA_VERSION } from '../../src/meta/postgres-schema.js';
 import type { CommitRecord, MetadataStore } from '../../src/meta/types.js';
 import { startPostgres, type PostgresServer } from '../support/postgres.js';
 import { metadataConformance } from './conformance.js';
@@ -55,13 +55,14 @@ describe('postgres: schema and migrations', () => {
     const url = await server.createDatabase();
     const stores = await Promise.all([1, 2, 3, 4].map(() => PostgresMetadataStore.open(url)));
     try {
-      expect((await sql(url, 'SELECT version FROM roset_schema ORDER BY version')).map((r) => r.version)).toEqual(Array.from({ length: PG_SCHEMA_VERSION }, (_, i) => i + 1));
+      expect((await sql(url, 'SELECT version FROM roset_schema ORDER BY version')).map((r) => r.version)).toEqual(PG_SCHEMA_STEPS);
+      expect(PG_SCHEMA_STEPS.at(-1)).toBe(PG_SCHEMA_VERSION);
       await stores[0]!.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
       expect((await stores[3]!.getMount('mnt_1'))?.name).toBe('default');
       // Opening again changes nothing.
       const again = await PostgresMetadataStore.open(url);
       await again.close();
-      expect((await sql(url, 'SELECT version FROM roset_schema')).length).toBe(PG_SCHEMA_VERSION);
+      expect((await sql(url, 'SELECT version FROM roset_schema')).length).toBe(PG_SCHEMA_STEPS.length);
       expect((await stores[1]!.listMounts()).length).toBe(1);
     } finally {
       await Promise.all(stores.map((s) => s.close()));
@@ -96,7 +97,27 @@ describe('postgres: schema and migrations', () => {
     await (await PostgresMetadataStore.open(url)).close();
     await sql(url, 'INSERT INTO roset_schema (version) VALUES ($1)', [PG_SCHEMA_VERSION + 1]);
     await expect(PostgresMetadataStore.open(url)).rejects.toThrow(`schema version ${PG_SCHEMA_VERSION + 1}, newer than this release understands (${PG_SCHEMA_VERSION}); upgrade Roset`);
-    expect((await sql(url, 'SELECT count(*)::int AS n FROM roset_schema'))[0]!.n).toBe(PG_SCHEMA_VERSION + 1);
+    expect((await sql(url, 'SELECT count(*)::int AS n FROM roset_schema'))[0]!.n).toBe(PG_SCHEMA_STEPS.length + 1);
+  });
+
+  it('migrates a schema 2 database: its mounts stay, the gc columns and tables appear', async () => {
+    const url = await server.createDatabase();
+    const a = await PostgresMetadataStore.open(url);
+    await a.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
+    await a.close();
+    await sql(url, `DROP TABLE gc_pins; DROP TABLE gc_tombstones; DROP TABLE gc_lease;
+      DROP INDEX ref_log_from; DROP INDEX ref_log_to; DROP INDEX refs_commit; DROP INDEX nodes_sha256;
+      ALTER TABLE commits DROP COLUMN purged_at; ALTER TABLE commits DROP COLUMN manifest_deleted_at;
+      DELETE FROM roset_schema WHERE version > 2;`);
+    const b = await PostgresMetadataStore.open(url);
+    try {
+      expect((await b.listMounts()).map((m) => m.id)).toEqual(['mnt_1']);
+      expect(await b.tombstoneObject('a'.repeat(64), now())).toBe(true);
+      expect(await b.listPurgedWithManifest()).toEqual([]);
+      expect((await sql(url, 'SELECT version FROM roset_schema ORDER BY version')).map((r) => r.version)).toEqual(PG_SCHEMA_STEPS);
+    } finally {
+      await b.close();
+    }
   });
 
   it('is what openMetadata opens for postgres:// and postgresql:// URLs', async () => {
@@ -240,6 +261,27 @@ describe('postgres: races between store instances', () => {
       expect((await a.getRef('mnt_1', 'lock-r2'))!.commitId).toBe(two.commit);
     } finally {
       await slow.close();
+    }
+  });
+
+  it('never leaves a ref on a purged commit when setRef and purge race from two instances', async () => {
+    const root = await a.root('mnt_1');
+    for (let i = 0; i < 40; i++) {
+      const f = await folder(a, root.id, `g${i}`);
+      const c = await a.beginCommit(commitOf(f.id, `/g${i}`));
+      await a.markManifested(c.id, c.stats, []);
+      await a.completeCommits([c.id], now());
+      await a.softDeleteNode(f.id, now());
+      const [refStore, purgeStore] = i % 2 === 0 ? [a, b] : [b, a];
+      const calls = [
+        () => refStore.setRef({ mountId: 'mnt_1', name: `g${i}`, commitId: c.id, updatedAt: now(), updatedBy: 't' }, undefined),
+        () => purgeStore.purgeCommit(c.id, '2999-01-01T00:00:00.000Z', now()),
+      ];
+      if (i % 4 >= 2) calls.reverse();
+      await Promise.allSettled(calls.map((call) => call()));
+      const ref = await a.getRef('mnt_1', `g${i}`);
+      const purged = (await b.getCommit(c.id))!.purgedAt != null;
+      expect([ref !== null, purged], `round ${i}`).toSatisfy(([r, p]: boolean[]) => r !== p);
     }
   });
 

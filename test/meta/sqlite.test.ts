@@ -26,7 +26,11 @@ describe('sqlite: schema 3 to 4', () => {
       await first.close();
       // What release 3 left: no progress columns, user_version 3.
       const raw = new Database(file);
-      raw.exec('ALTER TABLE commits DROP COLUMN progress; ALTER TABLE agent_tasks DROP COLUMN progress; PRAGMA user_version = 3;');
+      raw.exec(`ALTER TABLE commits DROP COLUMN progress; ALTER TABLE agent_tasks DROP COLUMN progress;
+        DROP TABLE gc_pins; DROP TABLE gc_tombstones; DROP TABLE gc_lease;
+        DROP INDEX ref_log_from; DROP INDEX ref_log_to; DROP INDEX refs_commit; DROP INDEX nodes_sha256;
+        ALTER TABLE commits DROP COLUMN purged_at; ALTER TABLE commits DROP COLUMN manifest_deleted_at;
+        PRAGMA user_version = 3;`);
       raw.close();
 
       const again = new SqliteMetadataStore(file);
@@ -37,7 +41,75 @@ describe('sqlite: schema 3 to 4', () => {
       const check = new Database(file, { readonly: true });
       expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
       check.close();
-      expect(SCHEMA_VERSION).toBe(4);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('sqlite: setRef and purge from two stores on one file', () => {
+  it('never leaves a ref on a purged commit', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'roset-meta-'));
+    const a = new SqliteMetadataStore(path.join(dir, 'metadata.db'));
+    const b = new SqliteMetadataStore(path.join(dir, 'metadata.db'));
+    const now = () => new Date().toISOString();
+    try {
+      await a.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
+      const root = await a.root('mnt_1');
+      for (let i = 0; i < 20; i++) {
+        const f = await a.createNode({ mountId: 'mnt_1', parentId: root.id, name: `g${i}`, type: 'folder', mode: 0o40755, uid: 0, gid: 0, ownerAgent: null });
+        const c = await a.beginCommit({
+          id: `cmt_${i}`, mountId: 'mnt_1', nodeId: f.id, path: `/g${i}`, message: '', groupId: null, parentCommitId: null, phase: 'sealing', error: null,
+          stats: { files: 0, bytes: 0, uploadedBytes: 0, dedupedBytes: 0 }, createdAt: now(), completedAt: null,
+        });
+        await a.markManifested(c.id, c.stats, []);
+        await a.completeCommits([c.id], now());
+        await a.softDeleteNode(f.id, now());
+        const calls = [
+          () => a.setRef({ mountId: 'mnt_1', name: `g${i}`, commitId: c.id, updatedAt: now(), updatedBy: 't' }, undefined),
+          () => b.purgeCommit(c.id, '2999-01-01T00:00:00.000Z', now()),
+        ];
+        if (i % 2) calls.reverse();
+        await Promise.allSettled(calls.map((call) => call()));
+        const ref = await b.getRef('mnt_1', `g${i}`);
+        const purged = (await a.getCommit(c.id))!.purgedAt != null;
+        expect(ref !== null, `round ${i}`).not.toBe(purged);
+      }
+    } finally {
+      await a.close();
+      await b.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('sqlite: the gc step of the schema', () => {
+  it('migrates a schema 4 database: its commits stay, the gc columns and tables appear', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'roset-meta-'));
+    const file = path.join(dir, 'metadata.db');
+    const now = () => new Date().toISOString();
+    try {
+      const a = new SqliteMetadataStore(file);
+      await a.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
+      await a.close();
+      // Back to what schema 4 held.
+      const db = new Database(file);
+      db.exec(`DROP TABLE gc_pins; DROP TABLE gc_tombstones; DROP TABLE gc_lease;
+        DROP INDEX ref_log_from; DROP INDEX ref_log_to; DROP INDEX refs_commit; DROP INDEX nodes_sha256;
+        ALTER TABLE commits DROP COLUMN purged_at; ALTER TABLE commits DROP COLUMN manifest_deleted_at;`);
+      db.pragma('user_version = 4');
+      db.close();
+      const b = new SqliteMetadataStore(file);
+      try {
+        expect((await b.listMounts()).map((m) => m.id)).toEqual(['mnt_1']);
+        expect(await b.tombstoneObject('a'.repeat(64), now())).toBe(true);
+        expect(await b.listPurgedWithManifest()).toEqual([]);
+      } finally {
+        await b.close();
+      }
+      const check = new Database(file);
+      expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+      check.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -10,6 +10,7 @@ import { ServiceNotifier } from '../../daemon/sd-notify.js';
 import { ControlServer, type ServeConfig } from '../../daemon/serve.js';
 import { createLogger, resolveLogFormat, type LogLevel } from '../../util/log.js';
 import { defaultStateDir } from '../../util/state-dir.js';
+import { duration } from '../../util/cli-args.js';
 import { globalsOf } from '../context.js';
 import { addStoreOptions, envFlag, storeConfig } from '../store-options.js';
 import { listen, tlsFiles } from '../listen-options.js';
@@ -40,6 +41,7 @@ export function registerServe(program: Command): void {
     .option('--seal-timeout <seconds>', 'how long a seal waits for files open for writing on every node [env ROSET_SEAL_TIMEOUT] (default: 60)', seconds)
     .option('--drain-timeout <seconds>', 'how long SIGTERM waits for commits driven here [env ROSET_DRAIN_TIMEOUT] (default: 300)', seconds)
     .option('--commit-lease <seconds>', 'how long a commit\'s driver may go unheard before another serve takes the commit over [env ROSET_COMMIT_LEASE] (default: 15)', seconds)
+    .option('--gc-interval <duration>', 'run garbage collection (roset gc, with its defaults) this often, such as 6h; one run at a time across every serve of the database [env ROSET_GC_INTERVAL] (default: never)', duration)
     .option('--mount-name <name>', 'the default mount, created at first start [env ROSET_MOUNT_NAME] (default: default)')
     .addOption(new Option('--log-level <level>', 'log level [env ROSET_LOG_LEVEL]').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .addOption(new Option('--log-format <format>', 'log lines: json, or text for people (default: text when stderr is a terminal, else json) [env ROSET_LOG_FORMAT]').choices(['json', 'text']))
@@ -63,6 +65,7 @@ export function registerServe(program: Command): void {
         sealTimeoutMs: secs(o.sealTimeout, env.ROSET_SEAL_TIMEOUT, 60),
         drainTimeoutMs: secs(o.drainTimeout, env.ROSET_DRAIN_TIMEOUT, 300),
         leaseMs: secs(o.commitLease, env.ROSET_COMMIT_LEASE, 15),
+        gcIntervalMs: (o.gcInterval as number | undefined) ?? (env.ROSET_GC_INTERVAL ? duration(env.ROSET_GC_INTERVAL) : 0),
       };
       const log = createLogger(((o.logLevel as string | undefined) ?? env.ROSET_LOG_LEVEL ?? 'info') as LogLevel,
         resolveLogFormat(o.logFormat as string | undefined, env.ROSET_LOG_FORMAT));

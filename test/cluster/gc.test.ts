@@ -1,0 +1,94 @@
+/**
+ * gc with agents on other nodes: `roset serve` on PostgreSQL and one `roset-mount`
+ * agent. The agent's background upload of a file whose bytes are an object only a
+ * soft-deleted commit references pins that object over the agent rpc before it finds
+ * it in the bucket; gc in the serve then purges the commit but keeps the object, the
+ * agent's commit completes and reads back, and the pin goes with the commit, so the
+ * next gc deletes exactly what no kept commit needs.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { S3Store } from '../../src/store/s3.js';
+import { listAll } from '../../src/store/types.js';
+import { removeRoot, waitCommit, type TestDaemon } from '../support/daemon.js';
+import { writeRandom } from '../support/files.js';
+import { s3TestConfig, s3TestUrl } from '../support/s3.js';
+import { startAgent, startServe, stopCluster, type TestServe } from '../support/cluster.js';
+import { clusterDatabase, type ClusterDatabase } from '../support/cluster-db.js';
+
+describe('gc with an agent on another node', () => {
+  let db: ClusterDatabase;
+  let serve: TestServe;
+  let node: TestDaemon;
+  let store: string;
+  const roots: string[] = [];
+
+  beforeAll(async () => {
+    const s3 = s3TestConfig();
+    const env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_REGION: s3.region };
+    db = await clusterDatabase();
+    store = s3TestUrl(`gc-cluster-${randomBytes(4).toString('hex')}`);
+    serve = await startServe({ database: db.url, store, env, args: ['--s3-endpoint', s3.endpoint, '--s3-force-path-style'] });
+    roots.push(serve.root);
+    node = await startAgent(serve, { env });
+    roots.push(node.root);
+  });
+  afterAll(async () => {
+    await stopCluster();
+    await db?.stop();
+    for (const r of roots) removeRoot(r);
+  });
+
+  const pins = async (): Promise<Array<{ agent_id: string; sha256: string }>> => {
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    try {
+      return (await c.query('SELECT agent_id, sha256 FROM gc_pins')).rows as Array<{ agent_id: string; sha256: string }>;
+    } finally {
+      await c.end();
+    }
+  };
+  const objectKeys = async (): Promise<Set<string>> => {
+    const s = await S3Store.fromUrl(store, { s3Endpoint: s3TestConfig().endpoint, s3ForcePathStyle: true, s3ConditionalWrites: true });
+    const keys = new Set<string>();
+    for await (const o of listAll(s, 'objects/')) keys.add(o.key);
+    await s.close();
+    return keys;
+  };
+  const commit = async (path: string): Promise<string> => {
+    const n = (await serve.client.resolvePath(path))!;
+    const c = await serve.client.commit(n.id);
+    expect((await waitCommit(serve.client, c.id)).status).toBe('completed');
+    return c.id;
+  };
+
+  it('keeps the object an agent\'s upload pinned, and sweeps it once nothing needs it', async () => {
+    mkdirSync(node.p('old'));
+    const sha = writeRandom(node.p('old', 'w.bin'), 1 << 20);
+    const bytes = readFileSync(node.p('old', 'w.bin'));
+    const old = await commit('/old');
+    await serve.client.deleteNode((await serve.client.resolvePath('/old'))!.id);
+
+    mkdirSync(node.p('new'));
+    writeFileSync(node.p('new', 'w.bin'), bytes);
+    // The background upload pins the object over the rpc before it finds it.
+    for (let i = 0; i < 100 && !(await pins()).some((p) => p.sha256 === sha); i++) await new Promise((r) => setTimeout(r, 100));
+    expect((await pins()).filter((p) => p.sha256 === sha).map((p) => p.agent_id)).toHaveLength(1);
+
+    const r = await serve.client.gc({ graceSeconds: 0, keepWithinSeconds: 0 });
+    expect(r.purged.map((p) => p.commitId)).toEqual([old]);
+    expect(r.objectsPinned).toBe(1);
+    const fresh = await commit('/new');
+    const m = await serve.client.getManifest(fresh);
+    expect(m.files.map((f) => f.sha256)).toEqual([sha]);
+    expect(await pins()).toEqual([]);
+    const again = await serve.client.gc({ graceSeconds: 0, keepWithinSeconds: 0 });
+    expect(again.objectsDeleted).toBe(0);
+    expect(await objectKeys()).toEqual(new Set(m.files.map((f) => f.key)));
+    const s = await S3Store.fromUrl(store, { s3Endpoint: s3TestConfig().endpoint, s3ForcePathStyle: true, s3ConditionalWrites: true });
+    expect(createHash('sha256').update(await s.get(m.files[0]!.key)).digest('hex')).toBe(sha);
+    await s.close();
+  });
+});

@@ -1,0 +1,271 @@
+/**
+ * Garbage collection of commits (`collectCommits`): what `--keep-last` and purge remove,
+ * that a ref or a recent ref-log entry keeps a commit, that a dry run changes nothing,
+ * and that a run stopped between a purge and its manifest deletion converges when run
+ * again.
+ */
+import * as fsSync from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { collectCommits, runGc } from '../../src/commit/gc.js';
+import { manifestKey } from '../../src/commit/layout.js';
+import type { Manifest } from '../../src/api/types.js';
+import { listAll } from '../../src/store/types.js';
+import { createHash } from 'node:crypto';
+import type { ObjectStore } from '../../src/store/types.js';
+import { codeOf, startCore, waitSettled, type CoreHarness } from '../support/core.js';
+
+const DAY = 24 * 3600 * 1000;
+const sha256Hex = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+async function checkpoint(h: CoreHarness, p: string, files: Record<string, string>): Promise<string> {
+  await h.fs.mkdir(p, 0o755);
+  for (const [name, text] of Object.entries(files)) {
+    const fh = await h.fs.create(`${p}/${name}`, 0o640, fsSync.constants.O_WRONLY);
+    h.fs.write(fh, Buffer.from(text), text.length, 0);
+    await h.fs.release(fh);
+  }
+  const node = (await h.cp.resolvePath(h.mountId, p))!;
+  const c = await waitSettled(h, (await h.cp.commit(h.mountId, node.id, { message: p })).id);
+  expect(c.phase).toBe('completed');
+  return c.id;
+}
+
+async function hasManifest(h: CoreHarness, id: string): Promise<boolean> {
+  return (await h.ctx.store.head(manifestKey(id))) !== null;
+}
+
+describe('gc of commits', () => {
+  it('purges soft-deleted, unreferenced commits; keeps referenced ones and recent ref-log entries; dry run changes nothing', async () => {
+    const h = await startCore();
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push(await checkpoint(h, `/ck${i}`, { 'shared.bin': 'S', [`own${i}.bin`]: `own ${i}` }));
+      await h.cp.setRef(h.mountId, 'latest', { commitId: ids[4]! }, 'test');
+      // ck1 was a ref's target until just now: the ref log keeps it for keepWithin.
+      await h.cp.setRef(h.mountId, 'best', { commitId: ids[1]! }, 'test');
+      await h.cp.setRef(h.mountId, 'best', { commitId: ids[3]! }, 'test');
+      for (const i of [0, 1, 2, 3]) await h.cp.deleteNode(h.mountId, (await h.cp.resolvePath(h.mountId, `/ck${i}`))!.id);
+
+      const dry = await collectCommits(h.cp['meta'], h.ctx.store, { keepWithinMs: 7 * DAY, dryRun: true });
+      expect(dry.purged.map((p) => p.commitId).sort()).toEqual([ids[0], ids[2]].sort());
+      expect(dry.manifestsDeleted).toBe(2);
+      for (const id of ids) expect(await hasManifest(h, id)).toBe(true);
+      expect((await h.cp.getCommit(h.mountId, ids[0]!)).purgedAt).toBeNull();
+
+      const r = await collectCommits(h.cp['meta'], h.ctx.store, { keepWithinMs: 7 * DAY });
+      expect(r.purged.map((p) => p.commitId).sort()).toEqual([ids[0], ids[2]].sort());
+      expect(Object.fromEntries(r.kept.map((k) => [k.commitId, k.reason]))).toEqual({ [ids[1]!]: 'in-ref-log', [ids[3]!]: 'referenced' });
+      expect(r.manifestsDeleted).toBe(2);
+      expect(r.manifestBytes).toBeGreaterThan(0);
+      expect(await hasManifest(h, ids[0]!)).toBe(false);
+      expect(await hasManifest(h, ids[2]!)).toBe(false);
+      expect(await codeOf(h.cp.getManifest(h.mountId, ids[0]!))).toBe('COMMIT_PURGED');
+      expect(await codeOf(h.cp.setRef(h.mountId, 'old', { commitId: ids[0]! }, 'test'))).toBe('COMMIT_PURGED');
+      for (const i of [1, 3, 4]) expect((await h.cp.getManifest(h.mountId, ids[i]!)).files.length).toBe(2);
+      expect((await h.cp.getRef(h.mountId, 'latest')).commitId).toBe(ids[4]);
+
+      // Past the window, the ref-log entry no longer keeps ck1.
+      const later = await collectCommits(h.cp['meta'], h.ctx.store, { keepWithinMs: 7 * DAY, now: () => new Date(Date.now() + 8 * DAY) });
+      expect(later.purged.map((p) => p.commitId)).toEqual([ids[1]]);
+      // A rerun finds nothing more to do.
+      const again = await collectCommits(h.cp['meta'], h.ctx.store, { keepWithinMs: 7 * DAY, now: () => new Date(Date.now() + 8 * DAY) });
+      expect({ purged: again.purged, manifests: again.manifestsDeleted }).toEqual({ purged: [], manifests: 0 });
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('--keep-last soft-deletes the older committed folders of each parent, never a referenced one', async () => {
+    const h = await startCore();
+    try {
+      await h.fs.mkdir('/run', 0o755);
+      const ids: string[] = [];
+      for (let i = 0; i < 4; i++) ids.push(await checkpoint(h, `/run/step${i}`, { 'w.bin': `w${i}` }));
+      const other = await checkpoint(h, '/solo', { 'x.bin': 'x' });
+      await h.cp.setRef(h.mountId, 'first', { commitId: ids[0]! }, 'test');
+      const dry = await collectCommits(h.cp['meta'], h.ctx.store, { keepLast: 2, keepWithinMs: 0, dryRun: true });
+      expect(dry.softDeleted.map((d) => d.commitId)).toEqual([ids[1]]);
+      expect(dry.purged.map((p) => p.commitId)).toEqual([ids[1]]);
+      expect(await h.cp.resolvePath(h.mountId, '/run/step1')).not.toBeNull();
+
+      const r = await collectCommits(h.cp['meta'], h.ctx.store, { keepLast: 2, keepWithinMs: 0 });
+      expect(r.softDeleted.map((d) => d.commitId)).toEqual([ids[1]]);
+      expect(r.purged.map((p) => p.commitId)).toEqual([ids[1]]);
+      for (const p of ['/run/step0', '/run/step2', '/run/step3', '/solo']) expect(await h.cp.resolvePath(h.mountId, p)).not.toBeNull();
+      expect(await h.cp.resolvePath(h.mountId, '/run/step1')).toBeNull();
+      for (const id of [ids[0]!, ids[2]!, ids[3]!, other]) expect(await hasManifest(h, id)).toBe(true);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('converges when a run stops after a purge, before the manifest is deleted', async () => {
+    let failDeletes = true;
+    const h = await startCore({
+      wrapStore: (s: ObjectStore) => new Proxy(s, {
+        get(target, prop, recv) {
+          if (prop === 'delete') {
+            return async (key: string) => {
+              if (failDeletes && key.startsWith('commits/')) throw new Error('stopped');
+              return target.delete(key);
+            };
+          }
+          const v = Reflect.get(target, prop, recv) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      }),
+    });
+    try {
+      const id = await checkpoint(h, '/ck', { 'a.bin': 'A' });
+      await h.cp.deleteNode(h.mountId, (await h.cp.resolvePath(h.mountId, '/ck'))!.id);
+      await expect(collectCommits(h.cp['meta'], h.ctx.store, { keepWithinMs: 0 })).rejects.toThrow('stopped');
+      expect((await h.cp.getCommit(h.mountId, id)).purgedAt).not.toBeNull();
+      expect(await hasManifest(h, id)).toBe(true);
+      failDeletes = false;
+      const r = await collectCommits(h.cp['meta'], h.ctx.store, { keepWithinMs: 0 });
+      expect({ purged: r.purged, manifests: r.manifestsDeleted }).toEqual({ purged: [], manifests: 1 });
+      expect(await hasManifest(h, id)).toBe(false);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('sweeps exactly the objects no kept manifest references; kept commits read back byte for byte', async () => {
+    const h = await startCore();
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push(await checkpoint(h, `/ck${i}`, { 'shared.bin': 'shared', 'half.bin': `half ${i % 2}`, 'own.bin': `own ${i}` }));
+      await h.cp.setRef(h.mountId, 'latest', { commitId: ids[4]! }, 'test');
+      for (const i of [0, 2, 3]) await h.cp.deleteNode(h.mountId, (await h.cp.resolvePath(h.mountId, `/ck${i}`))!.id);
+      const manifests = new Map<string, Manifest>();
+      for (const id of ids) manifests.set(id, await h.cp.getManifest(h.mountId, id));
+      const keptIds = [ids[1]!, ids[4]!];
+      const needed = new Set(keptIds.flatMap((id) => manifests.get(id)!.files.map((f) => f.key)));
+      const before = new Set<string>();
+      for await (const o of listAll(h.ctx.store, 'objects/')) before.add(o.key);
+
+      const dry = await runGc(h.cp['meta'], h.ctx.store, { keepWithinMs: 0, graceMs: 0, dryRun: true, holder: 'test' });
+      const after0 = new Set<string>();
+      for await (const o of listAll(h.ctx.store, 'objects/')) after0.add(o.key);
+      expect(after0).toEqual(before);
+      expect(dry.objectsDeleted).toBe(before.size - needed.size);
+
+      const r = await runGc(h.cp['meta'], h.ctx.store, { keepWithinMs: 0, graceMs: 0, holder: 'test' });
+      expect(r.purged.map((p) => p.commitId).sort()).toEqual([ids[0], ids[2], ids[3]].sort());
+      expect(r.objectsDeleted).toBe(before.size - needed.size);
+      expect(r.bytesFreed).toBe(dry.bytesFreed);
+      const after = new Set<string>();
+      for await (const o of listAll(h.ctx.store, 'objects/')) after.add(o.key);
+      expect(after).toEqual(needed);
+      for (const id of keptIds) {
+        for (const f of manifests.get(id)!.files) expect(sha256Hex(await h.ctx.store.get(f.key))).toBe(f.sha256);
+      }
+      expect((await h.cp.getRef(h.mountId, 'latest')).commitId).toBe(ids[4]);
+      // Converged: a rerun deletes nothing.
+      expect((await runGc(h.cp['meta'], h.ctx.store, { keepWithinMs: 0, graceMs: 0, holder: 'test' })).objectsDeleted).toBe(0);
+      // The grace period keeps young unreferenced objects.
+      await h.ctx.store.put('objects/ab/' + 'ab'.padEnd(64, '0'), 'crash orphan');
+      const young = await runGc(h.cp['meta'], h.ctx.store, { keepWithinMs: 0, graceMs: 3600_000, holder: 'test' });
+      expect({ deleted: young.objectsDeleted, grace: young.objectsInGrace }).toEqual({ deleted: 0, grace: 1 });
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('never deletes an object an upload found and skipped (dedup against a purged commit), nor one a racing upload needs', async () => {
+    // The bucket pauses where the race is: an upload's look-up of an object, or gc's delete of one.
+    let pauseHead: ((key: string) => Promise<void>) | null = null;
+    let pauseDelete: ((key: string) => Promise<void>) | null = null;
+    const h = await startCore({
+      wrapStore: (s: ObjectStore) => new Proxy(s, {
+        get(target, prop, recv) {
+          if (prop === 'head') return async (key: string) => { const r = await target.head(key); if (pauseHead && key.startsWith('objects/')) await pauseHead(key); return r; };
+          if (prop === 'delete') return async (key: string) => { if (pauseDelete && key.startsWith('objects/')) await pauseDelete(key); return target.delete(key); };
+          const v = Reflect.get(target, prop, recv) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      }),
+    });
+    try {
+      const old = await checkpoint(h, '/old', { 'a.bin': 'AAAA', 'b.bin': 'BBBB', 'c.bin': 'CCCC' });
+      await h.cp.deleteNode(h.mountId, (await h.cp.resolvePath(h.mountId, '/old'))!.id);
+      const gcOpts = { keepWithinMs: 0, graceMs: 0, holder: 'test' };
+
+      // 1. An upload finds a.bin's object (dedup) and stops there; gc runs to its end meanwhile.
+      let gcReport: Awaited<ReturnType<typeof runGc>> | null = null;
+      pauseHead = async () => {
+        pauseHead = null;
+        gcReport = await runGc(h.cp['meta'], h.ctx.store, gcOpts);
+      };
+      const c1 = await checkpoint(h, '/new1', { 'a.bin': 'AAAA' });
+      expect(gcReport!.purged.map((p) => p.commitId)).toEqual([old]);
+      expect(gcReport!.objectsPinned).toBe(1);
+
+      // 2. gc is deleting an object of a purged commit (tombstone raised) when an upload of the same bytes starts.
+      await checkpoint(h, '/old2', { 'd.bin': 'DDDD' });
+      await h.cp.deleteNode(h.mountId, (await h.cp.resolvePath(h.mountId, '/old2'))!.id);
+      let release!: () => void;
+      let deleting!: () => void;
+      const deletingNow = new Promise<void>((r) => { deleting = r; });
+      pauseDelete = async () => { pauseDelete = null; deleting(); await new Promise<void>((r) => { release = r; }); };
+      const gc2 = runGc(h.cp['meta'], h.ctx.store, gcOpts);
+      await deletingNow;
+      const c2p = checkpoint(h, '/new2', { 'd.bin': 'DDDD', 'c.bin': 'CCCC' });
+      await new Promise((r) => setTimeout(r, 200));
+      release();
+      expect((await gc2).objectsDeleted).toBe(1);
+      const c2 = await c2p;
+
+      for (const id of [c1, c2]) {
+        for (const f of (await h.cp.getManifest(h.mountId, id)).files) expect(sha256Hex(await h.ctx.store.get(f.key))).toBe(f.sha256);
+      }
+      // Nothing more to delete once the commits hold their objects.
+      expect((await runGc(h.cp['meta'], h.ctx.store, gcOpts)).objectsDeleted).toBe(0);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('runs on a schedule (--gc-interval), one run at a time under the lease', async () => {
+    const h = await startCore();
+    try {
+      const id = await checkpoint(h, '/ck', { 'a.bin': 'A' });
+      await h.cp.deleteNode(h.mountId, (await h.cp.resolvePath(h.mountId, '/ck'))!.id);
+      // Another process holds the lease: scheduled runs are skipped.
+      const until = new Date(Date.now() + 60_000).toISOString();
+      expect(await h.cp.meta.acquireGcLease('gc:elsewhere', until, new Date().toISOString())).toBe(true);
+      await expect(h.cp.gc({})).rejects.toMatchObject({ rosetCode: 'GC_RUNNING' });
+      h.cp.startGcSchedule(50);
+      await new Promise((r) => setTimeout(r, 300));
+      expect((await h.cp.getCommit(h.mountId, id)).purgedAt).toBeNull();
+      await h.cp.meta.releaseGcLease('gc:elsewhere');
+      for (let i = 0; i < 100 && (await h.cp.getCommit(h.mountId, id)).purgedAt == null; i++) await new Promise((r) => setTimeout(r, 50));
+      h.cp.stopGcSchedule();
+      expect((await h.cp.getCommit(h.mountId, id)).purgedAt).not.toBeNull();
+      expect(await hasManifest(h, id)).toBe(false);
+    } finally {
+      h.cp.stopGcSchedule();
+      await h.close();
+    }
+  });
+
+  it('tells where a run is while it runs (GET /v1/gc), and nothing when none runs', async () => {
+    let seen: ReturnType<CoreHarness['cp']['gcStatus']> | null = null;
+    const h = await startCore();
+    try {
+      await checkpoint(h, '/ck', { 'a.bin': 'A' });
+      await h.cp.deleteNode(h.mountId, (await h.cp.resolvePath(h.mountId, '/ck'))!.id);
+      expect(h.cp.gcStatus()).toEqual({ running: false });
+      await h.cp.gc({ graceSeconds: 0, keepWithinSeconds: 0 }, (p) => { if (p.phase === 'sweep') seen ??= h.cp.gcStatus(); });
+      expect(seen).toMatchObject({ running: true, phase: 'sweep', dryRun: false });
+      expect(h.cp.gcStatus()).toEqual({ running: false });
+      await expect(h.cp.gc({ graceSeconds: -1 })).rejects.toMatchObject({ rosetCode: 'BAD_REQUEST' });
+      await expect(h.cp.gc({ keepLast: 1.5 })).rejects.toMatchObject({ rosetCode: 'BAD_REQUEST' });
+      await expect(h.cp.gc({ grace: 0 })).rejects.toMatchObject({ rosetCode: 'BAD_REQUEST' });
+      await expect(h.cp.gc({ graceSeconds: null })).rejects.toMatchObject({ rosetCode: 'BAD_REQUEST' });
+      await expect(h.cp.gc({ keepWithinSeconds: 1e308 })).rejects.toMatchObject({ rosetCode: 'BAD_REQUEST' });
+    } finally {
+      await h.close();
+    }
+  });
+});
