@@ -313,15 +313,16 @@ export function metadataConformance(name: string, open: () => Promise<{ meta: Me
     it('keeps a commit a ref points at, or a recent ref-log entry names; refuses a ref to a purged commit', async () => {
       const a = await completed('/a');
       const b = await completed('/b');
-      await meta.softDeleteNode((await at('/a'))!.id, now());
-      await meta.softDeleteNode((await at('/b'))!.id, now());
       const t0 = now();
       await meta.setRef({ mountId: 'mnt_1', name: 'best', commitId: a, updatedAt: t0, updatedBy: 't' }, undefined);
-      expect(await meta.purgeCommit(a, '2000-01-01T00:00:00.000Z', now())).toEqual({ purged: false, reason: 'referenced' });
+      // A folder a ref points at is never deleted, so never purged.
+      await expect(meta.softDeleteNode((await at('/a'))!.id, now())).rejects.toMatchObject({ rosetCode: 'REFERENCED_BY_REF' });
+      expect(await meta.purgeCommit(a, '2000-01-01T00:00:00.000Z', now())).toEqual({ purged: false, reason: 'live' });
       await meta.setRef({ mountId: 'mnt_1', name: 'best', commitId: b, updatedAt: now(), updatedBy: 't' }, undefined);
+      await meta.softDeleteNode((await at('/a'))!.id, now());
       // a left the ref just now: the ref log keeps it within the window, not before it.
       expect(await meta.purgeCommit(a, t0, now())).toEqual({ purged: false, reason: 'in-ref-log' });
-      expect(await meta.purgeCommit(b, '2000-01-01T00:00:00.000Z', now())).toEqual({ purged: false, reason: 'referenced' });
+      expect(await meta.purgeCommit(b, '2000-01-01T00:00:00.000Z', now())).toEqual({ purged: false, reason: 'live' });
       expect(await meta.purgeCommit(a, '2999-01-01T00:00:00.000Z', now())).toMatchObject({ purged: true });
       await expect(meta.setRef({ mountId: 'mnt_1', name: 'best', commitId: a, updatedAt: now(), updatedBy: 't' }, undefined))
         .rejects.toMatchObject({ rosetCode: 'COMMIT_PURGED' });
@@ -355,13 +356,12 @@ export function metadataConformance(name: string, open: () => Promise<{ meta: Me
         const ref = await meta.getRef('mnt_1', `r${i}`);
         const purged = (await meta.getCommit(id))!.purgedAt != null;
         expect(ref !== null && purged).toBe(false);
-        expect(ref !== null || purged).toBe(true);
-        if (purge.status === 'fulfilled' && purge.value.purged) {
-          expect(set).toMatchObject({ status: 'rejected', reason: { rosetCode: 'COMMIT_PURGED' } });
-        } else {
-          expect(set.status).toBe('fulfilled');
-          expect(purge).toMatchObject({ status: 'fulfilled', value: { purged: false, reason: 'referenced' } });
-        }
+        // The folder is deleted: no ref may move onto its commit, whichever runs first.
+        expect(ref).toBeNull();
+        expect(purged).toBe(true);
+        expect(set.status).toBe('rejected');
+        expect(['COMMIT_PURGED', 'COMMIT_FOLDER_DELETED']).toContain((set as PromiseRejectedResult).reason.rosetCode);
+        expect(purge).toMatchObject({ status: 'fulfilled', value: { purged: true } });
       }
     });
 
