@@ -67,6 +67,7 @@ import type { GcReport, Manifest } from '../api/types.js';
 export type { GcReport } from '../api/types.js';
 import { listAll } from '../store/types.js';
 import type { Logger } from 'pino';
+import { gcDeletedObjectsTotal, gcFreedBytesTotal, gcPurgedCommitsTotal, gcRunsTotal } from '../metrics/index.js';
 import { failpoint } from '../util/failpoints.js';
 import { manifestKey, objectKey } from './layout.js';
 
@@ -265,12 +266,22 @@ export async function runGc(meta: MetadataStore, store: ObjectStore, opts: RunGc
     opts.onProgress?.(p);
     pendingRenew = pendingRenew.then(renew);
   };
+  const dryRun = String(opts.dryRun ?? false);
   try {
     const report = await collectCommits(meta, store, { ...opts, onProgress });
     await pendingRenew;
     await sweepObjects(meta, store, { ...opts, onProgress }, report, report.dryRun ? new Set(report.purged.map((p) => p.commitId)) : undefined);
     await pendingRenew;
+    gcRunsTotal.inc({ outcome: 'ok', dry_run: dryRun });
+    if (!report.dryRun) {
+      gcFreedBytesTotal.inc(report.bytesFreed + report.manifestBytes);
+      gcDeletedObjectsTotal.inc(report.objectsDeleted);
+      gcPurgedCommitsTotal.inc(report.purged.length);
+    }
     return report;
+  } catch (err) {
+    gcRunsTotal.inc({ outcome: 'failed', dry_run: dryRun });
+    throw err;
   } finally {
     await pendingRenew.catch(() => undefined);
     await meta.releaseGcLease(opts.holder);

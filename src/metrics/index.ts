@@ -296,3 +296,28 @@ new Counter({
     this.inc(jsStagedBytes + nativeTotals().bytesWritten);
   },
 });
+
+export const gcRunsTotal = new Counter({
+  name: 'roset_gc_runs_total',
+  help: 'Garbage collection runs by outcome (ok, failed) and kind (dry-run or not)',
+  labelNames: ['outcome', 'dry_run'] as const,
+  registers: [registry],
+});
+
+export const gcFreedBytesTotal = new Counter({
+  name: 'roset_gc_freed_bytes_total',
+  help: 'Bytes garbage collection deleted from the bucket: objects and manifests (dry runs free nothing)',
+  registers: [registry],
+});
+
+export const gcDeletedObjectsTotal = new Counter({
+  name: 'roset_gc_deleted_objects_total',
+  help: 'Objects garbage collection deleted from the bucket',
+  registers: [registry],
+});
+
+export const gcPurgedCommitsTotal = new Counter({
+  name: 'roset_gc_purged_commits_total',
+  help: 'Commits garbage collection purged',
+  registers: [registry],
+});

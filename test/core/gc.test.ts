@@ -12,6 +12,7 @@ import type { Manifest } from '../../src/api/types.js';
 import { listAll } from '../../src/store/types.js';
 import { createHash } from 'node:crypto';
 import type { ObjectStore } from '../../src/store/types.js';
+import { registry } from '../../src/metrics/index.js';
 import { codeOf, startCore, waitSettled, type CoreHarness } from '../support/core.js';
 
 const DAY = 24 * 3600 * 1000;
@@ -152,10 +153,17 @@ describe('gc of commits', () => {
       expect(after0).toEqual(before);
       expect(dry.objectsDeleted).toBe(before.size - needed.size);
 
+      const metric = async (name: string, labels?: Record<string, string>): Promise<number> =>
+        (await registry.getSingleMetric(name)!.get()).values.find((v) => !labels || Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value ?? 0;
+      const freedBefore = await metric('roset_gc_freed_bytes_total');
+      const runsBefore = await metric('roset_gc_runs_total', { outcome: 'ok', dry_run: 'false' });
       const r = await runGc(h.cp['meta'], h.ctx.store, { keepWithinMs: 0, graceMs: 0, holder: 'test' });
       expect(r.purged.map((p) => p.commitId).sort()).toEqual([ids[0], ids[2], ids[3]].sort());
       expect(r.objectsDeleted).toBe(before.size - needed.size);
       expect(r.bytesFreed).toBe(dry.bytesFreed);
+      // The metrics count the run and what it freed: objects and manifests.
+      expect(await metric('roset_gc_runs_total', { outcome: 'ok', dry_run: 'false' })).toBe(runsBefore + 1);
+      expect(await metric('roset_gc_freed_bytes_total')).toBe(freedBefore + r.bytesFreed + r.manifestBytes);
       const after = new Set<string>();
       for await (const o of listAll(h.ctx.store, 'objects/')) after.add(o.key);
       expect(after).toEqual(needed);
