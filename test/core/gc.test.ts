@@ -78,6 +78,32 @@ describe('gc of commits', () => {
     }
   });
 
+  it('frees what checkpoint rotation removed: rmdir of committed folders, then gc', async () => {
+    const h = await startCore();
+    try {
+      // Five saves, as a Trainer with save_total_limit=2 makes them: a shared config, own weights.
+      const ids: string[] = [];
+      for (let i = 1; i <= 5; i++) {
+        ids.push(await checkpoint(h, `/checkpoint-${i}`, { 'config.json': 'cfg', 'weights.bin': `weights ${i}` }));
+        await h.cp.setRef(h.mountId, 'latest', { commitId: ids[ids.length - 1]! }, 'test');
+        // The Trainer's rotation: rmtree of the oldest beyond the limit, ending in rmdir.
+        if (i > 2) await h.fs.rmdir(`/checkpoint-${i - 2}`);
+      }
+      expect((await h.fs.readdir('/')).filter((n) => n.startsWith('checkpoint-')).sort()).toEqual(['checkpoint-4', 'checkpoint-5']);
+      const r = await runGc(h.cp['meta'], h.ctx.store, { keepWithinMs: 0, graceMs: 0, holder: 'test' });
+      expect(r.purged.map((p) => p.commitId).sort()).toEqual(ids.slice(0, 3).sort());
+      // Their own weights go; the shared config stays for the kept checkpoints.
+      expect(r.objectsDeleted).toBe(3);
+      expect(r.bytesFreed).toBe(3 * 'weights 1'.length);
+      expect((await h.cp.getRef(h.mountId, 'latest')).commitId).toBe(ids[4]);
+      for (const id of ids.slice(3)) {
+        for (const f of (await h.cp.getManifest(h.mountId, id)).files) expect(sha256Hex(await h.ctx.store.get(f.key))).toBe(f.sha256);
+      }
+    } finally {
+      await h.close();
+    }
+  });
+
   it('--keep-last soft-deletes the older committed folders of each parent, never a referenced one', async () => {
     const h = await startCore();
     try {
