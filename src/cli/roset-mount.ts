@@ -8,6 +8,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { checkListenPolicy } from '../api/listen-policy.js';
 import { listen, tlsFiles } from './listen-options.js';
 import { Daemon, type DaemonConfig } from '../daemon/daemon.js';
+import { parseAutoCommitRule, type AutoCommitRule } from '../daemon/auto-commit.js';
 import { ServiceNotifier } from '../daemon/sd-notify.js';
 import { DEFAULT_FUSE_BINDING, FUSE_BINDINGS, type FuseBinding } from '../fuse/types.js';
 import { createLogger, resolveLogFormat, type LogLevel } from '../util/log.js';
@@ -21,6 +22,16 @@ function seconds(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number of seconds');
   return n;
+}
+
+function autoCommitRules(texts: string[]): AutoCommitRule[] {
+  return texts.map((t) => {
+    try {
+      return parseAutoCommitRule(t);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  });
 }
 
 function fuseBindingFromEnv(v: string | undefined): FuseBinding | undefined {
@@ -51,6 +62,7 @@ const program = addStoreOptions(new Command())
   .option('--api-key <key>', 'API key for --api-url [env ROSET_API_KEY]')
   .option('--mount <name>', 'with --api-url: the mount to serve, by name (created if missing) [env ROSET_MOUNT_NAME]')
   .option('--mount-id <id>', 'with --api-url: the mount to serve, by id [env ROSET_MOUNT_ID]')
+  .option('--auto-commit <rule>', 'commit a folder when a framework\'s last file lands in it, then move a ref: FOLDERS:MARKER[:REF], e.g. \'checkpoints/*:@dcp:latest\' (FOLDERS a glob of mount-relative paths, * within a segment, ** across; MARKER a file name or a preset: @dcp); repeatable [env ROSET_AUTO_COMMIT, rules separated by ;]', (v: string, prev: string[] = []) => [...prev, v])
   .option('--ca-file <file>', 'with an https:// --api-url: the PEM file of the CA that signed the control plane\'s certificate [env ROSET_CA_FILE]')
   .addOption(new Option('--fuse-binding <binding>', `FUSE binding: native (libfuse3, writeback cache, data path in C) or fuse-native (libfuse 2) [env ROSET_FUSE_BINDING] (default: ${DEFAULT_FUSE_BINDING})`).choices(FUSE_BINDINGS))
   .addOption(new Option('--log-level <level>', 'log level [env ROSET_LOG_LEVEL]').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
@@ -103,6 +115,7 @@ const program = addStoreOptions(new Command())
       agentTimeoutMs: 1000 * ((o.agentTimeout as number | undefined) ?? (env.ROSET_AGENT_TIMEOUT ? seconds(env.ROSET_AGENT_TIMEOUT) : 30)),
       drainTimeoutMs: 1000 * ((o.drainTimeout as number | undefined) ?? (env.ROSET_DRAIN_TIMEOUT ? seconds(env.ROSET_DRAIN_TIMEOUT) : 300)),
       mountName: (o.mountName as string | undefined) ?? env.ROSET_MOUNT_NAME ?? 'default',
+      autoCommit: autoCommitRules((o.autoCommit as string[] | undefined) ?? (env.ROSET_AUTO_COMMIT ? env.ROSET_AUTO_COMMIT.split(';').map((r) => r.trim()).filter(Boolean) : [])),
       fuseBinding: (o.fuseBinding as FuseBinding | undefined) ?? fuseBindingFromEnv(env.ROSET_FUSE_BINDING) ?? DEFAULT_FUSE_BINDING,
       gcIntervalMs: apiUrl ? 0 : (o.gcInterval as number | undefined) ?? (env.ROSET_GC_INTERVAL ? duration(env.ROSET_GC_INTERVAL) : 0),
     };

@@ -29,6 +29,12 @@ export interface CoreContext {
    * calls it right before its snapshot.
    */
   flushKernelCache?: (nodeIds: string[]) => Promise<void>;
+  /**
+   * Called, without waiting, when a file becomes complete in the namespace: its last
+   * writer closed it, or a rename put it in place. Set by auto-commit (its rules name
+   * the marker files a framework writes last); absent, nothing is called.
+   */
+  onFileReady?: (nodeId: string) => void;
 }
 
 export const stagingPath = (ctx: CoreContext, nodeId: string): string => path.join(ctx.cacheDir, 'staging', nodeId);

@@ -78,6 +78,11 @@ export interface AttrRequest {
   gid?: number;
   atime?: Timespec | 'now';
   mtime?: Timespec | 'now';
+  /**
+   * The kernel writing back the times it kept for writes it already passed on (the
+   * writeback cache; it sets ctime too, which no user call can): not a new change.
+   */
+  kernelWriteback?: boolean;
 }
 
 export interface StatFs {
@@ -282,10 +287,11 @@ export class RosetFilesystem {
     this.readOnlyMount();
     if (flags & RENAME_EXCHANGE) throw new NamespaceError('UNSUPPORTED_FLAG', 'rename with RENAME_EXCHANGE is not supported');
     if (flags & ~RENAME_NOREPLACE) throw new NamespaceError('UNSUPPORTED_FLAG', `rename flags ${flags} are not supported`);
-    const { replaced } = await this.ctx.control.moveChild({
+    const { node, replaced } = await this.ctx.control.moveChild({
       mountId: this.ctx.mountId, srcParentId: parentId, srcName: name, dstParentId: newParentId, dstName: newName, noReplace: (flags & RENAME_NOREPLACE) !== 0,
     });
     if (replaced && replaced.type === 'file') await this.dropStaged(replaced);
+    if (node.type === 'file') this.ctx.onFileReady?.(node.id);
   }
 
   /**
@@ -474,7 +480,10 @@ export class RosetFilesystem {
     }
     if (h.orphan?.forgetOnClose && !this.ctx.handles.openFor(h.nodeId!).some((o) => o.fd >= 0)) this.forgetStaged(h.nodeId!);
     // Only now: the uploader skips a file that still has a writable handle.
-    if (upload) this.uploader.schedule(h.nodeId!);
+    if (upload) {
+      this.uploader.schedule(h.nodeId!);
+      this.ctx.onFileReady?.(h.nodeId!);
+    }
   }
 
   /**
@@ -565,6 +574,21 @@ export class RosetFilesystem {
     // Nothing Roset stores (a ctime-only SETATTR from the kernel's writeback): attributes as they are.
     if (!touchesBytes && Object.keys(meta).length === 0) return this.getattr(id, fh);
     this.readOnlyMount();
+    if (req.kernelWriteback && !viaHandle && req.size === undefined && req.mode === undefined && req.uid === undefined && req.gid === undefined) {
+      // The times of writes made before any seal (a write after the barrier needs a
+      // writer registered before it), written back late: the seal itself forces this
+      // (it writes back the kernel's cache before its snapshot). Recorded in the
+      // metadata while the folder is staging or sealing; the staged file is left alone,
+      // since its mtime is what the snapshot recorded. A committed file keeps the times
+      // of its commit, and answers as it is rather than with an error the kernel would
+      // report at some unrelated close.
+      try {
+        return this.statOf(await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, meta, 'not-committed'));
+      } catch (err) {
+        if ((err as { rosetCode?: string }).rosetCode === 'COMMITTED') return this.getattr(id, fh);
+        throw err;
+      }
+    }
     if (!touchesBytes) {
       const n = await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, meta, 'writable');
       return this.statOf(n);

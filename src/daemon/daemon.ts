@@ -39,6 +39,8 @@ import { ControlLink } from '../remote/http.js';
 import { RemoteControl } from '../remote/control-client.js';
 import { AgentLink } from '../remote/agent-link.js';
 import { MetricsListener } from './metrics-listener.js';
+import { AutoCommitter, type AutoCommitRule, type CommitPort } from './auto-commit.js';
+import { toCommit } from '../control/service.js';
 import type { CoreContext } from '../core/context.js';
 import { mountFuseBinding, type FuseBinding, type FuseMount } from '../fuse/index.js';
 import { openStore, type StoreOptions } from '../store/index.js';
@@ -60,6 +62,8 @@ export interface DaemonConfig {
   remote?: RemoteConfig;
   listenHost: string;
   listenPort: number;
+  /** `--auto-commit` rules: commit a folder when a framework's last file lands in it. */
+  autoCommit?: AutoCommitRule[];
   /** An agent: where to answer GET /health and GET /metrics (it has no API); null: nowhere. */
   metricsListen?: { host: string; port: number } | null;
   /** Serve the API over HTTPS with this certificate. */
@@ -91,6 +95,8 @@ export interface RemoteConfig {
 
 export class Daemon {
   private link?: AgentLink;
+  private controlLink?: ControlLink;
+  private autoCommitter?: AutoCommitter;
   private metrics?: MetricsListener;
   private meta?: SqliteMetadataStore;
   private store?: ObjectStore;
@@ -153,6 +159,7 @@ export class Daemon {
       onRetry: (info) => log.warn({ component: 'control-link', ...info }, 'retrying a call to the control plane'),
     });
     if (!remote.mountId && remote.mountName) link.mountId = await mountByName(link, remote.mountName);
+    this.controlLink = link;
     this.link = new AgentLink(link, { agentId, mountpoint: cfg.mountpoint, hostname: hostname() }, log.child({ component: 'agent-link' }));
     const reg = await this.link.register();
     // The control plane names the bucket; this node's flags may override how to reach it.
@@ -181,6 +188,11 @@ export class Daemon {
     };
     const core = new RosetFilesystem(ctx, cfg.mountpoint);
     this.core = core;
+    if (cfg.autoCommit?.length) {
+      this.autoCommitter = new AutoCommitter(cfg.autoCommit, mountId, control, this.commitPort(mountId), cfg.stateDir, log.child({ component: 'auto-commit' }));
+      ctx.onFileReady = this.autoCommitter.onFileReady;
+      log.info({ rules: cfg.autoCommit.map((r) => r.text) }, 'auto-commit rules');
+    }
     const { lost } = await core.reconcile();
     const cp = this.cp;
     if (cp) {
@@ -236,6 +248,27 @@ export class Daemon {
     await forceUnmount(this.cfg.mountpoint);
   }
 
+  /** How auto-commit commits: in this process (embedded) or through the control plane's API (agent). */
+  private commitPort(mountId: string): CommitPort {
+    const cp = this.cp;
+    if (cp) {
+      return {
+        commit: async (folderId, message) => (await cp.commit(mountId, folderId, { message })).id,
+        outcome: async (id) => {
+          const c = toCommit(await cp.getCommit(mountId, id));
+          return { status: c.status, error: c.error };
+        },
+        setRef: async (name, commitId) => { await cp.setRef(mountId, name, { commitId }, 'auto-commit'); },
+      };
+    }
+    const link = this.controlLink!;
+    return {
+      commit: async (folderId, message) => (await link.call<{ id: string }>('POST', `/v1/nodes/${encodeURIComponent(folderId)}/commit`, { message }, { idempotent: false })).id,
+      outcome: async (id) => link.call('GET', `/v1/commits/${encodeURIComponent(id)}`, undefined, { idempotent: true }),
+      setRef: async (name, commitId) => { await link.call('PUT', `/v1/refs/${encodeURIComponent(name)}`, { commitId }, { idempotent: true }); },
+    };
+  }
+
   private async ensureApiKey(cp: ControlPlane): Promise<void> {
     await ensureApiKey(cp, this.meta!, this.cfg.stateDir, this.log);
   }
@@ -265,6 +298,7 @@ export class Daemon {
   private async doStop(reason: string): Promise<void> {
     const { log } = this;
     log.info({ reason, inFlightCommits: this.cp?.engine.inFlight ?? 0 }, 'stopping: draining in-flight commits');
+    await this.autoCommitter?.settle();
     if (this.link) {
       // An agent finishes the tasks it is running (an upload of a commit) within the drain limit.
       let timer: NodeJS.Timeout | undefined;

@@ -321,3 +321,10 @@ export const gcPurgedCommitsTotal = new Counter({
   help: 'Commits garbage collection purged',
   registers: [registry],
 });
+
+export const autoCommitsTotal = new Counter({
+  name: 'roset_auto_commits_total',
+  help: 'Commits started by an --auto-commit rule, by outcome (completed, failed)',
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});

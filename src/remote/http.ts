@@ -63,7 +63,7 @@ export class ControlLink {
     this.fetch = fetchTrusting(options.caFile);
   }
 
-  async call<T>(method: 'GET' | 'POST', path: string, body: unknown, o: CallOptions): Promise<T> {
+  async call<T>(method: 'GET' | 'POST' | 'PUT', path: string, body: unknown, o: CallOptions): Promise<T> {
     const retryFor = o.retryForMs ?? this.options.retryForMs ?? 120_000;
     const deadline = Date.now() + retryFor;
     for (let attempt = 1; ; attempt++) {

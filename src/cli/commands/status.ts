@@ -4,6 +4,8 @@
  * `status` exits 1 when the API cannot be reached (so scripts can wait on it); the
  * error's details then still name the endpoint and where it came from.
  */
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import type { Command } from 'commander';
 import { RosetError } from '../../errors/index.js';
 import { SdkError, type AgentInfo, type Commit, type Health, type Mount } from '../../sdk/index.js';
@@ -21,6 +23,7 @@ export function registerStatus(program: Command): void {
       const client = clientFor(cmd);
       const { config } = client;
       const daemon = readDaemonState(config.stateDir) ?? null;
+      const autoCommitFailures = readAutoCommitFailures(config.stateDir);
       let health: Health;
       try {
         health = await client.getHealth();
@@ -42,7 +45,7 @@ export function registerStatus(program: Command): void {
       }
 
       if (opts.json) {
-        printJson({ endpoint: config.apiUrl, endpointSource: config.sources.apiUrl, stateDir: config.stateDir, health, daemon, mounts, agents, pendingCommits: pending });
+        printJson({ endpoint: config.apiUrl, endpointSource: config.sources.apiUrl, stateDir: config.stateDir, health, daemon, mounts, agents, pendingCommits: pending, autoCommitFailures });
         return;
       }
       println(`endpoint  ${config.apiUrl} (from ${config.sources.apiUrl})`);
@@ -54,9 +57,23 @@ export function registerStatus(program: Command): void {
         println('nodes');
         for (const a of agents) println(`  ${a.id}  ${a.hostname}  ${a.mountpoint ?? ''}  ${a.connected ? 'connected' : 'silent'} (last heard ${a.lastSeenAt})`);
       }
+      if (autoCommitFailures.length > 0) {
+        println('auto-commit failures (newest last)');
+        for (const f of autoCommitFailures) println(`  ${f.at}  ${f.folder}  ${f.code}: ${f.message}  (rule ${f.rule})`);
+      }
       println(pending.length === 0 ? 'pending   (none)' : 'pending commits');
       for (const c of pending) println(`  ${c.id}  ${c.path}  ${describeProgress(c)}  since ${c.createdAt}`);
     }));
+}
+
+/** The local daemon's recent auto-commit failures (`<stateDir>/auto-commit.json`), if any. */
+function readAutoCommitFailures(stateDir: string): Array<{ at: string; rule: string; folder: string; code: string; message: string }> {
+  try {
+    const j = JSON.parse(readFileSync(path.join(stateDir, 'auto-commit.json'), 'utf8')) as { failures?: unknown };
+    return Array.isArray(j.failures) ? j.failures as Array<{ at: string; rule: string; folder: string; code: string; message: string }> : [];
+  } catch {
+    return [];
+  }
 }
 
 function describeMount(m: Mount): string {
