@@ -110,8 +110,8 @@ describe('sd_notify', () => {
     await d.stop();
     const stopping = await l.next(/^STOPPING=1$/m);
     expect(stopping.msg).toBe(`STOPPING=1\nSTATUS=Stopping (SIGTERM): draining in-flight commits, then unmounting ${mnt}`);
-    // Sent when the signal arrived: the mount was still up.
-    expect(stopping.fstype).toBe('fuse.roset');
+    // (Whether the listener still sees the mount when it reads the message is a race
+    // with the daemon's own unmount, an idle one's in milliseconds: not asserted.)
     expect(l.seen.map((s) => s.msg.split('\n')[0])).toEqual(['READY=1', 'STOPPING=1']);
     expect(existsSync(`/proc/${pid}`)).toBe(false);
   });
