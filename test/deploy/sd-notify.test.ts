@@ -4,7 +4,8 @@
  * the moment each datagram arrives, records it together with what the mountpoint looks
  * like then (in /proc/mounts as fuse.roset? does a stat answer, on another device than
  * its parent?). `roset-mount` sends READY=1 only once its mount answers, and
- * STOPPING=1 on SIGTERM, before it unmounts; `roset serve` sends READY=1 once its API
+ * STOPPING=1 on SIGTERM (sent first; when it is read the unmount may be done already);
+ * `roset serve` sends READY=1 once its API
  * listens (here to a socket in the abstract namespace, NOTIFY_SOCKET=@name).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
