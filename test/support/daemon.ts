@@ -8,7 +8,8 @@
  * failure, never a skip.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { expect } from 'vitest';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -120,6 +121,10 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
     chmodSync(root, 0o755);
   }
   args.push(...(opts.args ?? []));
+  // Which test started this daemon: scripts/test names it if the mount outlives the run.
+  mkdirSync(root, { recursive: true });
+  const { testPath, currentTestName } = expect.getState();
+  writeFileSync(path.join(root, 'started-by'), `${path.relative(REPO, testPath ?? '?')}: ${currentTestName ?? '(a hook)'}\n`);
   const proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
