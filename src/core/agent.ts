@@ -47,7 +47,18 @@ export class StagingAgent implements Agent {
     }
     // Still the folder's members: the barrier kept them, and their attributes, as read.
     const nodes = inside.filter((n) => n.type === 'file' && n.state !== 'committed' && n.ownerAgent === this.id);
-    await this.ctx.flushKernelCache?.(nodes.map((n) => n.id)); // kernel-held dirty pages first (native binding's writeback cache)
+    // Kernel-held dirty pages and times first (native binding's writeback cache); the
+    // times it writes back meanwhile are accepted for these nodes (RosetFilesystem.setattr).
+    if (this.ctx.flushKernelCache) {
+      const flushing = (this.ctx.flushing ??= new Set());
+      const ids = nodes.map((n) => n.id);
+      for (const id of ids) flushing.add(id);
+      try {
+        await this.ctx.flushKernelCache(ids);
+      } finally {
+        for (const id of ids) flushing.delete(id);
+      }
+    }
     const files: SnapshotFile[] = [];
     for (const n of nodes) {
       let st;

@@ -30,6 +30,11 @@ export interface CoreContext {
    */
   flushKernelCache?: (nodeIds: string[]) => Promise<void>;
   /**
+   * The nodes whose kernel cache a seal is flushing right now: the SETATTRs that write
+   * back their times then are the seal's own doing (see RosetFilesystem.setattr).
+   */
+  flushing?: Set<string>;
+  /**
    * Called, without waiting, when a file becomes complete in the namespace: its last
    * writer closed it, or a rename put it in place. Set by auto-commit (its rules name
    * the marker files a framework writes last); absent, nothing is called.

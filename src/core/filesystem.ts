@@ -78,11 +78,6 @@ export interface AttrRequest {
   gid?: number;
   atime?: Timespec | 'now';
   mtime?: Timespec | 'now';
-  /**
-   * The kernel writing back the times it kept for writes it already passed on (the
-   * writeback cache; it sets ctime too, which no user call can): not a new change.
-   */
-  kernelWriteback?: boolean;
 }
 
 export interface StatFs {
@@ -574,20 +569,12 @@ export class RosetFilesystem {
     // Nothing Roset stores (a ctime-only SETATTR from the kernel's writeback): attributes as they are.
     if (!touchesBytes && Object.keys(meta).length === 0) return this.getattr(id, fh);
     this.readOnlyMount();
-    if (req.kernelWriteback && !viaHandle && req.size === undefined && req.mode === undefined && req.uid === undefined && req.gid === undefined) {
-      // The times of writes made before any seal (a write after the barrier needs a
-      // writer registered before it), written back late: the seal itself forces this
-      // (it writes back the kernel's cache before its snapshot). Recorded in the
-      // metadata while the folder is staging or sealing; the staged file is left alone,
-      // since its mtime is what the snapshot recorded. A committed file keeps the times
-      // of its commit, and answers as it is rather than with an error the kernel would
-      // report at some unrelated close.
-      try {
-        return this.statOf(await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, meta, 'not-committed'));
-      } catch (err) {
-        if ((err as { rosetCode?: string }).rosetCode === 'COMMITTED') return this.getattr(id, fh);
-        throw err;
-      }
+    if (!viaHandle && req.size === undefined && req.mode === undefined && req.uid === undefined && req.gid === undefined && this.ctx.flushing?.has(id)) {
+      // The seal's own write-back: it makes the kernel send the times it kept for writes
+      // made before the seal (the writeback cache), right before the snapshot. They are
+      // recorded; the staged file's mtime, which the snapshot records, is left alone.
+      // Refused, the kernel would report EIO at the file's next close, a reader's too.
+      return this.statOf(await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, meta, 'not-committed'));
     }
     if (!touchesBytes) {
       const n = await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, meta, 'writable');

@@ -127,8 +127,6 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
       else if (toSet & SetAttr.ATIME) req.atime = ts(atimeSec!, atimeNsec!);
       if (toSet & SetAttr.MTIME_NOW) req.mtime = 'now';
       else if (toSet & SetAttr.MTIME) req.mtime = ts(mtimeSec!, mtimeNsec!);
-      // ctime is set by the kernel only (writing back times under the writeback cache).
-      if (toSet & SetAttr.CTIME) req.kernelWriteback = true;
       // With a handle, a time is the kernel writing back what it kept under the
       // writeback cache (user utimes never carries one): the handle's rule applies.
       native.replyAttr(id, attrOf(await fs.setattr(idOf(ino), fh || undefined, req), ino), TTL);
