@@ -14,15 +14,9 @@ import { DEFAULT_FUSE_BINDING, FUSE_BINDINGS, type FuseBinding } from '../fuse/t
 import { createLogger, resolveLogFormat, type LogLevel } from '../util/log.js';
 import { defaultStateDir } from '../util/state-dir.js';
 import { addStoreOptions, envFlag, storeConfig } from './store-options.js';
-import { duration, size } from '../util/cli-args.js';
+import { duration, seconds, size } from '../util/cli-args.js';
 
 const env = process.env;
-
-function seconds(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number of seconds');
-  return n;
-}
 
 function autoCommitRules(texts: string[]): AutoCommitRule[] {
   return texts.map((t) => {

@@ -341,7 +341,9 @@ export class RosetFilesystem {
       if (r.barrier) throw await this.ctx.control.barrierError(r.barrier);
       if (n.ownerAgent !== this.ctx.agentId) throw new NamespaceError('CONFLICT', `${n.name} is staged by another node`, { name: n.name });
       if (!this.staged(n)) throw new CacheError('STAGED_DATA_LOST', `The staged bytes of ${n.name} are missing from this node's cache`);
-      await delayPoint('open.after-check', this.ctx.log);
+      // Unset (always, outside race tests), no await: no extra turn on every write-open.
+      const delay = delayPoint('open.after-check', this.ctx.log);
+      if (delay) await delay;
       let f = C.O_RDWR;
       if (flags & C.O_TRUNC) f |= C.O_TRUNC;
       this.changing(n.id);

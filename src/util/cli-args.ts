@@ -5,6 +5,13 @@
  */
 import { InvalidArgumentError } from 'commander';
 
+/** A positive number of seconds (timeouts and intervals on the command line). */
+export function seconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number of seconds');
+  return n;
+}
+
 export function positive(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');

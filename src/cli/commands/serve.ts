@@ -5,24 +5,18 @@
  * cleanly.
  */
 import * as path from 'node:path';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { ServiceNotifier } from '../../daemon/sd-notify.js';
 import { ControlServer, type ServeConfig } from '../../daemon/serve.js';
 import { createLogger, resolveLogFormat, type LogLevel } from '../../util/log.js';
 import { defaultStateDir } from '../../util/state-dir.js';
-import { duration } from '../../util/cli-args.js';
+import { duration, seconds } from '../../util/cli-args.js';
 import { globalsOf } from '../context.js';
 import { addStoreOptions, envFlag, storeConfig } from '../store-options.js';
 import { listen, tlsFiles } from '../listen-options.js';
 import { checkListenPolicy } from '../../api/listen-policy.js';
 
 const env = process.env;
-
-function seconds(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number of seconds');
-  return n;
-}
 
 
 const secs = (flag: unknown, envValue: string | undefined, dflt: number): number =>
