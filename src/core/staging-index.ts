@@ -18,8 +18,7 @@
  *   closed.
  * - A snapshot row is written once, at seal, and then only gains upload progress.
  */
-import Database from 'better-sqlite3';
-import type { Database as Db, Statement } from 'better-sqlite3';
+import { Database, type Database as Db, type Statement } from '../util/sqlite-driver.js';
 import { LRUCache } from 'lru-cache';
 
 export const INDEX_SCHEMA_VERSION = 2;

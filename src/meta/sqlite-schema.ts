@@ -23,7 +23,7 @@
  * - A database newer than this code refuses to open (an old binary must not write a
  *   schema it does not know).
  */
-import type { Database as Db } from 'better-sqlite3';
+import type { Database as Db } from '../util/sqlite-driver.js';
 
 export const SCHEMA_VERSION = 5;
 

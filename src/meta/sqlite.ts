@@ -14,8 +14,7 @@
  * - The tree is edges: ancestry and subtrees are recursive queries over `parent_id`,
  *   names are compared with `=` (bytes). No path string is stored for a node.
  */
-import Database from 'better-sqlite3';
-import type { Database as Db, Statement } from 'better-sqlite3';
+import { Database, type Database as Db, type Statement } from '../util/sqlite-driver.js';
 import { CommitError, NamespaceError } from '../errors/index.js';
 import { newId } from './ids.js';
 import { barrierError, folderDeleted, refHeld } from './barrier.js';

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import Database from 'better-sqlite3';
+import { Database } from '../../src/util/sqlite-driver.js';
 import { describe, expect, it } from 'vitest';
 import { SqliteMetadataStore } from '../../src/meta/sqlite.js';
 import { SCHEMA_VERSION } from '../../src/meta/sqlite-schema.js';
