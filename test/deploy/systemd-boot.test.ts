@@ -32,8 +32,6 @@ function missing(): string | null {
   return null;
 }
 
-const why = missing();
-if (why && process.env.CI === 'true') throw new Error(`systemd cannot be started here: ${why}`);
 
 function removeEmptyCgroup(dir: string): void {
   for (const e of readdirSync(dir)) {
@@ -73,9 +71,12 @@ afterAll(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-describe.skipIf(why !== null)('roset-mount.service under systemd', () => {
+describe('roset-mount.service under systemd', () => {
   it('starts a unit ordered after it with the mount ready, and stops it with an unmount', async () => {
     requireFuse();
+    // Never skipped, in CI or not (as every FUSE test): a machine that cannot run it fails it.
+    const why = missing();
+    if (why) throw new Error(`systemd cannot be started here: ${why}`);
     const root = tempRoot('roset-test-systemd-');
     const mnt = path.join(root, 'mnt');
     const units = path.join(root, 'units');
