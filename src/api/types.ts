@@ -87,6 +87,11 @@ export interface Commit {
   progress: CommitProgress | null;
   createdAt: string;
   completedAt: string | null;
+  /**
+   * When garbage collection purged the commit: its folder and manifest are gone, so it
+   * can be listed but not read or pointed at by a ref. null while it is kept.
+   */
+  purgedAt: string | null;
 }
 
 export interface Ref {

@@ -697,6 +697,7 @@ export function toCommit(c: CommitRecord): Commit {
   return {
     id: c.id, mountId: c.mountId, nodeId: c.nodeId, path: c.path, message: c.message, groupId: c.groupId, status, error: c.error,
     stats: c.stats, progress: status === 'pending' ? progressOf(c) : null, createdAt: c.createdAt, completedAt: c.completedAt,
+    purgedAt: c.purgedAt ?? null,
   };
 }
 

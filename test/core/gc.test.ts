@@ -13,6 +13,7 @@ import { listAll } from '../../src/store/types.js';
 import { createHash } from 'node:crypto';
 import type { ObjectStore } from '../../src/store/types.js';
 import { registry } from '../../src/metrics/index.js';
+import { toCommit } from '../../src/control/service.js';
 import { codeOf, startCore, waitSettled, type CoreHarness } from '../support/core.js';
 
 const DAY = 24 * 3600 * 1000;
@@ -54,6 +55,7 @@ describe('gc of commits', () => {
       expect(dry.manifestsDeleted).toBe(2);
       for (const id of ids) expect(await hasManifest(h, id)).toBe(true);
       expect((await h.cp.getCommit(h.mountId, ids[0]!)).purgedAt).toBeNull();
+      expect(toCommit(await h.cp.getCommit(h.mountId, ids[0]!)).purgedAt).toBeNull();
 
       const r = await collectCommits(h.cp['meta'], h.ctx.store, { keepWithinMs: 7 * DAY });
       expect(r.purged.map((p) => p.commitId).sort()).toEqual([ids[0], ids[2]].sort());
@@ -63,6 +65,9 @@ describe('gc of commits', () => {
       expect(await hasManifest(h, ids[0]!)).toBe(false);
       expect(await hasManifest(h, ids[2]!)).toBe(false);
       expect(await codeOf(h.cp.getManifest(h.mountId, ids[0]!))).toBe('COMMIT_PURGED');
+      // The API's Commit says when gc purged it; a kept one says null.
+      expect(toCommit(await h.cp.getCommit(h.mountId, ids[0]!)).purgedAt).toMatch(/^\d{4}-\d\d-\d\dT.*Z$/);
+      expect(toCommit(await h.cp.getCommit(h.mountId, ids[4]!)).purgedAt).toBeNull();
       expect(await codeOf(h.cp.setRef(h.mountId, 'old', { commitId: ids[0]! }, 'test'))).toBe('COMMIT_PURGED');
       for (const i of [1, 3, 4]) expect((await h.cp.getManifest(h.mountId, ids[i]!)).files.length).toBe(2);
       expect((await h.cp.getRef(h.mountId, 'latest')).commitId).toBe(ids[4]);
