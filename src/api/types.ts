@@ -225,6 +225,8 @@ export interface GcRequest {
   keepLast?: number;
   keepWithinSeconds?: number;
   graceSeconds?: number;
+  /** Pins of an agent not heard from for this long expire (the agent is deregistered); default 7 days. */
+  pinExpirySeconds?: number;
   dryRun?: boolean;
 }
 
@@ -249,6 +251,12 @@ export interface GcReport {
   /** Unreferenced objects kept: younger than the grace period, or pinned by an upload. */
   objectsInGrace: number;
   objectsPinned: number;
+  /**
+   * Agents not heard from within the pin expiry whose pins gc dropped (or would), which
+   * it deregistered, and how many pins went.
+   */
+  agentsExpired: string[];
+  pinsExpired: number;
 }
 
 /** `GET /v1/gc`: the run of the answering process, if one runs there. */
