@@ -225,7 +225,7 @@ export interface GcRequest {
   keepLast?: number;
   keepWithinSeconds?: number;
   graceSeconds?: number;
-  /** Pins of an agent not heard from for this long expire (the agent is deregistered); default 7 days. */
+  /** Pins of an agent not heard from for this long expire (the agent is deregistered); default 7 days, never below the agent timeout. */
   pinExpirySeconds?: number;
   dryRun?: boolean;
 }

@@ -82,8 +82,9 @@
  * - the pins of an agent with no registration never expire: the in-process agent of an
  *   embedded `roset-mount`, whose pins stay across a restart on the same state
  *   directory (it trusts its upload records across restarts, as before).
- * The bound is at least the agent timeout, so a connected agent (heard at least three
- * times per agent timeout) never expires.
+ * The control plane never uses a bound below its agent timeout, so a connected agent
+ * (heard at least three times per agent timeout) never expires; safety does not rest
+ * on that, only the cost of uploading again does.
  */
 import { CommitError, RosetError } from '../errors/index.js';
 import type { MetadataStore } from '../meta/types.js';

@@ -421,8 +421,8 @@ export class ControlPlane implements ControlApi {
    * One garbage collection (src/commit/gc.ts) over every mount of the metadata store,
    * under the gc lease; GC_RUNNING while another runs. Body: `keepLast` (integer ≥ 0),
    * `keepWithinSeconds` (default 7 days), `graceSeconds` (default 24 h),
-   * `pinExpirySeconds` (default 7 days, at least the agent timeout: a connected agent
-   * must never look expired), `dryRun`.
+   * `pinExpirySeconds` (default 7 days; a smaller value than the agent timeout counts as
+   * the agent timeout: a connected agent never looks expired), `dryRun`.
    */
   async gc(body: Record<string, unknown>, onProgress?: (p: GcProgress) => void): Promise<GcReport> {
     const num = (k: string, dflt: number | undefined, int: boolean): number | undefined => {
@@ -438,10 +438,9 @@ export class ControlPlane implements ControlApi {
     const keepLast = num('keepLast', undefined, true);
     const keepWithinMs = num('keepWithinSeconds', 7 * 86400, false)! * 1000;
     const graceMs = num('graceSeconds', 86400, false)! * 1000;
-    const pinExpiryMs = num('pinExpirySeconds', 7 * 86400, false)! * 1000;
-    if (pinExpiryMs < this.agentTimeoutMs) {
-      throw new ApiError('BAD_REQUEST', `pinExpirySeconds must be at least the agent timeout (${this.agentTimeoutMs / 1000} s): a connected agent must never look gone`);
-    }
+    // Never below the agent timeout: a connected agent is heard within it, so it never
+    // looks gone (expiring one would be safe, see gc.ts, but would make it upload again).
+    const pinExpiryMs = Math.max(num('pinExpirySeconds', 7 * 86400, false)! * 1000, this.agentTimeoutMs);
     if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw new ApiError('BAD_REQUEST', 'dryRun must be a boolean');
     if (this.gcRunning) throw new CommitError('GC_RUNNING', 'A garbage collection is running in this process');
     this.gcRunning = true;

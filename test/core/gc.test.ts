@@ -356,8 +356,13 @@ describe('gc: pin expiry', () => {
         .toEqual({ agents: ['agt_live'], pins: 1, deleted: 1, pinned: 1 });
       expect([await present(h, b), await present(h, c)]).toEqual([false, true]);
 
-      // A bound below the agent timeout would expire connected agents: refused.
-      expect(await codeOf(h.cp.gc({ pinExpirySeconds: 1 }))).toBe('BAD_REQUEST');
+      // A bound below the agent timeout (30 s here) counts as the agent timeout: an agent
+      // heard 10 s ago is connected and keeps its pins; one heard a minute ago does not.
+      await register(h, 'agt_heard', new Date(Date.now() - 10_000));
+      await register(h, 'agt_minute', new Date(Date.now() - 60_000));
+      expect(await meta.pinObject({ agentId: 'agt_heard', nodeId: 'nod_d', sha256: c, at: new Date().toISOString() })).toBe(true);
+      expect(await meta.pinObject({ agentId: 'agt_minute', nodeId: 'nod_e', sha256: c, at: new Date().toISOString() })).toBe(true);
+      expect((await h.cp.gc({ pinExpirySeconds: 0, graceSeconds: 0, keepWithinSeconds: 0 })).agentsExpired).toEqual(['agt_minute']);
     } finally {
       await h.close();
     }
