@@ -338,6 +338,12 @@ describe('gc: pin expiry', () => {
       const opts = { keepWithinMs: 0, graceMs: DAY, pinExpiryMs: 7 * DAY, holder: 'test' };
       const expiredBefore = await metric('roset_gc_expired_pins_total');
 
+      // A dry run names the agent and writes nothing.
+      const dry = await runGc(meta, h.ctx.store, { ...opts, dryRun: true });
+      expect({ agents: dry.agentsExpired, pins: dry.pinsExpired }).toEqual({ agents: ['agt_gone'], pins: 1 });
+      expect(await meta.getAgent('agt_gone')).not.toBeNull();
+      expect(await metric('roset_gc_expired_pins_total')).toBe(expiredBefore);
+
       // The dead node's pins expire now; its object is young, so the grace period keeps it this time.
       const first = await runGc(meta, h.ctx.store, opts);
       expect({ agents: first.agentsExpired, pins: first.pinsExpired, deleted: first.objectsDeleted, grace: first.objectsInGrace })
