@@ -196,6 +196,9 @@ class Commit:
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     #: Set while the commit is pending; ``None`` once it is completed or failed.
     progress: Optional[CommitProgress] = None
+    #: When garbage collection purged the commit (its folder and manifest are gone);
+    #: ``None`` while it is kept.
+    purged_at: Optional[datetime] = None
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "Commit":
@@ -213,7 +216,12 @@ class Commit:
             completed_at=_ts(d.get("completedAt")),
             raw=dict(d),
             progress=CommitProgress.from_dict(d.get("progress")),
+            purged_at=_ts(d.get("purgedAt")),
         )
+
+    @property
+    def is_purged(self) -> bool:
+        return self.purged_at is not None
 
     @property
     def is_pending(self) -> bool:

@@ -107,7 +107,7 @@ COMMIT = {
     "id": "cmt_1", "mountId": "mnt_1", "nodeId": "node_1", "path": "/checkpoints/step-1", "message": "m",
     "groupId": None, "status": "completed", "error": None,
     "stats": {"files": 2, "bytes": 10, "uploadedBytes": 6, "dedupedBytes": 4},
-    "createdAt": "2026-11-26T08:35:36.921Z", "completedAt": "2026-11-26T08:35:36.940Z",
+    "createdAt": "2026-11-26T08:35:36.921Z", "completedAt": "2026-11-26T08:35:36.940Z", "purgedAt": None,
 }
 
 
@@ -366,6 +366,10 @@ def test_models_from_camel_case():
     assert n.raw["someFutureField"] == 1
     c = roset.Commit.from_dict(dict(COMMIT, status="failed", error={"code": "OPEN_HANDLES", "message": "m"}))
     assert c.is_failed and c.error.code == "OPEN_HANDLES" and c.stats.uploaded_bytes == 6
+    assert c.purged_at is None and not c.is_purged
+    # A commit garbage collection purged says when.
+    p = roset.Commit.from_dict(dict(COMMIT, purgedAt="2026-11-27T01:02:03Z"))
+    assert p.is_purged and p.purged_at.day == 27 and p.purged_at.tzinfo is not None
     g = roset.CommitGroup.from_dict({"id": "grp_1", "message": None, "status": "committed", "commitIds": ["a", "b"],
                                      "createdAt": "2026-11-26T08:35:36Z", "committedAt": None, "sealedAt": None})
     assert g.commit_ids == ["a", "b"] and g.committed_at is None

@@ -87,6 +87,11 @@ export interface Commit {
   progress: CommitProgress | null;
   createdAt: string;
   completedAt: string | null;
+  /**
+   * When garbage collection purged the commit: its folder and manifest are gone, so it
+   * can be listed but not read or pointed at by a ref. null while it is kept.
+   */
+  purgedAt: string | null;
 }
 
 export interface Ref {
@@ -220,6 +225,8 @@ export interface GcRequest {
   keepLast?: number;
   keepWithinSeconds?: number;
   graceSeconds?: number;
+  /** Pins of an agent not heard from for this long expire (the agent is deregistered); default 7 days, never below the agent timeout. */
+  pinExpirySeconds?: number;
   dryRun?: boolean;
 }
 
@@ -244,6 +251,12 @@ export interface GcReport {
   /** Unreferenced objects kept: younger than the grace period, or pinned by an upload. */
   objectsInGrace: number;
   objectsPinned: number;
+  /**
+   * Agents not heard from within the pin expiry whose pins gc dropped (or would), which
+   * it deregistered, and how many pins went.
+   */
+  agentsExpired: string[];
+  pinsExpired: number;
 }
 
 /** `GET /v1/gc`: the run of the answering process, if one runs there. */

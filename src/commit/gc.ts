@@ -53,11 +53,38 @@
  *   nodes in one statement: it sees the pin or the node, so it is refused.
  * - the snapshot of a seal and the commit's own upload go through the same uploader, so
  *   the same pin covers a pending commit, a snapshot and a background upload.
- * A pin left by an agent that crashed only keeps an object longer. A tombstone left by
- * a gc killed between steps 1 and 3 blocks pins of that object until the next gc, which
- * first finishes the tombstones it finds (steps 2 and 3: while a tombstone stands no
- * pin can be taken, so no upload relies on the object). Pins outside a run of gc are
- * never refused.
+ * A tombstone left by a gc killed between steps 1 and 3 blocks pins of that object until
+ * the next gc, which first finishes the tombstones it finds (steps 2 and 3: while a
+ * tombstone stands no pin can be taken, so no upload relies on the object). Pins
+ * outside a run of gc are never refused.
+ *
+ * Pin expiry (`pinExpiryMs`; a crashed agent's pins would otherwise keep objects
+ * forever). Before the mark, `expireAgentPins` deregisters, in one transaction, each
+ * registered agent (an agent of another node) last heard from (poll, answer, rpc)
+ * before now - pinExpiryMs that holds a pin and has no task of a pending commit, and
+ * drops its pins; its objects are then swept like any unreferenced object. Why it is
+ * safe for an agent that was only cut off and comes back with staged files whose
+ * upload records name those objects:
+ * - deregistered, every call it makes (poll, answer, rpc, so pinObject too) is refused
+ *   with AGENT_NOT_FOUND until it registers again: it cannot be handed a task or take a
+ *   pin as the agent it was;
+ * - each registration makes its uploader distrust every upload record made before it
+ *   (Uploader.distrust): a record is used again only after a new pin and a new look-up
+ *   in the bucket, the order of any upload, so an object gc deleted meanwhile is sent
+ *   again, and one it is deleting (a tombstone) waits; an upload that pinned before the
+ *   registration and ends after it is checked again the same way;
+ * - an agent with a task of a pending commit keeps its pins: between its upload's
+ *   answer and markManifested, the driver relies on them (that commit fails with
+ *   AGENT_UNAVAILABLE if the agent stays silent past the agent timeout);
+ * - a heartbeat and the expiry are decided in transactions that exclude each other
+ *   (SQLite: one writer; PostgreSQL: the delete re-reads the row a heartbeat updated),
+ *   so an agent heard after the bound keeps its pins;
+ * - the pins of an agent with no registration never expire: the in-process agent of an
+ *   embedded `roset-mount`, whose pins stay across a restart on the same state
+ *   directory (it trusts its upload records across restarts, as before).
+ * The control plane never uses a bound below its agent timeout, so a connected agent
+ * (heard at least three times per agent timeout) never expires; safety does not rest
+ * on that, only the cost of uploading again does.
  */
 import { CommitError, RosetError } from '../errors/index.js';
 import type { MetadataStore } from '../meta/types.js';
@@ -67,7 +94,7 @@ import type { GcReport, Manifest } from '../api/types.js';
 export type { GcReport } from '../api/types.js';
 import { listAll } from '../store/types.js';
 import type { Logger } from 'pino';
-import { gcDeletedObjectsTotal, gcFreedBytesTotal, gcPurgedCommitsTotal, gcRunsTotal } from '../metrics/index.js';
+import { gcDeletedObjectsTotal, gcExpiredPinsTotal, gcFreedBytesTotal, gcPurgedCommitsTotal, gcRunsTotal } from '../metrics/index.js';
 import { failpoint } from '../util/failpoints.js';
 import { manifestKey, objectKey } from './layout.js';
 
@@ -92,7 +119,12 @@ export interface GcProgress {
 export interface SweepOptions {
   /** Objects last modified less than this long ago stay. */
   graceMs: number;
-  /** For the failpoint `gc.after-tombstone` (crash tests). */
+  /**
+   * Pins of a registered agent not heard from for this long expire (see the header);
+   * undefined: no pin expires.
+   */
+  pinExpiryMs?: number;
+  /** For the failpoint `gc.after-tombstone` (crash tests), and what expired. */
   log?: Logger;
   dryRun?: boolean;
   now?: () => Date;
@@ -105,7 +137,7 @@ export async function collectCommits(meta: MetadataStore, store: ObjectStore, op
   const keepSince = new Date(now().getTime() - opts.keepWithinMs).toISOString();
   const report: GcReport = {
     dryRun, softDeleted: [], notDeleted: [], purged: [], kept: [], manifestsDeleted: 0, manifestBytes: 0,
-    objectsListed: 0, objectsDeleted: 0, bytesFreed: 0, objectsInGrace: 0, objectsPinned: 0,
+    objectsListed: 0, objectsDeleted: 0, bytesFreed: 0, objectsInGrace: 0, objectsPinned: 0, agentsExpired: [], pinsExpired: 0,
   };
   const progress = (phase: GcProgress['phase'], done: number, total: number): void => opts.onProgress?.({ phase, done, total });
 
@@ -194,6 +226,16 @@ export async function sweepObjects(meta: MetadataStore, store: ObjectStore, opts
     }
   }
 
+  // Pins of agents gone past the bound (a dry run ignores every pin anyway).
+  if (opts.pinExpiryMs !== undefined) {
+    const expired = await meta.expireAgentPins(new Date(now().getTime() - opts.pinExpiryMs).toISOString(), { dryRun });
+    report.agentsExpired = expired.agents;
+    report.pinsExpired = expired.pins;
+    if (expired.agents.length > 0) {
+      opts.log?.warn({ agents: expired.agents, pins: expired.pins, dryRun }, 'agents not heard from within the pin expiry: deregistered, their pins dropped');
+    }
+  }
+
   // Mark.
   const kept = await meta.referencedObjects([...purgedNow]);
   const commits = (await meta.listCommitsInPhases(['manifested', 'completed'])).filter((c) => !c.purgedAt && !purgedNow.has(c.id));
@@ -235,6 +277,8 @@ export async function sweepObjects(meta: MetadataStore, store: ObjectStore, opts
 
 export interface RunGcOptions extends GcOptions {
   graceMs: number;
+  /** See SweepOptions. */
+  pinExpiryMs?: number;
   log?: Logger;
   /** Who holds the gc lease while this run lasts. */
   holder: string;
@@ -277,6 +321,7 @@ export async function runGc(meta: MetadataStore, store: ObjectStore, opts: RunGc
       gcFreedBytesTotal.inc(report.bytesFreed + report.manifestBytes);
       gcDeletedObjectsTotal.inc(report.objectsDeleted);
       gcPurgedCommitsTotal.inc(report.purged.length);
+      gcExpiredPinsTotal.inc(report.pinsExpired);
     }
     return report;
   } catch (err) {

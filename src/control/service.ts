@@ -97,6 +97,8 @@ export class ControlPlane implements ControlApi {
   /** Where the run of this process is, for `GET /v1/gc`. */
   private gcProgress: (GcProgress & { startedAt: string; dryRun: boolean }) | null = null;
   private gcTimer: NodeJS.Timeout | null = null;
+  /** How long an agent of another node may stay silent: the least pin expiry gc accepts. */
+  private readonly agentTimeoutMs: number;
 
   constructor(
     readonly meta: MetadataStore,
@@ -105,9 +107,10 @@ export class ControlPlane implements ControlApi {
     options: ControlPlaneOptions,
   ) {
     this.holder = options.holder;
+    this.agentTimeoutMs = options.agentTimeoutMs ?? 30_000;
     this.engine = new CommitEngine(meta, store, this.agents, this.bus, log.child({ component: 'commit' }), options);
     this.hub = new AgentHub(meta, this, this.bus, log.child({ component: 'agents' }), {
-      agentTimeoutMs: options.agentTimeoutMs ?? 30_000,
+      agentTimeoutMs: this.agentTimeoutMs,
       store: options.agentStore ?? null,
     });
   }
@@ -417,7 +420,9 @@ export class ControlPlane implements ControlApi {
   /**
    * One garbage collection (src/commit/gc.ts) over every mount of the metadata store,
    * under the gc lease; GC_RUNNING while another runs. Body: `keepLast` (integer ≥ 0),
-   * `keepWithinSeconds` (default 7 days), `graceSeconds` (default 24 h), `dryRun`.
+   * `keepWithinSeconds` (default 7 days), `graceSeconds` (default 24 h),
+   * `pinExpirySeconds` (default 7 days; a smaller value than the agent timeout counts as
+   * the agent timeout: a connected agent never looks expired), `dryRun`.
    */
   async gc(body: Record<string, unknown>, onProgress?: (p: GcProgress) => void): Promise<GcReport> {
     const num = (k: string, dflt: number | undefined, int: boolean): number | undefined => {
@@ -428,11 +433,14 @@ export class ControlPlane implements ControlApi {
       }
       return v;
     };
-    const unknown = Object.keys(body).filter((k) => !['keepLast', 'keepWithinSeconds', 'graceSeconds', 'dryRun'].includes(k));
+    const unknown = Object.keys(body).filter((k) => !['keepLast', 'keepWithinSeconds', 'graceSeconds', 'pinExpirySeconds', 'dryRun'].includes(k));
     if (unknown.length > 0) throw new ApiError('BAD_REQUEST', `Unknown field ${JSON.stringify(unknown[0]).slice(0, 64)}`);
     const keepLast = num('keepLast', undefined, true);
     const keepWithinMs = num('keepWithinSeconds', 7 * 86400, false)! * 1000;
     const graceMs = num('graceSeconds', 86400, false)! * 1000;
+    // Never below the agent timeout: a connected agent is heard within it, so it never
+    // looks gone (expiring one would be safe, see gc.ts, but would make it upload again).
+    const pinExpiryMs = Math.max(num('pinExpirySeconds', 7 * 86400, false)! * 1000, this.agentTimeoutMs);
     if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw new ApiError('BAD_REQUEST', 'dryRun must be a boolean');
     if (this.gcRunning) throw new CommitError('GC_RUNNING', 'A garbage collection is running in this process');
     this.gcRunning = true;
@@ -441,10 +449,10 @@ export class ControlPlane implements ControlApi {
     this.gcProgress = { phase: 'keep-last', done: 0, total: 0, startedAt, dryRun };
     try {
       const report = await runGc(this.meta, this.store, {
-        keepLast, keepWithinMs, graceMs, dryRun, holder: `gc:${this.holder}`, log: this.log,
+        keepLast, keepWithinMs, graceMs, pinExpiryMs, dryRun, holder: `gc:${this.holder}`, log: this.log,
         onProgress: (p) => { this.gcProgress = { ...p, startedAt, dryRun }; onProgress?.(p); },
       });
-      this.log.info({ dryRun: report.dryRun, purged: report.purged.length, objectsDeleted: report.objectsDeleted, bytesFreed: report.bytesFreed }, 'garbage collection done');
+      this.log.info({ dryRun: report.dryRun, purged: report.purged.length, objectsDeleted: report.objectsDeleted, bytesFreed: report.bytesFreed, pinsExpired: report.pinsExpired }, 'garbage collection done');
       return report;
     } finally {
       this.gcRunning = false;
@@ -697,6 +705,7 @@ export function toCommit(c: CommitRecord): Commit {
   return {
     id: c.id, mountId: c.mountId, nodeId: c.nodeId, path: c.path, message: c.message, groupId: c.groupId, status, error: c.error,
     stats: c.stats, progress: status === 'pending' ? progressOf(c) : null, createdAt: c.createdAt, completedAt: c.completedAt,
+    purgedAt: c.purgedAt ?? null,
   };
 }
 

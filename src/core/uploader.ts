@@ -20,6 +20,10 @@
  *   object an upload found there and skipped sending.
  * - A background failure is logged and left for the commit, which uploads again and
  *   fails with the error if it persists: nothing is swallowed.
+ * - After `distrust()` (an agent of another node registering: gc may have expired its
+ *   pins while it was not heard from, src/commit/gc.ts), a record made before is used
+ *   only after a new pin and a new look-up in the bucket; an upload that pinned before
+ *   and ends after is done again the same way.
  */
 import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
@@ -50,6 +54,13 @@ export class Uploader {
   private readonly queue = new Map<string, number>();
   private active = 0;
   private idle: Array<() => void> = [];
+  /**
+   * The nodes whose upload records were pinned and checked since the last `distrust()`;
+   * null: every record is trusted (never distrusted: an embedded daemon's pins never expire).
+   */
+  private verified: Set<string> | null = null;
+  /** Moves at each `distrust()`: an upload that saw another epoch at its pin is not trusted. */
+  private epoch = 0;
 
   constructor(private readonly ctx: CoreContext, private readonly concurrency = 2) {
     const self = new WeakRef(this);
@@ -72,9 +83,23 @@ export class Uploader {
     return { files: this.queue.size, bytes, oldestQueuedAt: first.done ? null : first.value };
   }
 
+  /**
+   * The pins this agent took may be gone (it registered, perhaps after gc expired it):
+   * from now on a record made before is used only after pinning and looking up again.
+   */
+  distrust(): void {
+    this.epoch++;
+    this.verified = new Set();
+  }
+
+  private trusted(nodeId: string): boolean {
+    return this.verified === null || this.verified.has(nodeId);
+  }
+
   /** Something may change the file's bytes: past uploads no longer describe it. */
   touch(nodeId: string): void {
     this.bump(nodeId);
+    this.verified?.delete(nodeId);
     this.ctx.index.dropUpload(nodeId);
   }
 
@@ -129,7 +154,7 @@ export class Uploader {
       const st = await fs.stat(stagingPath(this.ctx, nodeId)).catch(() => null);
       if (!st) throw new CacheError('INTERNAL', `The staged bytes of node ${nodeId} are missing from the cache`);
       const rec = this.ctx.index.upload(nodeId);
-      if (rec && rec.state !== 'hashed' && rec.size === st.size && rec.mtimeMs === Math.floor(st.mtimeMs)) {
+      if (rec && rec.state !== 'hashed' && rec.size === st.size && rec.mtimeMs === Math.floor(st.mtimeMs) && this.trusted(nodeId)) {
         return { sha256: rec.sha256, size: rec.size, mtimeMs: rec.mtimeMs, how: rec.state };
       }
       const running = this.inflight.get(nodeId);
@@ -139,18 +164,23 @@ export class Uploader {
       }
       const p = this.upload(nodeId, rec).finally(() => this.inflight.delete(nodeId));
       this.inflight.set(nodeId, p);
-      return p;
+      const out = await p;
+      // Distrusted while it ran (its pin may predate an expiry): pin and look up again.
+      if (this.trusted(nodeId)) return out;
     }
   }
 
   private async upload(nodeId: string, rec: UploadRecord | null): Promise<UploadOutcome> {
     const local = stagingPath(this.ctx, nodeId);
     const version = this.version(nodeId);
+    const epoch = this.epoch;
     const st = await fs.stat(local);
     const size = st.size;
     const mtimeMs = Math.floor(st.mtimeMs);
-    // A hash taken while the file was written sequentially saves reading it again.
-    const sha = rec && rec.state === 'hashed' && rec.size === size && rec.mtimeMs === mtimeMs ? rec.sha256 : await sha256File(local);
+    // A record of these exact bytes (a hash taken while the file was written
+    // sequentially, or a distrusted upload) saves reading them again.
+    const same = rec !== null && rec.size === size && rec.mtimeMs === mtimeMs;
+    const sha = same ? rec.sha256 : await sha256File(local);
     const changed = (): void => {
       if (this.version(nodeId) !== version) throw new CacheError('FILE_CHANGED', `node ${nodeId} changed while it was being uploaded`);
     };
@@ -164,8 +194,11 @@ export class Uploader {
     }
     const key = objectKey(sha);
     let how: UploadOutcome['how'] = 'uploaded';
+    // A distrusted record checked again: found, it stays what it was, counted once.
+    let recheck = false;
     if (await this.ctx.store.head(key)) {
-      how = 'deduped';
+      recheck = same && rec.state !== 'hashed';
+      how = same && rec.state === 'uploaded' ? 'uploaded' : 'deduped';
     } else {
       await delayPoint('upload.before-put', this.ctx.log);
       try {
@@ -177,10 +210,13 @@ export class Uploader {
       }
     }
     changed();
-    if (how === 'uploaded') uploadedBytesTotal.inc(size);
-    else dedupedBytesTotal.inc(size);
+    if (!recheck) {
+      if (how === 'uploaded') uploadedBytesTotal.inc(size);
+      else dedupedBytesTotal.inc(size);
+    }
     const out: UploadOutcome = { sha256: sha, size, mtimeMs, how };
     this.ctx.index.setUpload({ nodeId, size, mtimeMs, sha256: sha, state: how });
+    if (this.verified && this.epoch === epoch) this.verified.add(nodeId);
     return out;
   }
 }

@@ -188,6 +188,14 @@ export class Daemon {
     };
     const core = new RosetFilesystem(ctx, cfg.mountpoint);
     this.core = core;
+    if (this.link) {
+      // An agent of another node registered before its uploader existed, and registers
+      // again whenever the control plane forgot it: each time, gc may have expired its
+      // pins (it was not heard from), so upload records made before are checked again
+      // before use (src/commit/gc.ts, pin expiry). An embedded daemon's pins never expire.
+      core.uploader.distrust();
+      this.link.onRegistered = () => core.uploader.distrust();
+    }
     if (cfg.autoCommit?.length) {
       this.autoCommitter = new AutoCommitter(cfg.autoCommit, mountId, control, this.commitPort(mountId), cfg.stateDir, log.child({ component: 'auto-commit' }));
       ctx.onFileReady = this.autoCommitter.onFileReady;

@@ -1054,6 +1054,27 @@ export class PostgresMetadataStore implements MetadataStore {
       [exceptCommits])).map((r) => r.sha256 as string));
   }
 
+  /**
+   * One statement. A heartbeat racing the delete either commits first (the delete
+   * re-reads `last_seen_at` on the row it waited for, and keeps the agent) or finds the
+   * agent gone (AGENT_NOT_FOUND: it registers again). A task added meanwhile is for an
+   * agent that must register again before it can run it.
+   */
+  async expireAgentPins(before: string, opts: { dryRun?: boolean } = {}): Promise<{ agents: string[]; pins: number }> {
+    const which = `a.last_seen_at < $1
+      AND EXISTS (SELECT 1 FROM gc_pins p WHERE p.agent_id = a.id)
+      AND NOT EXISTS (SELECT 1 FROM agent_tasks t JOIN commits c ON c.id = t.commit_id
+        WHERE t.agent_id = a.id AND c.phase IN ('sealing', 'uploading', 'manifested'))`;
+    const r = opts.dryRun
+      ? await this.one(`WITH gone AS (SELECT a.id FROM agents a WHERE ${which})
+          SELECT COALESCE((SELECT array_agg(id ORDER BY id) FROM gone), '{}') AS agents,
+            (SELECT count(*) FROM gc_pins WHERE agent_id IN (SELECT id FROM gone))::int AS pins`, [before])
+      : await this.one(`WITH gone AS (DELETE FROM agents a WHERE ${which} RETURNING a.id),
+          dropped AS (DELETE FROM gc_pins p USING gone WHERE p.agent_id = gone.id RETURNING 1)
+          SELECT COALESCE((SELECT array_agg(id ORDER BY id) FROM gone), '{}') AS agents, (SELECT count(*) FROM dropped)::int AS pins`, [before]);
+    return { agents: r!.agents as string[], pins: Number(r!.pins) };
+  }
+
   async acquireGcLease(holder: string, until: string, now: string): Promise<boolean> {
     return this.tx(async (x) => {
       await x.run('INSERT INTO gc_lease (id, holder, until) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING', [holder, until]);

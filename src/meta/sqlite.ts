@@ -686,6 +686,27 @@ export class SqliteMetadataStore implements MetadataStore {
       JSON.stringify(exceptCommits)).map((r) => r.sha256 as string));
   }
 
+  async expireAgentPins(before: string, opts: { dryRun?: boolean } = {}): Promise<{ agents: string[]; pins: number }> {
+    // One write transaction: a heartbeat, a pin or a new task is before or after it.
+    return this.write(() => {
+      const agents = this.all(`SELECT a.id FROM agents a WHERE a.last_seen_at < ?
+          AND EXISTS (SELECT 1 FROM gc_pins p WHERE p.agent_id = a.id)
+          AND NOT EXISTS (SELECT 1 FROM agent_tasks t JOIN commits c ON c.id = t.commit_id
+            WHERE t.agent_id = a.id AND c.phase IN ('sealing', 'uploading', 'manifested'))
+        ORDER BY a.id`, before).map((r) => r.id as string);
+      let pins = 0;
+      for (const id of agents) {
+        if (opts.dryRun) {
+          pins += (this.one('SELECT COUNT(*) AS n FROM gc_pins WHERE agent_id = ?', id) as Row).n as number;
+          continue;
+        }
+        pins += this.run('DELETE FROM gc_pins WHERE agent_id = ?', id);
+        this.run('DELETE FROM agents WHERE id = ?', id);
+      }
+      return { agents, pins };
+    });
+  }
+
   async acquireGcLease(holder: string, until: string, now: string): Promise<boolean> {
     return this.write(() => {
       const cur = this.one('SELECT holder, until FROM gc_lease WHERE id = 1');

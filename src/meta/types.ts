@@ -428,6 +428,16 @@ export interface MetadataStore {
   listTombstones(): Promise<string[]>;
   /** Every object a node not purged records as its content (a dry run leaves out the nodes of the commits it would purge). */
   referencedObjects(exceptCommits?: string[]): Promise<Set<string>>;
+  /**
+   * Pin expiry (the rule is in src/commit/gc.ts): in one transaction, deregisters every
+   * agent last heard from before `before` that holds a pin and has no task of a pending
+   * commit (sealing, uploading, manifested), and drops its pins. Such an agent must
+   * register again before it can pin, poll or answer (AGENT_NOT_FOUND), and its next
+   * registration makes it check again every upload it relied on. Pins of an agent with
+   * no registration (the in-process agent of `roset-mount`) never expire. Returns the
+   * agents and the number of pins dropped; `dryRun` reads the same and writes nothing.
+   */
+  expireAgentPins(before: string, opts?: { dryRun?: boolean }): Promise<{ agents: string[]; pins: number }>;
   /** Takes or renews the one gc lease (as acquireCommitLease); `releaseGcLease` gives it up. */
   acquireGcLease(holder: string, until: string, now: string): Promise<boolean>;
   releaseGcLease(holder: string): Promise<void>;

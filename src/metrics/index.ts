@@ -316,6 +316,12 @@ export const gcDeletedObjectsTotal = new Counter({
   registers: [registry],
 });
 
+export const gcExpiredPinsTotal = new Counter({
+  name: 'roset_gc_expired_pins_total',
+  help: 'Upload pins garbage collection dropped with agents not heard from within the pin expiry',
+  registers: [registry],
+});
+
 export const gcPurgedCommitsTotal = new Counter({
   name: 'roset_gc_purged_commits_total',
   help: 'Commits garbage collection purged',

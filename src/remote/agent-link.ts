@@ -15,6 +15,9 @@
  *   persisted snapshot, a release is idempotent).
  * - Losing the control plane loses nothing: staged bytes stay, polls and answers are
  *   retried with backoff until it is back.
+ * - `onRegistered` runs as each registration is answered, before the next poll: gc may
+ *   have deregistered this agent and dropped its pins while it was not heard from
+ *   (src/commit/gc.ts, pin expiry), so its uploads must be checked again.
  */
 import type { Logger } from 'pino';
 import type { Agent, UploadProgress } from '../commit/agents.js';
@@ -44,6 +47,8 @@ export class AgentLink {
   private loop: Promise<void> | null = null;
   private agent: Agent | null = null;
   private pollWaitMs = 10_000;
+  /** Called after every registration (the daemon: the uploader distrusts its records). */
+  onRegistered: (() => void) | null = null;
 
   constructor(private readonly link: ControlLink, private readonly identity: AgentIdentity, private readonly log: Logger) {}
 
@@ -54,6 +59,7 @@ export class AgentLink {
     }, { idempotent: true });
     this.link.mountId = r.mountId;
     this.pollWaitMs = r.pollWaitMs;
+    this.onRegistered?.();
     return r;
   }
 

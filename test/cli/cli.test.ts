@@ -345,6 +345,15 @@ describe('status and log', () => {
     const text = (await cli('log')).stdout.split('\n');
     expect(text[1]).toMatch(new RegExp(`^${c2.id}\\s+completed.*\\(latest\\)`));
     expect(text[2]).toMatch(/ first$/);
+    expect(text.join('\n')).not.toContain('purged');
+  });
+
+  it('log marks a commit garbage collection purged, with when', async () => {
+    const purgedAt = '2026-11-30T12:00:00.000Z';
+    const c = api.addCommit({ status: 'completed', message: 'old', completedAt: '2026-11-29T12:00:00.000Z', purgedAt });
+    expect(json(await cli('log', '--json')).find((x: { id: string }) => x.id === c.id).purgedAt).toBe(purgedAt);
+    const line = (await cli('log')).stdout.split('\n').find((l) => l.startsWith(c.id));
+    expect(line).toMatch(new RegExp(`^${c.id}\\s+completed .*\\[purged ${purgedAt}\\]  old$`));
   });
 });
 

@@ -4,7 +4,9 @@
  * soft-deleted commit references pins that object over the agent rpc before it finds
  * it in the bucket; gc in the serve then purges the commit but keeps the object, the
  * agent's commit completes and reads back, and the pin goes with the commit, so the
- * next gc deletes exactly what no kept commit needs.
+ * next gc deletes exactly what no kept commit needs. Pin expiry: an agent silent past
+ * the bound is deregistered and the object it pinned is swept; restarted on the same
+ * state directory, it sends the bytes again and its commit reads back.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
@@ -23,11 +25,12 @@ describe('gc with an agent on another node', () => {
   let serve: TestServe;
   let node: TestDaemon;
   let store: string;
+  let env: NodeJS.ProcessEnv;
   const roots: string[] = [];
 
   beforeAll(async () => {
     const s3 = s3TestConfig();
-    const env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_REGION: s3.region };
+    env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_REGION: s3.region };
     db = await clusterDatabase();
     store = s3TestUrl(`gc-cluster-${randomBytes(4).toString('hex')}`);
     serve = await startServe({ database: db.url, store, env, args: ['--s3-endpoint', s3.endpoint, '--s3-force-path-style'] });
@@ -89,6 +92,39 @@ describe('gc with an agent on another node', () => {
     expect(await objectKeys()).toEqual(new Set(m.files.map((f) => f.key)));
     const s = await S3Store.fromUrl(store, { s3Endpoint: s3TestConfig().endpoint, s3ForcePathStyle: true, s3ConditionalWrites: true });
     expect(createHash('sha256').update(await s.get(m.files[0]!.key)).digest('hex')).toBe(sha);
+    await s.close();
+  });
+
+  it('expires the pins of an agent silent past --pin-expiry and sweeps its object; restarted, the agent uploads again and its commit reads back', async () => {
+    mkdirSync(node.p('late'));
+    const sha = writeRandom(node.p('late', 'w.bin'), 1 << 20);
+    const key = `objects/${sha.slice(0, 2)}/${sha}`;
+    // The background upload pins the object and sends it: the node's record says "uploaded".
+    for (let i = 0; i < 100 && !(await objectKeys()).has(key); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await objectKeys()).toContain(key);
+    const [pin] = (await pins()).filter((p) => p.sha256 === sha);
+    expect(pin).toBeDefined();
+    await node.stop();
+    // The node stays away: last heard from long before the pin expiry (default 7 days).
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    try {
+      await c.query("UPDATE agents SET last_seen_at = '2000-01-01T00:00:00.000Z' WHERE id = $1", [pin!.agent_id]);
+    } finally {
+      await c.end();
+    }
+    const r = await serve.client.gc({ graceSeconds: 0, keepWithinSeconds: 0 });
+    expect({ agents: r.agentsExpired, pins: r.pinsExpired }).toEqual({ agents: [pin!.agent_id], pins: 1 });
+    expect(await objectKeys()).not.toContain(key);
+    expect(await pins()).toEqual([]);
+
+    // It comes back with its staged file and its record: registering again, it distrusts the record.
+    node = await startAgent(serve, { env, root: node.root });
+    const fresh = await commit('/late');
+    const m = await serve.client.getManifest(fresh);
+    expect(m.files.map((f) => f.sha256)).toEqual([sha]);
+    const s = await S3Store.fromUrl(store, { s3Endpoint: s3TestConfig().endpoint, s3ForcePathStyle: true, s3ConditionalWrites: true });
+    expect(createHash('sha256').update(await s.get(key)).digest('hex')).toBe(sha);
     await s.close();
   });
 });

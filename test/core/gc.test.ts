@@ -2,17 +2,20 @@
  * Garbage collection of commits (`collectCommits`): what `--keep-last` and purge remove,
  * that a ref or a recent ref-log entry keeps a commit, that a dry run changes nothing,
  * and that a run stopped between a purge and its manifest deletion converges when run
- * again.
+ * again; pin expiry: what an agent silent past the bound pinned is swept, what a heard
+ * or an unregistered (in-process) agent pinned is not, and an agent that comes back
+ * after its pins expired commits only objects that exist.
  */
 import * as fsSync from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { collectCommits, runGc } from '../../src/commit/gc.js';
-import { manifestKey } from '../../src/commit/layout.js';
+import { manifestKey, objectKey } from '../../src/commit/layout.js';
 import type { Manifest } from '../../src/api/types.js';
 import { listAll } from '../../src/store/types.js';
 import { createHash } from 'node:crypto';
 import type { ObjectStore } from '../../src/store/types.js';
 import { registry } from '../../src/metrics/index.js';
+import { toCommit } from '../../src/control/service.js';
 import { codeOf, startCore, waitSettled, type CoreHarness } from '../support/core.js';
 
 const DAY = 24 * 3600 * 1000;
@@ -54,6 +57,7 @@ describe('gc of commits', () => {
       expect(dry.manifestsDeleted).toBe(2);
       for (const id of ids) expect(await hasManifest(h, id)).toBe(true);
       expect((await h.cp.getCommit(h.mountId, ids[0]!)).purgedAt).toBeNull();
+      expect(toCommit(await h.cp.getCommit(h.mountId, ids[0]!)).purgedAt).toBeNull();
 
       const r = await collectCommits(h.cp['meta'], h.ctx.store, { keepWithinMs: 7 * DAY });
       expect(r.purged.map((p) => p.commitId).sort()).toEqual([ids[0], ids[2]].sort());
@@ -63,6 +67,9 @@ describe('gc of commits', () => {
       expect(await hasManifest(h, ids[0]!)).toBe(false);
       expect(await hasManifest(h, ids[2]!)).toBe(false);
       expect(await codeOf(h.cp.getManifest(h.mountId, ids[0]!))).toBe('COMMIT_PURGED');
+      // The API's Commit says when gc purged it; a kept one says null.
+      expect(toCommit(await h.cp.getCommit(h.mountId, ids[0]!)).purgedAt).toMatch(/^\d{4}-\d\d-\d\dT.*Z$/);
+      expect(toCommit(await h.cp.getCommit(h.mountId, ids[4]!)).purgedAt).toBeNull();
       expect(await codeOf(h.cp.setRef(h.mountId, 'old', { commitId: ids[0]! }, 'test'))).toBe('COMMIT_PURGED');
       for (const i of [1, 3, 4]) expect((await h.cp.getManifest(h.mountId, ids[i]!)).files.length).toBe(2);
       expect((await h.cp.getRef(h.mountId, 'latest')).commitId).toBe(ids[4]);
@@ -300,6 +307,133 @@ describe('gc of commits', () => {
       await expect(h.cp.gc({ grace: 0 })).rejects.toMatchObject({ rosetCode: 'BAD_REQUEST' });
       await expect(h.cp.gc({ graceSeconds: null })).rejects.toMatchObject({ rosetCode: 'BAD_REQUEST' });
       await expect(h.cp.gc({ keepWithinSeconds: 1e308 })).rejects.toMatchObject({ rosetCode: 'BAD_REQUEST' });
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('gc: pin expiry', () => {
+  const metric = async (name: string): Promise<number> => (await registry.getSingleMetric(name)!.get()).values[0]?.value ?? 0;
+  const orphan = async (h: CoreHarness, text: string): Promise<string> => {
+    const sha = sha256Hex(Buffer.from(text));
+    await h.ctx.store.put(objectKey(sha), text);
+    return sha;
+  };
+  const register = (h: CoreHarness, id: string, lastSeenAt: Date) =>
+    h.cp.meta.upsertAgent({ id, mountId: h.mountId, mountpoint: null, hostname: 'node', registeredAt: lastSeenAt.toISOString(), lastSeenAt: lastSeenAt.toISOString() });
+  const present = async (h: CoreHarness, sha: string): Promise<boolean> => (await h.ctx.store.head(objectKey(sha))) !== null;
+
+  it('sweeps, after the grace period, what an agent silent past the bound pinned; never what a heard or an unregistered agent pinned', async () => {
+    const h = await startCore();
+    try {
+      const meta = h.cp.meta;
+      const [a, b, c] = [await orphan(h, 'pinned by a dead node'), await orphan(h, 'pinned by a live node'), await orphan(h, 'pinned in process')];
+      await register(h, 'agt_gone', new Date(Date.now() - 10 * DAY));
+      await register(h, 'agt_live', new Date());
+      expect(await meta.pinObject({ agentId: 'agt_gone', nodeId: 'nod_a', sha256: a, at: new Date(Date.now() - 10 * DAY).toISOString() })).toBe(true);
+      expect(await meta.pinObject({ agentId: 'agt_live', nodeId: 'nod_b', sha256: b, at: new Date().toISOString() })).toBe(true);
+      // The in-process agent (agt_test) is never registered, as that of an embedded roset-mount.
+      expect(await meta.pinObject({ agentId: 'agt_test', nodeId: 'nod_c', sha256: c, at: new Date(Date.now() - 30 * DAY).toISOString() })).toBe(true);
+      const opts = { keepWithinMs: 0, graceMs: DAY, pinExpiryMs: 7 * DAY, holder: 'test' };
+      const expiredBefore = await metric('roset_gc_expired_pins_total');
+
+      // A dry run names the agent and writes nothing.
+      const dry = await runGc(meta, h.ctx.store, { ...opts, dryRun: true });
+      expect({ agents: dry.agentsExpired, pins: dry.pinsExpired }).toEqual({ agents: ['agt_gone'], pins: 1 });
+      expect(await meta.getAgent('agt_gone')).not.toBeNull();
+      expect(await metric('roset_gc_expired_pins_total')).toBe(expiredBefore);
+
+      // The dead node's pins expire now; its object is young, so the grace period keeps it this time.
+      const first = await runGc(meta, h.ctx.store, opts);
+      expect({ agents: first.agentsExpired, pins: first.pinsExpired, deleted: first.objectsDeleted, grace: first.objectsInGrace })
+        .toEqual({ agents: ['agt_gone'], pins: 1, deleted: 0, grace: 3 });
+      expect(await meta.getAgent('agt_gone')).toBeNull();
+      expect(await metric('roset_gc_expired_pins_total')).toBe(expiredBefore + 1);
+
+      // Past the grace period: it goes; the live node's and the in-process pins keep theirs.
+      const later = await runGc(meta, h.ctx.store, { ...opts, now: () => new Date(Date.now() + 2 * DAY) });
+      expect({ agents: later.agentsExpired, deleted: later.objectsDeleted, pinned: later.objectsPinned }).toEqual({ agents: [], deleted: 1, pinned: 2 });
+      expect([await present(h, a), await present(h, b), await present(h, c)]).toEqual([false, true, true]);
+
+      // Once the live node too is silent past the bound, its object goes; the in-process pin never expires.
+      const much = await runGc(meta, h.ctx.store, { ...opts, now: () => new Date(Date.now() + 8 * DAY) });
+      expect({ agents: much.agentsExpired, pins: much.pinsExpired, deleted: much.objectsDeleted, pinned: much.objectsPinned })
+        .toEqual({ agents: ['agt_live'], pins: 1, deleted: 1, pinned: 1 });
+      expect([await present(h, b), await present(h, c)]).toEqual([false, true]);
+
+      // A bound below the agent timeout (30 s here) counts as the agent timeout: an agent
+      // heard 10 s ago is connected and keeps its pins; one heard a minute ago does not.
+      await register(h, 'agt_heard', new Date(Date.now() - 10_000));
+      await register(h, 'agt_minute', new Date(Date.now() - 60_000));
+      expect(await meta.pinObject({ agentId: 'agt_heard', nodeId: 'nod_d', sha256: c, at: new Date().toISOString() })).toBe(true);
+      expect(await meta.pinObject({ agentId: 'agt_minute', nodeId: 'nod_e', sha256: c, at: new Date().toISOString() })).toBe(true);
+      expect((await h.cp.gc({ pinExpirySeconds: 0, graceSeconds: 0, keepWithinSeconds: 0 })).agentsExpired).toEqual(['agt_minute']);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('an agent that comes back after its pins expired cannot act as before, and commits objects that exist: it pins and looks up again', async () => {
+    // The bucket pauses where the race is: an upload that found its object, before it records that.
+    let pauseHead: ((key: string) => Promise<void>) | null = null;
+    const h = await startCore({
+      wrapStore: (s: ObjectStore) => new Proxy(s, {
+        get(target, prop, recv) {
+          if (prop === 'head') return async (key: string) => { const r = await target.head(key); if (pauseHead && key.startsWith('objects/')) await pauseHead(key); return r; };
+          const v = Reflect.get(target, prop, recv) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      }),
+    });
+    try {
+      const meta = h.cp.meta;
+      // The in-process agent plays an agent of another node: registered, last heard 10 days ago.
+      await register(h, 'agt_test', new Date(Date.now() - 10 * DAY));
+      const write = async (p: string, text: string): Promise<void> => {
+        const fh = await h.fs.create(p, 0o640, fsSync.constants.O_WRONLY);
+        h.fs.write(fh, Buffer.from(text), text.length, 0);
+        await h.fs.release(fh);
+      };
+      await h.fs.mkdir('/ck', 0o755);
+      // x.bin: uploaded in the background, its record made, before the node went silent.
+      await write('/ck/x.bin', 'uploaded before the partition');
+      await h.core.uploader.drained();
+      const x = sha256Hex(Buffer.from('uploaded before the partition'));
+      expect(await present(h, x)).toBe(true);
+
+      // y.bin: its upload pinned and found its object (left by a crashed upload) and stops
+      // there; meanwhile gc expires the node and sweeps both objects, and the node
+      // registers again (what AgentLink.onRegistered does in roset-mount).
+      const y = await orphan(h, 'found in the bucket');
+      let report: Awaited<ReturnType<typeof runGc>> | null = null;
+      pauseHead = async (key) => {
+        if (key !== objectKey(y)) return;
+        pauseHead = null;
+        report = await runGc(meta, h.ctx.store, { keepWithinMs: 0, graceMs: 0, pinExpiryMs: 7 * DAY, holder: 'test' });
+        // Deregistered: every call of the node is refused until it registers again.
+        expect(await codeOf(h.cp.hub.poll('agt_test', { waitMs: 0 }, new AbortController().signal))).toBe('AGENT_NOT_FOUND');
+        expect(await codeOf(h.cp.hub.rpc(h.mountId, 'agt_test', { method: 'pinObject', args: [h.mountId, 'agt_test', 'nod_x', x] }))).toBe('AGENT_NOT_FOUND');
+        await register(h, 'agt_test', new Date());
+        h.core.uploader.distrust();
+      };
+      await write('/ck/y.bin', 'found in the bucket');
+      await h.core.uploader.drained();
+      expect(report!).toMatchObject({ agentsExpired: ['agt_test'], pinsExpired: 2, objectsDeleted: 2 });
+      // y's upload pinned before the registration and ended after it: it did not record
+      // "found", it pinned and looked up again, and sent the bytes. x's record waits.
+      expect([await present(h, x), await present(h, y)]).toEqual([false, true]);
+
+      // The commit does not use x's record as it was: pinned again, found absent, sent again.
+      const folder = (await h.cp.resolvePath(h.mountId, '/ck'))!;
+      const c = await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, { message: 'after the partition' })).id);
+      expect(c.phase).toBe('completed');
+      const files = (await h.cp.getManifest(h.mountId, c.id)).files;
+      expect(files.map((f) => f.sha256).sort()).toEqual([x, y].sort());
+      for (const f of files) expect(sha256Hex(await h.ctx.store.get(f.key))).toBe(f.sha256);
+      expect(c.stats.uploadedBytes).toBe(c.stats.bytes);
+      // A gc now deletes nothing the commit needs.
+      expect((await runGc(meta, h.ctx.store, { keepWithinMs: 0, graceMs: 0, pinExpiryMs: 7 * DAY, holder: 'test' })).objectsDeleted).toBe(0);
     } finally {
       await h.close();
     }

@@ -408,6 +408,72 @@ export function metadataConformance(name: string, open: () => Promise<{ meta: Me
       }
     });
 
+    it('expires the pins of an agent not heard from since the bound, deregistering it; keeps a heard, a busy and an unregistered agent\'s', async () => {
+      const sha = (c: string) => c.repeat(64);
+      const old = '2030-01-01T00:00:00.000Z';
+      const recent = '2030-01-08T00:00:00.000Z';
+      const before = '2030-01-07T00:00:00.000Z';
+      const agent = (id: string, lastSeenAt: string) => meta.upsertAgent({ id, mountId: 'mnt_1', mountpoint: null, hostname: 'h', registeredAt: old, lastSeenAt });
+      await agent('agt_gone', old);
+      await agent('agt_live', recent);
+      await agent('agt_busy', old);
+      await agent('agt_idle', old); // silent, but holds no pin: nothing to expire
+      // agt_local is never registered: the in-process agent of roset-mount.
+      for (const [a, n, c] of [['agt_gone', 'nod_1', 'a'], ['agt_gone', 'nod_2', 'b'], ['agt_live', 'nod_3', 'c'], ['agt_busy', 'nod_4', 'd'], ['agt_local', 'nod_5', 'e']] as const) {
+        expect(await meta.pinObject({ agentId: a, nodeId: n, sha256: sha(c), at: old })).toBe(true);
+      }
+      // agt_busy has a task of a pending commit: the commit may still name its objects.
+      const f = await folder('/', 'busy');
+      const c = await meta.beginCommit(commitOf(f.id, '/busy'));
+      await meta.addAgentTask({ id: `${c.id}.seal.agt_busy`, agentId: 'agt_busy', commitId: c.id, kind: 'seal', args: {}, status: 'done', result: null, error: null, createdAt: old, finishedAt: old });
+      // agt_gone's task of a failed commit does not keep it.
+      const g = await folder('/', 'failed');
+      const cf = await meta.beginCommit(commitOf(g.id, '/failed'));
+      await meta.addAgentTask({ id: `${cf.id}.release.agt_gone`, agentId: 'agt_gone', commitId: cf.id, kind: 'release', args: {}, status: 'pending', result: null, error: null, createdAt: old, finishedAt: null });
+      await meta.failCommits([cf.id], { code: 'AGENT_UNAVAILABLE', message: 'gone' });
+
+      // A dry run reads the same and changes nothing.
+      expect(await meta.expireAgentPins(before, { dryRun: true })).toEqual({ agents: ['agt_gone'], pins: 2 });
+      expect(await meta.tombstoneObject(sha('a'), now())).toBe(false);
+      expect(await meta.getAgent('agt_gone')).not.toBeNull();
+
+      expect(await meta.expireAgentPins(before)).toEqual({ agents: ['agt_gone'], pins: 2 });
+      // Deregistered: its next heartbeat is refused (it must register again).
+      expect(await meta.getAgent('agt_gone')).toBeNull();
+      expect(await meta.touchAgent('agt_gone', now())).toBe(false);
+      expect(await meta.tombstoneObject(sha('a'), now())).toBe(true);
+      expect(await meta.tombstoneObject(sha('b'), now())).toBe(true);
+      for (const k of ['c', 'd', 'e']) expect(await meta.tombstoneObject(sha(k), now()), k).toBe(false);
+      expect((await meta.listAgents('mnt_1')).map((a) => a.id)).toEqual(['agt_busy', 'agt_idle', 'agt_live']);
+      // A rerun finds nothing; once the busy agent's commit is over, its pins expire too.
+      expect(await meta.expireAgentPins(before)).toEqual({ agents: [], pins: 0 });
+      await meta.failCommits([c.id], { code: 'AGENT_UNAVAILABLE', message: 'gone' });
+      expect(await meta.expireAgentPins(before)).toEqual({ agents: ['agt_busy'], pins: 1 });
+      // A heartbeat after the bound keeps an agent: the bound is read in the transaction.
+      await meta.touchAgent('agt_live', '2030-01-09T00:00:00.000Z');
+      expect(await meta.expireAgentPins('2030-01-08T12:00:00.000Z')).toEqual({ agents: [], pins: 0 });
+      // A re-registered agent pins afresh.
+      await agent('agt_gone', recent);
+      expect(await meta.pinObject({ agentId: 'agt_gone', nodeId: 'nod_1', sha256: sha('f'), at: recent })).toBe(true);
+      expect(await meta.tombstoneObject(sha('f'), now())).toBe(false);
+    });
+
+    it('never lets a racing heartbeat and pin expiry both win: a heard agent keeps its pins, an expired one is told to register again', async () => {
+      for (let i = 0; i < 20; i++) {
+        const id = `agt_race${i}`;
+        await meta.upsertAgent({ id, mountId: 'mnt_1', mountpoint: null, hostname: 'h', registeredAt: '2030-01-01T00:00:00.000Z', lastSeenAt: '2030-01-01T00:00:00.000Z' });
+        expect(await meta.pinObject({ agentId: id, nodeId: `nod_race${i}`, sha256: (i + 100).toString(16).padStart(64, '0'), at: now() })).toBe(true);
+        const heard = () => meta.touchAgent(id, '2030-01-09T00:00:00.000Z');
+        const expire = () => meta.expireAgentPins('2030-01-07T00:00:00.000Z');
+        // Which one starts first alternates.
+        const first = i % 2 ? heard() : null;
+        const expiring = expire();
+        const [touched, expired] = await Promise.all([first ?? heard(), expiring]);
+        const gone = expired.agents.includes(id);
+        expect({ touched, gone, registered: (await meta.getAgent(id)) !== null }, `round ${i}`).toEqual(gone ? { touched: false, gone, registered: false } : { touched: true, gone, registered: true });
+      }
+    });
+
     it('grants the gc lease to one holder at a time; an expired one passes', async () => {
       expect(await meta.acquireGcLease('a', '2030-01-01T00:01:00.000Z', '2030-01-01T00:00:00.000Z')).toBe(true);
       expect(await meta.acquireGcLease('b', '2030-01-01T00:01:30.000Z', '2030-01-01T00:00:30.000Z')).toBe(false);

@@ -16,7 +16,7 @@ export function commit(over: Partial<Commit> = {}): Commit {
     id: 'cmt_1', mountId: 'mnt_a', nodeId: 'n1', path: '/ckpt/step-1', message: '', groupId: null, status: 'pending', error: null,
     stats: { files: 0, bytes: 0, uploadedBytes: 0, dedupedBytes: 0 },
     progress: pending ? { phase: 'sealing', filesTotal: 0, filesDone: 0, bytesTotal: 0, bytesUploaded: 0 } : null,
-    createdAt: T, completedAt: null, ...over,
+    createdAt: T, completedAt: null, purgedAt: null, ...over,
   };
 }
 

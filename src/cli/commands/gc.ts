@@ -17,6 +17,7 @@ interface GcOptions {
   keepLast?: number;
   keepWithin: number;
   grace: number;
+  pinExpiry?: number;
   dryRun?: boolean;
   json?: boolean;
 }
@@ -30,6 +31,9 @@ function describe(r: GcReport): string[] {
   for (const k of r.kept) lines.push(`kept ${k.commitId}  ${k.path}  (${k.reason})`);
   lines.push(`${r.dryRun ? 'would delete' : 'deleted'} ${r.manifestsDeleted} manifests (${formatBytes(r.manifestBytes)}) and ${r.objectsDeleted} of ${r.objectsListed} objects (${formatBytes(r.bytesFreed)})`);
   if (r.objectsInGrace > 0 || r.objectsPinned > 0) lines.push(`kept ${r.objectsInGrace} unreferenced objects younger than the grace period and ${r.objectsPinned} pinned by uploads`);
+  // A control plane older than pin expiry answers without these fields.
+  const expired = r.agentsExpired ?? [];
+  if (expired.length > 0) lines.push(`${r.dryRun ? 'would expire' : 'expired'} ${r.pinsExpired} pins of agents not heard from within the pin expiry (${r.dryRun ? 'would deregister' : 'deregistered'}): ${expired.join(', ')}`);
   return lines;
 }
 
@@ -40,6 +44,7 @@ export function registerGc(program: Command): void {
     .option('--keep-last <n>', 'first soft-delete, under each parent folder, the committed folders beyond the newest N (never one a ref points at)', wholeNumber)
     .option('--keep-within <duration>', 'ref-log entries this recent keep the commits they name', duration, 7 * 86_400_000)
     .option('--grace <duration>', 'unreferenced objects last modified more recently stay', duration, 86_400_000)
+    .option('--pin-expiry <duration>', 'pins of uploads held by an agent not heard from for this long expire: the agent is deregistered (default 7d; never below the agent timeout)', duration)
     .option('--dry-run', 'print what would go and the bytes freed; change nothing')
     .option('--json', 'print the report as JSON')
     .action(action(async (opts: GcOptions, cmd: Command) => {
@@ -58,7 +63,10 @@ export function registerGc(program: Command): void {
       let report: GcReport;
       try {
         report = await client.gc({
-          keepLast: opts.keepLast, keepWithinSeconds: opts.keepWithin / 1000, graceSeconds: opts.grace / 1000, dryRun: opts.dryRun === true,
+          keepLast: opts.keepLast, keepWithinSeconds: opts.keepWithin / 1000, graceSeconds: opts.grace / 1000,
+          // Sent only when given: the control plane's default applies, and an older one still answers.
+          pinExpirySeconds: opts.pinExpiry === undefined ? undefined : opts.pinExpiry / 1000,
+          dryRun: opts.dryRun === true,
         });
       } finally {
         if (tick) clearInterval(tick);

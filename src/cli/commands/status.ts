@@ -112,7 +112,9 @@ export function registerLog(program: Command): void {
       for (const c of commits) {
         const refs = refsByCommit.get(c.id);
         const extra = c.status === 'failed' && c.error ? `  ${c.error.code}: ${c.error.message}` : c.message ? `  ${c.message}` : '';
-        println(`${c.id}  ${c.status.padEnd(9)}  ${c.createdAt}  ${c.path}${refs ? `  (${refs.join(', ')})` : ''}${extra}`);
+        // A purged commit stays in the history, but its files are gone: say so.
+        const purged = c.purgedAt ? `  [purged ${c.purgedAt}]` : '';
+        println(`${c.id}  ${c.status.padEnd(9)}  ${c.createdAt}  ${c.path}${refs ? `  (${refs.join(', ')})` : ''}${purged}${extra}`);
       }
     }));
 }
