@@ -5,11 +5,13 @@
  * own; the namespace is reached over HTTP and the bucket directly.
  *
  * Start (embedded): state dir → agent id → metadata → store → abort this agent's
- * abandoned multipart uploads → control plane → staging index and core → reconcile
+ * abandoned multipart uploads → control plane → staging index and core → the mount's
+ * auto-commit rules (then every change, told in process) → reconcile
  * staged files → recover in-flight commits → API → state files → mount.
  * Start (agent): state dir → agent id → register with the control plane (which names
  * the mount and the bucket) → store, with this node's own credentials → abort this
- * agent's abandoned uploads → staging index and core → reconcile → answer tasks →
+ * agent's abandoned uploads → staging index and core → the mount's auto-commit rules
+ * (then every change, learnt from the poll) → reconcile → answer tasks →
  * state files naming the control plane → mount.
  * Stop (SIGTERM/SIGINT, or a `umount` from outside with the native binding): stop
  * accepting work, drain in-flight commits up to the drain limit, unmount, close the API
@@ -97,6 +99,7 @@ export class Daemon {
   private link?: AgentLink;
   private controlLink?: ControlLink;
   private autoCommitter?: AutoCommitter;
+  private unsubscribeRules?: () => void;
   private metrics?: MetricsListener;
   private meta?: SqliteMetadataStore;
   private store?: ObjectStore;
@@ -188,11 +191,17 @@ export class Daemon {
     };
     const core = new RosetFilesystem(ctx, cfg.mountpoint);
     this.core = core;
-    if (cfg.autoCommit?.length) {
-      this.autoCommitter = new AutoCommitter(cfg.autoCommit, mountId, control, this.commitPort(mountId), cfg.stateDir, log.child({ component: 'auto-commit' }));
-      ctx.onFileReady = this.autoCommitter.onFileReady;
-      log.info({ rules: cfg.autoCommit.map((r) => r.text) }, 'auto-commit rules');
+    // Always there: the mount's rules may be set through the API at any time.
+    const autoCommitter = new AutoCommitter(cfg.autoCommit ?? [], mountId, control, this.commitPort(mountId), cfg.stateDir, log.child({ component: 'auto-commit' }));
+    this.autoCommitter = autoCommitter;
+    ctx.onFileReady = autoCommitter.onFileReady;
+    if (cfg.autoCommit?.length) log.info({ rules: cfg.autoCommit.map((r) => r.text) }, 'auto-commit rules of this daemon');
+    if (this.cp) {
+      // Embedded: the API runs in this process, so a change is applied before its PUT answers.
+      this.unsubscribeRules = this.cp.onAutoCommitRules((r) => { if (r.mountId === mountId) autoCommitter.setMountRules(r); });
     }
+    autoCommitter.setMountRules(await control.autoCommitRules(mountId));
+    await autoCommitter.save();
     const { lost } = await core.reconcile();
     const cp = this.cp;
     if (cp) {
@@ -207,7 +216,10 @@ export class Daemon {
       this.endpoint = await this.api.listen(cfg.listenHost, cfg.listenPort, { tls: cfg.tls, insecureListen: cfg.insecureListen });
     } else {
       // Tasks left pending while this node was down (a seal, an upload) run now.
-      this.link!.start(core.agent);
+      this.link!.start(core.agent, {
+        version: () => autoCommitter.appliedMountVersion,
+        refresh: async () => { autoCommitter.setMountRules(await control.autoCommitRules(mountId)); },
+      });
       if (cfg.metricsListen) {
         this.metrics = new MetricsListener(log.child({ component: 'metrics' }));
         log.info({ url: await this.metrics.listen(cfg.metricsListen.host, cfg.metricsListen.port) }, 'serving /health and /metrics');
@@ -298,6 +310,7 @@ export class Daemon {
   private async doStop(reason: string): Promise<void> {
     const { log } = this;
     log.info({ reason, inFlightCommits: this.cp?.engine.inFlight ?? 0 }, 'stopping: draining in-flight commits');
+    this.unsubscribeRules?.();
     await this.autoCommitter?.settle();
     if (this.link) {
       // An agent finishes the tasks it is running (an upload of a commit) within the drain limit.
