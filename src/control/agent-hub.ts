@@ -102,7 +102,7 @@ export class AgentHub {
     const running = body.running === undefined ? [] : body.running;
     if (!Array.isArray(running) || running.length > 100_000 || !running.every((id) => typeof id === 'string')) throw new ApiError('BAD_REQUEST', 'running must be an array of task ids');
     const known = body.autoCommitVersion;
-    if (known !== undefined && (typeof known !== 'number' || !Number.isSafeInteger(known))) throw new ApiError('BAD_REQUEST', 'autoCommitVersion must be an integer');
+    if (known !== undefined && (typeof known !== 'number' || !Number.isSafeInteger(known) || known < 0)) throw new ApiError('BAD_REQUEST', 'autoCommitVersion must be a non-negative integer');
     const skip = new Set(running as string[]);
     const deadline = Date.now() + Math.min(waitMs, this.pollWaitMs);
     await this.heard(agentId);
