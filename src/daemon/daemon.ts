@@ -43,6 +43,8 @@ import { AgentLink } from '../remote/agent-link.js';
 import { MetricsListener } from './metrics-listener.js';
 import { AutoCommitter, type AutoCommitRule, type CommitPort } from './auto-commit.js';
 import { toCommit } from '../control/service.js';
+import type { AutoCommitRules } from '../api/types.js';
+import { codeOf } from '../errors/index.js';
 import type { CoreContext } from '../core/context.js';
 import { mountFuseBinding, type FuseBinding, type FuseMount } from '../fuse/index.js';
 import { openStore, type StoreOptions } from '../store/index.js';
@@ -200,7 +202,8 @@ export class Daemon {
       // Embedded: the API runs in this process, so a change is applied before its PUT answers.
       this.unsubscribeRules = this.cp.onAutoCommitRules((r) => { if (r.mountId === mountId) autoCommitter.setMountRules(r); });
     }
-    autoCommitter.setMountRules(await control.autoCommitRules(mountId));
+    const mountRules = await this.initialMountRules(control, mountId);
+    if (mountRules) autoCommitter.setMountRules(mountRules);
     await autoCommitter.save();
     const { lost } = await core.reconcile();
     const cp = this.cp;
@@ -237,6 +240,23 @@ export class Daemon {
     const info: DaemonInfo = { pid: process.pid, mountpoint: cfg.mountpoint, endpoint: this.endpoint };
     await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.daemon), `${JSON.stringify(info)}\n`, 0o644);
     log.info({ mountpoint: cfg.mountpoint, fuseBinding: cfg.fuseBinding, endpoint: this.endpoint, role: cp ? 'embedded' : 'agent', store: this.store!.description, storeCapabilities: this.store!.capabilities, stateDir: cfg.stateDir, cacheDir: cfg.cacheDir, mountId, lostStagedFiles: lost.length }, 'roset-mount ready');
+  }
+
+  /**
+   * The mount's auto-commit rules at start. null from a control plane of an earlier
+   * release, which keeps none (its rpc does not know the call): an agent may be upgraded
+   * before its `roset serve`, and then applies its own rules only, as that release did.
+   */
+  private async initialMountRules(control: ControlApi, mountId: string): Promise<AutoCommitRules | null> {
+    try {
+      return await control.autoCommitRules(mountId);
+    } catch (err) {
+      if (!this.cp && codeOf(err) === 'BAD_REQUEST' && /Unknown rpc method "autoCommitRules"/.test((err as Error).message)) {
+        this.log.warn('the control plane keeps no auto-commit rules per mount (an earlier release): only this daemon\'s --auto-commit rules apply');
+        return null;
+      }
+      throw err;
+    }
   }
 
   /** Refuses to share a state dir with a live daemon; takes over one left by a dead one. */

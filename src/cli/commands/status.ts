@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { RosetError } from '../../errors/index.js';
-import { SdkError, type AgentInfo, type AutoCommitRules, type Commit, type Health, type Mount } from '../../sdk/index.js';
+import { SdkError, type AgentInfo, type AutoCommitRules, type RosetClient, type Commit, type Health, type Mount } from '../../sdk/index.js';
 import { action, clientFor, parsePositiveInt, printJson, println } from '../context.js';
 import { readDaemonState } from '../daemon-state.js';
 import { describeProgress } from '../format.js';
@@ -44,7 +44,8 @@ export function registerStatus(program: Command): void {
         const c = client.withMountId(m.id);
         pending.push(...(await c.listAll((o) => c.listCommits({ ...o, status: 'pending' }))));
         agents.push(...(await c.listAll((o) => c.listAgents(o))));
-        mountRules.push(await c.getAutoCommitRules({ mountId: m.id }));
+        const rules = await mountRulesOf(c, m.id);
+        if (rules) mountRules.push(rules);
       }
       // What the local daemon applies (its flags, and the mount's rules at the version it
       // last read) beside what each mount keeps through the API.
@@ -82,6 +83,16 @@ export function registerStatus(program: Command): void {
       println(pending.length === 0 ? 'pending   (none)' : 'pending commits');
       for (const c of pending) println(`  ${c.id}  ${c.path}  ${describeProgress(c)}  since ${c.createdAt}`);
     }));
+}
+
+/** A mount's auto-commit rules; null from a server of an earlier release, which keeps none (it has no such route). */
+async function mountRulesOf(c: RosetClient, mountId: string): Promise<AutoCommitRules | null> {
+  try {
+    return await c.getAutoCommitRules({ mountId });
+  } catch (err) {
+    if (err instanceof SdkError && err.wireCode === 'ROUTE_NOT_FOUND') return null;
+    throw err;
+  }
 }
 
 interface LocalAutoCommit {
