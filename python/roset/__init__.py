@@ -18,6 +18,7 @@ from .exceptions import (
     RosetTimeoutError,
 )
 from .models import (
+    AutoCommitRules,
     Commit,
     CommitError,
     CommitGroup,
@@ -42,6 +43,7 @@ __all__ = [
     "CommitProgress",
     "Ref",
     "RefLogEntry",
+    "AutoCommitRules",
     "CommitGroup",
     "Manifest",
     "ManifestFile",

@@ -51,6 +51,7 @@ from .exceptions import (
     RosetTimeoutError,
 )
 from .models import (
+    AutoCommitRules,
     Commit,
     CommitGroup,
     Manifest,
@@ -507,6 +508,60 @@ class Client:
     def get_ref_log(self, name: str) -> List[RefLogEntry]:
         """Every move of the ref, oldest first."""
         return [RefLogEntry.from_dict(e) for e in self._pages(f"/v1/refs/{_quote(name)}/log")]
+
+    # ------------------------------------------------------------- auto-commit rules
+
+    def _rules_mount(self, mount_id: Optional[str]) -> str:
+        """The mount a rules call addresses: named, this client's, or the server's default (that of its root)."""
+        m = mount_id or self.mount_id
+        if m:
+            return m
+        root = self.resolve_path("/")
+        if root is None or not root.mount_id:
+            raise RosetNotFoundError("MOUNT_NOT_FOUND", "The server has no default mount: pass mount_id", 404)
+        return root.mount_id
+
+    def get_auto_commit_rules(self, mount_id: Optional[str] = None) -> AutoCommitRules:
+        """The mount's auto-commit rules (this client's mount, else the server's default)."""
+        m = self._rules_mount(mount_id)
+        return AutoCommitRules.from_dict(self._request("GET", f"/v1/mounts/{_quote(m)}/auto-commit"))
+
+    def set_auto_commit_rules(self, rules: Sequence[str], expected_version: Optional[int] = None,
+                              mount_id: Optional[str] = None) -> AutoCommitRules:
+        """Replace the mount's auto-commit rules (an empty list removes them all).
+
+        A bad rule raises :class:`RosetAPIError` with code ``INVALID_AUTO_COMMIT_RULE``
+        and changes nothing. With ``expected_version`` it is a compare-and-swap: if the
+        rules moved on, raises :class:`RosetConflictError` (``AUTO_COMMIT_CONFLICT``).
+        """
+        m = self._rules_mount(mount_id)
+        body: Dict[str, Any] = {"rules": list(rules)}
+        if expected_version is not None:
+            body["expectedVersion"] = expected_version
+        return AutoCommitRules.from_dict(self._request("PUT", f"/v1/mounts/{_quote(m)}/auto-commit", body))
+
+    def add_auto_commit_rule(self, rule: str, mount_id: Optional[str] = None) -> AutoCommitRules:
+        """Add one rule (nothing if it is there), by compare-and-swap, again while another change wins."""
+        return self._edit_auto_commit_rules(lambda rules: None if rule in rules else rules + [rule], mount_id)
+
+    def remove_auto_commit_rule(self, rule: str, mount_id: Optional[str] = None) -> AutoCommitRules:
+        """Remove one rule (nothing if it is not there), as :meth:`add_auto_commit_rule`."""
+        return self._edit_auto_commit_rules(lambda rules: [r for r in rules if r != rule] if rule in rules else None, mount_id)
+
+    def _edit_auto_commit_rules(self, change: Callable[[List[str]], Optional[List[str]]], mount_id: Optional[str]) -> AutoCommitRules:
+        m = self._rules_mount(mount_id)
+        attempt = 0
+        while True:
+            attempt += 1
+            cur = self.get_auto_commit_rules(m)
+            nxt = change(list(cur.rules))
+            if nxt is None:
+                return cur
+            try:
+                return self.set_auto_commit_rules(nxt, expected_version=cur.version, mount_id=m)
+            except RosetConflictError as e:
+                if e.code != "AUTO_COMMIT_CONFLICT" or attempt >= 10:
+                    raise
 
     # ------------------------------------------------------------- groups
 

@@ -263,6 +263,34 @@ class Ref:
 
 
 @dataclass
+class AutoCommitRules:
+    """A mount's auto-commit rules (``FOLDERS:MARKER[:REF]`` each), set through the API.
+
+    Every ``roset-mount`` serving the mount applies them beside its own
+    ``--auto-commit`` rules. ``version`` is 0 while they were never set and moves on by
+    one at every set; ``raw`` keeps each rule's parsed parts (folders, marker, ref).
+    """
+
+    mount_id: str
+    rules: List[str]
+    version: int
+    updated_at: Optional[datetime] = None
+    updated_by: Optional[str] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "AutoCommitRules":
+        return cls(
+            mount_id=d["mountId"],
+            rules=[r["rule"] for r in d.get("rules", [])],
+            version=int(d.get("version", 0)),
+            updated_at=_ts(d.get("updatedAt")),
+            updated_by=d.get("updatedBy"),
+            raw=dict(d),
+        )
+
+
+@dataclass
 class RefLogEntry:
     """One move of a ref, oldest first in :meth:`Client.get_ref_log`."""
 

@@ -5,7 +5,9 @@ Proves, with the real framework: DCP's last write is ``.metadata`` (written as
 ``.metadata.tmp``, fsynced and renamed), so the preset commits the folder once the save
 is complete and ``latest`` then names it; the checkpoint loads back through the mount
 byte for byte; a save SIGKILLed after its data and before its metadata leaves ``latest``
-on the previous checkpoint and its folder uncommitted.
+on the previous checkpoint and its folder uncommitted. Rules set with the client's
+``add_auto_commit_rule`` on a running mount apply at once, beside the daemon's own, and
+stop once removed; a bad rule is ``INVALID_AUTO_COMMIT_RULE`` and changes nothing.
 """
 import os
 import signal
@@ -13,7 +15,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import SCRIPTS_DIR, need_module, run_script, start_daemon
+from roset.exceptions import RosetAPIError, RosetConflictError
 
 
 def _wait(what, f, timeout=60):
@@ -54,5 +59,42 @@ def test_a_stock_dcp_save_is_committed_and_a_killed_one_is_not(tmp_path_factory)
         assert not os.path.exists(os.path.join(step2, ".metadata"))
         assert client.get_ref("latest").commit_id == ref.commit_id
         assert client.resolve_path("/ckpt/step-2").state == "staging"
+    finally:
+        d.stop()
+
+
+def test_rules_set_through_the_client_apply_on_the_running_mount(tmp_path_factory):
+    d = start_daemon(tmp_path_factory.mktemp("roset-py-auto-api-"), extra=["--auto-commit", "flagged/*:READY"])
+    try:
+        client = d.client()
+        assert client.get_auto_commit_rules().rules == []
+        added = client.add_auto_commit_rule("api/*:DONE:api-latest")
+        assert added.rules == ["api/*:DONE:api-latest"] and added.version == 1
+        assert added.raw["rules"][0]["ref"] == "api-latest"
+        with pytest.raises(RosetAPIError) as bad:
+            client.add_auto_commit_rule("api/*:@nope")
+        assert bad.value.code == "INVALID_AUTO_COMMIT_RULE" and bad.value.status == 400
+        with pytest.raises(RosetConflictError) as stale:
+            client.set_auto_commit_rules([], expected_version=0)
+        assert stale.value.code == "AUTO_COMMIT_CONFLICT"
+
+        folder = os.path.join(d.mountpoint, "api", "one")
+        os.makedirs(folder)
+        with open(os.path.join(folder, "weights.bin"), "wb") as f:
+            f.write(b"weights")
+        open(os.path.join(folder, "DONE"), "wb").close()
+        ref = _wait("api-latest", lambda: client.get_ref("api-latest"))
+        assert client.get_commit(ref.commit_id).path == "/api/one"
+
+        assert client.remove_auto_commit_rule("api/*:DONE:api-latest").rules == []
+        os.makedirs(os.path.join(d.mountpoint, "api", "two"))
+        open(os.path.join(d.mountpoint, "api", "two", "DONE"), "wb").close()
+        # Written after that marker: once the daemon's own rule committed this folder,
+        # the marker's check has run.
+        os.makedirs(os.path.join(d.mountpoint, "flagged", "a"))
+        open(os.path.join(d.mountpoint, "flagged", "a", "READY"), "wb").close()
+        _wait("flagged/a committed", lambda: (client.resolve_path("/flagged/a").state == "committed") or None)
+        assert client.resolve_path("/api/two").state == "staging"
+        assert client.get_ref("api-latest").commit_id == ref.commit_id
     finally:
         d.stop()

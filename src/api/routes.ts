@@ -66,6 +66,9 @@ export const ROUTES: Route[] = [
   { method: 'GET', path: '/metrics', auth: false, handler: async () => ({ status: 200, text: { contentType: registry.contentType, body: await registry.metrics() } }) },
   { method: 'GET', path: '/v1/mounts', auth: true, handler: async (cp) => ok(page(await cp.listMounts())) },
   { method: 'POST', path: '/v1/mounts', auth: true, handler: async (cp, c) => ({ status: 201, body: await cp.createMount((await c.body()).name) }) },
+  // A mount's auto-commit rules; each roset-mount serving it applies them with its own.
+  { method: 'GET', path: '/v1/mounts/{mountId}/auto-commit', auth: true, handler: async (cp, c) => ok(await cp.getAutoCommitRules(c.params.mountId!)) },
+  { method: 'PUT', path: '/v1/mounts/{mountId}/auto-commit', auth: true, handler: async (cp, c) => ok(await cp.setAutoCommitRules(c.params.mountId!, await c.body(), c.actor)) },
   { method: 'POST', path: '/v1/resolve', auth: true, handler: async (cp, c) => ok({ nodes: await cp.resolve(c.mountId, (await c.body()).paths) }) },
   { method: 'GET', path: '/v1/nodes/{id}', auth: true, handler: async (cp, c) => ok(toNode(await cp.getNode(c.mountId, c.params.id!))) },
   {
@@ -127,7 +130,7 @@ export const ROUTES: Route[] = [
       const abort = (): void => closed.abort();
       c.req.socket.once('close', abort);
       try {
-        return ok({ tasks: await cp.hub.poll(c.params.id!, body, closed.signal) });
+        return ok(await cp.hub.poll(c.params.id!, body, closed.signal));
       } finally {
         c.req.socket.off('close', abort);
       }

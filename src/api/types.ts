@@ -103,6 +103,27 @@ export interface Ref {
   updatedBy: string;
 }
 
+/** One auto-commit rule of a mount, as the API lists it. */
+export interface AutoCommitRuleInfo {
+  /** The rule as set: `FOLDERS:MARKER[:REF]`. */
+  rule: string;
+  /** FOLDERS: the glob of mount-relative folder paths. */
+  folders: string;
+  /** The marker's file name (a preset such as `@dcp` resolved). */
+  marker: string;
+  ref: string | null;
+}
+
+/** A mount's auto-commit rules (`GET /v1/mounts/{mountId}/auto-commit`). */
+export interface AutoCommitRules {
+  mountId: string;
+  rules: AutoCommitRuleInfo[];
+  /** 0 while never set; one more on every set. */
+  version: number;
+  updatedAt: string | null;
+  updatedBy: string | null;
+}
+
 export interface RefLogEntry {
   name: string;
   mountId: string;

@@ -7,6 +7,7 @@
  */
 import { Command, Option } from 'commander';
 import { SDK_VERSION } from '../sdk/index.js';
+import { registerAutoCommit } from './commands/auto-commit.js';
 import { registerCommit } from './commands/commit.js';
 import { registerKey } from './commands/key.js';
 import { registerGc } from './commands/gc.js';
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
 
   registerCommit(program);
   registerRef(program);
+  registerAutoCommit(program);
   registerStatus(program);
   registerLog(program);
   registerUnmount(program);

@@ -22,6 +22,11 @@ export class TaskBus {
     this.events.emit(`agent:${agentId}`);
   }
 
+  /** Something `agentId` should hear of at once (its mount's auto-commit rules changed): its waiting poll answers now. */
+  wakeAgent(agentId: string): void {
+    this.events.emit(`agent:${agentId}`);
+  }
+
   /** Task `taskId` was answered. */
   taskFinished(taskId: string): void {
     this.events.emit(`task:${taskId}`);

@@ -49,6 +49,12 @@ export interface Registration {
   pollWaitMs: number;
 }
 
+/** A poll's answer: the tasks, and the version of the agent's mount's auto-commit rules. */
+export interface PollAnswer {
+  tasks: AgentTaskRecord[];
+  autoCommitVersion: number;
+}
+
 export const MAX_POLL_WAIT_MS = 10_000;
 /** How often a waiting poll re-reads the store for tasks added by another process. */
 const POLL_RECHECK_MS = 250;
@@ -86,20 +92,27 @@ export class AgentHub {
    * Waits up to `waitMs` for tasks of `agentId` it is not already running (`running`:
    * the ids it named); returns at once when there are some. A task the agent runs stays
    * pending until answered, so without `running` a seal that waits minutes for a writer
-   * would turn the long poll into a busy loop.
+   * would turn the long poll into a busy loop. An agent that names the version of its
+   * mount's auto-commit rules it holds (`autoCommitVersion`) is answered at once when
+   * they are at another version, so it fetches them within one poll of a change.
    */
-  async poll(agentId: string, body: Record<string, unknown>, closed: AbortSignal): Promise<AgentTaskRecord[]> {
+  async poll(agentId: string, body: Record<string, unknown>, closed: AbortSignal): Promise<PollAnswer> {
     const waitMs = body.waitMs === undefined ? this.pollWaitMs : body.waitMs;
     if (typeof waitMs !== 'number' || !Number.isFinite(waitMs) || waitMs < 0) throw new ApiError('BAD_REQUEST', 'waitMs must be a number of milliseconds');
     const running = body.running === undefined ? [] : body.running;
     if (!Array.isArray(running) || running.length > 100_000 || !running.every((id) => typeof id === 'string')) throw new ApiError('BAD_REQUEST', 'running must be an array of task ids');
+    const known = body.autoCommitVersion;
+    if (known !== undefined && (typeof known !== 'number' || !Number.isSafeInteger(known) || known < 0)) throw new ApiError('BAD_REQUEST', 'autoCommitVersion must be a non-negative integer');
     const skip = new Set(running as string[]);
     const deadline = Date.now() + Math.min(waitMs, this.pollWaitMs);
     await this.heard(agentId);
+    const agent = await this.meta.getAgent(agentId);
+    if (!agent) throw new ApiError('AGENT_NOT_FOUND', `Agent ${agentId} is not registered`);
     for (;;) {
       const tasks = (await this.meta.pendingAgentTasks(agentId)).filter((t) => !skip.has(t.id));
+      const autoCommitVersion = (await this.meta.getAutoCommitRules(agent.mountId)).version;
       const left = deadline - Date.now();
-      if (tasks.length > 0 || left <= 0 || closed.aborted) return tasks;
+      if (tasks.length > 0 || left <= 0 || closed.aborted || (known !== undefined && known !== autoCommitVersion)) return { tasks, autoCommitVersion };
       await this.bus.waitForAgent(agentId, Math.min(left, POLL_RECHECK_MS), closed);
     }
   }
@@ -182,6 +195,7 @@ export class AgentHub {
       case 'pathOf': return c.pathOf(a.str());
       case 'resolvePath': return c.resolvePath(mount(), a.str());
       // The pin is the calling agent's, whatever the arguments say.
+      case 'autoCommitRules': return c.autoCommitRules(mount());
       case 'pinObject': { const m = mount(); a.str(); return c.pinObject(m, agentId, a.str(), a.str()); }
       default: throw new ApiError('BAD_REQUEST', `Unknown rpc method ${JSON.stringify(method).slice(0, 64)}`);
     }

@@ -16,7 +16,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { ApiKey, Commit, CommitGroup, CommitProgress, Manifest, Mount, Node, NodeType, Ref, RefLogEntry } from '../api/types.js';
+import type { ApiKey, AutoCommitRules, Commit, CommitGroup, CommitProgress, Manifest, Mount, Node, NodeType, Ref, RefLogEntry } from '../api/types.js';
 import { CommitEngine, type EngineOptions } from '../commit/engine.js';
 import { runGc, type GcProgress, type GcReport } from '../commit/gc.js';
 import { TaskBus } from '../commit/task-bus.js';
@@ -27,9 +27,10 @@ import type { ObjectStore } from '../store/types.js';
 import { AgentRegistry, type Agent } from '../commit/agents.js';
 import { ids } from '../meta/ids.js';
 import type {
-  ApiKeyRecord, AttrChange, Barrier, CommitPhase, CommitRecord, GroupRecord, Guard, MetadataStore, MoveRequest, NewNode, NodeRecord, NodeWithPath, RefRecord, SubtreeNode,
+  ApiKeyRecord, AttrChange, AutoCommitRulesRecord, Barrier, CommitPhase, CommitRecord, GroupRecord, Guard, MetadataStore, MoveRequest, NewNode, NodeRecord, NodeWithPath, RefRecord, SubtreeNode,
 } from '../meta/types.js';
 import { barrierError } from '../meta/barrier.js';
+import { parseAutoCommitRule, parseRuleList } from '../meta/auto-commit-rules.js';
 import { joinPath, normalizePath, validateName } from '../meta/paths.js';
 
 export const REF_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
@@ -73,6 +74,8 @@ export interface ControlApi {
    * and pin again.
    */
   pinObject(mountId: string, agentId: string, nodeId: string, sha256: string): Promise<boolean>;
+  /** The auto-commit rules the mount keeps (set through the API), with their version. */
+  autoCommitRules(mountId: string): Promise<AutoCommitRules>;
 }
 
 export interface ControlPlaneOptions extends EngineOptions {
@@ -99,6 +102,8 @@ export class ControlPlane implements ControlApi {
   private gcTimer: NodeJS.Timeout | null = null;
   /** How long an agent of another node may stay silent: the least pin expiry gc accepts. */
   private readonly agentTimeoutMs: number;
+  /** Told of every change of a mount's auto-commit rules made in this process (the embedded daemon applies them at once). */
+  private readonly ruleListeners = new Set<(r: AutoCommitRules) => void>();
 
   constructor(
     readonly meta: MetadataStore,
@@ -158,6 +163,48 @@ export class ControlPlane implements ControlApi {
     const n = validateName(name);
     const m = await this.meta.createMount({ id: ids.mount(), name: n, store: this.store.description, createdAt: new Date().toISOString() });
     return { ...m, mountpoints: [] };
+  }
+
+  // ---- Auto-commit rules ----------------------------------------------------------
+
+  async autoCommitRules(mountId: string): Promise<AutoCommitRules> {
+    return toAutoCommitRules(await this.meta.getAutoCommitRules(mountId));
+  }
+
+  /** `GET /v1/mounts/{mountId}/auto-commit`. */
+  async getAutoCommitRules(mountId: string): Promise<AutoCommitRules> {
+    return this.autoCommitRules(await this.mountIdFor(mountId));
+  }
+
+  /**
+   * `PUT /v1/mounts/{mountId}/auto-commit`: replaces the list, every rule checked by the
+   * parser `roset-mount` uses. With `expectedVersion`, only if the list is still at that
+   * version (AUTO_COMMIT_CONFLICT otherwise), so that adding one rule never drops
+   * another added meanwhile.
+   */
+  async setAutoCommitRules(mountIdParam: string, body: { rules?: unknown; expectedVersion?: unknown }, by: string): Promise<AutoCommitRules> {
+    const mountId = await this.mountIdFor(mountIdParam);
+    const rules = parseRuleList(body.rules).map((r) => r.text);
+    const ev = body.expectedVersion;
+    if (ev !== undefined && (typeof ev !== 'number' || !Number.isSafeInteger(ev) || ev < 0)) throw new ApiError('BAD_REQUEST', 'expectedVersion must be a non-negative integer');
+    const set = await this.meta.setAutoCommitRules(mountId, rules, ev, new Date().toISOString(), by);
+    if (!set) {
+      const cur = await this.meta.getAutoCommitRules(mountId);
+      throw new ApiError('AUTO_COMMIT_CONFLICT', `The auto-commit rules are at version ${cur.version}, not ${String(ev)}: read them again`, { version: cur.version });
+    }
+    const out = toAutoCommitRules(set);
+    this.log.info({ mountId, rules, version: set.version, by }, 'auto-commit rules set');
+    for (const l of this.ruleListeners) l(out);
+    // Agents of this mount waiting in a poll answer now with the new version; agents
+    // polling another process on the database see it at that poll's next re-read.
+    for (const a of await this.meta.listAgents(mountId)) this.bus.wakeAgent(a.id);
+    return out;
+  }
+
+  /** Calls `listener` with a mount's rules after every change made through this process; returns the unsubscribe. */
+  onAutoCommitRules(listener: (r: AutoCommitRules) => void): () => void {
+    this.ruleListeners.add(listener);
+    return () => { this.ruleListeners.delete(listener); };
   }
 
   // ---- Namespace: the data plane (by id) ---------------------------------------------
@@ -713,4 +760,16 @@ export function toCommit(c: CommitRecord): Commit {
 function progressOf(c: CommitRecord): CommitProgress {
   if (c.progress) return c.progress;
   return { phase: c.phase === 'sealing' ? 'sealing' : c.phase === 'manifested' ? 'manifest' : 'uploading', filesTotal: 0, filesDone: 0, bytesTotal: 0, bytesUploaded: 0 };
+}
+
+/** The wire form of a mount's rules; each kept text parses, as it was checked when set. */
+export function toAutoCommitRules(r: AutoCommitRulesRecord): AutoCommitRules {
+  return {
+    mountId: r.mountId,
+    rules: r.rules.map((text) => {
+      const p = parseAutoCommitRule(text);
+      return { rule: text, folders: p.glob, marker: p.marker, ref: p.ref };
+    }),
+    version: r.version, updatedAt: r.updatedAt, updatedBy: r.updatedBy,
+  };
 }

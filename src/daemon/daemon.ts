@@ -5,11 +5,13 @@
  * own; the namespace is reached over HTTP and the bucket directly.
  *
  * Start (embedded): state dir → agent id → metadata → store → abort this agent's
- * abandoned multipart uploads → control plane → staging index and core → reconcile
+ * abandoned multipart uploads → control plane → staging index and core → the mount's
+ * auto-commit rules (then every change, told in process) → reconcile
  * staged files → recover in-flight commits → API → state files → mount.
  * Start (agent): state dir → agent id → register with the control plane (which names
  * the mount and the bucket) → store, with this node's own credentials → abort this
- * agent's abandoned uploads → staging index and core → reconcile → answer tasks →
+ * agent's abandoned uploads → staging index and core → the mount's auto-commit rules
+ * (then every change, learnt from the poll) → reconcile → answer tasks →
  * state files naming the control plane → mount.
  * Stop (SIGTERM/SIGINT, or a `umount` from outside with the native binding): stop
  * accepting work, drain in-flight commits up to the drain limit, unmount, close the API
@@ -41,6 +43,8 @@ import { AgentLink } from '../remote/agent-link.js';
 import { MetricsListener } from './metrics-listener.js';
 import { AutoCommitter, type AutoCommitRule, type CommitPort } from './auto-commit.js';
 import { toCommit } from '../control/service.js';
+import type { AutoCommitRules } from '../api/types.js';
+import { codeOf } from '../errors/index.js';
 import type { CoreContext } from '../core/context.js';
 import { mountFuseBinding, type FuseBinding, type FuseMount } from '../fuse/index.js';
 import { openStore, type StoreOptions } from '../store/index.js';
@@ -97,6 +101,7 @@ export class Daemon {
   private link?: AgentLink;
   private controlLink?: ControlLink;
   private autoCommitter?: AutoCommitter;
+  private unsubscribeRules?: () => void;
   private metrics?: MetricsListener;
   private meta?: SqliteMetadataStore;
   private store?: ObjectStore;
@@ -196,11 +201,18 @@ export class Daemon {
       core.uploader.distrust();
       this.link.onRegistered = () => core.uploader.distrust();
     }
-    if (cfg.autoCommit?.length) {
-      this.autoCommitter = new AutoCommitter(cfg.autoCommit, mountId, control, this.commitPort(mountId), cfg.stateDir, log.child({ component: 'auto-commit' }));
-      ctx.onFileReady = this.autoCommitter.onFileReady;
-      log.info({ rules: cfg.autoCommit.map((r) => r.text) }, 'auto-commit rules');
+    // Always there: the mount's rules may be set through the API at any time.
+    const autoCommitter = new AutoCommitter(cfg.autoCommit ?? [], mountId, control, this.commitPort(mountId), cfg.stateDir, log.child({ component: 'auto-commit' }));
+    this.autoCommitter = autoCommitter;
+    ctx.onFileReady = autoCommitter.onFileReady;
+    if (cfg.autoCommit?.length) log.info({ rules: cfg.autoCommit.map((r) => r.text) }, 'auto-commit rules of this daemon');
+    if (this.cp) {
+      // Embedded: the API runs in this process, so a change is applied before its PUT answers.
+      this.unsubscribeRules = this.cp.onAutoCommitRules((r) => { if (r.mountId === mountId) autoCommitter.setMountRules(r); });
     }
+    const mountRules = await this.initialMountRules(control, mountId);
+    if (mountRules) autoCommitter.setMountRules(mountRules);
+    await autoCommitter.save();
     const { lost } = await core.reconcile();
     const cp = this.cp;
     if (cp) {
@@ -215,7 +227,10 @@ export class Daemon {
       this.endpoint = await this.api.listen(cfg.listenHost, cfg.listenPort, { tls: cfg.tls, insecureListen: cfg.insecureListen });
     } else {
       // Tasks left pending while this node was down (a seal, an upload) run now.
-      this.link!.start(core.agent);
+      this.link!.start(core.agent, {
+        version: () => autoCommitter.appliedMountVersion,
+        refresh: async () => { autoCommitter.setMountRules(await control.autoCommitRules(mountId)); },
+      });
       if (cfg.metricsListen) {
         this.metrics = new MetricsListener(log.child({ component: 'metrics' }));
         log.info({ url: await this.metrics.listen(cfg.metricsListen.host, cfg.metricsListen.port) }, 'serving /health and /metrics');
@@ -233,6 +248,23 @@ export class Daemon {
     const info: DaemonInfo = { pid: process.pid, mountpoint: cfg.mountpoint, endpoint: this.endpoint };
     await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.daemon), `${JSON.stringify(info)}\n`, 0o644);
     log.info({ mountpoint: cfg.mountpoint, fuseBinding: cfg.fuseBinding, endpoint: this.endpoint, role: cp ? 'embedded' : 'agent', store: this.store!.description, storeCapabilities: this.store!.capabilities, stateDir: cfg.stateDir, cacheDir: cfg.cacheDir, mountId, lostStagedFiles: lost.length }, 'roset-mount ready');
+  }
+
+  /**
+   * The mount's auto-commit rules at start. null from a control plane of an earlier
+   * release, which keeps none (its rpc does not know the call): an agent may be upgraded
+   * before its `roset serve`, and then applies its own rules only, as that release did.
+   */
+  private async initialMountRules(control: ControlApi, mountId: string): Promise<AutoCommitRules | null> {
+    try {
+      return await control.autoCommitRules(mountId);
+    } catch (err) {
+      if (!this.cp && codeOf(err) === 'BAD_REQUEST' && /Unknown rpc method "autoCommitRules"/.test((err as Error).message)) {
+        this.log.warn('the control plane keeps no auto-commit rules per mount (an earlier release): only this daemon\'s --auto-commit rules apply');
+        return null;
+      }
+      throw err;
+    }
   }
 
   /** Refuses to share a state dir with a live daemon; takes over one left by a dead one. */
@@ -306,6 +338,7 @@ export class Daemon {
   private async doStop(reason: string): Promise<void> {
     const { log } = this;
     log.info({ reason, inFlightCommits: this.cp?.engine.inFlight ?? 0 }, 'stopping: draining in-flight commits');
+    this.unsubscribeRules?.();
     await this.autoCommitter?.settle();
     if (this.link) {
       // An agent finishes the tasks it is running (an upload of a commit) within the drain limit.

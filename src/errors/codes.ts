@@ -75,6 +75,9 @@ export const ERROR_CODES = {
   REF_CONFLICT: def(409, 'EAGAIN', 'The ref does not point at the expected commit'),
   COMMIT_FOLDER_DELETED: def(409, 'ENOENT', "The commit's folder was deleted: a ref cannot point at it"),
   INVALID_REF_NAME: def(400, 'EINVAL', 'Ref names are 1-128 characters of [A-Za-z0-9._-], not starting with "."'),
+  // Auto-commit
+  INVALID_AUTO_COMMIT_RULE: def(400, 'EINVAL', 'An auto-commit rule is FOLDERS:MARKER[:REF]: a non-empty folder glob, a file name or a known preset (@dcp), and a valid ref name'),
+  AUTO_COMMIT_CONFLICT: def(409, 'EAGAIN', "The mount's auto-commit rules changed since the version the request expected"),
   // Commit groups
   GROUP_NOT_FOUND: def(404, 'ENOENT', 'No such commit group'),
   GROUP_NOT_PENDING: def(409, 'EINVAL', 'The commit group is already sealed or failed'),

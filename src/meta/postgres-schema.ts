@@ -12,6 +12,7 @@
  *   task), both JSON.
  * - 3: garbage collection: `commits.purged_at`, `commits.manifest_deleted_at`, the
  *   tables `gc_pins`, `gc_tombstones` and `gc_lease`, as SQLite schema 5.
+ * - 4: auto-commit rules per mount (`mount_auto_commit`), as SQLite schema 6.
  *
  * Column choices, so that both backends answer alike:
  * - Every text column is `COLLATE "C"`: equality and order are byte for byte (UTF-8
@@ -32,7 +33,7 @@
  */
 import type { PoolClient } from 'pg';
 
-export const PG_SCHEMA_VERSION = 3;
+export const PG_SCHEMA_VERSION = 4;
 
 /** The key of `pg_advisory_xact_lock` taken by migrations ("roset" in ASCII, as a number). */
 export const MIGRATION_LOCK = 0x726f736574;
@@ -195,10 +196,21 @@ CREATE TABLE gc_tombstones (sha256 text COLLATE "C" PRIMARY KEY, created_at text
 CREATE TABLE gc_lease (id integer PRIMARY KEY CHECK (id = 1), holder text COLLATE "C" NOT NULL, until text COLLATE "C" NOT NULL);
 `;
 
+// rules is JSON text kept as written (json, not jsonb): the order of the list is the user's.
+const V4 = `
+CREATE TABLE mount_auto_commit (
+  mount_id text COLLATE "C" PRIMARY KEY,
+  rules json NOT NULL,
+  version bigint NOT NULL,
+  updated_at text COLLATE "C" NOT NULL,
+  updated_by text COLLATE "C" NOT NULL
+);
+`;
+
 /**
  * Each version's statements, by the version they bring a database to, in order.
  */
-const MIGRATIONS: ReadonlyArray<readonly [number, string]> = [[1, V1], [2, V2], [3, V3]];
+const MIGRATIONS: ReadonlyArray<readonly [number, string]> = [[1, V1], [2, V2], [3, V3], [4, V4]];
 
 /** The versions a new database records, in order. */
 export const PG_SCHEMA_STEPS: readonly number[] = MIGRATIONS.map(([v]) => v);

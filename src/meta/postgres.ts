@@ -73,7 +73,7 @@ import { migratePostgres } from './postgres-schema.js';
 import type { CommitErrorInfo, CommitProgress, CommitStats, NodeState, NodeType } from '../api/types.js';
 import {
   nowTimespec,
-  type AgentRecord, type AgentTaskKind, type AgentTaskRecord, type ApiKeyRecord, type AttrChange, type Barrier, type CommitPhase, type CommitRecord, type CommittedFile, type CommittedFolder, type PurgeCandidate, type PurgeOptions, type PurgeOutcome, type Cursor, type GroupRecord, type Guard,
+  type AgentRecord, type AgentTaskKind, type AutoCommitRulesRecord, type AgentTaskRecord, type ApiKeyRecord, type AttrChange, type Barrier, type CommitPhase, type CommitRecord, type CommittedFile, type CommittedFolder, type PurgeCandidate, type PurgeOptions, type PurgeOutcome, type Cursor, type GroupRecord, type Guard,
   type MetadataStore, type MountRecord, type MoveRequest, type NewNode, type NodeRecord, type NodeWithPath, type RefLogRecord, type RefRecord,
   type SubtreeNode, type Timespec,
 } from './types.js';
@@ -135,6 +135,12 @@ function agentFrom(r: Row): AgentRecord {
     id: r.id as string, mountId: r.mount_id as string, mountpoint: (r.mountpoint as string | null) ?? null, hostname: r.hostname as string,
     registeredAt: r.registered_at as string, lastSeenAt: r.last_seen_at as string,
   };
+}
+
+/** No row: never set. json columns come back parsed by the driver; bigint as a string. */
+function rulesFrom(mountId: string, r: Row | undefined): AutoCommitRulesRecord {
+  if (!r) return { mountId, rules: [], version: 0, updatedAt: null, updatedBy: null };
+  return { mountId, rules: r.rules as string[], version: Number(r.version), updatedAt: r.updated_at as string, updatedBy: r.updated_by as string };
 }
 
 /** json columns come back parsed by the driver. */
@@ -512,6 +518,29 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async listMounts(): Promise<MountRecord[]> {
     return (await this.all('SELECT * FROM mounts ORDER BY created_at, id')).map((r) => ({ id: r.id as string, name: r.name as string, store: r.store as string, createdAt: r.created_at as string }));
+  }
+
+  async getAutoCommitRules(mountId: string): Promise<AutoCommitRulesRecord> {
+    return rulesFrom(mountId, await this.one('SELECT * FROM mount_auto_commit WHERE mount_id = $1', [mountId]));
+  }
+
+  async setAutoCommitRules(mountId: string, rules: string[], expectedVersion: number | undefined, at: string, by: string): Promise<AutoCommitRulesRecord | null> {
+    return this.tx(async (x) => {
+      const row = (await x.all('SELECT version FROM mount_auto_commit WHERE mount_id = $1 FOR UPDATE', [mountId]))[0];
+      const current = row ? Number(row.version) : 0;
+      if (expectedVersion !== undefined && expectedVersion !== current) return null;
+      const version = current + 1;
+      // Two first sets at once: one insert loses on the key and its transaction runs
+      // again, when the row is there to lock.
+      if (row) {
+        await x.run('UPDATE mount_auto_commit SET rules = $2, version = $3, updated_at = $4, updated_by = $5 WHERE mount_id = $1',
+          [mountId, JSON.stringify(rules), version, at, by]);
+      } else {
+        await x.run('INSERT INTO mount_auto_commit (mount_id, rules, version, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5)',
+          [mountId, JSON.stringify(rules), version, at, by]);
+      }
+      return { mountId, rules: [...rules], version, updatedAt: at, updatedBy: by };
+    }, { retryUnique: true });
   }
 
   // ---- Nodes: reads ---------------------------------------------------------------

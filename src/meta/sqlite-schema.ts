@@ -16,6 +16,9 @@
  *   the metadata) and `commits.manifest_deleted_at` (its manifest left the store);
  *   `gc_pins` (objects a staged file's upload may rely on), `gc_tombstones` (objects
  *   gc is deleting), `gc_lease` (one gc at a time).
+ * - 6: auto-commit rules per mount, set through the API: `mount_auto_commit` (one row
+ *   per mount that ever had rules set: the rule texts as a JSON array, a version moved
+ *   on by every set).
  *
  * Invariants:
  * - Migrations run at open, all of them in one transaction: a database is at one
@@ -25,7 +28,7 @@
  */
 import type { Database as Db } from '../util/sqlite-driver.js';
 
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 const NODES_V2 = `
 CREATE TABLE nodes (
@@ -113,11 +116,17 @@ CREATE TABLE gc_tombstones (sha256 TEXT PRIMARY KEY, created_at TEXT NOT NULL);
 CREATE TABLE gc_lease (id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, until TEXT NOT NULL);
 `;
 
+const V6 = `
+CREATE TABLE mount_auto_commit (
+  mount_id TEXT PRIMARY KEY, rules TEXT NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL, updated_by TEXT NOT NULL
+);
+`;
+
 /**
  * The steps after 2, by the version they bring a database to. A version with no step
  * here is skipped.
  */
-const STEPS: ReadonlyArray<readonly [number, string]> = [[3, V3], [4, V4], [5, V5]];
+const STEPS: ReadonlyArray<readonly [number, string]> = [[3, V3], [4, V4], [5, V5], [6, V6]];
 
 function hasTable(db: Db, name: string): boolean {
   return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;

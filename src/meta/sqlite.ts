@@ -22,12 +22,17 @@ import { migrate } from './sqlite-schema.js';
 import type { CommitErrorInfo, CommitProgress, CommitStats, NodeState, NodeType } from '../api/types.js';
 import {
   nowTimespec,
-  type AgentRecord, type AgentTaskKind, type AgentTaskRecord, type ApiKeyRecord, type AttrChange, type Barrier, type CommitPhase, type CommitRecord, type CommittedFile, type CommittedFolder, type PurgeCandidate, type PurgeOptions, type PurgeOutcome, type Cursor, type GroupRecord, type Guard,
+  type AgentRecord, type AgentTaskKind, type AutoCommitRulesRecord, type AgentTaskRecord, type ApiKeyRecord, type AttrChange, type Barrier, type CommitPhase, type CommitRecord, type CommittedFile, type CommittedFolder, type PurgeCandidate, type PurgeOptions, type PurgeOutcome, type Cursor, type GroupRecord, type Guard,
   type MetadataStore, type MountRecord, type MoveRequest, type NewNode, type NodeRecord, type NodeWithPath, type RefLogRecord, type RefRecord,
   type SubtreeNode, type Timespec,
 } from './types.js';
 
 type Row = Record<string, unknown>;
+
+function rulesFrom(mountId: string, r: Row | undefined): AutoCommitRulesRecord {
+  if (!r) return { mountId, rules: [], version: 0, updatedAt: null, updatedBy: null };
+  return { mountId, rules: JSON.parse(r.rules as string) as string[], version: r.version as number, updatedAt: r.updated_at as string, updatedBy: r.updated_by as string };
+}
 
 function nodeFrom(r: Row): NodeRecord {
   return {
@@ -220,6 +225,22 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async listMounts(): Promise<MountRecord[]> {
     return this.all('SELECT * FROM mounts ORDER BY created_at, id').map((r) => ({ id: r.id as string, name: r.name as string, store: r.store as string, createdAt: r.created_at as string }));
+  }
+
+  async getAutoCommitRules(mountId: string): Promise<AutoCommitRulesRecord> {
+    return rulesFrom(mountId, this.one('SELECT * FROM mount_auto_commit WHERE mount_id = ?', mountId));
+  }
+
+  async setAutoCommitRules(mountId: string, rules: string[], expectedVersion: number | undefined, at: string, by: string): Promise<AutoCommitRulesRecord | null> {
+    return this.write(() => {
+      const cur = rulesFrom(mountId, this.one('SELECT * FROM mount_auto_commit WHERE mount_id = ?', mountId));
+      if (expectedVersion !== undefined && expectedVersion !== cur.version) return null;
+      const version = cur.version + 1;
+      this.run(`INSERT INTO mount_auto_commit (mount_id, rules, version, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (mount_id) DO UPDATE SET rules = excluded.rules, version = excluded.version, updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
+      mountId, JSON.stringify(rules), version, at, by);
+      return { mountId, rules: [...rules], version, updatedAt: at, updatedBy: by };
+    });
   }
 
   // ---- Nodes: reads ---------------------------------------------------------------

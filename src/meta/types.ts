@@ -3,7 +3,7 @@
  * implements: SQLite (`sqlite.ts`, the embedded default) and PostgreSQL
  * (`postgres.ts`, for several processes sharing one database).
  *
- * Owns: the shape of mounts, nodes, commits, refs, the ref log, commit groups and API
+ * Owns: the shape of mounts (and their auto-commit rules), nodes, commits, refs, the ref log, commit groups and API
  * keys, and the atomic operations on them.
  *
  * The namespace is a tree of edges. A node is identified by its id; its place is the
@@ -302,11 +302,30 @@ export interface Cursor {
   limit: number;
 }
 
+/** A mount's auto-commit rules kept through the API (`src/meta/auto-commit-rules.ts` says what a rule means). */
+export interface AutoCommitRulesRecord {
+  mountId: string;
+  /** The rule texts, in the order they were set. */
+  rules: string[];
+  /** 0 while the rules were never set; one more on every set, so a daemon can tell it holds the latest. */
+  version: number;
+  updatedAt: string | null;
+  updatedBy: string | null;
+}
+
 export interface MetadataStore {
   // Mounts
   createMount(m: MountRecord): Promise<MountRecord>;
   getMount(id: string): Promise<MountRecord | null>;
   listMounts(): Promise<MountRecord[]>;
+  /** The mount's auto-commit rules: no rules at version 0 if never set. */
+  getAutoCommitRules(mountId: string): Promise<AutoCommitRulesRecord>;
+  /**
+   * Replaces the mount's auto-commit rules and moves the version on by one, atomically.
+   * With `expectedVersion`, only if the version is still that one: null otherwise
+   * (compare-and-swap for a read-modify-write such as adding one rule).
+   */
+  setAutoCommitRules(mountId: string, rules: string[], expectedVersion: number | undefined, at: string, by: string): Promise<AutoCommitRulesRecord | null>;
 
   // Nodes: reads
   /** A node by id, live or soft-deleted. */

@@ -330,7 +330,7 @@ export const gcPurgedCommitsTotal = new Counter({
 
 export const autoCommitsTotal = new Counter({
   name: 'roset_auto_commits_total',
-  help: 'Commits started by an --auto-commit rule, by outcome (completed, failed)',
+  help: 'Commits started by an auto-commit rule (--auto-commit, or the mount\'s), by outcome (completed, failed)',
   labelNames: ['outcome'] as const,
   registers: [registry],
 });

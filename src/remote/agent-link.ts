@@ -34,6 +34,16 @@ export type { AgentStoreConfig, Registration };
 /** How often a running upload reports its progress, at most. */
 const PROGRESS_INTERVAL_MS = 500;
 
+/**
+ * How the poll keeps the mount's auto-commit rules fresh: each poll names the version
+ * held, and an answer naming another one is followed by `refresh`, awaited before the
+ * next poll (which would otherwise answer at once, again and again, until it lands).
+ */
+export interface AutoCommitSync {
+  version(): number;
+  refresh(version: number): Promise<void>;
+}
+
 export interface AgentIdentity {
   agentId: string;
   mountpoint: string;
@@ -49,6 +59,7 @@ export class AgentLink {
   private pollWaitMs = 10_000;
   /** Called after every registration (the daemon: the uploader distrusts its records). */
   onRegistered: (() => void) | null = null;
+  private autoCommit: AutoCommitSync | null = null;
 
   constructor(private readonly link: ControlLink, private readonly identity: AgentIdentity, private readonly log: Logger) {}
 
@@ -63,9 +74,10 @@ export class AgentLink {
     return r;
   }
 
-  /** Starts answering tasks with `agent`. */
-  start(agent: Agent): void {
+  /** Starts answering tasks with `agent`, and keeping `autoCommit` (if given) at the mount's version. */
+  start(agent: Agent, autoCommit?: AutoCommitSync): void {
     this.agent = agent;
+    this.autoCommit = autoCommit ?? null;
     this.loop ??= this.pollLoop();
   }
 
@@ -81,11 +93,14 @@ export class AgentLink {
     let failures = 0;
     while (!signal.aborted) {
       try {
-        const { tasks } = await this.link.call<{ tasks: AgentTaskRecord[] }>('POST', `/v1/agents/${encodeURIComponent(this.identity.agentId)}/poll`,
-          { waitMs: this.pollWaitMs, running: [...this.active] }, { idempotent: true, signal, timeoutMs: this.pollWaitMs + 30_000, retryForMs: 0 });
+        const sync = this.autoCommit;
+        const { tasks, autoCommitVersion } = await this.link.call<{ tasks: AgentTaskRecord[]; autoCommitVersion?: number }>('POST', `/v1/agents/${encodeURIComponent(this.identity.agentId)}/poll`,
+          { waitMs: this.pollWaitMs, running: [...this.active], ...(sync ? { autoCommitVersion: sync.version() } : {}) },
+          { idempotent: true, signal, timeoutMs: this.pollWaitMs + 30_000, retryForMs: 0 });
         if (failures > 0) this.log.info({ failures }, 'connected to the control plane again');
         failures = 0;
         for (const t of tasks) this.accept(t);
+        if (sync && autoCommitVersion !== undefined && autoCommitVersion !== sync.version()) await sync.refresh(autoCommitVersion);
       } catch (err) {
         if (signal.aborted) break;
         failures++;

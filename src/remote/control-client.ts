@@ -8,7 +8,7 @@
  * node. Reads are retried while the control plane is away (see http.ts); changes only
  * when the server cannot have made them.
  */
-import type { NodeType } from '../api/types.js';
+import type { AutoCommitRules, NodeType } from '../api/types.js';
 import type { ControlApi } from '../control/service.js';
 import { fromWire, type RosetError, type WireError } from '../errors/index.js';
 import type { AttrChange, Barrier, Guard, MoveRequest, NewNode, NodeRecord, NodeWithPath, SubtreeNode } from '../meta/types.js';
@@ -40,4 +40,5 @@ export class RemoteControl implements ControlApi {
   resolvePath(mountId: string, path: string): Promise<NodeWithPath | null> { return this.rpc('resolvePath', [mountId, path], true); }
   // Pinning twice leaves one pin.
   pinObject(mountId: string, agentId: string, nodeId: string, sha256: string): Promise<boolean> { return this.rpc('pinObject', [mountId, agentId, nodeId, sha256], true); }
+  autoCommitRules(mountId: string): Promise<AutoCommitRules> { return this.rpc('autoCommitRules', [mountId], true); }
 }

@@ -31,6 +31,7 @@ import { readFileSync } from 'node:fs';
 import type {
   AgentInfo,
   ApiKey,
+  AutoCommitRules,
   Commit,
   CommitGroup,
   CommitRequest,
@@ -234,6 +235,68 @@ export class RosetClient {
 
   async createMount(name: string): Promise<Mount> {
     return this.request({ method: 'POST', path: '/v1/mounts', body: { name }, resendable: false });
+  }
+
+  // ---- auto-commit rules of a mount -------------------------------------------------
+
+  /** The mount's auto-commit rules (this client's mount, else the server's default one). */
+  async getAutoCommitRules(opts: { mountId?: string } = {}): Promise<AutoCommitRules> {
+    const m = await this.rulesMount(opts.mountId);
+    return this.request({ method: 'GET', path: `/v1/mounts/${seg(m, 'mount id')}/auto-commit`, resendable: true });
+  }
+
+  /**
+   * Replaces the mount's auto-commit rules. With `expectedVersion`, only if they are at
+   * that version (409 AUTO_COMMIT_CONFLICT otherwise); a resend after an answer that was
+   * lost is recognised by the rules it left.
+   */
+  async setAutoCommitRules(rules: readonly string[], opts: { mountId?: string; expectedVersion?: number } = {}): Promise<AutoCommitRules> {
+    const m = await this.rulesMount(opts.mountId);
+    const body: { rules: string[]; expectedVersion?: number } = { rules: [...rules] };
+    if (opts.expectedVersion !== undefined) body.expectedVersion = opts.expectedVersion;
+    return this.request<AutoCommitRules>({
+      method: 'PUT', path: `/v1/mounts/${seg(m, 'mount id')}/auto-commit`, body, resendable: true,
+      recover: async (err) => {
+        if (err.wireCode !== 'AUTO_COMMIT_CONFLICT' || opts.expectedVersion === undefined) return undefined;
+        const cur = await this.getAutoCommitRules({ mountId: m }).catch(() => null);
+        const same = cur !== null && cur.version === opts.expectedVersion + 1 && cur.rules.map((r) => r.rule).join('\n') === rules.join('\n');
+        return same ? { value: cur } : undefined;
+      },
+    });
+  }
+
+  /** Adds one rule to the mount's (nothing if it is there), by compare-and-swap, again while another change wins. */
+  async addAutoCommitRule(rule: string, opts: { mountId?: string } = {}): Promise<AutoCommitRules> {
+    return this.editAutoCommitRules((rules) => (rules.includes(rule) ? null : [...rules, rule]), opts.mountId);
+  }
+
+  /** Removes one rule from the mount's (nothing if it is not there), as `addAutoCommitRule`. */
+  async removeAutoCommitRule(rule: string, opts: { mountId?: string } = {}): Promise<AutoCommitRules> {
+    return this.editAutoCommitRules((rules) => (rules.includes(rule) ? rules.filter((r) => r !== rule) : null), opts.mountId);
+  }
+
+  /** Read, change, compare-and-swap; `change` answers null for "nothing to do". */
+  private async editAutoCommitRules(change: (rules: string[]) => string[] | null, mountId: string | undefined): Promise<AutoCommitRules> {
+    const m = await this.rulesMount(mountId);
+    for (let attempt = 1; ; attempt++) {
+      const cur = await this.getAutoCommitRules({ mountId: m });
+      const next = change(cur.rules.map((r) => r.rule));
+      if (next === null) return cur;
+      try {
+        return await this.setAutoCommitRules(next, { mountId: m, expectedVersion: cur.version });
+      } catch (err) {
+        if (!(err instanceof SdkError) || err.wireCode !== 'AUTO_COMMIT_CONFLICT' || attempt >= 10) throw err;
+      }
+    }
+  }
+
+  /** The mount a rules call addresses: named, this client's, or the server's default (the mount of its root `/`). */
+  private async rulesMount(mountId: string | undefined): Promise<string> {
+    const m = mountId ?? this.config.mountId;
+    if (m) return m;
+    const root = await this.resolvePath('/');
+    if (!root) throw new SdkError('MOUNT_NOT_FOUND', 'The server has no default mount: name one with mountId', 404);
+    return root.mountId;
   }
 
   // ---- nodes ------------------------------------------------------------------------

@@ -74,6 +74,9 @@ export class FakeRoset {
         return page(this.mounts);
       case 'GET /v1/agents':
         return page([]);
+      case 'GET /v1/mounts/:/auto-commit':
+        // No rules were ever set on a fake mount.
+        return { body: { mountId: parts[2], rules: [], version: 0, updatedAt: null, updatedBy: null } };
       case 'POST /v1/resolve': {
         const nodes: Record<string, Node | null> = {};
         for (const p of body.paths as string[]) nodes[p] = this.nodes.get(`${mountId}:${p}`) ?? null;

@@ -484,5 +484,32 @@ export function metadataConformance(name: string, open: () => Promise<{ meta: Me
       await meta.releaseGcLease('b');
       expect(await meta.acquireGcLease('a', '2030-01-01T00:04:00.000Z', '2030-01-01T00:03:01.000Z')).toBe(true);
     });
+
+    it('keeps auto-commit rules per mount, in order, with a version moved on by every set', async () => {
+      await meta.createMount({ id: 'mnt_2', name: 'other', store: 'file:///x', createdAt: now() });
+      expect(await meta.getAutoCommitRules('mnt_1')).toEqual({ mountId: 'mnt_1', rules: [], version: 0, updatedAt: null, updatedBy: null });
+      const set = await meta.setAutoCommitRules('mnt_1', ['b/*:@dcp:latest', 'a/**:DONE'], undefined, '2030-01-01T00:00:00.000Z', 'key:ci');
+      expect(set).toEqual({ mountId: 'mnt_1', rules: ['b/*:@dcp:latest', 'a/**:DONE'], version: 1, updatedAt: '2030-01-01T00:00:00.000Z', updatedBy: 'key:ci' });
+      expect(await meta.getAutoCommitRules('mnt_1')).toEqual(set);
+      expect((await meta.getAutoCommitRules('mnt_2')).rules).toEqual([]);
+      // Compare-and-swap: a stale version changes nothing.
+      expect(await meta.setAutoCommitRules('mnt_1', [], 0, now(), 'key:ci')).toBeNull();
+      expect((await meta.getAutoCommitRules('mnt_1')).rules).toEqual(['b/*:@dcp:latest', 'a/**:DONE']);
+      expect(await meta.setAutoCommitRules('mnt_2', ['x:y'], 1, now(), 'key:ci')).toBeNull();
+      expect((await meta.getAutoCommitRules('mnt_2')).version).toBe(0);
+      const cleared = await meta.setAutoCommitRules('mnt_1', [], 1, now(), 'key:ci');
+      expect(cleared).toMatchObject({ rules: [], version: 2 });
+      expect(await meta.getAutoCommitRules('mnt_1')).toMatchObject({ rules: [], version: 2 });
+    });
+
+    it('lets one of two racing compare-and-swaps of the auto-commit rules win, first set included', async () => {
+      for (let i = 0; i < 10; i++) {
+        const got = await Promise.all(['a', 'b'].map((r) => meta.setAutoCommitRules('mnt_1', [`${r}${i}:M`], 2 * i, now(), 'key:t')));
+        expect(got.filter((g) => g !== null), `round ${i}`).toHaveLength(1);
+        const won = got.find((g) => g !== null)!;
+        expect(await meta.getAutoCommitRules('mnt_1')).toMatchObject({ rules: won.rules, version: 2 * i + 1 });
+        await meta.setAutoCommitRules('mnt_1', won.rules, undefined, now(), 'key:t');
+      }
+    });
   });
 }

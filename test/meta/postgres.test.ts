@@ -77,7 +77,7 @@ describe('postgres: schema and migrations', () => {
     // What a version 1 database holds.
     await sql(url, 'ALTER TABLE commits DROP COLUMN progress');
     await sql(url, 'ALTER TABLE agent_tasks DROP COLUMN progress');
-    await sql(url, `DROP TABLE gc_pins; DROP TABLE gc_tombstones; DROP TABLE gc_lease;
+    await sql(url, `DROP TABLE gc_pins; DROP TABLE gc_tombstones; DROP TABLE gc_lease; DROP TABLE mount_auto_commit;
       DROP INDEX ref_log_from; DROP INDEX ref_log_to; DROP INDEX refs_commit; DROP INDEX nodes_sha256;
       ALTER TABLE commits DROP COLUMN purged_at; ALTER TABLE commits DROP COLUMN manifest_deleted_at;`);
     await sql(url, 'DELETE FROM roset_schema WHERE version > 1');
@@ -108,7 +108,7 @@ describe('postgres: schema and migrations', () => {
     const a = await PostgresMetadataStore.open(url);
     await a.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
     await a.close();
-    await sql(url, `DROP TABLE gc_pins; DROP TABLE gc_tombstones; DROP TABLE gc_lease;
+    await sql(url, `DROP TABLE gc_pins; DROP TABLE gc_tombstones; DROP TABLE gc_lease; DROP TABLE mount_auto_commit;
       DROP INDEX ref_log_from; DROP INDEX ref_log_to; DROP INDEX refs_commit; DROP INDEX nodes_sha256;
       ALTER TABLE commits DROP COLUMN purged_at; ALTER TABLE commits DROP COLUMN manifest_deleted_at;
       DELETE FROM roset_schema WHERE version > 2;`);
@@ -117,6 +117,22 @@ describe('postgres: schema and migrations', () => {
       expect((await b.listMounts()).map((m) => m.id)).toEqual(['mnt_1']);
       expect(await b.tombstoneObject('a'.repeat(64), now())).toBe(true);
       expect(await b.listPurgedWithManifest()).toEqual([]);
+      expect((await sql(url, 'SELECT version FROM roset_schema ORDER BY version')).map((r) => r.version)).toEqual(PG_SCHEMA_STEPS);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('migrates a schema 3 database: its mounts stay, and auto-commit rules can be set', async () => {
+    const url = await server.createDatabase();
+    const a = await PostgresMetadataStore.open(url);
+    await a.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
+    await a.close();
+    await sql(url, 'DROP TABLE mount_auto_commit; DELETE FROM roset_schema WHERE version > 3;');
+    const b = await PostgresMetadataStore.open(url);
+    try {
+      expect((await b.listMounts()).map((m) => m.id)).toEqual(['mnt_1']);
+      expect(await b.setAutoCommitRules('mnt_1', ['ckpt/*:@dcp'], 0, now(), 't')).toMatchObject({ rules: ['ckpt/*:@dcp'], version: 1 });
       expect((await sql(url, 'SELECT version FROM roset_schema ORDER BY version')).map((r) => r.version)).toEqual(PG_SCHEMA_STEPS);
     } finally {
       await b.close();

@@ -27,7 +27,7 @@ describe('sqlite: schema 3 to 4', () => {
       // What release 3 left: no progress columns, user_version 3.
       const raw = new Database(file);
       raw.exec(`ALTER TABLE commits DROP COLUMN progress; ALTER TABLE agent_tasks DROP COLUMN progress;
-        DROP TABLE gc_pins; DROP TABLE gc_tombstones; DROP TABLE gc_lease;
+        DROP TABLE gc_pins; DROP TABLE gc_tombstones; DROP TABLE gc_lease; DROP TABLE mount_auto_commit;
         DROP INDEX ref_log_from; DROP INDEX ref_log_to; DROP INDEX refs_commit; DROP INDEX nodes_sha256;
         ALTER TABLE commits DROP COLUMN purged_at; ALTER TABLE commits DROP COLUMN manifest_deleted_at;
         PRAGMA user_version = 3;`);
@@ -94,7 +94,7 @@ describe('sqlite: the gc step of the schema', () => {
       await a.close();
       // Back to what schema 4 held.
       const db = new Database(file);
-      db.exec(`DROP TABLE gc_pins; DROP TABLE gc_tombstones; DROP TABLE gc_lease;
+      db.exec(`DROP TABLE gc_pins; DROP TABLE gc_tombstones; DROP TABLE gc_lease; DROP TABLE mount_auto_commit;
         DROP INDEX ref_log_from; DROP INDEX ref_log_to; DROP INDEX refs_commit; DROP INDEX nodes_sha256;
         ALTER TABLE commits DROP COLUMN purged_at; ALTER TABLE commits DROP COLUMN manifest_deleted_at;`);
       db.pragma('user_version = 4');
@@ -104,6 +104,37 @@ describe('sqlite: the gc step of the schema', () => {
         expect((await b.listMounts()).map((m) => m.id)).toEqual(['mnt_1']);
         expect(await b.tombstoneObject('a'.repeat(64), now())).toBe(true);
         expect(await b.listPurgedWithManifest()).toEqual([]);
+      } finally {
+        await b.close();
+      }
+      const check = new Database(file);
+      expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+      check.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('sqlite: the auto-commit step of the schema', () => {
+  it('migrates a schema 5 database: its mounts stay, and rules can be set', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'roset-meta-'));
+    const file = path.join(dir, 'metadata.db');
+    const now = () => new Date().toISOString();
+    try {
+      const a = new SqliteMetadataStore(file);
+      await a.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
+      await a.close();
+      // Back to what schema 5 held.
+      const db = new Database(file);
+      db.exec('DROP TABLE mount_auto_commit');
+      db.pragma('user_version = 5');
+      db.close();
+      const b = new SqliteMetadataStore(file);
+      try {
+        expect((await b.listMounts()).map((m) => m.id)).toEqual(['mnt_1']);
+        expect((await b.getAutoCommitRules('mnt_1')).version).toBe(0);
+        expect(await b.setAutoCommitRules('mnt_1', ['ckpt/*:@dcp'], 0, now(), 't')).toMatchObject({ version: 1 });
       } finally {
         await b.close();
       }

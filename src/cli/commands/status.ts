@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { RosetError } from '../../errors/index.js';
-import { SdkError, type AgentInfo, type Commit, type Health, type Mount } from '../../sdk/index.js';
+import { SdkError, type AgentInfo, type AutoCommitRules, type RosetClient, type Commit, type Health, type Mount } from '../../sdk/index.js';
 import { action, clientFor, parsePositiveInt, printJson, println } from '../context.js';
 import { readDaemonState } from '../daemon-state.js';
 import { describeProgress } from '../format.js';
@@ -23,7 +23,8 @@ export function registerStatus(program: Command): void {
       const client = clientFor(cmd);
       const { config } = client;
       const daemon = readDaemonState(config.stateDir) ?? null;
-      const autoCommitFailures = readAutoCommitFailures(config.stateDir);
+      const localAutoCommit = readAutoCommitState(config.stateDir);
+      const autoCommitFailures = localAutoCommit?.failures ?? [];
       let health: Health;
       try {
         health = await client.getHealth();
@@ -38,14 +39,23 @@ export function registerStatus(program: Command): void {
       const mounts = await client.listAll((o) => client.listMounts(o));
       const pending: Commit[] = [];
       const agents: AgentInfo[] = [];
+      const mountRules: AutoCommitRules[] = [];
       for (const m of mounts) {
         const c = client.withMountId(m.id);
         pending.push(...(await c.listAll((o) => c.listCommits({ ...o, status: 'pending' }))));
         agents.push(...(await c.listAll((o) => c.listAgents(o))));
+        const rules = await mountRulesOf(c, m.id);
+        if (rules) mountRules.push(rules);
       }
+      // What the local daemon applies (its flags, and the mount's rules at the version it
+      // last read) beside what each mount keeps through the API.
+      const autoCommitRules = {
+        daemon: localAutoCommit ? { flags: localAutoCommit.flags, mount: localAutoCommit.mount, mountVersion: localAutoCommit.mountVersion } : null,
+        mounts: mountRules,
+      };
 
       if (opts.json) {
-        printJson({ endpoint: config.apiUrl, endpointSource: config.sources.apiUrl, stateDir: config.stateDir, health, daemon, mounts, agents, pendingCommits: pending, autoCommitFailures });
+        printJson({ endpoint: config.apiUrl, endpointSource: config.sources.apiUrl, stateDir: config.stateDir, health, daemon, mounts, agents, pendingCommits: pending, autoCommitRules, autoCommitFailures });
         return;
       }
       println(`endpoint  ${config.apiUrl} (from ${config.sources.apiUrl})`);
@@ -57,6 +67,15 @@ export function registerStatus(program: Command): void {
         println('nodes');
         for (const a of agents) println(`  ${a.id}  ${a.hostname}  ${a.mountpoint ?? ''}  ${a.connected ? 'connected' : 'silent'} (last heard ${a.lastSeenAt})`);
       }
+      const withRules = mountRules.filter((r) => r.rules.length > 0);
+      if (localAutoCommit || withRules.length > 0) {
+        println('auto-commit rules');
+        if (localAutoCommit) {
+          println(`  daemon flags        ${localAutoCommit.flags.length ? localAutoCommit.flags.join('  ') : '(none)'}`);
+          println(`  daemon applies      ${localAutoCommit.mount.length ? localAutoCommit.mount.join('  ') : '(none)'} from its mount (version ${localAutoCommit.mountVersion})`);
+        }
+        for (const r of withRules) println(`  mount ${r.mountId}  ${r.rules.map((x) => x.rule).join('  ')}  (version ${r.version}, set ${r.updatedAt ?? '?'} by ${r.updatedBy ?? '?'})`);
+      }
       if (autoCommitFailures.length > 0) {
         println('auto-commit failures (newest last)');
         for (const f of autoCommitFailures) println(`  ${f.at}  ${f.folder}  ${f.code}: ${f.message}  (rule ${f.rule})`);
@@ -66,14 +85,48 @@ export function registerStatus(program: Command): void {
     }));
 }
 
-/** The local daemon's recent auto-commit failures (`<stateDir>/auto-commit.json`), if any. */
-function readAutoCommitFailures(stateDir: string): Array<{ at: string; rule: string; folder: string; code: string; message: string }> {
+/** A mount's auto-commit rules; null from a server of an earlier release, which keeps none (it has no such route). */
+async function mountRulesOf(c: RosetClient, mountId: string): Promise<AutoCommitRules | null> {
   try {
-    const j = JSON.parse(readFileSync(path.join(stateDir, 'auto-commit.json'), 'utf8')) as { failures?: unknown };
-    return Array.isArray(j.failures) ? j.failures as Array<{ at: string; rule: string; folder: string; code: string; message: string }> : [];
-  } catch {
-    return [];
+    return await c.getAutoCommitRules({ mountId });
+  } catch (err) {
+    if (err instanceof SdkError && err.wireCode === 'ROUTE_NOT_FOUND') return null;
+    throw err;
   }
+}
+
+interface LocalAutoCommit {
+  flags: string[];
+  mount: string[];
+  mountVersion: number;
+  failures: Array<{ at: string; rule: string; folder: string; code: string; message: string }>;
+}
+
+/**
+ * The local daemon's auto-commit state (`<stateDir>/auto-commit.json`): its rules and
+ * recent failures; null without a daemon that wrote one. A file of an older daemon holds
+ * failures only.
+ */
+function readAutoCommitState(stateDir: string): LocalAutoCommit | null {
+  let text: string;
+  try {
+    text = readFileSync(path.join(stateDir, 'auto-commit.json'), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'EACCES') return null;
+    throw err;
+  }
+  let j: Partial<LocalAutoCommit>;
+  try {
+    j = JSON.parse(text) as Partial<LocalAutoCommit>;
+  } catch {
+    // Written atomically, so only another program's file: not ours to show.
+    return null;
+  }
+  const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+  return {
+    flags: strings(j.flags), mount: strings(j.mount), mountVersion: typeof j.mountVersion === 'number' ? j.mountVersion : -1,
+    failures: Array.isArray(j.failures) ? j.failures : [],
+  };
 }
 
 function describeMount(m: Mount): string {
