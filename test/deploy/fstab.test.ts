@@ -5,15 +5,12 @@
  * options, and `mount -t fuse.roset roset MOUNTPOINT -o ...`, each return with the
  * mount answering, and `umount` stops roset-mount.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { processAlive } from '../../src/util/mounts.js';
-import { sleep } from '../../src/util/sleep.js';
-import { REPO, removeRoot, requireFuse, runCli, tempRoot } from '../support/daemon.js';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../support/daemon.js';
+import { daemonsOf, gone, HELPER, mountedAs, run, scratchRoots } from '../support/mount-helper.js';
 
-const HELPER = path.join(REPO, 'bin', 'mount.fuse.roset');
 /** Where libmount looks for the helper of type fuse.roset (its search path is /sbin:/sbin/fs.d:/sbin/fs). */
 const INSTALLED = '/sbin/mount.fuse.roset';
 
@@ -23,48 +20,10 @@ function requireInstalled(): void {
   if (target !== HELPER) throw new Error(`${INSTALLED} is ${target}, not this checkout's ${HELPER}: run scripts/setup here`);
 }
 
-function run(cmd: string, args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 120_000, env: { ...process.env, ROSET_STATE_DIR: '', NOTIFY_SOCKET: '' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function mountedAs(mnt: string): string | null {
-  const line = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[1] === mnt);
-  return line?.[2] ?? null;
-}
-
-function daemonsOf(mnt: string): number[] {
-  const r = spawnSync('pgrep', ['-f', `roset-mount.js ${mnt}`], { encoding: 'utf8' });
-  return r.stdout.split('\n').filter(Boolean).map(Number);
-}
-
-async function gone(pid: number, ms = 30_000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (processAlive(pid)) {
-    if (Date.now() > end) return false;
-    await sleep(50);
-  }
-  return true;
-}
-
-const roots: string[] = [];
-
-afterAll(() => {
-  for (const r of roots) {
-    const mnt = path.join(r, 'mnt');
-    for (const pid of daemonsOf(mnt)) process.kill(pid, 'SIGKILL');
-    removeRoot(r);
-  }
-});
-
+const scratch = scratchRoots();
 function setup(): { root: string; mnt: string; stateDir: string; cacheDir: string } {
-  requireFuse();
   requireInstalled();
-  const root = tempRoot();
-  roots.push(root);
-  const mnt = path.join(root, 'mnt');
-  mkdirSync(mnt);
-  return { root, mnt, stateDir: path.join(root, 'state'), cacheDir: path.join(root, 'cache') };
+  return scratch({ stateDir: 'state', cacheDir: 'cache' });
 }
 
 /** Commits a file through the mount, unmounts with umount(8), and checks roset-mount is gone. */

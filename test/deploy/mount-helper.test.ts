@@ -12,57 +12,17 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { processAlive } from '../../src/util/mounts.js';
-import { sleep } from '../../src/util/sleep.js';
-import { REPO, removeRoot, requireFuse, runCli, tempRoot } from '../support/daemon.js';
+import { runCli } from '../support/daemon.js';
+import { daemonsOf, gone, HELPER, mountedAs, run, scratchRoots, type Ran } from '../support/mount-helper.js';
 
-const HELPER = path.join(REPO, 'bin', 'mount.fuse.roset');
-
-function helper(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(HELPER, args, { encoding: 'utf8', timeout: 120_000, env: { ...process.env, ROSET_STATE_DIR: '', NOTIFY_SOCKET: '' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+function helper(...args: string[]): Ran {
+  return run(HELPER, args);
 }
 
-/** The fstype /proc/mounts gives `mnt`, or null. */
-function mountedAs(mnt: string): string | null {
-  const line = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[1] === mnt);
-  return line?.[2] ?? null;
-}
-
-/** Pids of live processes whose command line names `mnt`. */
-function daemonsOf(mnt: string): number[] {
-  const r = spawnSync('pgrep', ['-f', `roset-mount.js ${mnt}`], { encoding: 'utf8' });
-  return r.stdout.split('\n').filter(Boolean).map(Number);
-}
-
-async function gone(pid: number, ms = 30_000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (processAlive(pid)) {
-    if (Date.now() > end) return false;
-    await sleep(50);
-  }
-  return true;
-}
-
-const roots: string[] = [];
-
-afterAll(() => {
-  for (const r of roots) {
-    const mnt = path.join(r, 'mnt');
-    for (const pid of daemonsOf(mnt)) process.kill(pid, 'SIGKILL');
-    removeRoot(r);
-  }
-});
-
-function setup(): { root: string; mnt: string; stateDir: string; cacheDir: string } {
-  requireFuse();
-  const root = tempRoot('roset-helper-');
-  roots.push(root);
-  const mnt = path.join(root, 'mnt');
-  mkdirSync(mnt);
-  return { root, mnt, stateDir: path.join(root, 'custom-state'), cacheDir: path.join(root, 'custom-cache') };
-}
+const scratch = scratchRoots('roset-helper-');
+const setup = () => scratch({ stateDir: 'custom-state', cacheDir: 'custom-cache' });
 
 describe('mount.fuse.roset', () => {
   it('mounts with -o options, returns once the mount answers, and `umount` stops roset-mount', async () => {
