@@ -14,18 +14,7 @@ import { removeRoot, type TestDaemon } from '../support/daemon.js';
 import { s3TestConfig, s3TestUrl } from '../support/s3.js';
 import { startAgent, startServe, stopCluster, type TestServe } from '../support/cluster.js';
 import { clusterDatabase, type ClusterDatabase } from '../support/cluster-db.js';
-import { sleep } from '../../src/util/sleep.js';
-
-/** Polls `f` until it answers, with a deadline: state, not time, decides. */
-async function until<T>(what: string, f: () => Promise<T | null | undefined> | T | null | undefined, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+import { until } from '../support/until.js';
 
 /** The version of the mount's rules the agent applies, from its state file. */
 function appliedVersion(agent: TestDaemon): number {

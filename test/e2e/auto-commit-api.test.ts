@@ -10,18 +10,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeRoot, startDaemon, stopAll, type TestDaemon } from '../support/daemon.js';
 import { sha256 } from '../support/files.js';
-import { sleep } from '../../src/util/sleep.js';
-
-/** Polls `f` until it answers, with a deadline: state, not time, decides. */
-async function until<T>(what: string, f: () => Promise<T | null | undefined>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+import { until } from '../support/until.js';
 
 describe('auto-commit rules through the API', () => {
   let d: TestDaemon;

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeRoot, startDaemon, stopAll, type TestDaemon } from '../support/daemon.js';
 import { sha256 } from '../support/files.js';
 import { startWriter } from '../support/writer.js';
-import { sleep } from '../../src/util/sleep.js';
+import { until } from '../support/until.js';
 
 /** What DCP's FileSystemWriter does last: the metadata to a temporary name, fsync, close, rename. */
 function dcpSave(d: TestDaemon, dir: string, shards: Record<string, Buffer>): void {
@@ -23,16 +23,6 @@ function dcpSave(d: TestDaemon, dir: string, shards: Record<string, Buffer>): vo
   fsyncSync(fd);
   closeSync(fd);
   renameSync(d.p(dir, '.metadata.tmp'), d.p(dir, '.metadata'));
-}
-
-async function until<T>(what: string, f: () => Promise<T | null | undefined>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 describe('auto-commit', () => {
