@@ -172,7 +172,13 @@ describe('postgres: the server restarting', () => {
       await blocker.query('BEGIN');
       await blocker.query('SELECT 1 FROM nodes WHERE id = $1 FOR UPDATE', [root.id]);
       const inFlight = folder(meta, root.id, 'during').catch((e: unknown) => e);
-      await new Promise((r) => setTimeout(r, 200));
+      // The server shows it waiting on that lock: then it is in flight, not yet to be sent.
+      for (let waited = 0; ; waited++) {
+        const r = await blocker.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()");
+        if ((r.rows[0] as { n: number }).n > 0) break;
+        if (waited > 3000) throw new Error('the change never waited on the row lock');
+        await new Promise((r) => setTimeout(r, 10));
+      }
       await server.restart(async () => {
         expect(await inFlight).toMatchObject({ rosetCode: 'METADATA_UNAVAILABLE' });
         await expect(meta.getMount('mnt_1')).rejects.toMatchObject({ rosetCode: 'METADATA_UNAVAILABLE' });
