@@ -366,14 +366,14 @@ export class RosetFilesystem {
       // serving anything else could be wrong bytes.
       throw new NamespaceError('STAGED_ON_OTHER_NODE', `${n.name} is staged on another node; it is readable here once committed`, { name: n.name, agentId: n.ownerAgent });
     }
-    const local = n.state !== 'committed' || this.staged(n) ? stagingPath(this.ctx, n.id) : await this.objects.localPath(n.sha256!, n.size);
+    const local = n.state !== 'committed' || this.staged(n) ? stagingPath(this.ctx, n.id) : await this.objects.localPath(n.sha256!, n.size, n.commitId);
     try {
       const fd = fsSync.openSync(local, C.O_RDONLY);
       return this.ctx.handles.add({ nodeId: n.id, parentId: null, fd, writable: false, append: false, dirty: false }).fh;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT' && n.state === 'committed' && n.sha256) {
         // The staged copy was evicted after the commit: serve it from the store.
-        const fd = fsSync.openSync(await this.objects.localPath(n.sha256, n.size), C.O_RDONLY);
+        const fd = fsSync.openSync(await this.objects.localPath(n.sha256, n.size, n.commitId), C.O_RDONLY);
         return this.ctx.handles.add({ nodeId: n.id, parentId: null, fd, writable: false, append: false, dirty: false }).fh;
       }
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {

@@ -2,19 +2,33 @@
  * Committed objects in the local cache: fetched from the store on first read, kept
  * under a size limit with least-recently-used eviction.
  *
- * Owns: `<cacheDir>/objects/<sha256>` and the `cached_objects` rows of the staging
- * index (size, last access).
+ * Owns: `<cacheDir>/objects/<sha256>`, the `cached_objects` rows of the staging
+ * index (size, last access), and the block lists of recently read manifests.
+ *
+ * Two ways in, by what the manifest of the file's commit says (docs/SEMANTICS.md,
+ * "Block hashes"):
+ * - with block hashes: one ranged GET per block (8 MiB), each block hashed on the
+ *   worker pool (every core) as it arrives and written to the temporary file only once
+ *   it verified; a short or wrong block is fetched again, twice, then INTEGRITY_ERROR.
+ *   The whole-file SHA-256 is taken afterwards, off the readers' path, from the file on
+ *   disk, before the object is recorded as durable;
+ * - without (a 0.1.0 manifest, a file an earlier commit uploaded, a manifest gone):
+ *   ranged GETs hashed in order with one whole-file SHA-256 before anything is served.
  *
  * Invariants:
- * - A cached object is published by rename only after all its bytes hashed to the
- *   manifest's sha256, so a reader never gets wrong bytes; a mismatch is
- *   INTEGRITY_ERROR (EIO) and an error log.
+ * - A cached object is published by rename only after every byte of it verified
+ *   (every block, or the whole-file sha256), so a reader never gets wrong bytes; a
+ *   mismatch is INTEGRITY_ERROR (EIO) and an error log.
  * - An object file is trusted across a restart only once it is recorded in the index,
- *   which happens after its bytes are on disk (fsync). Readers do not wait for that
- *   fsync; a machine crash before it leaves an unrecorded file, which `sweep` removes
- *   at start, so a torn file is never served.
+ *   which happens after its bytes are on disk (fsync) and, for a block-verified one,
+ *   after its whole-file SHA-256 matched its name. Readers do not wait for that; a
+ *   crash before it leaves an unrecorded file, which `sweep` removes at start, so a
+ *   torn or unverified file is never served after a restart.
+ * - An object whose blocks verified but whose whole-file SHA-256 did not (a block list
+ *   that lies: only a store that forges could write one) is removed, and from then on
+ *   this process fetches it only through the whole-file check.
  * - Downloads use parallel ranged GETs; memory stays bounded (at most concurrency
- *   chunks wait to be hashed in order) whatever the object size.
+ *   chunks or blocks in flight) whatever the object size.
  * - Concurrent reads of one object share one download; a cached object is never
  *   downloaded again until it is evicted.
  * - Only committed objects are evicted (they are in the store); staged bytes never are.
@@ -23,13 +37,20 @@ import { createHash, randomUUID } from 'node:crypto';
 import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { objectKey } from '../commit/layout.js';
-import { CacheError } from '../errors/index.js';
+import { LRUCache } from 'lru-cache';
+import { manifestKey, objectKey } from '../commit/layout.js';
+import { CacheError, StoreError } from '../errors/index.js';
+import { blockHashPool, parseBlockHashes, type BlockHashes } from '../util/block-hash.js';
+import { sha256File } from '../util/hash.js';
 import { addReadCache, cacheDownloadedBytesTotal, cacheHitsTotal, cacheMissesTotal } from '../metrics/index.js';
 import { cacheTmpDir, objectCachePath, type CoreContext } from './context.js';
 
 const DEFAULT_CHUNK = 16 << 20;
 const DEFAULT_CONCURRENCY = 8;
+/** Tries per block: a short or corrupted body is fetched again before the read fails. */
+const BLOCK_ATTEMPTS = 3;
+/** Manifests whose block lists are kept in memory (a manifest of many files is large). */
+const MANIFESTS_KEPT = 16;
 
 export interface ObjectCacheOptions {
   /** Bytes of committed objects to keep; 0 means no limit. */
@@ -45,6 +66,10 @@ export class ObjectCache {
   /** Published (renamed) but not yet fsynced and recorded; see `persist`. */
   private readonly unsynced = new Set<string>();
   private readonly syncing = new Set<Promise<void>>();
+  /** Per commit: the block lists of its manifest by sha256 (loaded once, shared by concurrent reads). */
+  private readonly manifests = new LRUCache<string, Promise<Map<string, unknown>>>({ max: MANIFESTS_KEPT });
+  /** Objects whose block list lied (see the invariants): whole-file check only. */
+  private readonly distrusted = new Set<string>();
 
   constructor(private readonly ctx: CoreContext, private readonly options: ObjectCacheOptions = { maxBytes: 0 }) {
     const ref = new WeakRef(this.ctx);
@@ -55,8 +80,12 @@ export class ObjectCache {
     });
   }
 
-  /** Local path of a committed object, downloading and verifying it if needed. */
-  async localPath(sha256: string, size: number): Promise<string> {
+  /**
+   * Local path of a committed object, downloading and verifying it if needed.
+   * `commitId`: the commit whose manifest lists the file (its node's commit id), where
+   * its block hashes are looked up; absent, the object is verified whole.
+   */
+  async localPath(sha256: string, size: number, commitId?: string | null): Promise<string> {
     const p = objectCachePath(this.ctx, sha256);
     try {
       const st = await fs.stat(p);
@@ -71,7 +100,7 @@ export class ObjectCache {
     cacheMissesTotal.inc();
     let pending = this.inflight.get(sha256);
     if (!pending) {
-      pending = this.fetch(sha256, size, p).finally(() => this.inflight.delete(sha256));
+      pending = this.download(sha256, size, p, commitId ?? null).finally(() => this.inflight.delete(sha256));
       this.inflight.set(sha256, pending);
     }
     return pending;
@@ -105,6 +134,123 @@ export class ObjectCache {
     }
     this.ctx.index.touchCachedObject(sha256, size);
     await this.evict();
+  }
+
+  private async download(sha256: string, size: number, dest: string, commitId: string | null): Promise<string> {
+    const blocks = commitId && !this.distrusted.has(sha256) ? await this.blocksFor(commitId, sha256, size) : null;
+    return blocks ? this.fetchBlocks(sha256, size, blocks, dest) : this.fetch(sha256, size, dest);
+  }
+
+  /**
+   * The block list the commit's manifest gives for this object, or null: a manifest
+   * without one (0.1.0, or a file an earlier commit uploaded), a manifest gone from the
+   * store, or one that cannot be read now. Null only changes how the bytes are
+   * verified (whole, as before), never whether.
+   */
+  private async blocksFor(commitId: string, sha256: string, size: number): Promise<BlockHashes | null> {
+    let listed = this.manifests.get(commitId);
+    if (!listed) {
+      listed = this.loadManifest(commitId);
+      this.manifests.set(commitId, listed);
+      // A failed load is not kept: the next read tries again.
+      listed.catch(() => this.manifests.delete(commitId));
+    }
+    try {
+      return parseBlockHashes((await listed).get(sha256), size);
+    } catch (err) {
+      this.ctx.log.warn({ commitId, sha256, err: (err as Error).message }, 'could not read the block hashes of a commit; verifying the object whole');
+      return null;
+    }
+  }
+
+  private async loadManifest(commitId: string): Promise<Map<string, unknown>> {
+    const out = new Map<string, unknown>();
+    let body: Buffer;
+    try {
+      body = await this.ctx.store.get(manifestKey(commitId));
+    } catch (err) {
+      if (err instanceof StoreError && err.rosetCode === 'OBJECT_NOT_FOUND') return out;
+      throw err;
+    }
+    const m = JSON.parse(body.toString('utf8')) as { files?: Array<{ sha256?: unknown; blocks?: unknown }> };
+    for (const f of m.files ?? []) if (typeof f.sha256 === 'string' && f.blocks !== undefined) out.set(f.sha256, f.blocks);
+    return out;
+  }
+
+  /**
+   * Downloads an object block by block, each verified against its hash on the worker
+   * pool before it is written; published once every block is in. At most `concurrency`
+   * GETs run at once and at most `concurrency` blocks are in memory; a block larger
+   * than `chunkBytes` is fetched as several ranged GETs (the default, 16 MiB, makes it
+   * one GET per block).
+   */
+  private async fetchBlocks(sha256: string, size: number, blocks: BlockHashes, dest: string): Promise<string> {
+    const key = objectKey(sha256);
+    const tmp = path.join(cacheTmpDir(this.ctx), randomUUID());
+    const fh = await fs.open(tmp, 'w');
+    const CHUNK = this.options.chunkBytes ?? DEFAULT_CHUNK;
+    const CONCURRENCY = this.options.concurrency ?? DEFAULT_CONCURRENCY;
+    const count = blocks.hashes.length;
+    let active = 0;
+    const waiting: Array<() => void> = [];
+    const get = async (offset: number, length: number): Promise<Buffer> => {
+      while (active >= CONCURRENCY) await new Promise<void>((r) => waiting.push(r));
+      active++;
+      try {
+        return await this.ctx.store.get(key, { offset, length });
+      } finally {
+        active--;
+        waiting.shift()?.();
+      }
+    };
+    const range = async (offset: number, length: number): Promise<Buffer> => {
+      if (length <= CHUNK) return get(offset, length);
+      const parts: Array<Promise<Buffer>> = [];
+      for (let at = 0; at < length; at += CHUNK) parts.push(get(offset + at, Math.min(CHUNK, length - at)));
+      return Buffer.concat(await Promise.all(parts));
+    };
+    let next = 0;
+    let failure: unknown;
+    const worker = async (): Promise<void> => {
+      while (failure === undefined && next < count) {
+        const i = next++;
+        const buf = await this.fetchBlock(key, blocks, i, size, range);
+        await fh.write(buf, 0, buf.length, i * blocks.size);
+      }
+    };
+    try {
+      // An empty object has no blocks: its file is created, empty, and published.
+      await Promise.all(Array.from({ length: Math.min(CONCURRENCY, count) }, () => worker().catch((err: unknown) => { failure ??= err; })));
+      if (failure !== undefined) throw failure;
+    } catch (err) {
+      await fh.close();
+      await fs.rm(tmp, { force: true });
+      if (err instanceof CacheError && err.rosetCode === 'INTEGRITY_ERROR') this.ctx.log.error({ key, err: err.message }, 'object failed its integrity check');
+      throw err;
+    }
+    await fh.close();
+    this.unsynced.add(sha256);
+    await fs.rename(tmp, dest);
+    const done = this.persist(sha256, size, dest, true);
+    this.syncing.add(done);
+    void done.finally(() => this.syncing.delete(done));
+    return dest;
+  }
+
+  /** One block, verified: fetched again if short or wrong, INTEGRITY_ERROR after the last try. */
+  private async fetchBlock(key: string, blocks: BlockHashes, i: number, size: number, range: (offset: number, length: number) => Promise<Buffer>): Promise<Buffer> {
+    const offset = i * blocks.size;
+    const length = Math.min(blocks.size, size - offset);
+    let why = '';
+    for (let attempt = 1; attempt <= BLOCK_ATTEMPTS; attempt++) {
+      const buf = await range(offset, length);
+      cacheDownloadedBytesTotal.inc(buf.length);
+      if (buf.length !== length) why = `block ${i}: ${buf.length} of ${length} bytes`;
+      else if ((await blockHashPool().hash(buf)) !== blocks.hashes[i]) why = `block ${i} does not match its hash`;
+      else return buf;
+      this.ctx.log.warn({ key, block: i, attempt, why }, 'a block of an object failed its check; fetching it again');
+    }
+    throw new CacheError('INTEGRITY_ERROR', `Object ${key} failed its integrity check (${why}, ${BLOCK_ATTEMPTS} tries)`);
   }
 
   private async fetch(sha256: string, size: number, dest: string): Promise<string> {
@@ -174,14 +320,28 @@ export class ObjectCache {
     // on disk, off their path.
     this.unsynced.add(sha256);
     await fs.rename(tmp, dest);
-    const done = this.persist(sha256, size, dest);
+    const done = this.persist(sha256, size, dest, false);
     this.syncing.add(done);
     void done.finally(() => this.syncing.delete(done));
     return dest;
   }
 
-  private async persist(sha256: string, size: number, file: string): Promise<void> {
+  /**
+   * Records a published object as durable: its bytes on disk and, if only its blocks
+   * were verified (`wholeCheck`), its whole-file SHA-256 read back from disk first.
+   */
+  private async persist(sha256: string, size: number, file: string, wholeCheck: boolean): Promise<void> {
     try {
+      if (wholeCheck) {
+        const got = await sha256File(file);
+        if (got !== sha256) {
+          this.distrusted.add(sha256);
+          this.unsynced.delete(sha256);
+          await fs.rm(file, { force: true });
+          this.ctx.log.error({ key: objectKey(sha256), got }, 'object passed its block hashes but not its sha256: removed, and verified whole from now on');
+          return;
+        }
+      }
       await fsyncPath(file);
       this.ctx.index.touchCachedObject(sha256, size);
       this.unsynced.delete(sha256);
