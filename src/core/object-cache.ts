@@ -338,6 +338,7 @@ export class ObjectCache {
           this.distrusted.add(sha256);
           this.unsynced.delete(sha256);
           await fs.rm(file, { force: true });
+          this.ctx.index.dropCachedObject(sha256);
           this.ctx.log.error({ key: objectKey(sha256), got }, 'object passed its block hashes but not its sha256: removed, and verified whole from now on');
           return;
         }
