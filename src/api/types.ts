@@ -165,8 +165,8 @@ export interface ManifestFile {
 export interface ManifestBlocks {
   /** Bytes per block (8 MiB); every block but the last has exactly this many. */
   size: number;
-  /** BLAKE2b-512 of each block, truncated to its first 256 bits, lowercase hex. */
-  alg: 'blake2b-512/256';
+  /** BLAKE3 (256 bits) of each block, lowercase hex. */
+  alg: 'blake3';
   /** One per block, in order: ceil(file size / size) of them; none for an empty file. */
   hashes: string[];
 }

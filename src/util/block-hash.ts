@@ -8,23 +8,25 @@
  * that hash blocks off the main thread.
  *
  * Invariants:
- * - A block's hash is BLAKE2b-512 (OpenSSL, through node:crypto) of its bytes, the first
- *   256 bits in lowercase hex. The whole-file SHA-256 stays the object's name; block
- *   hashes only say which bytes of it are right.
+ * - A block's hash is BLAKE3 (256 bits, lowercase hex; `@napi-rs/blake-hash`, the
+ *   reference Rust implementation with its SIMD code) of its bytes. The whole-file
+ *   SHA-256 stays the object's name; block hashes only say which bytes of it are right.
  * - `parseBlockHashes` accepts a list only if it describes exactly an object of the size
  *   the caller trusts (one hash per block, every hash well formed); anything else is
  *   null, and the reader falls back to the whole-file check.
  * - The pool's workers never keep the process alive (unref), and a worker that dies
  *   fails the hashes it held; no hash is ever reported for bytes it did not see.
  */
+import { blake3 } from '@napi-rs/blake-hash';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 
 /** 8 MiB: see docs/SEMANTICS.md, "Block hashes". */
 export const BLOCK_SIZE = 8 << 20;
-export const BLOCK_ALG = 'blake2b-512/256';
+export const BLOCK_ALG = 'blake3';
 
 export interface BlockHashes {
   /** Bytes per block; every block but the last has exactly this many. */
@@ -38,7 +40,7 @@ const HEX256 = /^[0-9a-f]{64}$/;
 
 /** The hash of one block, on the calling thread. */
 export function blockDigest(bytes: Uint8Array): string {
-  return createHash('blake2b512').update(bytes).digest('hex').slice(0, 64);
+  return blake3(bytes).toString('hex');
 }
 
 export const blockCount = (objectSize: number, blockSize: number): number => Math.ceil(objectSize / blockSize);
@@ -53,15 +55,16 @@ export function parseBlockHashes(value: unknown, objectSize: number): BlockHashe
   return { size: v.size, alg: BLOCK_ALG, hashes: v.hashes as string[] };
 }
 
-// The worker is a plain script (eval), so it runs the same from src/ (tests) and dist/.
+// The worker is a plain script (eval), so it runs the same from src/ (tests) and dist/;
+// it loads the hash module by the path this module resolved.
 const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
+const { parentPort, workerData } = require('node:worker_threads');
+const { blake3 } = require(workerData.hashModule);
 parentPort.on('message', (m) => {
-  const hex = createHash('blake2b512').update(m.bytes).digest('hex').slice(0, 64);
-  parentPort.postMessage({ id: m.id, hex });
+  parentPort.postMessage({ id: m.id, hex: blake3(m.bytes).toString('hex') });
 });
 `;
+const HASH_MODULE = createRequire(import.meta.url).resolve('@napi-rs/blake-hash');
 
 interface Slot {
   worker: Worker;
@@ -92,7 +95,7 @@ export class BlockHashPool {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(WORKER_SOURCE, { eval: true });
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { hashModule: HASH_MODULE } });
     const slot: Slot = { worker, pending: new Map() };
     worker.unref();
     worker.on('message', (m: { id: number; hex: string }) => {
