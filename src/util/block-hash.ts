@@ -133,14 +133,15 @@ export function blockHashPool(): BlockHashPool {
 /**
  * The whole-file SHA-256 and the block hashes of a local file, in one read pass: the
  * SHA-256 runs in order on this thread while the blocks hash on the pool. At most
- * twice as many blocks as the pool has threads are in memory at once.
+ * twice as many blocks as the pool has threads, and never more than eight (64 MiB),
+ * are in memory at once.
  */
 export async function hashFile(file: string, blockSize = BLOCK_SIZE, pool = blockHashPool()): Promise<{ sha256: string; size: number; blocks: BlockHashes }> {
   const fh = await fs.open(file, 'r');
   const sha = createHash('sha256');
   const hashes: string[] = [];
   const inflight = new Set<Promise<void>>();
-  const limit = 2 * Math.max(1, availableParallelism());
+  const limit = Math.min(8, 2 * Math.max(1, availableParallelism()));
   let size = 0;
   let failure: unknown;
   try {
