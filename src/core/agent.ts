@@ -15,7 +15,7 @@ import * as fs from 'node:fs/promises';
 import type { Agent, AgentFile, AgentUploadResult, UploadProgress } from '../commit/agents.js';
 import { objectKey } from '../commit/layout.js';
 import { CacheError, CommitError } from '../errors/index.js';
-import { hashFile } from '../util/block-hash.js';
+import { hashFileBlocks } from '../util/block-hash.js';
 import { failpoint } from '../util/failpoints.js';
 import { stagingPath, type CoreContext } from './context.js';
 import type { SnapshotFile } from './staging-index.js';
@@ -114,11 +114,10 @@ export class StagingAgent implements Agent {
       throw new CacheError('INTERNAL', `The staged bytes of ${f.relPath} changed after the seal`);
     }
     if (!this.ctx.index.objectBlocks(out.sha256, out.size)) {
-      // Its sha256 was taken while it was written, so its blocks were never hashed:
-      // one read pass now, so the manifest lets readers verify it block by block.
-      const h = await hashFile(stagingPath(this.ctx, f.nodeId));
-      if (h.sha256 !== out.sha256) throw new CacheError('INTERNAL', `The staged bytes of ${f.relPath} changed after the seal`);
-      this.ctx.index.setObjectBlocks(out.sha256, h.blocks);
+      // Uploaded before block hashes were kept (or they were dropped with an earlier
+      // commit of the same bytes): one read pass now, so the manifest lets readers
+      // verify it block by block.
+      this.ctx.index.setObjectBlocks(out.sha256, await hashFileBlocks(stagingPath(this.ctx, f.nodeId)));
     }
     this.ctx.index.markSnapshotFile(f.commitId, f.nodeId, out.sha256, out.how);
     if (out.how === 'uploaded') await failpoint('upload.after-first-object', this.ctx.log);

@@ -136,9 +136,20 @@ export function blockHashPool(): BlockHashPool {
  * twice as many blocks as the pool has threads, and never more than eight (64 MiB),
  * are in memory at once.
  */
-export async function hashFile(file: string, blockSize = BLOCK_SIZE, pool = blockHashPool()): Promise<{ sha256: string; size: number; blocks: BlockHashes }> {
-  const fh = await fs.open(file, 'r');
+export async function hashFile(file: string, pool = blockHashPool()): Promise<{ sha256: string; size: number; blocks: BlockHashes }> {
   const sha = createHash('sha256');
+  const { size, blocks } = await readBlocks(file, pool, (b) => sha.update(b));
+  return { sha256: sha.digest('hex'), size, blocks };
+}
+
+/** The block hashes of a local file whose SHA-256 is already known (taken while it was written). */
+export async function hashFileBlocks(file: string, pool = blockHashPool()): Promise<BlockHashes> {
+  return (await readBlocks(file, pool, () => undefined)).blocks;
+}
+
+async function readBlocks(file: string, pool: BlockHashPool, each: (block: Buffer) => void): Promise<{ size: number; blocks: BlockHashes }> {
+  const blockSize = BLOCK_SIZE;
+  const fh = await fs.open(file, 'r');
   const hashes: string[] = [];
   const inflight = new Set<Promise<void>>();
   const limit = Math.min(8, 2 * Math.max(1, availableParallelism()));
@@ -155,7 +166,7 @@ export async function hashFile(file: string, blockSize = BLOCK_SIZE, pool = bloc
       }
       if (got === 0) break;
       const block = got === blockSize ? buf : buf.subarray(0, got);
-      sha.update(block);
+      each(block);
       size += got;
       const job: Promise<void> = pool.hash(block).then((hex) => { hashes[i] = hex; }, (err: unknown) => { failure ??= err; })
         .finally(() => inflight.delete(job));
@@ -169,5 +180,5 @@ export async function hashFile(file: string, blockSize = BLOCK_SIZE, pool = bloc
   } finally {
     await fh.close();
   }
-  return { sha256: sha.digest('hex'), size, blocks: { size: blockSize, alg: BLOCK_ALG, hashes } };
+  return { size, blocks: { size: blockSize, alg: BLOCK_ALG, hashes } };
 }
