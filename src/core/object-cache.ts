@@ -52,6 +52,23 @@ const BLOCK_ATTEMPTS = 3;
 /** Manifests whose block lists are kept in memory (a manifest of many files is large). */
 const MANIFESTS_KEPT = 16;
 
+/** What a reader of an object still downloading waits on (see `openStreaming`). */
+export interface RangeGate {
+  /** Resolves once every block covering [offset, offset + length) verified; rejects with the download's failure. */
+  wait(offset: number, length: number): Promise<void>;
+  /** Whether every block covering [offset, offset + length) verified (no wait needed). */
+  readable(offset: number, length: number): boolean;
+  /** Every block verified: no read needs to wait any more. */
+  readonly complete: boolean;
+}
+
+interface Download {
+  /** The published path, once every byte verified. */
+  done: Promise<string>;
+  /** Per-block progress, for a download verified block by block; null for a whole-file one. */
+  gate: BlockGate | null;
+}
+
 export interface ObjectCacheOptions {
   /** Bytes of committed objects to keep; 0 means no limit. */
   maxBytes: number;
@@ -62,7 +79,7 @@ export interface ObjectCacheOptions {
 }
 
 export class ObjectCache {
-  private readonly inflight = new Map<string, Promise<string>>();
+  private readonly inflight = new Map<string, Promise<Download>>();
   /** Published (renamed) but not yet fsynced and recorded; see `persist`. */
   private readonly unsynced = new Set<string>();
   private readonly syncing = new Set<Promise<void>>();
@@ -86,6 +103,27 @@ export class ObjectCache {
    * its block hashes are looked up; absent, the object is verified whole.
    */
   async localPath(sha256: string, size: number, commitId?: string | null): Promise<string> {
+    const hit = await this.hit(sha256, size);
+    if (hit) return hit;
+    return (await this.start(sha256, size, commitId ?? null)).done;
+  }
+
+  /**
+   * For a binding that can hold a read until the blocks it covers verified (the native
+   * binding): the file to open now and the gate every read must pass, or no gate when
+   * every byte of the file is verified already. The file may be the download's
+   * temporary file, renamed to `objectCachePath` when it completes (an fd open on it
+   * stays valid); bytes of it are readable only once `gate.wait` resolved for them.
+   */
+  async openStreaming(sha256: string, size: number, commitId?: string | null): Promise<{ path: string; gate: RangeGate | null }> {
+    const hit = await this.hit(sha256, size);
+    if (hit) return { path: hit, gate: null };
+    const d = await this.start(sha256, size, commitId ?? null);
+    if (!d.gate || d.gate.complete) return { path: await d.done, gate: null };
+    return { path: d.gate.tmp, gate: d.gate };
+  }
+
+  private async hit(sha256: string, size: number): Promise<string | null> {
     const p = objectCachePath(this.ctx, sha256);
     try {
       const st = await fs.stat(p);
@@ -98,10 +136,21 @@ export class ObjectCache {
       // Not cached yet.
     }
     cacheMissesTotal.inc();
+    return null;
+  }
+
+  /** The download of an object: the one running, or a new one. */
+  private start(sha256: string, size: number, commitId: string | null): Promise<Download> {
     let pending = this.inflight.get(sha256);
     if (!pending) {
-      pending = this.download(sha256, size, p, commitId ?? null).finally(() => this.inflight.delete(sha256));
-      this.inflight.set(sha256, pending);
+      const d = this.download(sha256, size, objectCachePath(this.ctx, sha256), commitId);
+      pending = d;
+      this.inflight.set(sha256, d);
+      const clear = (): void => {
+        if (this.inflight.get(sha256) === d) this.inflight.delete(sha256);
+      };
+      // Whoever awaits `done` sees its failure; this only ends the sharing.
+      d.then((x) => x.done.then(clear, clear), clear);
     }
     return pending;
   }
@@ -136,9 +185,20 @@ export class ObjectCache {
     await this.evict();
   }
 
-  private async download(sha256: string, size: number, dest: string, commitId: string | null): Promise<string> {
+  private async download(sha256: string, size: number, dest: string, commitId: string | null): Promise<Download> {
     const blocks = commitId && !this.distrusted.has(sha256) ? await this.blocksFor(commitId, sha256, size) : null;
-    return blocks ? this.fetchBlocks(sha256, size, blocks, dest) : this.fetch(sha256, size, dest);
+    let d: Download;
+    if (blocks) {
+      const gate = new BlockGate(path.join(cacheTmpDir(this.ctx), randomUUID()), size, blocks.size, blocks.hashes.length);
+      // The file exists before any reader is told its path.
+      const fh = await fs.open(gate.tmp, 'w');
+      d = { done: this.fetchBlocks(sha256, size, blocks, dest, gate, fh), gate };
+    } else {
+      d = { done: this.fetch(sha256, size, dest), gate: null };
+    }
+    // A download only readers' gates wait on must not be an unhandled rejection.
+    d.done.catch(() => undefined);
+    return d;
   }
 
   /**
@@ -184,10 +244,9 @@ export class ObjectCache {
    * than `chunkBytes` is fetched as several ranged GETs (the default, 16 MiB, makes it
    * one GET per block).
    */
-  private async fetchBlocks(sha256: string, size: number, blocks: BlockHashes, dest: string): Promise<string> {
+  private async fetchBlocks(sha256: string, size: number, blocks: BlockHashes, dest: string, gate: BlockGate, fh: fs.FileHandle): Promise<string> {
     const key = objectKey(sha256);
-    const tmp = path.join(cacheTmpDir(this.ctx), randomUUID());
-    const fh = await fs.open(tmp, 'w');
+    const tmp = gate.tmp;
     const CHUNK = this.options.chunkBytes ?? DEFAULT_CHUNK;
     const CONCURRENCY = this.options.concurrency ?? DEFAULT_CONCURRENCY;
     const count = blocks.hashes.length;
@@ -209,13 +268,13 @@ export class ObjectCache {
       for (let at = 0; at < length; at += CHUNK) parts.push(get(offset + at, Math.min(CHUNK, length - at)));
       return Buffer.concat(await Promise.all(parts));
     };
-    let next = 0;
     let failure: unknown;
     const worker = async (): Promise<void> => {
-      while (failure === undefined && next < count) {
-        const i = next++;
+      for (let i = gate.pick(); failure === undefined && i !== null; i = gate.pick()) {
         const buf = await this.fetchBlock(key, blocks, i, size, range);
         await fh.write(buf, 0, buf.length, i * blocks.size);
+        // Written, then readable: a reader's pread on the file sees these bytes.
+        gate.verified(i);
       }
     };
     try {
@@ -225,6 +284,7 @@ export class ObjectCache {
     } catch (err) {
       await fh.close();
       await fs.rm(tmp, { force: true });
+      gate.fail(err);
       if (err instanceof CacheError && err.rosetCode === 'INTEGRITY_ERROR') this.ctx.log.error({ key, err: err.message }, 'object failed its integrity check');
       throw err;
     }
@@ -396,5 +456,82 @@ async function fsyncPath(file: string): Promise<void> {
     await fh.datasync();
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * The blocks of one download: which verified (readable), which a reader waits for, and
+ * which to fetch next. Readahead: the download fetches every block, in order from the
+ * start, `concurrency` at a time, so a sequential reader finds the next blocks already
+ * in flight; a block a reader waits for and that has not started goes first, so a
+ * random reader (an mmap) waits for its own blocks, not for the ones before them.
+ */
+class BlockGate implements RangeGate {
+  /** Per block: 0 not started, 1 in flight, 2 verified and written. */
+  private readonly state: Uint8Array;
+  private readonly urgent: number[] = [];
+  private next = 0;
+  private waiters: Array<{ first: number; last: number; resolve: () => void; reject: (err: unknown) => void }> = [];
+  private failure: unknown;
+  private done = 0;
+  /** Every block verified: no read waits any more (the file may not be renamed yet). */
+  complete: boolean;
+
+  constructor(readonly tmp: string, private readonly size: number, private readonly blockSize: number, count: number) {
+    this.state = new Uint8Array(count);
+    this.complete = count === 0;
+  }
+
+  wait(offset: number, length: number): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    const end = Math.min(this.size, offset + length);
+    if (this.complete || end <= offset) return Promise.resolve();
+    const first = Math.floor(offset / this.blockSize);
+    const last = Math.floor((end - 1) / this.blockSize);
+    if (this.ready(first, last)) return Promise.resolve();
+    for (let i = first; i <= last; i++) if (this.state[i] === 0) this.urgent.push(i);
+    return new Promise((resolve, reject) => this.waiters.push({ first, last, resolve, reject }));
+  }
+
+  readable(offset: number, length: number): boolean {
+    if (this.failure !== undefined) return false;
+    const end = Math.min(this.size, offset + length);
+    if (this.complete || end <= offset) return true;
+    return this.ready(Math.floor(offset / this.blockSize), Math.floor((end - 1) / this.blockSize));
+  }
+
+  /** The next block to fetch (marked in flight), or null when every block has started. */
+  pick(): number | null {
+    for (let i = this.urgent.shift(); i !== undefined; i = this.urgent.shift()) {
+      if (this.state[i] === 0) return this.take(i);
+    }
+    while (this.next < this.state.length && this.state[this.next] !== 0) this.next++;
+    return this.next < this.state.length ? this.take(this.next) : null;
+  }
+
+  verified(i: number): void {
+    this.state[i] = 2;
+    // Every byte is readable on the file already; publishing it is the cache's business.
+    if (++this.done === this.state.length) this.complete = true;
+    this.waiters = this.waiters.filter((w) => {
+      if (!this.ready(w.first, w.last)) return true;
+      w.resolve();
+      return false;
+    });
+  }
+
+  fail(err: unknown): void {
+    this.failure = err;
+    for (const w of this.waiters.splice(0)) w.reject(err);
+  }
+
+  private take(i: number): number {
+    this.state[i] = 1;
+    return i;
+  }
+
+  private ready(first: number, last: number): boolean {
+    for (let i = first; i <= last; i++) if (this.state[i] !== 2) return false;
+    return true;
   }
 }

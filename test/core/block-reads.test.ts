@@ -8,7 +8,11 @@
  * that outlasts it fails the read cleanly, the next read succeeding; a manifest
  * without block hashes (0.1.0) is read through the whole-file check; a block list that
  * lies is caught by the whole-file SHA-256 before the object is recorded, and the
- * object is then refused.
+ * object is then refused. With streaming reads (the native binding's way): a cold file
+ * opens before its download completes, a read waits only for the blocks it covers (a
+ * block far into the file is served while the first is still held back), no byte of an
+ * unverified block can be read, and a block that fails its hash fails the reads that
+ * wait for it.
  */
 import * as fsSync from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
@@ -254,6 +258,95 @@ describe('block-verified cold reads', () => {
       expect(fsSync.existsSync(`${h.ctx.cacheDir}/objects/${sha(bytes)}`)).toBe(false);
       expect(h.ctx.index.cachedObjectsByAge().some((o) => o.sha256 === sha(bytes))).toBe(false);
       await expect(h.fs.open('/ck/f.bin', O_RDONLY)).rejects.toMatchObject({ rosetCode: 'INTEGRITY_ERROR' });
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('streaming reads', () => {
+  /** A store whose GET of the object's first block waits until `release()`. */
+  function holdingFirstBlock(key: () => string): { wrap: (s: ObjectStore) => ObjectStore; release: () => void; held: Promise<void> } {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
+    let held!: () => void;
+    const heldP = new Promise<void>((r) => { held = r; });
+    let armed = false;
+    return {
+      wrap: (s) => {
+        const store = faulty(s);
+        const get = store.get.bind(store);
+        store.get = async (k, range) => {
+          if (armed && k === key() && (range?.offset ?? 0) === 0) {
+            held();
+            await gate;
+          }
+          return get(k, range);
+        };
+        armed = true;
+        return store;
+      },
+      release,
+      held: heldP,
+    };
+  }
+
+  it('serve a range as soon as the blocks covering it verified, not the whole object', async () => {
+    const bytes = randomBytes(3 * BLOCK_SIZE + 5);
+    const hold = holdingFirstBlock(() => objectKey(sha(bytes)));
+    let holding = false;
+    const h = await startCore({ wrapStore: (s) => hold.wrap(s) });
+    try {
+      h.core.streamingReads = true;
+      await commitCold(h, [{ p: '/ck/f.bin', bytes }]);
+      holding = true;
+      const fh = await h.fs.open('/ck/f.bin', O_RDONLY);
+      await hold.held;
+      // Block 0 is held back: reading it would be unverified bytes.
+      expect(() => h.fs.read(fh, Buffer.alloc(10), 10, 0)).toThrow(/unverified/);
+      // A read deep in the file (a random reader) is served meanwhile.
+      const off = 2 * BLOCK_SIZE + 100;
+      expect(await h.core.waitRead(fh, off, 4096)).toBe(false);
+      const buf = Buffer.alloc(4096);
+      expect(h.fs.read(fh, buf, 4096, off)).toBe(4096);
+      expect(buf.equals(bytes.subarray(off, off + 4096))).toBe(true);
+      // Once block 0 comes, the whole file reads back, and the handle needs no gate after.
+      hold.release();
+      await h.core.waitRead(fh, 0, bytes.length);
+      const all = Buffer.alloc(bytes.length);
+      expect(h.fs.read(fh, all, bytes.length, 0)).toBe(bytes.length);
+      expect(sha(all)).toBe(sha(bytes));
+      expect(await h.core.waitRead(fh, 0, 1)).toBe(true);
+      await h.fs.release(fh);
+      expect(holding).toBe(true);
+    } finally {
+      hold.release();
+      await h.close();
+    }
+  });
+
+  it('fail the reads waiting for a block that never matches its hash, and serve none of its bytes', async () => {
+    let store!: FaultyStore;
+    const bytes = randomBytes(2 * BLOCK_SIZE + 99);
+    const key = objectKey(sha(bytes));
+    let corrupt = false;
+    const h = await startCore({
+      wrapStore: (s) => {
+        store = faulty(s);
+        tamper(store, key, BLOCK_SIZE + 5, flipAt(BLOCK_SIZE + 5), () => corrupt);
+        return store;
+      },
+    });
+    try {
+      h.core.streamingReads = true;
+      await commitCold(h, [{ p: '/ck/f.bin', bytes }]);
+      corrupt = true;
+      const fh = await h.fs.open('/ck/f.bin', O_RDONLY);
+      await expect(h.core.waitRead(fh, BLOCK_SIZE, 100)).rejects.toMatchObject({ rosetCode: 'INTEGRITY_ERROR' });
+      expect(() => h.fs.read(fh, Buffer.alloc(100), 100, BLOCK_SIZE)).toThrow(/unverified/);
+      await h.fs.release(fh);
+      expect(fsSync.existsSync(`${h.ctx.cacheDir}/objects/${sha(bytes)}`)).toBe(false);
+      expect(tmpFiles(h)).toEqual([]);
     } finally {
       await h.close();
     }
