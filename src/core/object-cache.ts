@@ -15,10 +15,17 @@
  * - without (a 0.1.0 manifest, a file an earlier commit uploaded, a manifest gone):
  *   ranged GETs hashed in order with one whole-file SHA-256 before anything is served.
  *
+ * A block download can be read before it completes (`openStreaming`, for the native
+ * binding): the reader opens the temporary file and waits on the download's gate for
+ * the blocks its read covers; the gate's bitmap of verified blocks lives in memory
+ * only, and a temporary file is never trusted after a restart (removed at start), so a
+ * crash can never make an unverified block readable.
+ *
  * Invariants:
  * - A cached object is published by rename only after every byte of it verified
- *   (every block, or the whole-file sha256), so a reader never gets wrong bytes; a
- *   mismatch is INTEGRITY_ERROR (EIO) and an error log.
+ *   (every block, or the whole-file sha256), and a block of a download in progress is
+ *   marked readable only after it verified and was written, so a reader never gets
+ *   wrong bytes; a mismatch is INTEGRITY_ERROR (EIO) and an error log.
  * - An object file is trusted across a restart only once it is recorded in the index,
  *   which happens after its bytes are on disk (fsync) and, for a block-verified one,
  *   after its whole-file SHA-256 matched its name. Readers do not wait for that; a
