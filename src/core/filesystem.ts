@@ -404,9 +404,10 @@ export class RosetFilesystem {
     try {
       fd = fsSync.openSync(file, C.O_RDONLY);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !gate) throw localError(err, `open ${n.name}`);
-      // The download completed (renamed into the cache) or failed (removed) meanwhile:
-      // the whole-object path says which, and waits for nothing more.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw localError(err, `open ${n.name}`);
+      // The download completed (renamed into the cache) or failed (removed) meanwhile,
+      // or the cached copy was evicted: the whole-object path says which, and fetches
+      // it again if need be.
       fd = fsSync.openSync(await this.objects.localPath(n.sha256!, n.size, n.commitId), C.O_RDONLY);
       return this.ctx.handles.add({ nodeId: n.id, parentId: null, fd, writable: false, append: false, dirty: false }).fh;
     }
