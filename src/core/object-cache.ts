@@ -54,6 +54,8 @@ import { cacheTmpDir, objectCachePath, type CoreContext } from './context.js';
 
 const DEFAULT_CHUNK = 16 << 20;
 const DEFAULT_CONCURRENCY = 8;
+/** Blocks in memory across every block download at once: 16 × 8 MiB = 128 MiB. */
+const DEFAULT_TOTAL_BLOCKS = 16;
 /** Tries per block: a short or corrupted body is fetched again before the read fails. */
 const BLOCK_ATTEMPTS = 3;
 /** Manifests whose block lists are kept in memory (a manifest of many files is large). */
@@ -83,6 +85,12 @@ export interface ObjectCacheOptions {
   chunkBytes?: number;
   /** Ranged GETs in flight per download (default 8). */
   concurrency?: number;
+  /**
+   * Blocks fetched or held at once across all block downloads (default 16): many files
+   * read at once (a loader opening every shard) share this budget of connections and
+   * memory instead of each taking `concurrency`.
+   */
+  totalBlocks?: number;
 }
 
 export class ObjectCache {
@@ -92,10 +100,13 @@ export class ObjectCache {
   private readonly syncing = new Set<Promise<void>>();
   /** Per commit: the block lists of its manifest by sha256 (loaded once, shared by concurrent reads). */
   private readonly manifests = new LRUCache<string, Promise<Map<string, unknown>>>({ max: MANIFESTS_KEPT });
+  /** The budget of blocks in flight across downloads (`totalBlocks`), first come first served. */
+  private readonly budget: Semaphore;
   /** Objects whose block list lied (see the invariants): whole-file check only. */
   private readonly distrusted = new Set<string>();
 
   constructor(private readonly ctx: CoreContext, private readonly options: ObjectCacheOptions = { maxBytes: 0 }) {
+    this.budget = new Semaphore(options.totalBlocks ?? DEFAULT_TOTAL_BLOCKS);
     const ref = new WeakRef(this.ctx);
     addReadCache(() => {
       const c = ref.deref();
@@ -277,11 +288,20 @@ export class ObjectCache {
     };
     let failure: unknown;
     const worker = async (): Promise<void> => {
-      for (let i = gate.pick(); failure === undefined && i !== null; i = gate.pick()) {
-        const buf = await this.fetchBlock(key, blocks, i, size, range);
-        await fh.write(buf, 0, buf.length, i * blocks.size);
-        // Written, then readable: a reader's pread on the file sees these bytes.
-        gate.verified(i);
+      while (failure === undefined) {
+        // A block's turn in the cache-wide budget lasts until it is written.
+        const release = await this.budget.acquire();
+        try {
+          // Picked only now, so a block a reader asked for meanwhile goes first.
+          const i = failure === undefined ? gate.pick() : null;
+          if (i === null) return;
+          const buf = await this.fetchBlock(key, blocks, i, size, range);
+          await fh.write(buf, 0, buf.length, i * blocks.size);
+          // Written, then readable: a reader's pread on the file sees these bytes.
+          gate.verified(i);
+        } finally {
+          release();
+        }
       }
     };
     try {
@@ -540,5 +560,25 @@ class BlockGate implements RangeGate {
   private ready(first: number, last: number): boolean {
     for (let i = first; i <= last; i++) if (this.state[i] !== 2) return false;
     return true;
+  }
+}
+
+/** A counting semaphore: `acquire` resolves, in order, once one of `n` slots is free. */
+class Semaphore {
+  private waiting: Array<() => void> = [];
+
+  constructor(private free: number) {}
+
+  async acquire(): Promise<() => void> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((r) => this.waiting.push(r));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    };
   }
 }

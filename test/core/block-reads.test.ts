@@ -8,7 +8,7 @@
  * that outlasts it fails the read cleanly, the next read succeeding; a manifest
  * without block hashes (0.1.0) is read through the whole-file check; a block list that
  * lies is caught by the whole-file SHA-256 before the object is recorded, and the
- * object is then refused. With streaming reads (the native binding's way): a cold file
+ * object is then refused; files read at once share one budget of blocks in flight. With streaming reads (the native binding's way): a cold file
  * opens before its download completes, a read waits only for the blocks it covers (a
  * block far into the file is served while the first is still held back), no byte of an
  * unverified block can be read, and a block that fails its hash fails the reads that
@@ -258,6 +258,42 @@ describe('block-verified cold reads', () => {
       expect(fsSync.existsSync(`${h.ctx.cacheDir}/objects/${sha(bytes)}`)).toBe(false);
       expect(h.ctx.index.cachedObjectsByAge().some((o) => o.sha256 === sha(bytes))).toBe(false);
       await expect(h.fs.open('/ck/f.bin', O_RDONLY)).rejects.toMatchObject({ rosetCode: 'INTEGRITY_ERROR' });
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('the budget of blocks', () => {
+  it('is shared by every download at once', async () => {
+    const files = [0, 1, 2].map((i) => ({ p: `/ck/${i}.bin`, bytes: randomBytes(3 * BLOCK_SIZE + i) }));
+    let inFlight = 0;
+    let most = 0;
+    let counting = false;
+    const h = await startCore({
+      readCache: { totalBlocks: 2 },
+      wrapStore: (s) => {
+        const store = faulty(s);
+        const get = store.get.bind(store);
+        store.get = async (k, range) => {
+          if (!counting || !k.startsWith('objects/')) return get(k, range);
+          most = Math.max(most, ++inFlight);
+          try {
+            return await get(k, range);
+          } finally {
+            inFlight--;
+          }
+        };
+        return store;
+      },
+    });
+    try {
+      await commitCold(h, files);
+      counting = true;
+      const got = await Promise.all(files.map((f) => readAll(h, f.p, f.bytes.length)));
+      for (const [i, f] of files.entries()) expect(sha(got[i]!)).toBe(sha(f.bytes));
+      expect(most).toBeGreaterThan(0);
+      expect(most).toBeLessThanOrEqual(2);
     } finally {
       await h.close();
     }
