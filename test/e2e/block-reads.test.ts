@@ -62,7 +62,7 @@ describe('block-verified cold reads through the mount', () => {
     rmSync(d.cacheDir, { recursive: true, force: true });
     d = await startDaemon({ root: d.root, args: ['--cache-size', String(CACHE_LIMIT)] });
     for (const [name, bytes] of files) {
-      expect(sha256Of(d.p('ck', name)), name).toBe(sha(bytes));
+      expect(await sha256Of(d.p('ck', name)), name).toBe(sha(bytes));
       expect(statSync(d.p('ck', name)).size).toBe(bytes.length);
     }
   });
@@ -96,7 +96,7 @@ describe('block-verified cold reads through the mount', () => {
   it('keeps the read cache within --cache-size', async () => {
     // Read everything (about 33 MiB, over the 24 MiB limit), then stop: shutdown waits
     // for downloads to be recorded, and eviction runs as each one is.
-    for (const [name, bytes] of files) expect(sha256Of(d.p('ck', name)), name).toBe(sha(bytes));
+    for (const [name, bytes] of files) expect(await sha256Of(d.p('ck', name)), name).toBe(sha(bytes));
     await d.stop();
     const objects = path.join(d.cacheDir, 'objects');
     const total = readdirSync(objects).reduce((s, n) => s + statSync(path.join(objects, n)).size, 0);
