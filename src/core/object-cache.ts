@@ -12,7 +12,8 @@
  *   it verified; a short or wrong block is fetched again, twice, then INTEGRITY_ERROR.
  *   The whole-file SHA-256 is taken afterwards, off the readers' path, from the file on
  *   disk, before the object is recorded as durable;
- * - without (a 0.1.0 manifest, a file an earlier commit uploaded, a manifest gone):
+ * - without (a 0.1.0 manifest, a file an earlier commit uploaded, a manifest gone, or
+ *   an object of one block or less, for which the manifest is not read):
  *   ranged GETs hashed in order with one whole-file SHA-256 before anything is served.
  *
  * A block download can be read before it completes (`openStreaming`, for the native
@@ -47,7 +48,7 @@ import * as path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { manifestKey, objectKey } from '../commit/layout.js';
 import { CacheError, StoreError } from '../errors/index.js';
-import { blockHashPool, parseBlockHashes, type BlockHashes } from '../util/block-hash.js';
+import { BLOCK_SIZE, blockHashPool, parseBlockHashes, type BlockHashes } from '../util/block-hash.js';
 import { sha256File } from '../util/hash.js';
 import { addReadCache, cacheDownloadedBytesTotal, cacheHitsTotal, cacheMissesTotal } from '../metrics/index.js';
 import { cacheTmpDir, objectCachePath, type CoreContext } from './context.js';
@@ -204,7 +205,9 @@ export class ObjectCache {
   }
 
   private async download(sha256: string, size: number, dest: string, commitId: string | null): Promise<Download> {
-    const blocks = commitId && !this.distrusted.has(sha256) ? await this.blocksFor(commitId, sha256, size) : null;
+    // An object of one block or less is verified whole: one GET either way, and its
+    // manifest need not be read.
+    const blocks = commitId && size > BLOCK_SIZE && !this.distrusted.has(sha256) ? await this.blocksFor(commitId, sha256, size) : null;
     let d: Download;
     if (blocks) {
       const gate = new BlockGate(path.join(cacheTmpDir(this.ctx), randomUUID()), size, blocks.size, blocks.hashes.length);
