@@ -45,6 +45,8 @@
  * - Times cross the boundary as whole seconds and nanoseconds (two numbers each, both
  *   exact in a double), never as fractional milliseconds; the kernel is told the
  *   granularity is 1 ns.
+ * - A READ through a handle with H_GATED never reads the fd here on its own: it is
+ *   answered by replyRead, after JavaScript verified the bytes it covers.
  * - With H_HASH, a digest is reported at RELEASE only if every byte of the file went
  *   through this handle's WRITEs in order from offset 0 (next_off == hashed, hash_ok);
  *   any other write ends hashing for the handle, and the uploader hashes instead.
@@ -102,7 +104,8 @@ enum {
   OP_INIT = 17,   /* event: the kernel's INIT, with what was negotiated */
   OP_IOERROR = 18, /* event: a data-path syscall failed unexpectedly (for the log) */
   OP_FLUSH = 19,
-  OP_ENDED = 20 /* event: the session loop returned (an unmount, ours or from outside) */
+  OP_ENDED = 20, /* event: the session loop returned (an unmount, ours or from outside) */
+  OP_READ = 21    /* a READ through a handle with H_GATED: JavaScript waits for its blocks */
 };
 
 /* Handle flags. H_WRITE is set by TypeScript in its open or create reply (writes
@@ -115,6 +118,12 @@ enum {
    data path hashes the bytes while they arrive in order (sha256); the digest goes to
    TypeScript at RELEASE, and the background upload need not read the file again. */
 #define H_HASH 4u
+/* H_GATED (TypeScript, at open): the fd is a committed object still downloading, whose
+   bytes are readable only once their blocks verified. Every READ through the handle
+   goes to JavaScript (OP_READ), which replies with replyRead once the blocks covering
+   it verified (the pread is then done here) or with EIO; replyRead clears the flag
+   when the whole object is in, and READ is a pread in C again. */
+#define H_GATED 8u
 
 /* Admitted bytes past which the handle's hasher thread starts (smaller files are
    hashed at RELEASE), and the size of its reads. */
@@ -570,9 +579,26 @@ static struct read_buf *thread_read_buf(size_t size) {
   return b;
 }
 
+static void serve_read(fuse_req_t req, struct rfs *rfs, uint64_t ino, int fd, size_t size, off_t off);
+
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-  struct rfs *rfs = req_rfs(req);
+  if (atomic_load_explicit(&h->flags, memory_order_acquire) & H_GATED) {
+    struct call *c = call_new(OP_READ, ino);
+    if (c) {
+      c->fh = h->ts_fh;
+      c->a = (double)off;
+      c->b = (double)size;
+      c->c = (double)h->fd;
+    }
+    to_js(req, c);
+    return;
+  }
+  serve_read(req, req_rfs(req), ino, h->fd, size, off);
+}
+
+/* pread of [off, off + size) and the reply (short at the end of the file). */
+static void serve_read(fuse_req_t req, struct rfs *rfs, uint64_t ino, int fd, size_t size, off_t off) {
   struct read_buf *b = thread_read_buf(size);
   if (!b) {
     atomic_fetch_add_explicit(&rfs->n_err_enomem, 1, memory_order_relaxed);
@@ -582,7 +608,7 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   char *read_buf = b->p;
   size_t got = 0;
   while (got < size) {
-    ssize_t n = pread(h->fd, read_buf + got, size - got, off + (off_t)got);
+    ssize_t n = pread(fd, read_buf + got, size - got, off + (off_t)got);
     if (n < 0) {
       if (errno == EINTR) continue;
       reply_data_error(req, rfs, ino, errno, "pread");
@@ -1313,6 +1339,27 @@ static napi_value reply_with_handle(napi_env env, fuse_req_t req, napi_value *ha
   return ret_int(env, rc);
 }
 
+/* replyRead(id, ino, fd, offset, size, ungateTsFh) -> 0: the OP_READ of a gated handle,
+   whose bytes JavaScript verified: pread and reply here. ungateTsFh > 0: the whole
+   object is in, so that handle's READs stay in C from now on. */
+static napi_value js_reply_read(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  fuse_req_t req = take(env, argv[0]);
+  if (!req) return ret_int(env, -ESTALE);
+  struct rfs *rfs = req_rfs(req);
+  uint64_t ungate = (uint64_t)num(env, argv[5]);
+  if (ungate > 0) {
+    /* The handle cannot be freed meanwhile: the kernel releases it only after this READ. */
+    pthread_mutex_lock(&rfs->handles_mu);
+    for (struct handle *h = rfs->handles[ungate % HANDLE_BUCKETS]; h; h = h->next) {
+      if (h->ts_fh == ungate) atomic_fetch_and_explicit(&h->flags, ~H_GATED, memory_order_release);
+    }
+    pthread_mutex_unlock(&rfs->handles_mu);
+  }
+  serve_read(req, rfs, (uint64_t)num(env, argv[1]), (int)num(env, argv[2]), (size_t)num(env, argv[4]), (off_t)num(env, argv[3]));
+  return ret_int(env, 0);
+}
+
 /* replyOpen(id, tsFh, fd, handleFlags, keepCache) -> 0 | -errno. */
 static napi_value js_reply_open(napi_env env, napi_callback_info info) {
   ARGS(5);
@@ -1673,6 +1720,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
       {"replyEntry", NULL, js_reply_entry, NULL, NULL, NULL, napi_default, NULL},
       {"replyAttr", NULL, js_reply_attr, NULL, NULL, NULL, napi_default, NULL},
       {"replyOpen", NULL, js_reply_open, NULL, NULL, NULL, napi_default, NULL},
+      {"replyRead", NULL, js_reply_read, NULL, NULL, NULL, napi_default, NULL},
       {"replyCreate", NULL, js_reply_create, NULL, NULL, NULL, napi_default, NULL},
       {"replyOpendir", NULL, js_reply_opendir, NULL, NULL, NULL, napi_default, NULL},
       {"replyDirents", NULL, js_reply_dirents, NULL, NULL, NULL, napi_default, NULL},

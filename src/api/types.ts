@@ -154,6 +154,21 @@ export interface ManifestFile {
   sha256: string;
   /** Object key relative to the store prefix: `objects/<sha[0:2]>/<sha>`. */
   key: string;
+  /**
+   * Hashes of the object's fixed-size blocks, so a reader can verify each block as it
+   * arrives (docs/SEMANTICS.md, "Block hashes"). Absent in manifests written by 0.1.0
+   * and for files an earlier commit uploaded: such files are verified whole.
+   */
+  blocks?: ManifestBlocks;
+}
+
+export interface ManifestBlocks {
+  /** Bytes per block (8 MiB); every block but the last has exactly this many. */
+  size: number;
+  /** BLAKE3 (256 bits) of each block, lowercase hex. */
+  alg: 'blake3';
+  /** One per block, in order: ceil(file size / size) of them; none for an empty file. */
+  hashes: string[];
 }
 
 export interface Manifest {

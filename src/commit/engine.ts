@@ -260,7 +260,7 @@ export class CommitEngine {
       const manifest: Manifest = {
         id: commit.id, mountId: commit.mountId, path: commit.path, message: commit.message, groupId: commit.groupId,
         parentCommitId: commit.parentCommitId, createdAt: commit.createdAt, stats,
-        files: files.map(({ path, size, mode, mtime, sha256, key }) => ({ path, size, mode, mtime, sha256, key })),
+        files: files.map(({ path, size, mode, mtime, sha256, key, blocks }) => ({ path, size, mode, mtime, sha256, key, ...(blocks ? { blocks } : {}) })),
       };
       await held();
       const manifestTimer = commitPhaseSeconds.startTimer({ phase: 'manifest' });

@@ -15,6 +15,7 @@ import * as fs from 'node:fs/promises';
 import type { Agent, AgentFile, AgentUploadResult, UploadProgress } from '../commit/agents.js';
 import { objectKey } from '../commit/layout.js';
 import { CacheError, CommitError } from '../errors/index.js';
+import { hashFileBlocks } from '../util/block-hash.js';
 import { failpoint } from '../util/failpoints.js';
 import { stagingPath, type CoreContext } from './context.js';
 import type { SnapshotFile } from './staging-index.js';
@@ -92,9 +93,13 @@ export class StagingAgent implements Agent {
     };
     await Promise.all(Array.from({ length: Math.min(UPLOAD_CONCURRENCY, queue.length) }, worker));
     const done = this.ctx.index.snapshot(commitId);
-    const out: AgentFile[] = done.map((f) => ({
-      nodeId: f.nodeId, path: f.relPath, size: f.size, mode: f.mode, mtime: f.mtimeMs, sha256: f.sha256!, key: objectKey(f.sha256!),
-    }));
+    const out: AgentFile[] = done.map((f) => {
+      const blocks = this.ctx.index.objectBlocks(f.sha256!, f.size);
+      return {
+        nodeId: f.nodeId, path: f.relPath, size: f.size, mode: f.mode, mtime: f.mtimeMs, sha256: f.sha256!, key: objectKey(f.sha256!),
+        ...(blocks ? { blocks } : {}),
+      };
+    });
     return {
       files: out,
       uploadedBytes: done.filter((f) => f.state === 'uploaded').reduce((s, f) => s + f.size, 0),
@@ -107,6 +112,12 @@ export class StagingAgent implements Agent {
     const out = await this.uploader.ensure(f.nodeId);
     if (out.size !== f.size || out.mtimeMs !== f.mtimeMs) {
       throw new CacheError('INTERNAL', `The staged bytes of ${f.relPath} changed after the seal`);
+    }
+    if (!this.ctx.index.objectBlocks(out.sha256, out.size)) {
+      // Uploaded before block hashes were kept (or they were dropped with an earlier
+      // commit of the same bytes): one read pass now, so the manifest lets readers
+      // verify it block by block.
+      this.ctx.index.setObjectBlocks(out.sha256, await hashFileBlocks(stagingPath(this.ctx, f.nodeId)));
     }
     this.ctx.index.markSnapshotFile(f.commitId, f.nodeId, out.sha256, out.how);
     if (out.how === 'uploaded') await failpoint('upload.after-first-object', this.ctx.log);
@@ -123,6 +134,8 @@ export class StagingAgent implements Agent {
           await fs.rm(stagingPath(this.ctx, f.nodeId), { force: true });
           this.ctx.index.removeStaged(f.nodeId);
           this.ctx.index.dropUpload(f.nodeId);
+          // The manifest holds them now.
+          this.ctx.index.dropObjectBlocks(f.sha256);
         } catch (err) {
           // The staged copy stays and keeps serving reads; nothing is lost.
           this.ctx.log.warn({ nodeId: f.nodeId, err: (err as Error).message }, 'could not move a committed file into the read cache');

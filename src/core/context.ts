@@ -20,8 +20,8 @@ export interface CoreContext {
   readOnly: boolean;
   /** Bytes of committed objects the read cache may keep (`--cache-size`); 0 or absent: no limit. */
   cacheMaxBytes?: number;
-  /** Ranged-GET shape of downloads into the read cache; defaults suit most stores. */
-  readCache?: { chunkBytes?: number; concurrency?: number };
+  /** Ranged-GET shape of downloads into the read cache, and the budget of blocks they share; defaults suit most stores. */
+  readCache?: { chunkBytes?: number; concurrency?: number; totalBlocks?: number };
   log: Logger;
   /**
    * Set by a FUSE binding whose kernel cache may hold written but unsent pages (the

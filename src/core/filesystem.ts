@@ -24,7 +24,10 @@
  * - An unlinked file stays usable through the handles open on it (fstat, read, write,
  *   close) until the last one closes, as POSIX says.
  * - Committed files are read from the staged copy when this node wrote them, else from
- *   the object cache, which verifies sha256 before it serves a byte.
+ *   the object cache, which verifies every byte (its block, or the whole file) before it
+ *   is served. With `streamingReads` (a binding that holds a READ until `waitRead`
+ *   resolved: the native one), a cold file opens at once on its partial download and
+ *   each read waits only for the blocks it covers; otherwise the open waits for all.
  * - With the fuse-native binding, data writes are synchronous `pwrite`s done before the
  *   FUSE reply, so the kernel's buffer is never used after the call returns; the native
  *   binding writes in C and tells the core afterwards (`noteWritten`).
@@ -120,6 +123,13 @@ export class RosetFilesystem {
   readonly uploader: Uploader;
   private readonly objects: ObjectCache;
   private rootId: string | null = null;
+
+  /**
+   * Set by a binding that calls `waitRead` before every read through a handle whose
+   * `handleInfo` says `gated` (the native binding): cold committed files then open at
+   * once and stream. Off, an open waits for the whole object.
+   */
+  streamingReads = false;
 
   constructor(private readonly ctx: CoreContext, mountpoint: string | null) {
     this.uploader = new Uploader(ctx);
@@ -366,14 +376,15 @@ export class RosetFilesystem {
       // serving anything else could be wrong bytes.
       throw new NamespaceError('STAGED_ON_OTHER_NODE', `${n.name} is staged on another node; it is readable here once committed`, { name: n.name, agentId: n.ownerAgent });
     }
-    const local = n.state !== 'committed' || this.staged(n) ? stagingPath(this.ctx, n.id) : await this.objects.localPath(n.sha256!, n.size);
+    if (n.state === 'committed' && this.streamingReads && !this.staged(n)) return this.openStreaming(n);
+    const local = n.state !== 'committed' || this.staged(n) ? stagingPath(this.ctx, n.id) : await this.objects.localPath(n.sha256!, n.size, n.commitId);
     try {
       const fd = fsSync.openSync(local, C.O_RDONLY);
       return this.ctx.handles.add({ nodeId: n.id, parentId: null, fd, writable: false, append: false, dirty: false }).fh;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT' && n.state === 'committed' && n.sha256) {
         // The staged copy was evicted after the commit: serve it from the store.
-        const fd = fsSync.openSync(await this.objects.localPath(n.sha256, n.size), C.O_RDONLY);
+        const fd = fsSync.openSync(await this.objects.localPath(n.sha256, n.size, n.commitId), C.O_RDONLY);
         return this.ctx.handles.add({ nodeId: n.id, parentId: null, fd, writable: false, append: false, dirty: false }).fh;
       }
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
@@ -381,6 +392,43 @@ export class RosetFilesystem {
       }
       throw localError(err, `open ${n.name}`);
     }
+  }
+
+  /**
+   * A committed file from the object cache, opened before its download completes: the
+   * handle's gate holds every read until its blocks verified (`waitRead`).
+   */
+  private async openStreaming(n: NodeRecord): Promise<number> {
+    const { path: file, gate } = await this.objects.openStreaming(n.sha256!, n.size, n.commitId);
+    let fd: number;
+    try {
+      fd = fsSync.openSync(file, C.O_RDONLY);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw localError(err, `open ${n.name}`);
+      // The download completed (renamed into the cache) or failed (removed) meanwhile,
+      // or the cached copy was evicted: the whole-object path says which, and fetches
+      // it again if need be.
+      fd = fsSync.openSync(await this.objects.localPath(n.sha256!, n.size, n.commitId), C.O_RDONLY);
+      return this.ctx.handles.add({ nodeId: n.id, parentId: null, fd, writable: false, append: false, dirty: false }).fh;
+    }
+    return this.ctx.handles.add({ nodeId: n.id, parentId: null, fd, writable: false, append: false, dirty: false, gate }).fh;
+  }
+
+  /**
+   * For a binding with `streamingReads`: resolves once the bytes [offset, offset +
+   * length) of the handle's file are verified and readable on its fd (at once for any
+   * handle without a gate); true when no read through it will need to wait again.
+   * Rejects with the download's failure (INTEGRITY_ERROR: EIO), and then no byte of the
+   * range is served.
+   */
+  async waitRead(fh: number, offset: number, length: number): Promise<boolean> {
+    const h = this.handle(fh);
+    const gate = h.gate;
+    if (!gate) return true;
+    await gate.wait(offset, length);
+    if (!gate.complete) return false;
+    h.gate = null;
+    return true;
   }
 
   // ---- Data through handles ------------------------------------------------------------
@@ -393,6 +441,8 @@ export class RosetFilesystem {
 
   read(fh: number, buf: Buffer, length: number, position: number): number {
     const h = this.handle(fh);
+    // A partial download: only verified blocks, and only after `waitRead` said so.
+    if (h.gate && !h.gate.readable(position, length)) throw new CacheError('INTERNAL', `read of unverified bytes through handle ${fh} (waitRead first)`);
     try {
       return fsSync.readSync(h.fd, buf, 0, length, position);
     } catch (err) {
@@ -674,9 +724,9 @@ export class RosetFilesystem {
    * and whether it should hash the bytes written through it (the file is empty and this
    * is its only writer), reporting the digest with `noteDigest`.
    */
-  handleInfo(fh: number): { fd: number; writable: boolean; nodeId: string | null; hash: boolean } | null {
+  handleInfo(fh: number): { fd: number; writable: boolean; nodeId: string | null; hash: boolean; gated: boolean } | null {
     const h = this.ctx.handles.get(fh);
-    return h && h.fd >= 0 ? { fd: h.fd, writable: h.writable, nodeId: h.nodeId, hash: h.writable && h.sha?.kind === 'running' && h.sha.bytes === 0 } : null;
+    return h && h.fd >= 0 ? { fd: h.fd, writable: h.writable, nodeId: h.nodeId, hash: h.writable && h.sha?.kind === 'running' && h.sha.bytes === 0, gated: !!h.gate } : null;
   }
 
   /**

@@ -14,6 +14,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Timespec } from '../meta/types.js';
+import type { RangeGate } from './object-cache.js';
 
 export interface Handle {
   fh: number;
@@ -38,6 +39,12 @@ export interface Handle {
    * node, which is gone from the namespace. The handle keeps working on its fd.
    */
   orphan?: { mode: number; uid: number; gid: number; atime: Timespec; forgetOnClose?: boolean };
+  /**
+   * A read-only handle on a committed object still downloading (`streamingReads`): its
+   * fd is on the partial file, and a byte may be read only after `gate.wait` resolved
+   * for it. Cleared once the download completed.
+   */
+  gate?: RangeGate | null;
 }
 
 /**

@@ -2,19 +2,41 @@
  * Committed objects in the local cache: fetched from the store on first read, kept
  * under a size limit with least-recently-used eviction.
  *
- * Owns: `<cacheDir>/objects/<sha256>` and the `cached_objects` rows of the staging
- * index (size, last access).
+ * Owns: `<cacheDir>/objects/<sha256>`, the `cached_objects` rows of the staging
+ * index (size, last access), and the block lists of recently read manifests.
+ *
+ * Two ways in, by what the manifest of the file's commit says (docs/SEMANTICS.md,
+ * "Block hashes"):
+ * - with block hashes: one ranged GET per block (8 MiB), each block hashed on the
+ *   worker pool (every core) as it arrives and written to the temporary file only once
+ *   it verified; a short or wrong block is fetched again, twice, then INTEGRITY_ERROR.
+ *   The whole-file SHA-256 is taken afterwards, off the readers' path, from the file on
+ *   disk, before the object is recorded as durable;
+ * - without (a 0.1.0 manifest, a file an earlier commit uploaded, a manifest gone, or
+ *   an object of one block or less, for which the manifest is not read):
+ *   ranged GETs hashed in order with one whole-file SHA-256 before anything is served.
+ *
+ * A block download can be read before it completes (`openStreaming`, for the native
+ * binding): the reader opens the temporary file and waits on the download's gate for
+ * the blocks its read covers; the gate's bitmap of verified blocks lives in memory
+ * only, and a temporary file is never trusted after a restart (removed at start), so a
+ * crash can never make an unverified block readable.
  *
  * Invariants:
- * - A cached object is published by rename only after all its bytes hashed to the
- *   manifest's sha256, so a reader never gets wrong bytes; a mismatch is
- *   INTEGRITY_ERROR (EIO) and an error log.
+ * - A cached object is published by rename only after every byte of it verified
+ *   (every block, or the whole-file sha256), and a block of a download in progress is
+ *   marked readable only after it verified and was written, so a reader never gets
+ *   wrong bytes; a mismatch is INTEGRITY_ERROR (EIO) and an error log.
  * - An object file is trusted across a restart only once it is recorded in the index,
- *   which happens after its bytes are on disk (fsync). Readers do not wait for that
- *   fsync; a machine crash before it leaves an unrecorded file, which `sweep` removes
- *   at start, so a torn file is never served.
+ *   which happens after its bytes are on disk (fsync) and, for a block-verified one,
+ *   after its whole-file SHA-256 matched its name. Readers do not wait for that; a
+ *   crash before it leaves an unrecorded file, which `sweep` removes at start, so a
+ *   torn or unverified file is never served after a restart.
+ * - An object whose blocks verified but whose whole-file SHA-256 did not (a block list
+ *   that lies: only a store that forges could write one) is removed, and from then on
+ *   this process fetches it only through the whole-file check.
  * - Downloads use parallel ranged GETs; memory stays bounded (at most concurrency
- *   chunks wait to be hashed in order) whatever the object size.
+ *   chunks or blocks in flight) whatever the object size.
  * - Concurrent reads of one object share one download; a cached object is never
  *   downloaded again until it is evicted.
  * - Only committed objects are evicted (they are in the store); staged bytes never are.
@@ -23,13 +45,39 @@ import { createHash, randomUUID } from 'node:crypto';
 import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { objectKey } from '../commit/layout.js';
-import { CacheError } from '../errors/index.js';
+import { LRUCache } from 'lru-cache';
+import { manifestKey, objectKey } from '../commit/layout.js';
+import { CacheError, StoreError } from '../errors/index.js';
+import { BLOCK_SIZE, blockHashPool, parseBlockHashes, type BlockHashes } from '../util/block-hash.js';
+import { sha256File } from '../util/hash.js';
 import { addReadCache, cacheDownloadedBytesTotal, cacheHitsTotal, cacheMissesTotal } from '../metrics/index.js';
 import { cacheTmpDir, objectCachePath, type CoreContext } from './context.js';
 
 const DEFAULT_CHUNK = 16 << 20;
 const DEFAULT_CONCURRENCY = 8;
+/** Blocks in memory across every block download at once: 16 × 8 MiB = 128 MiB. */
+const DEFAULT_TOTAL_BLOCKS = 16;
+/** Tries per block: a short or corrupted body is fetched again before the read fails. */
+const BLOCK_ATTEMPTS = 3;
+/** Manifests whose block lists are kept in memory (a manifest of many files is large). */
+const MANIFESTS_KEPT = 16;
+
+/** What a reader of an object still downloading waits on (see `openStreaming`). */
+export interface RangeGate {
+  /** Resolves once every block covering [offset, offset + length) verified; rejects with the download's failure. */
+  wait(offset: number, length: number): Promise<void>;
+  /** Whether every block covering [offset, offset + length) verified (no wait needed). */
+  readable(offset: number, length: number): boolean;
+  /** Every block verified: no read needs to wait any more. */
+  readonly complete: boolean;
+}
+
+interface Download {
+  /** The published path, once every byte verified. */
+  done: Promise<string>;
+  /** Per-block progress, for a download verified block by block; null for a whole-file one. */
+  gate: BlockGate | null;
+}
 
 export interface ObjectCacheOptions {
   /** Bytes of committed objects to keep; 0 means no limit. */
@@ -38,15 +86,28 @@ export interface ObjectCacheOptions {
   chunkBytes?: number;
   /** Ranged GETs in flight per download (default 8). */
   concurrency?: number;
+  /**
+   * Blocks fetched or held at once across all block downloads (default 16): many files
+   * read at once (a loader opening every shard) share this budget of connections and
+   * memory instead of each taking `concurrency`.
+   */
+  totalBlocks?: number;
 }
 
 export class ObjectCache {
-  private readonly inflight = new Map<string, Promise<string>>();
+  private readonly inflight = new Map<string, Promise<Download>>();
   /** Published (renamed) but not yet fsynced and recorded; see `persist`. */
   private readonly unsynced = new Set<string>();
   private readonly syncing = new Set<Promise<void>>();
+  /** Per commit: the block lists of its manifest by sha256 (loaded once, shared by concurrent reads). */
+  private readonly manifests = new LRUCache<string, Promise<Map<string, unknown>>>({ max: MANIFESTS_KEPT });
+  /** The budget of blocks in flight across downloads (`totalBlocks`), first come first served. */
+  private readonly budget: Semaphore;
+  /** Objects whose block list lied (see the invariants): whole-file check only. */
+  private readonly distrusted = new Set<string>();
 
   constructor(private readonly ctx: CoreContext, private readonly options: ObjectCacheOptions = { maxBytes: 0 }) {
+    this.budget = new Semaphore(options.totalBlocks ?? DEFAULT_TOTAL_BLOCKS);
     const ref = new WeakRef(this.ctx);
     addReadCache(() => {
       const c = ref.deref();
@@ -55,8 +116,33 @@ export class ObjectCache {
     });
   }
 
-  /** Local path of a committed object, downloading and verifying it if needed. */
-  async localPath(sha256: string, size: number): Promise<string> {
+  /**
+   * Local path of a committed object, downloading and verifying it if needed.
+   * `commitId`: the commit whose manifest lists the file (its node's commit id), where
+   * its block hashes are looked up; absent, the object is verified whole.
+   */
+  async localPath(sha256: string, size: number, commitId?: string | null): Promise<string> {
+    const hit = await this.hit(sha256, size);
+    if (hit) return hit;
+    return (await this.start(sha256, size, commitId ?? null)).done;
+  }
+
+  /**
+   * For a binding that can hold a read until the blocks it covers verified (the native
+   * binding): the file to open now and the gate every read must pass, or no gate when
+   * every byte of the file is verified already. The file may be the download's
+   * temporary file, renamed to `objectCachePath` when it completes (an fd open on it
+   * stays valid); bytes of it are readable only once `gate.wait` resolved for them.
+   */
+  async openStreaming(sha256: string, size: number, commitId?: string | null): Promise<{ path: string; gate: RangeGate | null }> {
+    const hit = await this.hit(sha256, size);
+    if (hit) return { path: hit, gate: null };
+    const d = await this.start(sha256, size, commitId ?? null);
+    if (!d.gate || d.gate.complete) return { path: await d.done, gate: null };
+    return { path: d.gate.tmp, gate: d.gate };
+  }
+
+  private async hit(sha256: string, size: number): Promise<string | null> {
     const p = objectCachePath(this.ctx, sha256);
     try {
       const st = await fs.stat(p);
@@ -69,10 +155,21 @@ export class ObjectCache {
       // Not cached yet.
     }
     cacheMissesTotal.inc();
+    return null;
+  }
+
+  /** The download of an object: the one running, or a new one. */
+  private start(sha256: string, size: number, commitId: string | null): Promise<Download> {
     let pending = this.inflight.get(sha256);
     if (!pending) {
-      pending = this.fetch(sha256, size, p).finally(() => this.inflight.delete(sha256));
-      this.inflight.set(sha256, pending);
+      const d = this.download(sha256, size, objectCachePath(this.ctx, sha256), commitId);
+      pending = d;
+      this.inflight.set(sha256, d);
+      const clear = (): void => {
+        if (this.inflight.get(sha256) === d) this.inflight.delete(sha256);
+      };
+      // Whoever awaits `done` sees its failure; this only ends the sharing.
+      d.then((x) => x.done.then(clear, clear), clear);
     }
     return pending;
   }
@@ -105,6 +202,145 @@ export class ObjectCache {
     }
     this.ctx.index.touchCachedObject(sha256, size);
     await this.evict();
+  }
+
+  private async download(sha256: string, size: number, dest: string, commitId: string | null): Promise<Download> {
+    // An object of one block or less is verified whole: one GET either way, and its
+    // manifest need not be read.
+    const blocks = commitId && size > BLOCK_SIZE && !this.distrusted.has(sha256) ? await this.blocksFor(commitId, sha256, size) : null;
+    let d: Download;
+    if (blocks) {
+      const gate = new BlockGate(path.join(cacheTmpDir(this.ctx), randomUUID()), size, blocks.size, blocks.hashes.length);
+      // The file exists before any reader is told its path.
+      const fh = await fs.open(gate.tmp, 'w');
+      d = { done: this.fetchBlocks(sha256, size, blocks, dest, gate, fh), gate };
+    } else {
+      d = { done: this.fetch(sha256, size, dest), gate: null };
+    }
+    // A download only readers' gates wait on must not be an unhandled rejection.
+    d.done.catch(() => undefined);
+    return d;
+  }
+
+  /**
+   * The block list the commit's manifest gives for this object, or null: a manifest
+   * without one (0.1.0, or a file an earlier commit uploaded), a manifest gone from the
+   * store, or one that cannot be read now. Null only changes how the bytes are
+   * verified (whole, as before), never whether.
+   */
+  private async blocksFor(commitId: string, sha256: string, size: number): Promise<BlockHashes | null> {
+    let listed = this.manifests.get(commitId);
+    if (!listed) {
+      listed = this.loadManifest(commitId);
+      this.manifests.set(commitId, listed);
+      // A failed load is not kept: the next read tries again.
+      listed.catch(() => this.manifests.delete(commitId));
+    }
+    try {
+      return parseBlockHashes((await listed).get(sha256), size);
+    } catch (err) {
+      this.ctx.log.warn({ commitId, sha256, err: (err as Error).message }, 'could not read the block hashes of a commit; verifying the object whole');
+      return null;
+    }
+  }
+
+  private async loadManifest(commitId: string): Promise<Map<string, unknown>> {
+    const out = new Map<string, unknown>();
+    let body: Buffer;
+    try {
+      body = await this.ctx.store.get(manifestKey(commitId));
+    } catch (err) {
+      if (err instanceof StoreError && err.rosetCode === 'OBJECT_NOT_FOUND') return out;
+      throw err;
+    }
+    const m = JSON.parse(body.toString('utf8')) as { files?: Array<{ sha256?: unknown; blocks?: unknown }> };
+    for (const f of m.files ?? []) if (typeof f.sha256 === 'string' && f.blocks !== undefined) out.set(f.sha256, f.blocks);
+    return out;
+  }
+
+  /**
+   * Downloads an object block by block, each verified against its hash on the worker
+   * pool before it is written; published once every block is in. At most `concurrency`
+   * GETs run at once and at most `concurrency` blocks are in memory; a block larger
+   * than `chunkBytes` is fetched as several ranged GETs (the default, 16 MiB, makes it
+   * one GET per block).
+   */
+  private async fetchBlocks(sha256: string, size: number, blocks: BlockHashes, dest: string, gate: BlockGate, fh: fs.FileHandle): Promise<string> {
+    const key = objectKey(sha256);
+    const tmp = gate.tmp;
+    const CHUNK = this.options.chunkBytes ?? DEFAULT_CHUNK;
+    const CONCURRENCY = this.options.concurrency ?? DEFAULT_CONCURRENCY;
+    const count = blocks.hashes.length;
+    let active = 0;
+    const waiting: Array<() => void> = [];
+    const get = async (offset: number, length: number): Promise<Buffer> => {
+      while (active >= CONCURRENCY) await new Promise<void>((r) => waiting.push(r));
+      active++;
+      try {
+        return await this.ctx.store.get(key, { offset, length });
+      } finally {
+        active--;
+        waiting.shift()?.();
+      }
+    };
+    const range = async (offset: number, length: number): Promise<Buffer> => {
+      if (length <= CHUNK) return get(offset, length);
+      const parts: Array<Promise<Buffer>> = [];
+      for (let at = 0; at < length; at += CHUNK) parts.push(get(offset + at, Math.min(CHUNK, length - at)));
+      return Buffer.concat(await Promise.all(parts));
+    };
+    let failure: unknown;
+    const worker = async (): Promise<void> => {
+      while (failure === undefined) {
+        // A block's turn in the cache-wide budget lasts until it is written.
+        const release = await this.budget.acquire();
+        try {
+          // Picked only now, so a block a reader asked for meanwhile goes first.
+          const i = failure === undefined ? gate.pick() : null;
+          if (i === null) return;
+          const buf = await this.fetchBlock(key, blocks, i, size, range);
+          await fh.write(buf, 0, buf.length, i * blocks.size);
+          // Written, then readable: a reader's pread on the file sees these bytes.
+          gate.verified(i);
+        } finally {
+          release();
+        }
+      }
+    };
+    try {
+      // An empty object has no blocks: its file is created, empty, and published.
+      await Promise.all(Array.from({ length: Math.min(CONCURRENCY, count) }, () => worker().catch((err: unknown) => { failure ??= err; })));
+      if (failure !== undefined) throw failure;
+    } catch (err) {
+      await fh.close();
+      await fs.rm(tmp, { force: true });
+      gate.fail(err);
+      if (err instanceof CacheError && err.rosetCode === 'INTEGRITY_ERROR') this.ctx.log.error({ key, err: err.message }, 'object failed its integrity check');
+      throw err;
+    }
+    await fh.close();
+    this.unsynced.add(sha256);
+    await fs.rename(tmp, dest);
+    const done = this.persist(sha256, size, dest, true);
+    this.syncing.add(done);
+    void done.finally(() => this.syncing.delete(done));
+    return dest;
+  }
+
+  /** One block, verified: fetched again if short or wrong, INTEGRITY_ERROR after the last try. */
+  private async fetchBlock(key: string, blocks: BlockHashes, i: number, size: number, range: (offset: number, length: number) => Promise<Buffer>): Promise<Buffer> {
+    const offset = i * blocks.size;
+    const length = Math.min(blocks.size, size - offset);
+    let why = '';
+    for (let attempt = 1; attempt <= BLOCK_ATTEMPTS; attempt++) {
+      const buf = await range(offset, length);
+      cacheDownloadedBytesTotal.inc(buf.length);
+      if (buf.length !== length) why = `block ${i}: ${buf.length} of ${length} bytes`;
+      else if ((await blockHashPool().hash(buf)) !== blocks.hashes[i]) why = `block ${i} does not match its hash`;
+      else return buf;
+      this.ctx.log.warn({ key, block: i, attempt, why }, 'a block of an object failed its check; fetching it again');
+    }
+    throw new CacheError('INTEGRITY_ERROR', `Object ${key} failed its integrity check (${why}, ${BLOCK_ATTEMPTS} tries)`);
   }
 
   private async fetch(sha256: string, size: number, dest: string): Promise<string> {
@@ -174,14 +410,29 @@ export class ObjectCache {
     // on disk, off their path.
     this.unsynced.add(sha256);
     await fs.rename(tmp, dest);
-    const done = this.persist(sha256, size, dest);
+    const done = this.persist(sha256, size, dest, false);
     this.syncing.add(done);
     void done.finally(() => this.syncing.delete(done));
     return dest;
   }
 
-  private async persist(sha256: string, size: number, file: string): Promise<void> {
+  /**
+   * Records a published object as durable: its bytes on disk and, if only its blocks
+   * were verified (`wholeCheck`), its whole-file SHA-256 read back from disk first.
+   */
+  private async persist(sha256: string, size: number, file: string, wholeCheck: boolean): Promise<void> {
     try {
+      if (wholeCheck) {
+        const got = await sha256File(file);
+        if (got !== sha256) {
+          this.distrusted.add(sha256);
+          this.unsynced.delete(sha256);
+          await fs.rm(file, { force: true });
+          this.ctx.index.dropCachedObject(sha256);
+          this.ctx.log.error({ key: objectKey(sha256), got }, 'object passed its block hashes but not its sha256: removed, and verified whole from now on');
+          return;
+        }
+      }
       await fsyncPath(file);
       this.ctx.index.touchCachedObject(sha256, size);
       this.unsynced.delete(sha256);
@@ -235,5 +486,102 @@ async function fsyncPath(file: string): Promise<void> {
     await fh.datasync();
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * The blocks of one download: which verified (readable), which a reader waits for, and
+ * which to fetch next. Readahead: the download fetches every block, in order from the
+ * start, `concurrency` at a time, so a sequential reader finds the next blocks already
+ * in flight; a block a reader waits for and that has not started goes first, so a
+ * random reader (an mmap) waits for its own blocks, not for the ones before them.
+ */
+class BlockGate implements RangeGate {
+  /** Per block: 0 not started, 1 in flight, 2 verified and written. */
+  private readonly state: Uint8Array;
+  private readonly urgent: number[] = [];
+  private next = 0;
+  private waiters: Array<{ first: number; last: number; resolve: () => void; reject: (err: unknown) => void }> = [];
+  private failure: unknown;
+  private done = 0;
+  /** Every block verified: no read waits any more (the file may not be renamed yet). */
+  complete: boolean;
+
+  constructor(readonly tmp: string, private readonly size: number, private readonly blockSize: number, count: number) {
+    this.state = new Uint8Array(count);
+    this.complete = count === 0;
+  }
+
+  wait(offset: number, length: number): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    const end = Math.min(this.size, offset + length);
+    if (this.complete || end <= offset) return Promise.resolve();
+    const first = Math.floor(offset / this.blockSize);
+    const last = Math.floor((end - 1) / this.blockSize);
+    if (this.ready(first, last)) return Promise.resolve();
+    for (let i = first; i <= last; i++) if (this.state[i] === 0) this.urgent.push(i);
+    return new Promise((resolve, reject) => this.waiters.push({ first, last, resolve, reject }));
+  }
+
+  readable(offset: number, length: number): boolean {
+    if (this.failure !== undefined) return false;
+    const end = Math.min(this.size, offset + length);
+    if (this.complete || end <= offset) return true;
+    return this.ready(Math.floor(offset / this.blockSize), Math.floor((end - 1) / this.blockSize));
+  }
+
+  /** The next block to fetch (marked in flight), or null when every block has started. */
+  pick(): number | null {
+    for (let i = this.urgent.shift(); i !== undefined; i = this.urgent.shift()) {
+      if (this.state[i] === 0) return this.take(i);
+    }
+    while (this.next < this.state.length && this.state[this.next] !== 0) this.next++;
+    return this.next < this.state.length ? this.take(this.next) : null;
+  }
+
+  verified(i: number): void {
+    this.state[i] = 2;
+    // Every byte is readable on the file already; publishing it is the cache's business.
+    if (++this.done === this.state.length) this.complete = true;
+    this.waiters = this.waiters.filter((w) => {
+      if (!this.ready(w.first, w.last)) return true;
+      w.resolve();
+      return false;
+    });
+  }
+
+  fail(err: unknown): void {
+    this.failure = err;
+    for (const w of this.waiters.splice(0)) w.reject(err);
+  }
+
+  private take(i: number): number {
+    this.state[i] = 1;
+    return i;
+  }
+
+  private ready(first: number, last: number): boolean {
+    for (let i = first; i <= last; i++) if (this.state[i] !== 2) return false;
+    return true;
+  }
+}
+
+/** A counting semaphore: `acquire` resolves, in order, once one of `n` slots is free. */
+class Semaphore {
+  private waiting: Array<() => void> = [];
+
+  constructor(private free: number) {}
+
+  async acquire(): Promise<() => void> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((r) => this.waiting.push(r));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    };
   }
 }

@@ -17,9 +17,14 @@
  * - `open_writers > 0` survives only a crash: at start it marks files that were never
  *   closed.
  * - A snapshot row is written once, at seal, and then only gains upload progress.
+ * - `object_blocks` holds the block hashes of objects hashed here for upload (keyed by
+ *   sha256, so any file with those bytes shares them) until their commit's manifest
+ *   has them. A table added by `CREATE TABLE IF NOT EXISTS`: an index without it
+ *   simply gains it, with no version change.
  */
 import { Database, type Database as Db, type Statement } from '../util/sqlite-driver.js';
 import { LRUCache } from 'lru-cache';
+import { parseBlockHashes, type BlockHashes } from '../util/block-hash.js';
 
 export const INDEX_SCHEMA_VERSION = 2;
 
@@ -36,6 +41,7 @@ CREATE TABLE IF NOT EXISTS cached_objects (sha256 TEXT PRIMARY KEY, size INTEGER
 CREATE TABLE IF NOT EXISTS uploads (
   node_id TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ms INTEGER NOT NULL, sha256 TEXT NOT NULL, state TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS object_blocks (sha256 TEXT PRIMARY KEY, blocks TEXT NOT NULL);
 `;
 
 /**
@@ -178,6 +184,20 @@ export class StagingIndex {
 
   dropUpload(nodeId: string): void {
     this.db.prepare('DELETE FROM uploads WHERE node_id = ?').run(nodeId);
+  }
+
+  /** The block hashes taken when this object was hashed for upload, if they are known. */
+  objectBlocks(sha256: string, size: number): BlockHashes | null {
+    const r = this.db.prepare('SELECT blocks FROM object_blocks WHERE sha256 = ?').get(sha256) as { blocks: string } | undefined;
+    return r ? parseBlockHashes(JSON.parse(r.blocks), size) : null;
+  }
+
+  setObjectBlocks(sha256: string, blocks: BlockHashes): void {
+    this.db.prepare('INSERT OR REPLACE INTO object_blocks (sha256, blocks) VALUES (?, ?)').run(sha256, JSON.stringify(blocks));
+  }
+
+  dropObjectBlocks(sha256: string): void {
+    this.db.prepare('DELETE FROM object_blocks WHERE sha256 = ?').run(sha256);
   }
 
   touchCachedObject(sha256: string, size: number): void {

@@ -31,7 +31,7 @@ import { objectKey } from '../commit/layout.js';
 import { CacheError, StoreError, toRosetError } from '../errors/index.js';
 import { addUploadQueue, dedupedBytesTotal, uploadedBytesTotal, type UploadQueueState } from '../metrics/index.js';
 import { delayPoint } from '../util/failpoints.js';
-import { sha256File } from '../util/hash.js';
+import { hashFile, hashFileBlocks } from '../util/block-hash.js';
 import { sleep } from '../util/sleep.js';
 import { stagingPath, type CoreContext } from './context.js';
 import type { UploadRecord } from './staging-index.js';
@@ -180,11 +180,18 @@ export class Uploader {
     // A record of these exact bytes (a hash taken while the file was written
     // sequentially, or a distrusted upload) saves reading them again.
     const same = rec !== null && rec.size === size && rec.mtimeMs === mtimeMs;
-    const sha = same ? rec.sha256 : await sha256File(local);
+    // One read pass gives the object's name and its block hashes (src/util/block-hash.ts);
+    // bytes named from a record still need their block hashes once, here rather than
+    // on the commit's path.
+    const hashed = same
+      ? { sha256: rec.sha256, blocks: this.ctx.index.objectBlocks(rec.sha256, size) ? null : await hashFileBlocks(local) }
+      : await hashFile(local);
+    const sha = hashed.sha256;
     const changed = (): void => {
       if (this.version(nodeId) !== version) throw new CacheError('FILE_CHANGED', `node ${nodeId} changed while it was being uploaded`);
     };
     changed();
+    if (hashed.blocks) this.ctx.index.setObjectBlocks(sha, hashed.blocks);
     // The pin comes before the bucket is asked: from then on gc keeps the object, or,
     // while gc is deleting it (a tombstone), the pin waits until it is gone, and the
     // object is then uploaded again (src/commit/gc.ts).

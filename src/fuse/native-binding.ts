@@ -23,12 +23,16 @@ export const Op = {
   FLUSH: 19,
   /** Event: the session loop returned (the kernel dropped the mount: our unmount, or a umount from outside). */
   ENDED: 20,
+  /** A READ through a handle with H_GATED: answered by replyRead once its bytes verified. */
+  READ: 21,
 } as const;
 
 /** Per-handle flags kept in C memory; the data path reads them on every WRITE. */
 export const H_WRITE = 1;
 /** Set at open: the file is empty and this is its only writer; C hashes in-order writes (sha256). */
 export const H_HASH = 4;
+/** Set at open: a committed object still downloading; every READ comes to JavaScript (Op.READ) until replyRead clears it. */
+export const H_GATED = 8;
 
 /** FUSE_SET_ATTR_* bits of a SETATTR's toSet (libfuse 3's values). */
 export const SetAttr = {
@@ -89,6 +93,8 @@ export interface NativeBinding {
   replyEntry(id: number, attr: AttrArray, attrTimeout: number, entryTimeout: number): number;
   replyAttr(id: number, attr: AttrArray, attrTimeout: number): number;
   replyOpen(id: number, fh: number, fd: number, flags: number, keepCache: boolean): number;
+  /** Answers an Op.READ: pread of [offset, offset + size) on `fd` in C; `ungateFh` > 0 clears that handle's H_GATED. */
+  replyRead(id: number, ino: number, fd: number, offset: number, size: number, ungateFh: number): number;
   replyCreate(id: number, attr: AttrArray, attrTimeout: number, entryTimeout: number, fh: number, fd: number, flags: number, keepCache: boolean): number;
   replyOpendir(id: number, dirFh: number): number;
   /** Returns how many entries fitted in `size` bytes (or -errno). */

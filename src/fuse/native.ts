@@ -7,6 +7,9 @@
  * - Data never comes to JavaScript. READ and WRITE are pread/pwrite in C, on the fd the
  *   core opened for the handle (`handleInfo`); this adapter hands it over at open and
  *   sets the handle's write flag, which C checks on every WRITE (EBADF if clear).
+ *   The one exception: a READ of a committed file still downloading (H_GATED) comes
+ *   here first and waits for its blocks to verify (`waitRead`); the bytes still never
+ *   do (C preads them when `replyRead` answers).
  * - The kernel speaks inode numbers: `InodeTable` maps them to node ids, and the core
  *   is called by node id. No path is built or looked up: a LOOKUP, GETATTR or OPEN is
  *   one metadata query (test/core/query-count.test.ts).
@@ -32,7 +35,7 @@ import type { AttrRequest, Caller, RosetFilesystem, Stat, Timespec } from '../co
 import { errnoName, toErrno } from './errno.js';
 import { addNativeFuseSession, fuseError, fuseRequest } from '../metrics/index.js';
 import { InodeTable, ROOT_INO } from './inodes.js';
-import { H_HASH, H_WRITE, loadNativeBinding, Op, SetAttr, type AttrArray, type NativeStats, type Session } from './native-binding.js';
+import { H_GATED, H_HASH, H_WRITE, loadNativeBinding, Op, SetAttr, type AttrArray, type NativeStats, type Session } from './native-binding.js';
 import type { FuseMount, FuseMountOptions } from './types.js';
 
 const E = osConstants.errno as Record<string, number>;
@@ -60,8 +63,8 @@ export interface NativeFuseMount extends FuseMount {
   readonly inodes: number;
 }
 
-function handleFlags(h: { writable: boolean; hash: boolean }): number {
-  return h.writable ? H_WRITE | (h.hash ? H_HASH : 0) : 0;
+function handleFlags(h: { writable: boolean; hash: boolean; gated: boolean }): number {
+  return h.writable ? H_WRITE | (h.hash ? H_HASH : 0) : h.gated ? H_GATED : 0;
 }
 
 function attrOf(st: Stat, ino: number): AttrArray {
@@ -74,6 +77,8 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
   const { log } = opts;
   await fsp.mkdir(mountpoint, { recursive: true });
   const root = await fs.root();
+  // Every READ of a gated handle comes to `waitRead` (Op.READ): cold files may stream.
+  fs.streamingReads = true;
   const inodes = new InodeTable(root);
   const dirs = new Map<number, Array<{ name: string; ino: number; mode: number }>>();
   let nextDir = 1;
@@ -157,6 +162,12 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
       // stay true across opens (and a committed file's warm reads never leave the kernel).
       if (native.replyOpen(id, fh, h.fd, handleFlags(h), true) !== 0) await orphan(fh);
     },
+    // A READ of a cold file still downloading: answered once the blocks it covers
+    // verified (the pread is in C), or with the download's failure (INTEGRITY_ERROR: EIO).
+    [Op.READ]: async (id, ino, fh, offset, size, fd) => {
+      const complete = await fs.waitRead(fh, offset, size);
+      native.replyRead(id, ino, fd, offset, size, complete ? fh : 0);
+    },
     [Op.CREATE]: async (id, ino, _fh, mode, flags, _c, name, _n2, attr) => {
       const { fh, entry: e } = await fs.create(idOf(ino), name!, mode, flags, caller(attr));
       const h = fs.handleInfo(fh)!;
@@ -237,7 +248,8 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
         return;
       default: {
         const h = handlers[op];
-        fuseRequest(opName[op] ?? 'other');
+        // A gated READ is counted in C when it is served, as every READ.
+        if (op !== Op.READ) fuseRequest(opName[op] ?? 'other');
         if (!h) {
           fuseError('ENOSYS');
           native.replyErr(id, E.ENOSYS!);

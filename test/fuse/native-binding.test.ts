@@ -3,7 +3,9 @@
  * a scripted dispatcher instead of the filesystem core: attribute times reach stat(2)
  * exact to the nanosecond, a utimensat's nanoseconds reach JavaScript exactly, the
  * mount has default_permissions, malformed attributes are refused without answering
- * the request, and a WRITE through a handle without H_WRITE is EBADF from C.
+ * the request, a WRITE through a handle without H_WRITE is EBADF from C, and a READ
+ * through a handle with H_GATED comes to JavaScript, is served by replyRead, and stays
+ * in C once a reply cleared the flag.
  *
  * The kernel's requests are answered on this thread, so every file operation here is
  * asynchronous (libuv's pool), never a *Sync call that would block the answers.
@@ -16,7 +18,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  H_WRITE, loadNativeBinding, Op, SetAttr, type AttrArray, type Dispatch, type Session, type SetAttrArray,
+  H_GATED, H_WRITE, loadNativeBinding, Op, SetAttr, type AttrArray, type Dispatch, type Session, type SetAttrArray,
 } from '../../src/fuse/native-binding.js';
 import { fuseMountpoints } from '../../src/util/mounts.js';
 
@@ -34,8 +36,12 @@ describe('native binding on a real mount', () => {
   // atime, mtime, ctime as [sec, nsec]; the ctime is before 1970.
   let times: Array<[number, number]> = [[1_700_000_000, 123_456_789], [1_234_567_890, 987_654_321], [-2, 500_000_000]];
   let fileFlags = 0;
+  let fileSize = 0;
+  /** Op.READ requests seen: [offset, size]; `ungate` is what the next replies pass. */
+  const gatedReads: Array<[number, number]> = [];
+  let ungate = 0;
 
-  const fileAttr = (): AttrArray => [FILE_INO, 0o100644, 1, 0, 0, 0, 0, 4096, ...times[0]!, ...times[1]!, ...times[2]!];
+  const fileAttr = (): AttrArray => [FILE_INO, 0o100644, 1, 0, 0, fileSize, 0, 4096, ...times[0]!, ...times[1]!, ...times[2]!];
   const rootAttr: AttrArray = [1, 0o040755, 2, 0, 0, 4096, 8, 4096, 0, 0, 0, 0, 0, 0];
 
   const dispatch: Dispatch = (op, id, ino, _fh, a, _b, _c, name, _name2, attr) => {
@@ -66,6 +72,10 @@ describe('native binding on a real mount', () => {
         return;
       case Op.OPEN:
         native.replyOpen(id, 7, backing.fd, fileFlags, false);
+        return;
+      case Op.READ:
+        gatedReads.push([a, _b]);
+        native.replyRead(id, ino, _c, a, _b, ungate);
         return;
       case Op.OPENDIR:
         native.replyOpendir(id, 1);
@@ -138,4 +148,37 @@ describe('native binding on a real mount', () => {
     }
     expect(await fsp.readFile(path.join(root, 'backing'), 'utf8')).toBe('y');
   });
+
+  it('sends a READ through a handle with H_GATED to JavaScript, and keeps it in C once a reply ungates it', async () => {
+    const bytes = Buffer.alloc(4 << 20);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7 + 3) & 0xff;
+    await backing.truncate(0);
+    await backing.write(bytes, 0, bytes.length, 0);
+    fileSize = bytes.length;
+    fileFlags = H_GATED;
+    ungate = 0;
+    const fh = await fsp.open(path.join(mnt, 'f'), 'r');
+    try {
+      const buf = Buffer.alloc(4096);
+      await fh.read(buf, 0, 4096, 0);
+      expect(buf.equals(bytes.subarray(0, 4096))).toBe(true);
+      expect(gatedReads.length).toBeGreaterThan(0);
+      // Answered with the flag cleared: later READs of this handle never come here.
+      const seen = gatedReads.length;
+      ungate = 7;
+      await fh.read(buf, 0, 4096, 1 << 20);
+      expect(buf.equals(bytes.subarray(1 << 20, (1 << 20) + 4096))).toBe(true);
+      expect(gatedReads.length).toBeGreaterThan(seen);
+      const afterUngate = gatedReads.length;
+      const readsBefore = native.stats(session!).reads;
+      await fh.read(buf, 0, 4096, 3 << 20);
+      expect(buf.equals(bytes.subarray(3 << 20, (3 << 20) + 4096))).toBe(true);
+      expect(gatedReads.length).toBe(afterUngate);
+      expect(native.stats(session!).reads).toBeGreaterThan(readsBefore);
+    } finally {
+      await fh.close();
+      fileFlags = 0;
+    }
+  });
 });
+

@@ -1,0 +1,184 @@
+/**
+ * Block hashes of an object: the object cut into fixed-size blocks (the last one
+ * shorter), each hashed alone, so a reader can verify any block it fetched without
+ * the bytes before it, and verify many blocks at once, one per core.
+ *
+ * Owns: the block size and the block hash (docs/SEMANTICS.md, "Block hashes", says why
+ * these), the check of a block list read from a manifest, and a pool of worker threads
+ * that hash blocks off the main thread.
+ *
+ * Invariants:
+ * - A block's hash is BLAKE3 (256 bits, lowercase hex; `@napi-rs/blake-hash`, the
+ *   reference Rust implementation with its SIMD code) of its bytes. The whole-file
+ *   SHA-256 stays the object's name; block hashes only say which bytes of it are right.
+ * - `parseBlockHashes` accepts a list only if it describes exactly an object of the size
+ *   the caller trusts (one hash per block, every hash well formed); anything else is
+ *   null, and the reader falls back to the whole-file check.
+ * - The pool's workers never keep the process alive (unref), and a worker that dies
+ *   fails the hashes it held; no hash is ever reported for bytes it did not see.
+ */
+import { blake3 } from '@napi-rs/blake-hash';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+
+/** 8 MiB: see docs/SEMANTICS.md, "Block hashes". */
+export const BLOCK_SIZE = 8 << 20;
+export const BLOCK_ALG = 'blake3';
+
+export interface BlockHashes {
+  /** Bytes per block; every block but the last has exactly this many. */
+  size: number;
+  alg: typeof BLOCK_ALG;
+  /** One per block, in order: `ceil(object size / size)` of them (none for an empty object). */
+  hashes: string[];
+}
+
+const HEX256 = /^[0-9a-f]{64}$/;
+
+/** The hash of one block, on the calling thread. */
+export function blockDigest(bytes: Uint8Array): string {
+  return blake3(bytes).toString('hex');
+}
+
+export const blockCount = (objectSize: number, blockSize: number): number => Math.ceil(objectSize / blockSize);
+
+/** A block list from a manifest, if it describes an object of `objectSize` bytes; else null. */
+export function parseBlockHashes(value: unknown, objectSize: number): BlockHashes | null {
+  if (typeof value !== 'object' || value === null) return null;
+  const v = value as Record<string, unknown>;
+  if (v.alg !== BLOCK_ALG || typeof v.size !== 'number' || !Number.isSafeInteger(v.size) || v.size <= 0) return null;
+  if (!Array.isArray(v.hashes) || v.hashes.length !== blockCount(objectSize, v.size)) return null;
+  if (!v.hashes.every((h) => typeof h === 'string' && HEX256.test(h))) return null;
+  return { size: v.size, alg: BLOCK_ALG, hashes: v.hashes as string[] };
+}
+
+// The worker is a plain script (eval), so it runs the same from src/ (tests) and dist/;
+// it loads the hash module by the path this module resolved.
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { blake3 } = require(workerData.hashModule);
+parentPort.on('message', (m) => {
+  parentPort.postMessage({ id: m.id, hex: blake3(m.bytes).toString('hex') });
+});
+`;
+const HASH_MODULE = createRequire(import.meta.url).resolve('@napi-rs/blake-hash');
+
+interface Slot {
+  worker: Worker;
+  pending: Map<number, { resolve: (hex: string) => void; reject: (err: Error) => void }>;
+}
+
+/** Worker threads hashing blocks in parallel; jobs go to the least busy worker. */
+export class BlockHashPool {
+  private readonly slots: Slot[] = [];
+  private nextId = 0;
+
+  constructor(private readonly threads = Math.max(1, availableParallelism())) {}
+
+  /** The hash of `bytes`, taken on a worker thread (the bytes are copied to it). */
+  hash(bytes: Uint8Array): Promise<string> {
+    const slot = this.pick();
+    const id = this.nextId++;
+    return new Promise<string>((resolve, reject) => {
+      slot.pending.set(id, { resolve, reject });
+      if (slot.pending.size === 1) slot.worker.ref();
+      slot.worker.postMessage({ id, bytes });
+    });
+  }
+
+  private pick(): Slot {
+    if (this.slots.length < this.threads && this.slots.every((s) => s.pending.size > 0)) return this.spawn();
+    return this.slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+  }
+
+  private spawn(): Slot {
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { hashModule: HASH_MODULE } });
+    const slot: Slot = { worker, pending: new Map() };
+    worker.unref();
+    worker.on('message', (m: { id: number; hex: string }) => {
+      const p = slot.pending.get(m.id);
+      slot.pending.delete(m.id);
+      if (slot.pending.size === 0) worker.unref();
+      p?.resolve(m.hex);
+    });
+    const fail = (err: Error): void => {
+      const i = this.slots.indexOf(slot);
+      if (i >= 0) this.slots.splice(i, 1);
+      for (const p of slot.pending.values()) p.reject(err);
+      slot.pending.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`block hash worker exited (code ${code})`)));
+    this.slots.push(slot);
+    return slot;
+  }
+
+  /** Stops the workers (tests; a daemon keeps its pool for its life). */
+  async close(): Promise<void> {
+    const slots = this.slots.splice(0);
+    await Promise.all(slots.map((s) => s.worker.terminate()));
+  }
+}
+
+let shared: BlockHashPool | null = null;
+/** The process's pool, created on first use. */
+export function blockHashPool(): BlockHashPool {
+  shared ??= new BlockHashPool();
+  return shared;
+}
+
+/**
+ * The whole-file SHA-256 and the block hashes of a local file, in one read pass: the
+ * SHA-256 runs in order on this thread while the blocks hash on the pool. At most
+ * twice as many blocks as the pool has threads, and never more than eight (64 MiB),
+ * are in memory at once.
+ */
+export async function hashFile(file: string, pool = blockHashPool()): Promise<{ sha256: string; size: number; blocks: BlockHashes }> {
+  const sha = createHash('sha256');
+  const { size, blocks } = await readBlocks(file, pool, (b) => sha.update(b));
+  return { sha256: sha.digest('hex'), size, blocks };
+}
+
+/** The block hashes of a local file whose SHA-256 is already known (taken while it was written). */
+export async function hashFileBlocks(file: string, pool = blockHashPool()): Promise<BlockHashes> {
+  return (await readBlocks(file, pool, () => undefined)).blocks;
+}
+
+async function readBlocks(file: string, pool: BlockHashPool, each: (block: Buffer) => void): Promise<{ size: number; blocks: BlockHashes }> {
+  const blockSize = BLOCK_SIZE;
+  const fh = await fs.open(file, 'r');
+  const hashes: string[] = [];
+  const inflight = new Set<Promise<void>>();
+  const limit = Math.min(8, 2 * Math.max(1, availableParallelism()));
+  let size = 0;
+  let failure: unknown;
+  try {
+    for (let i = 0; ; i++) {
+      const buf = Buffer.allocUnsafe(blockSize);
+      let got = 0;
+      while (got < blockSize) {
+        const { bytesRead } = await fh.read(buf, got, blockSize - got, size + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      if (got === 0) break;
+      const block = got === blockSize ? buf : buf.subarray(0, got);
+      each(block);
+      size += got;
+      const job: Promise<void> = pool.hash(block).then((hex) => { hashes[i] = hex; }, (err: unknown) => { failure ??= err; })
+        .finally(() => inflight.delete(job));
+      inflight.add(job);
+      while (inflight.size >= limit) await Promise.race(inflight);
+      if (failure !== undefined) throw failure;
+      if (got < blockSize) break;
+    }
+    await Promise.all(inflight);
+    if (failure !== undefined) throw failure;
+  } finally {
+    await fh.close();
+  }
+  return { size, blocks: { size: blockSize, alg: BLOCK_ALG, hashes } };
+}
