@@ -11,6 +11,7 @@ import { registerAutoCommit } from './commands/auto-commit.js';
 import { registerCommit } from './commands/commit.js';
 import { registerKey } from './commands/key.js';
 import { registerGc } from './commands/gc.js';
+import { registerPrefetch } from './commands/prefetch.js';
 import { registerRecover } from './commands/recover.js';
 import { registerRef } from './commands/ref.js';
 import { registerServe } from './commands/serve.js';
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
   registerUnmount(program);
   registerKey(program);
   registerGc(program);
+  registerPrefetch(program);
   registerRecover(program);
   registerServe(program);
   return program;
