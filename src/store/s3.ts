@@ -44,8 +44,9 @@
  *     address) sends it as `x-amz-checksum-sha256` with an unsigned payload, but only
  *     where the probe saw the server refuse a wrong one (AWS does; Ceph RGW 16 ignores it);
  *   - otherwise the body is hashed once: SigV4's signed payload hash (SHA-256), or, in
- *     `md5` mode, `Content-MD5` with an unsigned payload. `auto` picks SHA-256 where the
- *     CPU has SHA instructions (then it is the cheaper hash) and MD5 elsewhere.
+ *     `md5` mode, `Content-MD5` with an unsigned payload. `auto` uses MD5 only where the
+ *     CPU lacks SHA instructions (else SHA-256 is the cheaper hash) and the probe saw
+ *     the server refuse a wrong Content-MD5; SHA-256 until then.
  *   A refused digest is marked `retryable`: the bytes in hand are right, the copy on
  *   the wire was not, so the retry layer sends the request again.
  */
@@ -108,9 +109,12 @@ export interface S3StoreConfig {
   /**
    * How a body the server must verify is hashed when no known sha256 can stand in:
    * `sha256` (SigV4 signed payload), `md5` (Content-MD5, unsigned payload), or `auto`
-   * (default): SHA-256 on CPUs with SHA instructions, MD5 elsewhere.
+   * (default): MD5 on CPUs without SHA instructions where the probe saw the server
+   * verify Content-MD5, SHA-256 otherwise.
    */
   payloadChecksum?: PayloadChecksum;
+  /** Tests only: whether the CPU hashes SHA-256 in hardware; read from /proc/cpuinfo when absent. */
+  shaInstructions?: boolean;
   /** Tests only: fixed credentials instead of the default chain. */
   credentials?: S3ClientConfig['credentials'];
 }
@@ -135,11 +139,6 @@ export function cpuHasShaInstructions(): boolean {
   }
 }
 
-/** `auto` resolved for this machine. */
-export function resolvePayloadChecksum(mode: PayloadChecksum | undefined): 'sha256' | 'md5' {
-  if (mode === 'sha256' || mode === 'md5') return mode;
-  return cpuHasShaInstructions() ? 'sha256' : 'md5';
-}
 
 type S3Failure = Error & { name: string; $metadata?: { httpStatusCode?: number; requestId?: string }; Code?: string };
 
@@ -206,8 +205,10 @@ export class S3Store implements ObjectStore {
   private readonly freeParts: Buffer[] = [];
   /** Tag of the multipart uploads this store starts. */
   readonly uploadOwner: string | undefined;
-  /** How a body is hashed for the server when no known sha256 can stand in. */
-  readonly payloadChecksum: 'sha256' | 'md5';
+  /** As configured; `auto` is settled by the probe. */
+  private readonly payloadMode: PayloadChecksum;
+  private payload: 'sha256' | 'md5';
+  private readonly shaInstructions: boolean;
   /** The probe saw the server refuse a wrong `x-amz-checksum-sha256`; false until then. */
   private verifiesChecksumSha256 = false;
 
@@ -261,7 +262,10 @@ export class S3Store implements ObjectStore {
       }
     }
     this.description = `s3://${this.bucket}/${this.prefix}${where}`;
-    this.payloadChecksum = resolvePayloadChecksum(config.payloadChecksum);
+    this.payloadMode = config.payloadChecksum ?? 'auto';
+    this.shaInstructions = config.shaInstructions ?? cpuHasShaInstructions();
+    // SHA-256 (the signed payload) until the probe has seen Content-MD5 verified.
+    this.payload = this.payloadMode === 'md5' ? 'md5' : 'sha256';
     // A PUT or part that carries a checksum the server verifies (Content-MD5, or an
     // x-amz-checksum-sha256 the probe saw verified) is signed without hashing its body
     // again: the checksum already protects it, and SigV4 signs that header.
@@ -276,6 +280,11 @@ export class S3Store implements ObjectStore {
     }, { step: 'build', priority: 'low', name: 'rosetUnsignedVerifiedPayload' });
   }
 
+  /** How a body is hashed for the server when no known sha256 can stand in. */
+  get payloadChecksum(): 'sha256' | 'md5' {
+    return this.payload;
+  }
+
   /** Whether single PUTs with a known sha256 have it verified by the server instead of hashing again. */
   get sendsKnownSha256(): boolean {
     return this.verifiesChecksumSha256;
@@ -287,7 +296,7 @@ export class S3Store implements ObjectStore {
    */
   private integrity(body: Buffer | string, sha256Hex?: string): { ContentMD5?: string; ChecksumSHA256?: string } {
     if (sha256Hex && this.verifiesChecksumSha256) return { ChecksumSHA256: Buffer.from(sha256Hex, 'hex').toString('base64') };
-    if (this.payloadChecksum === 'md5') return { ContentMD5: createHash('md5').update(body).digest('base64') };
+    if (this.payload === 'md5') return { ContentMD5: createHash('md5').update(body).digest('base64') };
     return {};
   }
 
@@ -357,7 +366,8 @@ export class S3Store implements ObjectStore {
       }
       if (conditionalWrites) conditionalWrites = await this.refused(key, { IfNoneMatch: '*' });
       if (conditionalWrites) conditionalWrites = await this.refused(key, { IfMatch: 'roset-probe-0000000000000000' });
-      this.verifiesChecksumSha256 = await this.verifiesSha256(key);
+      this.verifiesChecksumSha256 = await this.verifiesChecksum(key, 'ChecksumSHA256', 'sha256');
+      if (this.payloadMode === 'auto' && !this.shaInstructions && await this.verifiesChecksum(key, 'ContentMD5', 'md5')) this.payload = 'md5';
     } finally {
       await this.send('probe cleanup', key, () => new DeleteObjectCommand({ Bucket: this.bucket, Key: full })).catch(() => {});
     }
@@ -385,16 +395,17 @@ export class S3Store implements ObjectStore {
   }
 
   /**
-   * True when the server refuses a PUT whose x-amz-checksum-sha256 does not match its
-   * body, and takes one whose checksum does. A server that ignores the header (Ceph
-   * RGW 16), or refuses it whatever its value, gets the body hashed instead.
+   * True when the server refuses a PUT whose checksum header (x-amz-checksum-sha256 or
+   * Content-MD5) does not match its body, and takes one whose checksum does. A server
+   * that ignores the header (Ceph RGW 16 ignores the SHA-256 one), or refuses it
+   * whatever its value, is never trusted with it.
    */
-  private async verifiesSha256(key: string): Promise<boolean> {
+  private async verifiesChecksum(key: string, header: 'ChecksumSHA256' | 'ContentMD5', algorithm: 'sha256' | 'md5'): Promise<boolean> {
     const full = this.prefix + key;
     const body = 'checksum probe';
-    const wrong = createHash('sha256').update('not the body').digest('base64');
+    const wrong = createHash(algorithm).update('not the body').digest('base64');
     try {
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, ChecksumSHA256: wrong }));
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, [header]: wrong }));
       return false;
     } catch (err) {
       if (!DIGEST_MISMATCH.has(nameOf(err))) {
@@ -402,9 +413,9 @@ export class S3Store implements ObjectStore {
         throw this.mapError('probe', key, err);
       }
     }
-    const right = createHash('sha256').update(body).digest('base64');
+    const right = createHash(algorithm).update(body).digest('base64');
     try {
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, ChecksumSHA256: right }));
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, [header]: right }));
       return true;
     } catch (err) {
       if (statusOf(err) === 400 || isNotImplemented(err)) return false;

@@ -109,6 +109,26 @@ describe('S3Store specifics', () => {
     }
   });
 
+  it('hashes with MD5 only on a CPU without SHA instructions, and only once the probe saw Content-MD5 verified', async () => {
+    const { bucket, prefix } = parseS3Url(s3TestUrl('s3md5'));
+    const make = (shaInstructions: boolean) => {
+      const s = new S3Store({
+        bucket, prefix, endpoint: cfg.endpoint, region: cfg.region, shaInstructions,
+        credentials: { accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey },
+      });
+      opened.push(s);
+      return s;
+    };
+    const slow = make(false);
+    expect(slow.payloadChecksum).toBe('sha256');
+    await slow.probeCapabilities();
+    // Ceph RGW verifies Content-MD5 (400 BadDigest on a wrong one).
+    expect(slow.payloadChecksum).toBe('md5');
+    const fast = make(true);
+    await fast.probeCapabilities();
+    expect(fast.payloadChecksum).toBe('sha256');
+  });
+
   it('measures conditional writes with a probe and leaves no probe key behind', async () => {
     const store = await open(undefined, { s3ConditionalWrites: false });
     expect(store.capabilities.conditionalWrites).toBe(false);
