@@ -279,7 +279,7 @@ export class Uploader {
     // A record of these exact bytes (a hash taken while the file was written
     // sequentially, or a distrusted upload) saves reading them again.
     const same = rec !== null && rec.size === size && rec.mtimeMs === mtimeMs;
-    const sha = same ? rec.sha256 : await sha256File(local);
+    const sha = same ? rec.sha256 : await sha256File(local, size);
     const changed = (): void => {
       if (this.version(nodeId) !== version) throw new CacheError('FILE_CHANGED', `node ${nodeId} changed while it was being uploaded`);
     };
