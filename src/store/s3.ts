@@ -168,6 +168,16 @@ function isNotImplemented(err: unknown): boolean {
   return statusOf(err) === 501 || nameOf(err) === 'NotImplemented';
 }
 
+/**
+ * A 4xx or 501 to a checksum probe: the server will not take the header (or an
+ * unsigned payload) this way, so it is not used; the earlier probe steps already
+ * proved the credentials can write.
+ */
+function refusedRequest(err: unknown): boolean {
+  const status = statusOf(err);
+  return isNotImplemented(err) || (status !== undefined && status >= 400 && status < 500);
+}
+
 function unquote(etag: string | undefined): string {
   return (etag ?? '').replace(/"/g, '');
 }
@@ -409,7 +419,7 @@ export class S3Store implements ObjectStore {
       return false;
     } catch (err) {
       if (!DIGEST_MISMATCH.has(nameOf(err))) {
-        if (statusOf(err) === 400 || isNotImplemented(err)) return false;
+        if (refusedRequest(err)) return false;
         throw this.mapError('probe', key, err);
       }
     }
@@ -418,7 +428,7 @@ export class S3Store implements ObjectStore {
       await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, [header]: right }));
       return true;
     } catch (err) {
-      if (statusOf(err) === 400 || isNotImplemented(err)) return false;
+      if (refusedRequest(err)) return false;
       throw this.mapError('probe', key, err);
     }
   }
