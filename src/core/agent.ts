@@ -10,6 +10,10 @@
  * - An object is uploaded create-only; one that already exists (same sha256) is not
  *   uploaded again, which is what makes unchanged files free. Files usually reach the
  *   store in the background when they close (uploader.ts); the commit reuses that.
+ * - Upload progress reaches the snapshot rows in batches (one transaction per
+ *   MARK_BATCH files, and whatever is done when the upload ends or fails); a mark
+ *   lost to a crash only makes the resumed upload ask the uploader again, which
+ *   answers from its record.
  */
 import * as fs from 'node:fs/promises';
 import type { Agent, AgentFile, AgentUploadResult, UploadProgress } from '../commit/agents.js';
@@ -18,11 +22,15 @@ import { CacheError, CommitError } from '../errors/index.js';
 import { hashFileBlocks } from '../util/block-hash.js';
 import { failpoint } from '../util/failpoints.js';
 import { stagingPath, type CoreContext } from './context.js';
-import type { SnapshotFile } from './staging-index.js';
+import type { SnapshotFile, SnapshotMark } from './staging-index.js';
 import type { ObjectCache } from './object-cache.js';
-import type { Uploader } from './uploader.js';
+import { SMALL_FILE_BYTES, type Uploader, type UploadOutcome } from './uploader.js';
 
 const UPLOAD_CONCURRENCY = 4;
+/** Small files (SMALL_FILE_BYTES) uploading at once during a commit: one request each. */
+const SMALL_UPLOAD_CONCURRENCY = 16;
+/** Snapshot files marked done in one index transaction at most. */
+const MARK_BATCH = 256;
 
 export class StagingAgent implements Agent {
   readonly id: string;
@@ -83,15 +91,33 @@ export class StagingAgent implements Agent {
       if (f.state !== 'pending') { p.filesDone++; p.bytesUploaded += f.size; }
     }
     onProgress?.({ ...p });
-    const worker = async (): Promise<void> => {
-      for (let f = queue.shift(); f; f = queue.shift()) {
-        await this.uploadOne(f);
+    const marks: SnapshotMark[] = [];
+    const flush = (): void => {
+      if (marks.length) this.ctx.index.markSnapshotFiles(marks.splice(0));
+    };
+    const worker = (files: SnapshotFile[]) => async (): Promise<void> => {
+      for (let f = files.shift(); f; f = files.shift()) {
+        const out = await this.uploadOne(f);
+        marks.push({ commitId: f.commitId, nodeId: f.nodeId, sha256: out.sha256, state: out.how });
+        if (marks.length >= MARK_BATCH) flush();
+        if (out.how === 'uploaded') await failpoint('upload.after-first-object', this.ctx.log);
         p.filesDone++;
         p.bytesUploaded += f.size;
         onProgress?.({ ...p });
       }
     };
-    await Promise.all(Array.from({ length: Math.min(UPLOAD_CONCURRENCY, queue.length) }, worker));
+    // Small files are one request each, mostly latency: more of them in flight.
+    const small = queue.filter((f) => f.size <= SMALL_FILE_BYTES);
+    const large = queue.filter((f) => f.size > SMALL_FILE_BYTES);
+    try {
+      await Promise.all([
+        ...Array.from({ length: Math.min(UPLOAD_CONCURRENCY, large.length) }, worker(large)),
+        ...Array.from({ length: Math.min(SMALL_UPLOAD_CONCURRENCY, small.length) }, worker(small)),
+      ]);
+    } finally {
+      // What finished is kept even when another file failed: a retry resumes after it.
+      flush();
+    }
     const done = this.ctx.index.snapshot(commitId);
     const out: AgentFile[] = done.map((f) => {
       const blocks = this.ctx.index.objectBlocks(f.sha256!, f.size);
@@ -107,7 +133,7 @@ export class StagingAgent implements Agent {
     };
   }
 
-  private async uploadOne(f: SnapshotFile): Promise<void> {
+  private async uploadOne(f: SnapshotFile): Promise<UploadOutcome> {
     // Most files were uploaded in the background when they closed; this reuses that.
     const out = await this.uploader.ensure(f.nodeId);
     if (out.size !== f.size || out.mtimeMs !== f.mtimeMs) {
@@ -119,8 +145,7 @@ export class StagingAgent implements Agent {
       // verify it block by block.
       this.ctx.index.setObjectBlocks(out.sha256, await hashFileBlocks(stagingPath(this.ctx, f.nodeId)));
     }
-    this.ctx.index.markSnapshotFile(f.commitId, f.nodeId, out.sha256, out.how);
-    if (out.how === 'uploaded') await failpoint('upload.after-first-object', this.ctx.log);
+    return out;
   }
 
   async release(commitId: string, completed: boolean): Promise<void> {
@@ -133,7 +158,7 @@ export class StagingAgent implements Agent {
           await this.objects.adopt(stagingPath(this.ctx, f.nodeId), f.sha256, f.size);
           await fs.rm(stagingPath(this.ctx, f.nodeId), { force: true });
           this.ctx.index.removeStaged(f.nodeId);
-          this.ctx.index.dropUpload(f.nodeId);
+          this.uploader.forget(f.nodeId);
           // The manifest holds them now.
           this.ctx.index.dropObjectBlocks(f.sha256);
         } catch (err) {

@@ -550,14 +550,9 @@ export class RosetFilesystem {
     const nodeId = h.nodeId!;
     const st = fsSync.fstatSync(h.fd);
     const sha256 = h.sha && h.sha.bytes === st.size ? digestOf(h.sha) : null;
-    if (sha256) {
-      try {
-        this.ctx.index.setUpload({ nodeId, size: st.size, mtimeMs: Math.floor(st.mtimeMs), sha256, state: 'hashed' });
-      } catch (err) {
-        // Only a saving (the upload hashes the file itself without it); e.g. a full disk.
-        this.ctx.log.debug({ nodeId, err: (err as Error).message }, 'could not keep the hash taken while writing');
-      }
-    }
+    // Only a saving (the upload hashes the file itself without it), written with the
+    // next batch of records; a failed write is logged there.
+    if (sha256) this.uploader.remember({ nodeId, size: st.size, mtimeMs: Math.floor(st.mtimeMs), sha256, state: 'hashed' });
     h.sha = null;
     return !this.ctx.handles.openFor(nodeId).some((o) => o.writable && o.fh !== h.fh);
   }
@@ -584,7 +579,7 @@ export class RosetFilesystem {
 
   private forgetStaged(nodeId: string): void {
     this.ctx.index.removeStaged(nodeId);
-    this.ctx.index.dropUpload(nodeId);
+    this.uploader.forget(nodeId);
   }
 
   // ---- Attributes ------------------------------------------------------------------------

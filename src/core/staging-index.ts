@@ -73,6 +73,14 @@ export interface SnapshotFile {
   state: SnapshotFileState;
 }
 
+/** One snapshot file's upload result, as `markSnapshotFiles` writes it. */
+export interface SnapshotMark {
+  commitId: string;
+  nodeId: string;
+  sha256: string;
+  state: SnapshotFileState;
+}
+
 export class StagingIndex {
   private readonly db: Db;
   // Bounded: a mount with millions of files must not grow the daemon without limit.
@@ -167,6 +175,13 @@ export class StagingIndex {
     this.stmts.snapDone.run(sha256, state, commitId, nodeId);
   }
 
+  /** Upload progress of many snapshot files in one transaction. */
+  markSnapshotFiles(marks: SnapshotMark[]): void {
+    this.db.transaction(() => {
+      for (const m of marks) this.stmts.snapDone.run(m.sha256, m.state, m.commitId, m.nodeId);
+    })();
+  }
+
   dropSnapshot(commitId: string): void {
     this.db.prepare('DELETE FROM snapshot_files WHERE commit_id = ?').run(commitId);
   }
@@ -177,9 +192,16 @@ export class StagingIndex {
   }
 
   setUpload(u: UploadRecord): void {
-    this.db.prepare(`INSERT INTO uploads (node_id, size, mtime_ms, sha256, state) VALUES (?, ?, ?, ?, ?)
-      ON CONFLICT (node_id) DO UPDATE SET size = excluded.size, mtime_ms = excluded.mtime_ms, sha256 = excluded.sha256, state = excluded.state`)
-      .run(u.nodeId, u.size, u.mtimeMs, u.sha256, u.state);
+    this.setUploads([u]);
+  }
+
+  /** Many records in one transaction: one index write for a batch of small files. */
+  setUploads(records: UploadRecord[]): void {
+    const up = this.db.prepare(`INSERT INTO uploads (node_id, size, mtime_ms, sha256, state) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT (node_id) DO UPDATE SET size = excluded.size, mtime_ms = excluded.mtime_ms, sha256 = excluded.sha256, state = excluded.state`);
+    this.db.transaction(() => {
+      for (const u of records) up.run(u.nodeId, u.size, u.mtimeMs, u.sha256, u.state);
+    })();
   }
 
   dropUpload(nodeId: string): void {

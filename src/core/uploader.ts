@@ -3,9 +3,10 @@
  * closes, so that by the time `commit()` is called most bytes are already in the
  * bucket, and the commit path reuses the result.
  *
- * Owns: the upload queue (bounded concurrency), the per-file upload records of the
- * staging index, and the "version" of each staged file (bumped by anything that can
- * change its bytes: a writable open, a truncate, an unlink).
+ * Owns: the upload queues (bounded concurrency: a few large files, more small ones),
+ * the per-file upload records of the staging index (written in batches), and the
+ * "version" of each staged file (bumped by anything that can change its bytes: a
+ * writable open, a truncate, an unlink).
  *
  * Invariants:
  * - `objects/<sha>` only ever holds bytes that hash to `<sha>`: the hash is taken
@@ -15,6 +16,17 @@
  * - An upload stopped because its file changed ends with FILE_CHANGED, which no store
  *   wraps and the retry layer never retries: one attempt, then the new bytes' turn.
  * - An upload record is trusted only for the exact (size, mtime) it was made for.
+ * - Records are written to the index in batches (one transaction each, within
+ *   RECORD_FLUSH_MS or RECORD_BATCH records); until then they are read from memory.
+ *   A record lost to a crash or a failed write only costs looking the object up (or
+ *   sending it) again. Forgetting a record is never deferred: `touch` deletes it from
+ *   the index at once, so a crash can never leave a record that outlived its bytes.
+ * - A small file (up to SMALL_FILE_BYTES) whose object the store can create only if
+ *   absent (`capabilities.conditionalWrites`) costs one request: a create-only PUT,
+ *   whose 412 means "already there" (dedup). Larger files, distrusted records checked
+ *   again, and stores that do not enforce If-None-Match look the object up first: a
+ *   body sent only to learn it was there costs more than the look-up, and a store
+ *   that ignores If-None-Match would overwrite instead of answering.
  * - Every upload pins its object in the metadata (`ControlApi.pinObject`, one pin per
  *   file) before it asks the bucket whether the object exists, so gc never deletes an
  *   object an upload found there and skipped sending.
@@ -38,6 +50,18 @@ import type { UploadRecord } from './staging-index.js';
 
 /** How long an upload waits before pinning again an object gc is deleting. */
 const PIN_RETRY_MS = 50;
+/**
+ * Files up to this size are small: one request each where the store enforces
+ * create-only PUTs, and SMALL_CONCURRENCY of them upload at once. The bound is where a
+ * body sent only to learn the object was there (dedup) still costs little next to a
+ * round trip.
+ */
+export const SMALL_FILE_BYTES = 1024 * 1024;
+/** Small files uploading at once in the background; memory: at most this × SMALL_FILE_BYTES. */
+const SMALL_CONCURRENCY = 16;
+/** Upload records written in one index transaction at most, and how long one waits. */
+const RECORD_BATCH = 256;
+const RECORD_FLUSH_MS = 25;
 
 export interface UploadOutcome {
   sha256: string;
@@ -51,8 +75,11 @@ export class Uploader {
   private readonly versions = new Map<string, number>();
   private readonly inflight = new Map<string, Promise<UploadOutcome>>();
   /** Queued files, each with when it was queued (ms since the epoch), oldest first. */
-  private readonly queue = new Map<string, number>();
-  private active = 0;
+  private readonly queues = { small: new Map<string, number>(), large: new Map<string, number>() };
+  private readonly active = { small: 0, large: 0 };
+  /** Upload records not yet in the index, written by the next `flushRecords`. */
+  private readonly pending = new Map<string, UploadRecord>();
+  private flushTimer: NodeJS.Timeout | null = null;
   private idle: Array<() => void> = [];
   /**
    * The nodes whose upload records were pinned and checked since the last `distrust()`;
@@ -62,7 +89,7 @@ export class Uploader {
   /** Moves at each `distrust()`: an upload that saw another epoch at its pin is not trusted. */
   private epoch = 0;
 
-  constructor(private readonly ctx: CoreContext, private readonly concurrency = 2) {
+  constructor(private readonly ctx: CoreContext, private readonly concurrency = 2, private readonly smallConcurrency = SMALL_CONCURRENCY) {
     const self = new WeakRef(this);
     addUploadQueue(() => {
       const u = self.deref();
@@ -74,13 +101,63 @@ export class Uploader {
   /** For metrics, at scrape time: what waits, its bytes, and since when. */
   private queueState(): UploadQueueState {
     let bytes = 0;
-    for (const nodeId of this.queue.keys()) {
-      try {
-        bytes += fsSync.statSync(stagingPath(this.ctx, nodeId)).size;
-      } catch { /* removed meanwhile */ }
+    let oldest: number | null = null;
+    for (const queue of [this.queues.small, this.queues.large]) {
+      for (const nodeId of queue.keys()) {
+        try {
+          bytes += fsSync.statSync(stagingPath(this.ctx, nodeId)).size;
+        } catch { /* removed meanwhile */ }
+      }
+      const first = queue.values().next();
+      if (!first.done && (oldest === null || first.value < oldest)) oldest = first.value;
     }
-    const first = this.queue.values().next();
-    return { files: this.queue.size, bytes, oldestQueuedAt: first.done ? null : first.value };
+    return { files: this.queued(), bytes, oldestQueuedAt: oldest };
+  }
+
+  private queued(): number {
+    return this.queues.small.size + this.queues.large.size;
+  }
+
+  /** The upload record of a node: one waiting to be written, or the index's. */
+  private record(nodeId: string): UploadRecord | null {
+    return this.pending.get(nodeId) ?? this.ctx.index.upload(nodeId);
+  }
+
+  /**
+   * Keeps a record of a file's bytes (the hash taken while writing, or an upload's
+   * outcome); it reaches the index with the next batch.
+   */
+  remember(rec: UploadRecord): void {
+    this.pending.set(rec.nodeId, rec);
+    if (this.pending.size >= RECORD_BATCH) this.flushRecords();
+    else if (!this.flushTimer) {
+      this.flushTimer = setTimeout(() => this.flushRecords(), RECORD_FLUSH_MS);
+      this.flushTimer.unref();
+    }
+  }
+
+  /** Drops a node's record, waiting or written: its bytes are gone or changing. */
+  forget(nodeId: string): void {
+    this.pending.delete(nodeId);
+    this.ctx.index.dropUpload(nodeId);
+  }
+
+  /**
+   * Writes the waiting records in one transaction. A failed write (a full cache disk)
+   * is logged and the batch dropped: each record only saves work, and without it the
+   * file's object is looked up or sent again by the commit.
+   */
+  flushRecords(): void {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    if (this.pending.size === 0) return;
+    const batch = [...this.pending.values()];
+    this.pending.clear();
+    try {
+      this.ctx.index.setUploads(batch);
+    } catch (err) {
+      this.ctx.log.warn({ files: batch.length, err: (err as Error).message }, 'could not record upload states; the commit looks those objects up again');
+    }
   }
 
   /**
@@ -100,7 +177,9 @@ export class Uploader {
   touch(nodeId: string): void {
     this.bump(nodeId);
     this.verified?.delete(nodeId);
-    this.ctx.index.dropUpload(nodeId);
+    // At once, not batched: after a crash, a record of the old bytes must not meet new
+    // bytes of the same size and mtime.
+    this.forget(nodeId);
   }
 
   /**
@@ -117,17 +196,29 @@ export class Uploader {
 
   /** Queues a closed file for upload in the background. */
   schedule(nodeId: string): void {
-    if (!this.queue.has(nodeId)) this.queue.set(nodeId, Date.now());
+    if (!this.queues.small.has(nodeId) && !this.queues.large.has(nodeId)) {
+      let size = 0;
+      try {
+        size = fsSync.statSync(stagingPath(this.ctx, nodeId)).size;
+      } catch { /* gone: its upload fails fast and says why */ }
+      (size <= SMALL_FILE_BYTES ? this.queues.small : this.queues.large).set(nodeId, Date.now());
+    }
     this.pump();
   }
 
   private pump(): void {
-    while (this.active < this.concurrency && this.queue.size > 0) {
-      const nodeId = this.queue.keys().next().value as string;
-      this.queue.delete(nodeId);
+    this.start('large', this.concurrency);
+    this.start('small', this.smallConcurrency);
+  }
+
+  private start(kind: 'small' | 'large', limit: number): void {
+    const queue = this.queues[kind];
+    while (this.active[kind] < limit && queue.size > 0) {
+      const nodeId = queue.keys().next().value as string;
+      queue.delete(nodeId);
       // A file reopened for writing is uploaded at its next close instead.
       if (this.ctx.handles.openFor(nodeId).some((h) => h.writable)) continue;
-      this.active++;
+      this.active[kind]++;
       const version = this.version(nodeId);
       this.ensure(nodeId).catch((err: unknown) => {
         const e = toRosetError(err);
@@ -135,16 +226,24 @@ export class Uploader {
         if (this.version(nodeId) !== version || e.rosetCode === 'FILE_CHANGED' || e.rosetCode === 'NODE_NOT_FOUND') this.ctx.log.debug({ nodeId, err: e.message }, 'background upload stopped: the file changed');
         else this.ctx.log.warn({ nodeId, code: e.rosetCode, err: e.message }, 'background upload failed; the commit will upload again');
       }).finally(() => {
-        this.active--;
+        this.active[kind]--;
         this.pump();
-        if (this.active === 0 && this.queue.size === 0) for (const r of this.idle.splice(0)) r();
+        if (this.isIdle()) {
+          // Nothing more to batch with: the records go to the index now.
+          this.flushRecords();
+          for (const r of this.idle.splice(0)) r();
+        }
       });
     }
   }
 
+  private isIdle(): boolean {
+    return this.active.small === 0 && this.active.large === 0 && this.queued() === 0;
+  }
+
   /** Resolves when no background upload runs or waits. */
   drained(): Promise<void> {
-    if (this.active === 0 && this.queue.size === 0) return Promise.resolve();
+    if (this.isIdle()) return Promise.resolve();
     return new Promise((r) => this.idle.push(r));
   }
 
@@ -153,7 +252,7 @@ export class Uploader {
     for (;;) {
       const st = await fs.stat(stagingPath(this.ctx, nodeId)).catch(() => null);
       if (!st) throw new CacheError('INTERNAL', `The staged bytes of node ${nodeId} are missing from the cache`);
-      const rec = this.ctx.index.upload(nodeId);
+      const rec = this.record(nodeId);
       if (rec && rec.state !== 'hashed' && rec.size === st.size && rec.mtimeMs === Math.floor(st.mtimeMs) && this.trusted(nodeId)) {
         return { sha256: rec.sha256, size: rec.size, mtimeMs: rec.mtimeMs, how: rec.state };
       }
@@ -203,13 +302,19 @@ export class Uploader {
     let how: UploadOutcome['how'] = 'uploaded';
     // A distrusted record checked again: found, it stays what it was, counted once.
     let recheck = false;
-    if (await this.ctx.store.head(key)) {
+    const known = same && rec.state !== 'hashed';
+    // A new small object: one create-only PUT, whose 412 is the dedup answer. Safe for
+    // gc as the look-up was: the pin above comes before either request.
+    const createOnly = !known && size <= SMALL_FILE_BYTES && this.ctx.store.capabilities.conditionalWrites;
+    if (!createOnly && await this.ctx.store.head(key)) {
       recheck = same && rec.state !== 'hashed';
       how = same && rec.state === 'uploaded' ? 'uploaded' : 'deduped';
     } else {
       await delayPoint('upload.before-put', this.ctx.log);
       try {
-        await this.ctx.store.putFile(key, local, { ifAbsent: true, beforeComplete: changed, beforePart: changed });
+        // The content address goes along: a store whose server verifies SHA-256 sends it
+        // instead of hashing the bytes again, and then refuses bytes that do not match it.
+        await this.ctx.store.putFile(key, local, { ifAbsent: true, sha256: sha, beforeComplete: changed, beforePart: changed });
       } catch (err) {
         // Another upload of the same bytes got there first: that is dedup, not failure.
         if (err instanceof StoreError && err.rosetCode === 'PRECONDITION_FAILED') how = 'deduped';
@@ -222,7 +327,7 @@ export class Uploader {
       else dedupedBytesTotal.inc(size);
     }
     const out: UploadOutcome = { sha256: sha, size, mtimeMs, how };
-    this.ctx.index.setUpload({ nodeId, size, mtimeMs, sha256: sha, state: how });
+    this.remember({ nodeId, size, mtimeMs, sha256: sha, state: how });
     if (this.verified && this.epoch === epoch) this.verified.add(nodeId);
     return out;
   }

@@ -372,6 +372,8 @@ export class Daemon {
     await this.metrics?.close();
     // Only the daemon that wrote daemon.json (it mounted) may remove it.
     if (this.fuse) await fs.rm(path.join(this.cfg.stateDir, STATE_FILES.daemon), { force: true });
+    // Upload records still waiting for their batch: kept, so a restart trusts them.
+    this.core?.uploader.flushRecords();
     this.index?.close();
     await this.meta?.close();
     await this.store?.close();

@@ -9,6 +9,7 @@ import { StoreError } from '../errors/index.js';
 import { LocalStore } from './local.js';
 import { DEFAULT_RETRY_POLICY, RetryingStore, type RetryPolicy } from './retry.js';
 import type { ObjectStore } from './types.js';
+import type { PayloadChecksum } from './s3.js';
 
 export type { ObjectStore } from './types.js';
 
@@ -34,6 +35,11 @@ export interface StoreOptions {
    * restarts of a node, so its start-up sweep aborts its own uploads and no one else's.
    */
   uploadOwner?: string;
+  /**
+   * S3: how a body is hashed for the server to verify when its known sha256 cannot
+   * stand in: `sha256`, `md5` or `auto` (default; see docs/STORAGE.md).
+   */
+  s3PayloadChecksum?: PayloadChecksum;
   /** S3: how long one request may sit idle before it fails (and the retry layer may send it again). */
   s3RequestTimeoutMs?: number;
   /** Retry policy of the store's one retry layer (src/store/retry.ts). */

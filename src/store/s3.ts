@@ -37,8 +37,21 @@
  *   ignores it there, so on RGW a create-only multipart upload is only best effort.
  *   Small create-only writes (manifests) are single PUTs and enforced everywhere the
  *   probe says `conditionalWrites`.
+ * - Every PUT and UploadPart carries a checksum of its body that the server verifies,
+ *   so a body corrupted on the way is refused (400) and never published; nothing
+ *   hashes a byte twice for it (docs/STORAGE.md, "Integrity of uploads"):
+ *   - a single PUT whose sha256 the caller knows (`putFile(..., {sha256})`, the content
+ *     address) sends it as `x-amz-checksum-sha256` with an unsigned payload, but only
+ *     where the probe saw the server refuse a wrong one (AWS does; Ceph RGW 16 ignores it);
+ *   - otherwise the body is hashed once: SigV4's signed payload hash (SHA-256), or, in
+ *     `md5` mode, `Content-MD5` with an unsigned payload. `auto` uses MD5 only where the
+ *     CPU lacks SHA instructions (else SHA-256 is the cheaper hash) and the probe saw
+ *     the server refuse a wrong Content-MD5; SHA-256 until then.
+ *   A refused digest is marked `retryable`: the bytes in hand are right, the copy on
+ *   the wire was not, so the retry layer sends the request again.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { ByteBudget } from '../util/byte-budget.js';
 import { sleep } from '../util/sleep.js';
@@ -93,9 +106,39 @@ export interface S3StoreConfig {
   requestTimeoutMs?: number;
   /** Measured by `probeCapabilities` when absent. */
   capabilities?: StoreCapabilities;
+  /**
+   * How a body the server must verify is hashed when no known sha256 can stand in:
+   * `sha256` (SigV4 signed payload), `md5` (Content-MD5, unsigned payload), or `auto`
+   * (default): MD5 on CPUs without SHA instructions where the probe saw the server
+   * verify Content-MD5, SHA-256 otherwise.
+   */
+  payloadChecksum?: PayloadChecksum;
+  /** Tests only: whether the CPU hashes SHA-256 in hardware; read from /proc/cpuinfo when absent. */
+  shaInstructions?: boolean;
   /** Tests only: fixed credentials instead of the default chain. */
   credentials?: S3ClientConfig['credentials'];
 }
+
+export type PayloadChecksum = 'auto' | 'sha256' | 'md5';
+
+/** The S3 error codes of a body whose checksum did not match what arrived. */
+const DIGEST_MISMATCH = new Set(['BadDigest', 'XAmzContentSHA256Mismatch', 'XAmzContentChecksumMismatch', 'InvalidDigest']);
+
+/**
+ * Whether this CPU hashes SHA-256 in hardware (x86 `sha_ni`, arm64 `sha2`): then
+ * SHA-256 is faster than MD5 (measured with OpenSSL on an EPYC with SHA-NI: about
+ * 2.0 GB/s against 0.9 GB/s), and without, MD5 is the cheaper of the two.
+ */
+export function cpuHasShaInstructions(): boolean {
+  try {
+    const info = fsSync.readFileSync('/proc/cpuinfo', 'utf8');
+    return /^(flags|Features)\s*:.*\b(sha_ni|sha2)\b/m.test(info);
+  } catch {
+    // Not Linux: SHA-256, the SDK's own default; it costs a hash either way.
+    return true;
+  }
+}
+
 
 type S3Failure = Error & { name: string; $metadata?: { httpStatusCode?: number; requestId?: string }; Code?: string };
 
@@ -123,6 +166,16 @@ function isConditionalConflict(err: unknown): boolean {
 
 function isNotImplemented(err: unknown): boolean {
   return statusOf(err) === 501 || nameOf(err) === 'NotImplemented';
+}
+
+/**
+ * A 4xx or 501 to a checksum probe: the server will not take the header (or an
+ * unsigned payload) this way, so it is not used; the earlier probe steps already
+ * proved the credentials can write.
+ */
+function refusedRequest(err: unknown): boolean {
+  const status = statusOf(err);
+  return isNotImplemented(err) || (status !== undefined && status >= 400 && status < 500);
 }
 
 function unquote(etag: string | undefined): string {
@@ -162,6 +215,12 @@ export class S3Store implements ObjectStore {
   private readonly freeParts: Buffer[] = [];
   /** Tag of the multipart uploads this store starts. */
   readonly uploadOwner: string | undefined;
+  /** As configured; `auto` is settled by the probe. */
+  private readonly payloadMode: PayloadChecksum;
+  private payload: 'sha256' | 'md5';
+  private readonly shaInstructions: boolean;
+  /** The probe saw the server refuse a wrong `x-amz-checksum-sha256`; false until then. */
+  private verifiesChecksumSha256 = false;
 
   get capabilities(): StoreCapabilities {
     return this.caps;
@@ -213,6 +272,42 @@ export class S3Store implements ObjectStore {
       }
     }
     this.description = `s3://${this.bucket}/${this.prefix}${where}`;
+    this.payloadMode = config.payloadChecksum ?? 'auto';
+    this.shaInstructions = config.shaInstructions ?? cpuHasShaInstructions();
+    // SHA-256 (the signed payload) until the probe has seen Content-MD5 verified.
+    this.payload = this.payloadMode === 'md5' ? 'md5' : 'sha256';
+    // A PUT or part that carries a checksum the server verifies (Content-MD5, or an
+    // x-amz-checksum-sha256 the probe saw verified) is signed without hashing its body
+    // again: the checksum already protects it, and SigV4 signs that header.
+    this.client.middlewareStack.add((next, context) => async (args) => {
+      const req = args.request as { headers?: Record<string, string> };
+      const op = (context as { commandName?: string }).commandName;
+      if ((op === 'PutObjectCommand' || op === 'UploadPartCommand') && req.headers
+        && (req.headers['content-md5'] !== undefined || req.headers['x-amz-checksum-sha256'] !== undefined)) {
+        req.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+      }
+      return next(args);
+    }, { step: 'build', priority: 'low', name: 'rosetUnsignedVerifiedPayload' });
+  }
+
+  /** How a body is hashed for the server when no known sha256 can stand in. */
+  get payloadChecksum(): 'sha256' | 'md5' {
+    return this.payload;
+  }
+
+  /** Whether single PUTs with a known sha256 have it verified by the server instead of hashing again. */
+  get sendsKnownSha256(): boolean {
+    return this.verifiesChecksumSha256;
+  }
+
+  /**
+   * The checksum header a body goes with: its known sha256 where the server verifies
+   * that, else Content-MD5 in `md5` mode, else none (the signed payload hash covers it).
+   */
+  private integrity(body: Buffer | string, sha256Hex?: string): { ContentMD5?: string; ChecksumSHA256?: string } {
+    if (sha256Hex && this.verifiesChecksumSha256) return { ChecksumSHA256: Buffer.from(sha256Hex, 'hex').toString('base64') };
+    if (this.payload === 'md5') return { ContentMD5: createHash('md5').update(body).digest('base64') };
+    return {};
   }
 
   /**
@@ -233,6 +328,7 @@ export class S3Store implements ObjectStore {
       uploadConcurrency: options.uploadConcurrency,
       uploadOwner: options.uploadOwner,
       requestTimeoutMs: options.s3RequestTimeoutMs,
+      payloadChecksum: options.s3PayloadChecksum,
       capabilities: typeof stated === 'boolean' ? { conditionalWrites: stated, multipart: true } : undefined,
     };
     let store = new S3Store(base);
@@ -280,6 +376,8 @@ export class S3Store implements ObjectStore {
       }
       if (conditionalWrites) conditionalWrites = await this.refused(key, { IfNoneMatch: '*' });
       if (conditionalWrites) conditionalWrites = await this.refused(key, { IfMatch: 'roset-probe-0000000000000000' });
+      this.verifiesChecksumSha256 = await this.verifiesChecksum(key, 'ChecksumSHA256', 'sha256');
+      if (this.payloadMode === 'auto' && !this.shaInstructions && await this.verifiesChecksum(key, 'ContentMD5', 'md5')) this.payload = 'md5';
     } finally {
       await this.send('probe cleanup', key, () => new DeleteObjectCommand({ Bucket: this.bucket, Key: full })).catch(() => {});
     }
@@ -306,6 +404,35 @@ export class S3Store implements ObjectStore {
     }
   }
 
+  /**
+   * True when the server refuses a PUT whose checksum header (x-amz-checksum-sha256 or
+   * Content-MD5) does not match its body, and takes one whose checksum does. A server
+   * that ignores the header (Ceph RGW 16 ignores the SHA-256 one), or refuses it
+   * whatever its value, is never trusted with it.
+   */
+  private async verifiesChecksum(key: string, header: 'ChecksumSHA256' | 'ContentMD5', algorithm: 'sha256' | 'md5'): Promise<boolean> {
+    const full = this.prefix + key;
+    const body = 'checksum probe';
+    const wrong = createHash(algorithm).update('not the body').digest('base64');
+    try {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, [header]: wrong }));
+      return false;
+    } catch (err) {
+      if (!DIGEST_MISMATCH.has(nameOf(err))) {
+        if (refusedRequest(err)) return false;
+        throw this.mapError('probe', key, err);
+      }
+    }
+    const right = createHash(algorithm).update(body).digest('base64');
+    try {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, [header]: right }));
+      return true;
+    } catch (err) {
+      if (refusedRequest(err)) return false;
+      throw this.mapError('probe', key, err);
+    }
+  }
+
   private fullKey(key: string): string {
     assertValidKey(key);
     return this.prefix + key;
@@ -327,6 +454,11 @@ export class S3Store implements ObjectStore {
     }
     if (isNotFound(err)) return new StoreError('OBJECT_NOT_FOUND', `No such object: ${key}`, details, { cause: summary });
     if (code === 'NoSuchUpload') return new StoreError('OBJECT_NOT_FOUND', `No such multipart upload for ${key}`, details, { cause: summary });
+    if (DIGEST_MISMATCH.has(code)) {
+      // The body that arrived is not the one sent: sent again, it arrives whole.
+      details.retryable = true;
+      return new StoreError('STORAGE_ERROR', `S3 ${op} of ${this.prefix}${key} refused: the body arrived corrupted (${code})`, details, { cause: summary });
+    }
     const where = code === 'NoSuchBucket' ? ` (bucket ${this.bucket} does not exist)` : '';
     return new StoreError('STORAGE_ERROR', `S3 ${op} of ${this.prefix}${key} in bucket ${this.bucket} failed${where}: ${summary.message}`, details, { cause: summary });
   }
@@ -356,15 +488,21 @@ export class S3Store implements ObjectStore {
   }
 
   async put(key: string, body: Buffer | string): Promise<PutResult> {
-    const Key = this.fullKey(key);
-    const res = await this.send<{ ETag?: string }>('put', key, () => new PutObjectCommand({ Bucket: this.bucket, Key, Body: body }));
-    return { etag: unquote(res.ETag) };
+    return this.putWith(key, body);
   }
 
   async putIfAbsent(key: string, body: Buffer | string): Promise<PutResult> {
+    return this.putWith(key, body, { ifAbsent: true });
+  }
+
+  /** One PUT, with the checksum the server verifies; `sha256` is the body's, when known. */
+  private async putWith(key: string, body: Buffer | string, options: { ifAbsent?: boolean; sha256?: string } = {}): Promise<PutResult> {
     const Key = this.fullKey(key);
-    const res = await this.conditional<{ ETag?: string }>('put-if-absent', key,
-      () => new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, IfNoneMatch: '*' }));
+    const check = this.integrity(body, options.sha256);
+    const res = options.ifAbsent
+      ? await this.conditional<{ ETag?: string }>('put-if-absent', key,
+        () => new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, IfNoneMatch: '*', ...check }))
+      : await this.send<{ ETag?: string }>('put', key, () => new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ...check }));
     return { etag: unquote(res.ETag) };
   }
 
@@ -372,7 +510,7 @@ export class S3Store implements ObjectStore {
     const Key = this.fullKey(key);
     try {
       const res = await this.conditional<{ ETag?: string }>('put-if-match', key,
-        () => new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, IfMatch: unquote(etag) }));
+        () => new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, IfMatch: unquote(etag), ...this.integrity(body) }));
       return { etag: unquote(res.ETag) };
     } catch (err) {
       // AWS answers If-Match on a missing key with 404: for the caller the object it
@@ -400,9 +538,10 @@ export class S3Store implements ObjectStore {
           const buf = Buffer.allocUnsafe(size);
           await readFully(fh, buf, size, 0, key);
           await options.beforeComplete?.();
+          const sha256 = options.sha256;
           const result = options.ifAbsent
-            ? await run('put-if-absent', key, () => this.putIfAbsent(key, buf))
-            : await run('put', key, () => this.put(key, buf));
+            ? await run('put-if-absent', key, () => this.putWith(key, buf, { ifAbsent: true, sha256 }))
+            : await run('put', key, () => this.putWith(key, buf, { sha256 }));
           options.onProgress?.(size);
           return result;
         } finally {
@@ -598,7 +737,7 @@ export class S3Store implements ObjectStore {
       throw new StoreError('BAD_REQUEST', `Invalid part number ${partNumber}`);
     }
     const res = await this.send<{ ETag?: string }>('upload part', key, () => new UploadPartCommand({
-      Bucket: this.bucket, Key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length,
+      Bucket: this.bucket, Key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length, ...this.integrity(body),
     }));
     return { partNumber, etag: unquote(res.ETag) };
   }

@@ -104,6 +104,12 @@ export interface PutFileOptions {
    * matters (its file changed or was deleted) stops early. Throwing aborts the upload.
    */
   beforePart?: () => void;
+  /**
+   * The file's sha256 (hex), when the caller knows it (the content address). A store
+   * whose server verifies a SHA-256 checksum sends it with a single PUT instead of
+   * hashing the bytes again; the server then refuses bytes that do not match it.
+   */
+  sha256?: string;
   /** Runs each request of the upload (default `runOnce`); set by the retry layer. */
   request?: RequestRunner;
 }

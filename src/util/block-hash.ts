@@ -27,6 +27,8 @@ import { Worker } from 'node:worker_threads';
 /** 8 MiB: see docs/SEMANTICS.md, "Block hashes". */
 export const BLOCK_SIZE = 8 << 20;
 export const BLOCK_ALG = 'blake3';
+/** A last block this small is hashed on the calling thread, not sent to a worker. */
+const INLINE_BYTES = 256 << 10;
 
 export interface BlockHashes {
   /** Bytes per block; every block but the last has exactly this many. */
@@ -168,6 +170,12 @@ async function readBlocks(file: string, pool: BlockHashPool, each: (block: Buffe
       const block = got === blockSize ? buf : buf.subarray(0, got);
       each(block);
       size += got;
+      if (got <= INLINE_BYTES) {
+        // A small file's one block: hashed here in microseconds, less than a worker's
+        // round trip (a checkpoint of many small files would pay that per file).
+        hashes[i] = blockDigest(block);
+        break;
+      }
       const job: Promise<void> = pool.hash(block).then((hex) => { hashes[i] = hex; }, (err: unknown) => { failure ??= err; })
         .finally(() => inflight.delete(job));
       inflight.add(job);

@@ -60,6 +60,56 @@ describe('background upload', () => {
     }
   });
 
+  it('sends a new small object with one create-only request, deduplicates by its 412, and looks large ones up first', async () => {
+    let store!: FaultyStore;
+    const h = await startCore({ wrapStore: (s) => (store = faulty(s)) });
+    try {
+      await h.fs.mkdir('/ck', 0o755);
+      const small = randomBytes(4096);
+      const large = randomBytes((1 << 20) + 1);
+      await writeFile(h, '/ck/a.json', small);
+      await writeFile(h, '/ck/b.json', small);
+      await writeFile(h, '/ck/w.bin', large);
+      await h.fs.uploader.drained();
+      const on = (key: string) => store.calls.filter((c) => c.key === key).map((c) => c.op);
+      // Small: no look-up; the second file of the same bytes gets "already there" from the store.
+      expect(on(objectKey(sha(small)))).toEqual(['putFile', 'putFile']);
+      // Large: looked up first, then sent.
+      expect(on(objectKey(sha(large)))).toEqual(['head', 'putFile']);
+      const folder = (await h.cp.resolvePath(h.mountId, '/ck'))!;
+      const c = await waitSettled(h, (await h.cp.commit(h.mountId, folder.id, {})).id);
+      expect(c.phase).toBe('completed');
+      // The commit reused the records; the same bytes count once uploaded, once deduplicated.
+      expect(on(objectKey(sha(small)))).toEqual(['putFile', 'putFile']);
+      expect(c.stats).toMatchObject({ uploadedBytes: small.length + large.length, dedupedBytes: small.length });
+      expect(sha(await h.ctx.store.get(objectKey(sha(small))))).toBe(sha(small));
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('records the uploads of many small files in a few index transactions', async () => {
+    const h = await startCore();
+    try {
+      const index = h.ctx.index;
+      const batches: number[] = [];
+      const setUploads = index.setUploads.bind(index);
+      index.setUploads = (records) => { batches.push(records.length); setUploads(records); };
+      await h.fs.mkdir('/ck', 0o755);
+      const files = Array.from({ length: 64 }, () => randomBytes(2048));
+      for (const [i, b] of files.entries()) await writeFile(h, `/ck/f${i}.bin`, b);
+      await h.fs.uploader.drained();
+      // Every file's record (its hash taken while writing, then its upload) is written,
+      // in far fewer transactions than files.
+      const nodes = await Promise.all(files.map(async (_, i) => (await h.cp.resolvePath(h.mountId, `/ck/f${i}.bin`))!.id));
+      expect(nodes.map((id) => index.upload(id)?.state)).toEqual(files.map(() => 'uploaded'));
+      expect(nodes.map((id) => index.upload(id)?.sha256)).toEqual(files.map((b) => sha(b)));
+      expect(batches.length).toBeLessThan(files.length / 2);
+    } finally {
+      await h.close();
+    }
+  });
+
   it('never publishes an object whose bytes changed while it uploaded', async () => {
     let store!: FaultyStore;
     // The first upload is held at its start until the file has been rewritten, so the

@@ -21,6 +21,17 @@ import { codeOf, startCore, waitSettled, type CoreHarness } from '../support/cor
 const DAY = 24 * 3600 * 1000;
 const sha256Hex = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
+/** `store.putFile` that, for `objects/` keys, runs the current pause once its answer is in (sent or 412), then answers. */
+function afterAnswer(store: ObjectStore, pause: () => ((key: string) => Promise<void>) | null): ObjectStore['putFile'] {
+  return async (key, file, options) => {
+    const settled = await store.putFile(key, file, options).then((r) => ({ r }), (e: unknown) => ({ e }));
+    const p = pause();
+    if (p && key.startsWith('objects/')) await p(key);
+    if ('e' in settled) throw settled.e;
+    return settled.r;
+  };
+}
+
 async function checkpoint(h: CoreHarness, p: string, files: Record<string, string>): Promise<string> {
   await h.fs.mkdir(p, 0o755);
   for (const [name, text] of Object.entries(files)) {
@@ -223,6 +234,8 @@ describe('gc of commits', () => {
       wrapStore: (s: ObjectStore) => new Proxy(s, {
         get(target, prop, recv) {
           if (prop === 'head') return async (key: string) => { const r = await target.head(key); if (pauseHead && key.startsWith('objects/')) await pauseHead(key); return r; };
+          // A small new object's look-up is its create-only PUT (412: found): the same pause, after its answer.
+          if (prop === 'putFile') return afterAnswer(target, () => pauseHead);
           if (prop === 'delete') return async (key: string) => { if (pauseDelete && key.startsWith('objects/')) await pauseDelete(key); return target.delete(key); };
           const v = Reflect.get(target, prop, recv) as unknown;
           return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
@@ -381,6 +394,8 @@ describe('gc: pin expiry', () => {
       wrapStore: (s: ObjectStore) => new Proxy(s, {
         get(target, prop, recv) {
           if (prop === 'head') return async (key: string) => { const r = await target.head(key); if (pauseHead && key.startsWith('objects/')) await pauseHead(key); return r; };
+          // A small new object's look-up is its create-only PUT (412: found): the same pause, after its answer.
+          if (prop === 'putFile') return afterAnswer(target, () => pauseHead);
           const v = Reflect.get(target, prop, recv) as unknown;
           return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
         },

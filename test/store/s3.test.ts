@@ -86,6 +86,49 @@ describe('S3Store specifics', () => {
     expect((await store.list('')).objects.map((o) => o.key)).toEqual(['x/y.json']);
   });
 
+  it('sends a known sha256 in place of hashing only where the probe saw a wrong one refused', async () => {
+    const store = await open(undefined, { s3ConditionalWrites: false });
+    expect(store.sendsKnownSha256).toBe(false);
+    await store.probeCapabilities();
+    const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'roset-s3-sha-'));
+    try {
+      const f = path.join(tmp, 'f.bin');
+      await fs.writeFile(f, 'the bytes');
+      const wrong = createHash('sha256').update('other bytes').digest('hex');
+      if (store.sendsKnownSha256) {
+        // The server checks it: bytes that do not match their name are refused.
+        await expect(store.putFile('objects/wrong', f, { sha256: wrong })).rejects.toMatchObject({ rosetCode: 'STORAGE_ERROR', details: { status: 400 } });
+        expect(await store.head('objects/wrong')).toBeNull();
+      } else {
+        // Not checked by the server (Ceph RGW 16): never sent, the body is hashed instead.
+        await store.putFile('objects/wrong', f, { sha256: wrong });
+        expect((await store.get('objects/wrong')).toString()).toBe('the bytes');
+      }
+    } finally {
+      await fs.rm(tmp, { recursive: true, force: true });
+    }
+  });
+
+  it('hashes with MD5 only on a CPU without SHA instructions, and only once the probe saw Content-MD5 verified', async () => {
+    const { bucket, prefix } = parseS3Url(s3TestUrl('s3md5'));
+    const make = (shaInstructions: boolean) => {
+      const s = new S3Store({
+        bucket, prefix, endpoint: cfg.endpoint, region: cfg.region, shaInstructions,
+        credentials: { accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey },
+      });
+      opened.push(s);
+      return s;
+    };
+    const slow = make(false);
+    expect(slow.payloadChecksum).toBe('sha256');
+    await slow.probeCapabilities();
+    // Ceph RGW verifies Content-MD5 (400 BadDigest on a wrong one).
+    expect(slow.payloadChecksum).toBe('md5');
+    const fast = make(true);
+    await fast.probeCapabilities();
+    expect(fast.payloadChecksum).toBe('sha256');
+  });
+
   it('measures conditional writes with a probe and leaves no probe key behind', async () => {
     const store = await open(undefined, { s3ConditionalWrites: false });
     expect(store.capabilities.conditionalWrites).toBe(false);
@@ -313,6 +356,42 @@ describe('S3Store specifics', () => {
       expect(posts.filter((q) => query(q).includes('uploadId='))).toHaveLength(1);
       expect(createHash('sha256').update(await store.get('objects/4p')).digest('hex')).toBe(sha);
     });
+
+    for (const mode of ['md5', 'sha256'] as const) {
+      it(`refuses a body corrupted on the way (${mode}), publishes nothing, and sends the request again`, async () => {
+        const { store, s3 } = await viaProxy({ s3PayloadChecksum: mode, retry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 5 } });
+        expect(s3.payloadChecksum).toBe(mode);
+        const small = await file(`corrupt-small-${mode}.bin`, 64 * 1024);
+        const big = await file(`corrupt-big-${mode}.bin`, 11 * MiB);
+        // Every try corrupted: each is refused, and the key never appears.
+        await proxy.faults([{ method: 'PUT', pathIncludes: '/objects/', action: 'corrupt-request' }]);
+        await expect(store.putFile(`objects/small-${mode}`, small.file, { ifAbsent: true, sha256: small.sha }))
+          .rejects.toMatchObject({ rosetCode: 'STORAGE_ERROR', details: { status: 400, retryable: true } });
+        await expect(store.putFile(`objects/big-${mode}`, big.file, { ifAbsent: true, sha256: big.sha }))
+          .rejects.toMatchObject({ rosetCode: 'STORAGE_ERROR' });
+        let reqs = await proxy.requests();
+        const smallPuts = onKey(reqs, `objects/small-${mode}`).filter((q) => q.method === 'PUT');
+        expect(smallPuts.map((q) => q.status)).toEqual([400, 400, 400]);
+        expect(onKey(reqs, `objects/big-${mode}`).filter((q) => q.method === 'PUT' && query(q).includes('partNumber=')).every((q) => q.status === 400)).toBe(true);
+        await proxy.faults();
+        expect(await store.head(`objects/small-${mode}`)).toBeNull();
+        expect(await store.head(`objects/big-${mode}`)).toBeNull();
+        expect((await store.listMultipartUploads('objects/')).filter((u) => u.key === `objects/big-${mode}`)).toEqual([]);
+        // Corrupted once: sent again, and what is published is the file's bytes.
+        await proxy.clear();
+        await proxy.faults([
+          { method: 'PUT', pathIncludes: `/objects/small-${mode}`, times: 1, action: 'corrupt-request' },
+          { method: 'PUT', queryIncludes: 'partNumber=2&', times: 1, action: 'corrupt-request' },
+        ]);
+        await store.putFile(`objects/small-${mode}`, small.file, { ifAbsent: true, sha256: small.sha });
+        await store.putFile(`objects/big-${mode}`, big.file, { ifAbsent: true, sha256: big.sha });
+        reqs = await proxy.requests();
+        expect(onKey(reqs, `objects/small-${mode}`).filter((q) => q.method === 'PUT').map((q) => q.status)).toEqual([400, 200]);
+        expect(partSends(reqs, `objects/big-${mode}`)).toEqual({ 1: 1, 2: 2, 3: 1 });
+        expect(createHash('sha256').update(await store.get(`objects/small-${mode}`)).digest('hex')).toBe(small.sha);
+        expect(createHash('sha256').update(await store.get(`objects/big-${mode}`)).digest('hex')).toBe(big.sha);
+      });
+    }
 
     it('tags a multipart upload before its first part and removes the tag when it completes or aborts', async () => {
       const { store, s3 } = await viaProxy();

@@ -17,6 +17,8 @@
 //   stall     wait `seconds`, then forward
 //   truncate  forward, then end the response after half of its body
 //   corrupt   forward, flipping bytes of the response body (same length)
+//   corrupt-request  forward, flipping one byte of the request body (same length, so
+//             the request stays well formed and only a checksum can tell)
 import { createServer, request } from 'node:http';
 
 const target = new URL(process.argv[2]);
@@ -98,6 +100,19 @@ const server = createServer((req, res) => {
     });
     up.on('error', () => res.destroy());
     req.on('data', (c) => { record.bytes += c.length; });
+    if (rule?.action === 'corrupt-request') {
+      let flipped = false;
+      req.on('data', (c) => {
+        if (!flipped && c.length > 0) {
+          c = Buffer.from(c);
+          c[c.length >> 1] ^= 0x01;
+          flipped = true;
+        }
+        up.write(c);
+      });
+      req.on('end', () => up.end());
+      return;
+    }
     req.pipe(up);
   };
   if (rule?.action === 'stall') setTimeout(forward, (rule.seconds ?? 5) * 1000);

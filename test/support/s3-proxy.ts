@@ -21,7 +21,7 @@ export interface FaultRule {
   queryIncludes?: string;
   every?: number;
   times?: number;
-  action: 'status' | 'reset' | 'stall' | 'truncate' | 'corrupt';
+  action: 'status' | 'reset' | 'stall' | 'truncate' | 'corrupt' | 'corrupt-request';
   status?: number;
   code?: string;
   seconds?: number;
