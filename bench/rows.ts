@@ -426,7 +426,6 @@ export async function juicefsReadRow(ctx: BenchContext, h: JuiceFSHolder, system
     vals.push(MBps(r.bytes, r.ms));
     log(`    ${vals.at(-1)!.toFixed(0)} MB/s vs raw ${refs.at(-1)!.toFixed(0)} MB/s`);
   }
-  rmSync(path.join(h.m.mnt, 'read.bin'), { force: true });
   add(ctx, {
     row: 4, id: 'read-cold', what: `cold read ${gib(sizeBytes)} (empty cache)`, system, unit: 'MB/s', value: median(vals),
     reference: { what: `raw ranged GETs ${rawRangeBytes / 2 ** 20} MiB × ${rawConcurrency}`, value: median(refs) },
@@ -517,6 +516,11 @@ export interface DurableSubject {
   prepare?: (folder: string) => Promise<void>;
   /** After the file's close: resolves when it is durable, with that epoch ms. */
   durable: (folder: string) => Promise<number>;
+  /**
+   * Keep each sample's file: deleting it through JuiceFS (trash off) deletes its blocks
+   * in the background, which would compete with the next sample's upload.
+   */
+  keepFiles?: boolean;
   note?: string;
 }
 
@@ -545,7 +549,7 @@ export async function durableRow(ctx: BenchContext, s: DurableSubject): Promise<
     writeS.push(w.ms / 1000);
     refs.push(rawMs / 1000);
     log(`    ${vals.at(-1)!.toFixed(2)} s (write until close ${writeS.at(-1)!.toFixed(2)} s) vs ${refs.at(-1)!.toFixed(2)} s raw upload`);
-    rmSync(path.join(s.mnt, folder), { recursive: true, force: true });
+    if (!s.keepFiles) rmSync(path.join(s.mnt, folder), { recursive: true, force: true });
   }
   const mem = memoryOf(s.pid());
   add(ctx, {

@@ -225,16 +225,11 @@ async function benchJuiceFS(ctx: BenchContext, readKey: string | null, runId: st
       await writeRow(ctx, system, path.join(h.m.mnt, 'write'), false);
       await drained();
     });
-    await attempt(ctx, 'small', system, async () => {
-      const sdir = path.join(h.m.mnt, 'small');
-      try {
-        await smallRow(ctx, system, sdir, ctx.opts.smallFiles, null, h.m);
-      } finally {
-        rmSync(sdir, { recursive: true, force: true });
-      }
-    });
+    // Files stay until the volume goes: deleting them through JuiceFS deletes their
+    // blocks in the background, under the rows that follow.
+    await attempt(ctx, 'small', system, () => smallRow(ctx, system, path.join(h.m.mnt, 'small'), ctx.opts.smallFiles, null, h.m));
     await attempt(ctx, 'durable', system, () => durableRow(ctx, {
-      system, mnt: h.m.mnt, pid: () => h.m.servePid, durable: async () => drained(), note: JUICEFS_DURABILITY,
+      system, mnt: h.m.mnt, pid: () => h.m.servePid, durable: async () => drained(), keepFiles: true, note: JUICEFS_DURABILITY,
     }));
     if (readKey) await attempt(ctx, 'read', system, () => juicefsReadRow(ctx, h, system, readKey));
     await attempt(ctx, 'parallel-read', system, async () => {
@@ -249,15 +244,11 @@ async function benchJuiceFS(ctx: BenchContext, readKey: string | null, runId: st
         await ctx.raw.multipartUpload(keys.at(-1)!, lf, ctx.opts.rawPartBytes, ctx.opts.rawConcurrency);
         rmSync(lf, { force: true });
       }
-      try {
-        await parallelReadRow(ctx, {
-          system, isRoset: false, seeds, keys,
-          files: () => seeds.map((_, i) => path.join(h.m.mnt, 'parallel', parallelName(i))),
-          coldRestart: () => remountJuiceFS(h),
-        });
-      } finally {
-        rmSync(path.join(h.m.mnt, 'parallel'), { recursive: true, force: true });
-      }
+      await parallelReadRow(ctx, {
+        system, isRoset: false, seeds, keys,
+        files: () => seeds.map((_, i) => path.join(h.m.mnt, 'parallel', parallelName(i))),
+        coldRestart: () => remountJuiceFS(h),
+      });
     });
   } finally {
     await h.m.stop();
