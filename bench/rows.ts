@@ -55,7 +55,7 @@ export function add(ctx: BenchContext, r: Omit<RowResult, 'ratio'> & { ratio?: n
   const ratio = r.ratio !== undefined ? r.ratio : r.value !== null && r.reference.value ? r.value / r.reference.value : null;
   const row = { ...r, ratio } as RowResult;
   ctx.results.push(row);
-  const v = row.error ? `ERROR ${row.error.split('\n')[0]}` : `${row.value?.toFixed(2)} ${row.unit} vs ${row.reference.value?.toFixed(2)} (${row.reference.what})`;
+  const v = row.skipped ? `SKIPPED: ${row.skipped}` : row.error ? `ERROR ${row.error.split('\n')[0]}` : `${row.value?.toFixed(2)} ${row.unit} vs ${row.reference.value?.toFixed(2)} (${row.reference.what})`;
   log(`  = ${row.what} [${row.system}]: ${v}${ratio !== null ? `, ratio ${ratio.toFixed(2)}` : ''}${row.target ? `, ${row.target.pass ? 'pass' : 'MISS'} (${row.target.text})` : ''}`);
   return row;
 }
