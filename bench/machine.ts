@@ -14,7 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, realpathSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { REPO } from './systems.js';
+import { juicefsBinary, REPO } from './systems.js';
 
 function run(cmd: string, args: string[], cwd = REPO): string {
   try {
@@ -68,7 +68,8 @@ export interface MachineInfo {
   node: string;
   cacheDisk: DiskInfo;
   fuse: string;
-  peers: { s3fs: string; rclone: string };
+  /** `juicefs` is absent in results from before JuiceFS was a peer. */
+  peers: { s3fs: string; rclone: string; juicefs?: string };
   s3Server: string;
 }
 
@@ -93,6 +94,10 @@ export function describeMachine(cacheDir: string, s3Server: string): MachineInfo
     peers: {
       s3fs: run('s3fs', ['--version']).split('\n')[0] || 'not installed',
       rclone: run('rclone', ['version']).split('\n')[0] || 'not installed',
+      juicefs: (() => {
+        const j = juicefsBinary();
+        return j.bin ? run(j.bin, ['--version']).split('\n')[0] || 'unknown version' : `not installed (${j.why})`;
+      })(),
     },
     s3Server,
   };

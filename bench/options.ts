@@ -12,9 +12,17 @@ import { Command, InvalidArgumentError } from 'commander';
 import { positive, positiveInt } from '../src/util/cli-args.js';
 import { REPO } from './systems.js';
 
-/** Row groups; `cluster` is the multi-node group (rows 7 and 8: `roset serve` and 3 agents). */
-export const ROWS = ['write', 'commit', 'latency', 'read', 'small', 'rss', 'cluster'] as const;
+/**
+ * Row groups; `cluster` is the multi-node group (rows 7 and 8: `roset serve` and 3
+ * agents); `parallel-read` is row 9 (N files read cold at once), `durable` row 10
+ * (start of writing → durable in the bucket).
+ */
+export const ROWS = ['write', 'commit', 'latency', 'read', 'small', 'rss', 'cluster', 'parallel-read', 'durable'] as const;
 export type RowName = (typeof ROWS)[number];
+
+/** The peers, in the order they run. */
+export const PEERS = ['s3fs', 'rclone', 'juicefs'] as const;
+export type PeerName = (typeof PEERS)[number];
 
 export interface BenchOptions {
   sizeBytes: number;
@@ -29,8 +37,12 @@ export interface BenchOptions {
   clusterBytes: number;
   /** Multi-node group: commit() calls timed on the cluster and on the embedded daemon (row 7). */
   clusterCommits: number;
+  /** Row 9: files read at once, and the size of each. */
+  parallelFiles: number;
+  parallelBytes: number;
   repeat: number;
-  peers: boolean;
+  /** The peers to run (`--peers a,b`; none with `--no-peers`). */
+  peers: Set<PeerName>;
   bindings: string[] | null;
   rows: Set<RowName>;
   dir: string;
@@ -72,8 +84,11 @@ export function parseOptions(argv: string[]): BenchOptions {
     .option('--cluster-commits <n>', 'multi-node group: commit() calls timed with 3 agents, and on the embedded daemon (row 7)', positiveInt, 100)
     .option('--no-cluster', 'skip the multi-node group (PostgreSQL, roset serve and 3 agents)')
     .option('--repeat <n>', 'samples per throughput row (median reported; ref and system alternate)', positiveInt, 3)
-    .option('--quick', 'short run: 0.25 GiB sizes, 1 GiB RSS write, 1,000 small files, 50 commits, 64 MiB per agent, 1 sample')
-    .option('--no-peers', 'skip s3fs and rclone')
+    .option('--quick', 'short run: 0.25 GiB sizes, 1 GiB RSS write, 1,000 small files, 50 commits, 64 MiB per agent, 32 MiB parallel files, 1 sample')
+    .option('--parallel-files <n>', 'row 9: files read cold at once', positiveInt, 8)
+    .option('--parallel-mib <n>', 'row 9: size of each of those files', positive, 256)
+    .option('--peers <list>', `peers to run: ${PEERS.join(',')} (default: all)`, list)
+    .option('--no-peers', `skip every peer (${PEERS.join(', ')})`)
     .option('--bindings <list>', 'Roset FUSE bindings to run (default: every one roset-mount --help offers)', list)
     .option('--rows <list>', `rows to run: ${ROWS.join(',')}`, list)
     .option('--dir <dir>', 'where caches and reference files go: the "cache disk"', os.tmpdir())
@@ -94,6 +109,9 @@ export function parseOptions(argv: string[]): BenchOptions {
   for (const r of rows) if (!(ROWS as readonly string[]).includes(r)) throw new InvalidArgumentError(`unknown row ${r}; rows are ${ROWS.join(', ')}`);
   const selected = new Set(rows as RowName[]);
   if (o.cluster === false) selected.delete('cluster');
+  // `--peers a,b` gives a list, `--no-peers` false, neither leaves it unset.
+  const peerList = o.peers === false ? [] : (o.peers as string[] | undefined) ?? [...PEERS];
+  for (const p of peerList) if (!(PEERS as readonly string[]).includes(p)) throw new InvalidArgumentError(`unknown peer ${p}; peers are ${PEERS.join(', ')}`);
   return {
     sizeBytes: mib(pick<number>('sizeGib', 0.25) * GiB),
     commitBytes: mib(pick<number>('commitGib', 0.25) * GiB),
@@ -105,8 +123,10 @@ export function parseOptions(argv: string[]): BenchOptions {
     commits: pick<number>('commits', 50),
     clusterBytes: mib(pick<number>('clusterMib', 64) * MiB),
     clusterCommits: pick<number>('clusterCommits', 50),
+    parallelFiles: o.parallelFiles as number,
+    parallelBytes: mib(pick<number>('parallelMib', 32) * MiB),
     repeat: pick<number>('repeat', 1),
-    peers: o.peers as boolean,
+    peers: new Set(peerList as PeerName[]),
     bindings: (o.bindings as string[] | undefined) ?? null,
     rows: selected,
     dir: path.resolve(o.dir as string),

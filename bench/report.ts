@@ -30,7 +30,8 @@ export interface RowResult {
   /**
    * Row number of issue 6 / design §7: 1 write, 2 commit, 3 latency, 4 read, 5 small
    * files, 6 memory; the multi-node group: 7 commit() latency with 3 agents on
-   * `roset serve`, 8 last close on the slowest node → completed.
+   * `roset serve`, 8 last close on the slowest node → completed; 9 N files read cold
+   * at once; 10 start of writing → durable in the bucket.
    */
   row: number;
   id: string;
@@ -45,6 +46,8 @@ export interface RowResult {
   samples?: { value: number[]; reference: number[]; load1: number[] };
   extra?: Record<string, unknown>;
   error?: string;
+  /** Set when the system could not run at all (a peer that could not be installed): why. */
+  skipped?: string;
 }
 
 export interface BenchResult {
@@ -78,11 +81,11 @@ export function tableRows(r: BenchResult): string[][] {
     String(x.row),
     x.what,
     x.system,
-    x.error ? `error: ${x.error.split('\n')[0]!.slice(0, 60)}` : fmt(x.value, x.unit),
+    x.skipped ? `skipped: ${x.skipped.slice(0, 80)}` : x.error ? `error: ${x.error.split('\n')[0]!.slice(0, 60)}` : fmt(x.value, x.unit),
     x.reference.value === null ? x.reference.what : `${fmt(x.reference.value, x.unit)} (${x.reference.what})`,
     x.ratio === null || !Number.isFinite(x.ratio) ? '–' : x.ratio.toFixed(2),
     x.target?.text ?? '–',
-    x.error ? 'ERROR' : x.target ? (x.target.pass ? 'pass' : 'MISS') : '',
+    x.skipped ? 'SKIPPED' : x.error ? 'ERROR' : x.target ? (x.target.pass ? 'pass' : 'MISS') : '',
   ]);
 }
 
@@ -123,7 +126,7 @@ function machineTable(r: BenchResult): string {
     ['Node.js', m.node],
     ['FUSE', m.fuse],
     ['S3 server', `${m.s3Server}, on the same machine (scripts/s3-test-server)`],
-    ['peers', `${m.peers.s3fs}; ${m.peers.rclone}`],
+    ['peers', `${m.peers.s3fs}; ${m.peers.rclone}${m.peers.juicefs ? `; ${m.peers.juicefs}` : ''}`],
     ['load average', `${r.load.start.map((x) => x.toFixed(2)).join(' ')} at start, ${r.load.end.map((x) => x.toFixed(2)).join(' ')} at the end (${r.load.note})`],
   ];
   return ['| | |', '|---|---|', ...rows.map(([k, v]) => `| ${k} | ${v.replace(/\|/g, '\\|')} |`)].join('\n');
@@ -136,13 +139,14 @@ export function docSection(r: BenchResult): string {
     : '';
   const o = r.options;
   const misses = r.rows.filter((x) => x.error || (x.target && !x.target.pass));
+  const skips = [...new Set(r.rows.filter((x) => x.skipped).map((x) => `${x.system}: ${x.skipped}`))];
   const json = { ...r, rows: r.rows.map((x) => ({ ...x, extra: x.extra ? Object.fromEntries(Object.entries(x.extra).filter(([k]) => !/^(latenciesMs|embeddedLatenciesMs|completedMs|embeddedCompletedMs)$/.test(k))) : undefined })) };
   return [
     BEGIN,
     '',
     `Measured at commit \`${r.commit.sha.slice(0, 12)}\` (${r.commit.subject}), ${r.startedAt} to ${r.finishedAt} (${(r.durationS / 60).toFixed(1)} min), bindings: ${r.bindings.measured.join(', ') || 'none'}.${dirty}`,
     '',
-    `Sizes: ${(Number(o.sizeBytes) / 2 ** 30).toFixed(2)} GiB write/read, ${(Number(o.commitBytes) / 2 ** 30).toFixed(2)} GiB commit, ${o.smallFiles} × ${Number(o.smallBytes) / 1024} KiB files (${o.peerSmallFiles} through the peers), ${o.commits} commit() calls, ${(Number(o.rssBytes) / 2 ** 30).toFixed(0)} GiB${Number(o.rssFiles ?? 1) > 1 ? ` in ${o.rssFiles} files` : ''} for memory${o.clusterBytes !== undefined ? `; multi-node: 3 agents × ${Number(o.clusterBytes) / 2 ** 20} MiB, ${o.clusterCommits} commit() calls` : ''}, ${o.repeat} sample(s) per throughput row (median).`,
+    `Sizes: ${(Number(o.sizeBytes) / 2 ** 30).toFixed(2)} GiB write/read, ${(Number(o.commitBytes) / 2 ** 30).toFixed(2)} GiB commit, ${o.smallFiles} × ${Number(o.smallBytes) / 1024} KiB files (${o.peerSmallFiles} through s3fs and rclone, ${o.smallFiles} through JuiceFS), ${o.commits} commit() calls, ${(Number(o.rssBytes) / 2 ** 30).toFixed(0)} GiB${Number(o.rssFiles ?? 1) > 1 ? ` in ${o.rssFiles} files` : ''} for memory${o.parallelFiles !== undefined ? `, ${o.parallelFiles} × ${Number(o.parallelBytes) / 2 ** 20} MiB read at once` : ''}${o.clusterBytes !== undefined ? `; multi-node: 3 agents × ${Number(o.clusterBytes) / 2 ** 20} MiB, ${o.clusterCommits} commit() calls` : ''}, ${o.repeat} sample(s) per throughput row (median).`,
     '',
     '### Machine',
     '',
@@ -154,6 +158,7 @@ export function docSection(r: BenchResult): string {
     '',
     misses.length ? `Missed or failed: ${misses.map((x) => `${x.row} ${x.what} (${x.system})`).join('; ')}.` : 'Every target met.',
     '',
+    ...(skips.length ? [`Skipped: ${skips.join('; ')}.`, ''] : []),
     ...(r.errors.length ? ['Errors:', '', ...r.errors.map((e) => `- ${e.split('\n')[0]}`), ''] : []),
     '<details><summary>JSON of this run (<code>bench-results/latest.json</code>; per-call latencies left out)</summary>',
     '',

@@ -16,14 +16,16 @@
  *   except to empty it (a cold read restarts the daemon with the cache deleted) and to
  *   drop the page cache of its files before a warm read.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { BenchOptions } from './options.js';
 import { dataPool, smallFileBody, smallFileName } from './io.js';
 import { dropCache, epochNow, log, MBps, median, percentile, runIo, sampleRss, waitCommit } from './measure.js';
 import type { RowResult, Target } from './report.js';
 import type { RawS3, S3Env } from './s3.js';
-import { memoryOf, startRoset, type Mounted, type RosetDaemon, type RosetStart } from './systems.js';
+import {
+  memoryOf, mountJuiceFS, startRoset, waitDrained, type JuiceFSMount, type JuiceFSVolume, type Mounted, type RosetDaemon, type RosetStart,
+} from './systems.js';
 import { loadAvg } from './machine.js';
 import { sleep } from '../src/util/sleep.js';
 
@@ -53,7 +55,7 @@ export function add(ctx: BenchContext, r: Omit<RowResult, 'ratio'> & { ratio?: n
   const ratio = r.ratio !== undefined ? r.ratio : r.value !== null && r.reference.value ? r.value / r.reference.value : null;
   const row = { ...r, ratio } as RowResult;
   ctx.results.push(row);
-  const v = row.error ? `ERROR ${row.error.split('\n')[0]}` : `${row.value?.toFixed(2)} ${row.unit} vs ${row.reference.value?.toFixed(2)} (${row.reference.what})`;
+  const v = row.skipped ? `SKIPPED: ${row.skipped}` : row.error ? `ERROR ${row.error.split('\n')[0]}` : `${row.value?.toFixed(2)} ${row.unit} vs ${row.reference.value?.toFixed(2)} (${row.reference.what})`;
   log(`  = ${row.what} [${row.system}]: ${v}${ratio !== null ? `, ratio ${ratio.toFixed(2)}` : ''}${row.target ? `, ${row.target.pass ? 'pass' : 'MISS'} (${row.target.text})` : ''}`);
   return row;
 }
@@ -193,7 +195,12 @@ export async function latencyRow(ctx: BenchContext, d: RosetDaemon, system: stri
 
 // ---- row 5: 10,000 small files, and their commit ---------------------------------------------
 
-export async function smallRow(ctx: BenchContext, system: string, dir: string, count: number, d: RosetDaemon | null): Promise<void> {
+/**
+ * Creates `count` small files in `dir`; for Roset (`d`) then commits them, for JuiceFS
+ * (`jfs`) waits for its write-back to drain. Both then get a start-to-durable row: from
+ * the first file's open to the data durable in the bucket.
+ */
+export async function smallRow(ctx: BenchContext, system: string, dir: string, count: number, d: RosetDaemon | null, jfs?: JuiceFSMount): Promise<void> {
   const { smallBytes, rawPutConcurrency } = ctx.opts;
   const what = `create ${count} × ${smallBytes / 1024} KiB files`;
   const rdir = path.join(refDir(ctx), 'small');
@@ -209,6 +216,19 @@ export async function smallRow(ctx: BenchContext, system: string, dir: string, c
     row: 5, id: 'small-create', what, system, unit: 'files/s', value: rate(v), reference: { what: 'cache disk', value: rate(r) },
     target: null, samples: { value: [rate(v)], reference: [rate(r)], load1: [load] },
   });
+  if (jfs) {
+    log(`  ${count} files durable: waiting for ${system}'s write-back to drain`);
+    const drainedAt = await waitDrained(jfs, 50, 3_600_000, epochNow);
+    const pool = dataPool(seed);
+    log(`  ${count} files durable: raw PUTs × ${rawPutConcurrency}`);
+    const rawMs = await ctx.raw.putMany((i) => `${ctx.runPrefix}raw/small-jfs/${smallFileName(i)}`, (i) => smallFileBody(seed, i, smallBytes, pool), count, rawPutConcurrency);
+    add(ctx, {
+      row: 5, id: 'small-durable', what: `${count} × ${smallBytes / 1024} KiB files: start of creating → durable in the bucket`, system, unit: 's',
+      value: (drainedAt - v.startEpochMs) / 1000, reference: { what: `raw PUTs × ${rawPutConcurrency}`, value: rawMs / 1000 }, target: null,
+      extra: { afterCreateS: (drainedAt - v.endEpochMs) / 1000, durability: JUICEFS_DURABILITY },
+    });
+    return;
+  }
   if (!d) return;
 
   const cwhat = `commit of those ${count} files`;
@@ -228,6 +248,11 @@ export async function smallRow(ctx: BenchContext, system: string, dir: string, c
     row: 5, id: 'small-commit', what: `${cwhat} (time beyond upload)`, system, unit: 's', value: commitS,
     reference: { what: `raw PUTs × ${rawPutConcurrency}`, value: rawS },
     target: { text: '≤ ref + 2 s', pass: commitS - rawS <= 2 }, extra: { beyondUploadS: commitS - rawS, stats: commit.stats },
+  });
+  add(ctx, {
+    row: 5, id: 'small-durable', what: `${count} × ${smallBytes / 1024} KiB files: start of creating → durable in the bucket`, system, unit: 's',
+    value: (doneEpochMs - v.startEpochMs) / 1000, reference: { what: `raw PUTs × ${rawPutConcurrency}`, value: rawS }, target: null,
+    extra: { afterCreateS: commitS },
   });
 }
 
@@ -361,5 +386,207 @@ export async function rssRow(ctx: BenchContext, start: RosetStart, system: strin
     });
   } finally {
     await d.stop();
+  }
+}
+
+// ---- JuiceFS (a peer with a write-back cache) -------------------------------------------------
+
+/** Said next to every JuiceFS durability number. */
+export const JUICEFS_DURABILITY = 'JuiceFS: data blocks in the bucket; its file-to-block map stays in the local SQLite database (backed up to the bucket hourly). Roset: the data and a manifest of the commit in the bucket.';
+
+/** A mounted JuiceFS volume that a cold read remounts with its cache emptied. */
+export interface JuiceFSHolder {
+  v: JuiceFSVolume;
+  m: JuiceFSMount;
+}
+
+/** Waits for write-back to drain, unmounts, deletes the cache, mounts again. */
+export async function remountJuiceFS(h: JuiceFSHolder): Promise<void> {
+  await waitDrained(h.m, 50, 3_600_000, epochNow);
+  await h.m.stop();
+  rmSync(h.v.cacheDir, { recursive: true, force: true });
+  h.m = await mountJuiceFS(h.v);
+}
+
+/** Row 4 through JuiceFS: a file written through it, read after a remount with an empty cache. */
+export async function juicefsReadRow(ctx: BenchContext, h: JuiceFSHolder, system: string, refKey: string): Promise<void> {
+  const { sizeBytes, repeat, rawRangeBytes, rawConcurrency } = ctx.opts;
+  const seed = ctx.seed();
+  log(`  read: writing a ${gib(sizeBytes)} file through ${system}`);
+  const f = path.join(h.m.mnt, 'read.bin');
+  await runIo(['write', f, String(sizeBytes), String(seed)]);
+  const vals: number[] = [], refs: number[] = [], loads: number[] = [];
+  for (let i = 0; i < repeat; i++) {
+    log(`  cold read ${gib(sizeBytes)}: sample ${i + 1}/${repeat}: raw ranged GETs, then ${system} remounted with its cache deleted`);
+    refs.push(MBps(sizeBytes, await ctx.raw.rangedGet(refKey, sizeBytes, rawRangeBytes, rawConcurrency)));
+    await remountJuiceFS(h);
+    loads.push(loadAvg()[0]);
+    const r = await runIo(['read', path.join(h.m.mnt, 'read.bin'), String(seed)]);
+    if (r.bytes !== sizeBytes) throw new Error(`read returned ${r.bytes} bytes, expected ${sizeBytes}`);
+    vals.push(MBps(r.bytes, r.ms));
+    log(`    ${vals.at(-1)!.toFixed(0)} MB/s vs raw ${refs.at(-1)!.toFixed(0)} MB/s`);
+  }
+  add(ctx, {
+    row: 4, id: 'read-cold', what: `cold read ${gib(sizeBytes)} (empty cache)`, system, unit: 'MB/s', value: median(vals),
+    reference: { what: `raw ranged GETs ${rawRangeBytes / 2 ** 20} MiB × ${rawConcurrency}`, value: median(refs) },
+    target: null, samples: { value: vals, reference: refs, load1: loads },
+  });
+}
+
+// ---- row 9: cold read of N files at once ------------------------------------------------------
+
+/** What the parallel cold read needs of a system: where its files are, and how to empty its cache. */
+export interface ParallelReadSubject {
+  system: string;
+  isRoset: boolean;
+  /** The N files through the mount, with the seeds they were written with. */
+  files: () => string[];
+  seeds: number[];
+  /** The objects of the raw reference, the same sizes. */
+  keys: string[];
+  /** Stops the system, deletes its cache, starts it again. */
+  coldRestart: () => Promise<void>;
+}
+
+/** Writes N files of `bytes` each through `dir` (sequentially); returns their seeds. */
+export async function writeParallelFiles(ctx: BenchContext, dir: string): Promise<number[]> {
+  const { parallelFiles, parallelBytes } = ctx.opts;
+  mkdirSync(dir, { recursive: true });
+  const seeds: number[] = [];
+  for (let i = 0; i < parallelFiles; i++) {
+    const seed = ctx.seed();
+    seeds.push(seed);
+    await runIo(['write', path.join(dir, parallelName(i)), String(parallelBytes), String(seed)]);
+  }
+  return seeds;
+}
+
+export const parallelName = (i: number): string => `part-${String(i).padStart(3, '0')}.bin`;
+
+/** N cold reads at once through the system, against N raw ranged-GET reads at once. */
+export async function parallelReadRow(ctx: BenchContext, s: ParallelReadSubject): Promise<void> {
+  const { parallelFiles, parallelBytes, repeat, rawRangeBytes, rawConcurrency } = ctx.opts;
+  const total = parallelFiles * parallelBytes;
+  const what = `cold read ${parallelFiles} × ${parallelBytes / 2 ** 20} MiB at once (empty cache)`;
+  const vals: number[] = [], refs: number[] = [], loads: number[] = [];
+  for (let i = 0; i < repeat; i++) {
+    log(`  ${what}: sample ${i + 1}/${repeat}: raw ranged GETs of the ${parallelFiles} objects at once`);
+    const t0 = epochNow();
+    await Promise.all(s.keys.map((k) => ctx.raw.rangedGet(k, parallelBytes, rawRangeBytes, rawConcurrency)));
+    refs.push(MBps(total, epochNow() - t0));
+    log(`  ${what}: sample ${i + 1}/${repeat}: ${s.system} restarted with its cache deleted`);
+    await s.coldRestart();
+    loads.push(loadAvg()[0]);
+    const files = s.files();
+    const rs = await Promise.all(files.map((f, j) => runIo(['read', f, String(s.seeds[j])])));
+    const bytes = rs.reduce((a, r) => a + r.bytes, 0);
+    if (bytes !== total) throw new Error(`parallel read returned ${bytes} bytes, expected ${total}`);
+    const ms = Math.max(...rs.map((r) => r.endEpochMs)) - Math.min(...rs.map((r) => r.startEpochMs));
+    vals.push(MBps(total, ms));
+    log(`    ${vals.at(-1)!.toFixed(0)} MB/s vs raw ${refs.at(-1)!.toFixed(0)} MB/s`);
+  }
+  const v = median(vals), r = median(refs);
+  add(ctx, {
+    row: 9, id: 'read-parallel', what, system: s.system, unit: 'MB/s', value: v,
+    reference: { what: `raw ranged GETs of the ${parallelFiles} objects at once, ${rawRangeBytes / 2 ** 20} MiB × ${rawConcurrency} each`, value: r },
+    target: s.isRoset ? atLeast(v / r, 0.8) : null, samples: { value: vals, reference: refs, load1: loads },
+  });
+}
+
+// ---- row 10: start of writing → durable in the bucket ------------------------------------------
+
+/** CPU seconds (user + system) a process has used, from /proc/PID/stat. */
+export function cpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
+/** How one sample makes a file durable: Roset commits its folder, JuiceFS drains. */
+export interface DurableSubject {
+  system: string;
+  mnt: string;
+  /** The process to measure CPU and peak RSS of. */
+  pid: () => number;
+  /** Called with the sample's folder (made by the row) before the write. */
+  prepare?: (folder: string) => Promise<void>;
+  /** After the file's close: resolves when it is durable, with that epoch ms. */
+  durable: (folder: string) => Promise<number>;
+  /**
+   * Keep each sample's file: deleting it through JuiceFS (trash off) deletes its blocks
+   * in the background, which would compete with the next sample's upload.
+   */
+  keepFiles?: boolean;
+  note?: string;
+}
+
+export async function durableRow(ctx: BenchContext, s: DurableSubject): Promise<void> {
+  const { sizeBytes, repeat, rawPartBytes, rawConcurrency } = ctx.opts;
+  const what = `${gib(sizeBytes)}: start of writing → durable in the bucket`;
+  const vals: number[] = [], refs: number[] = [], loads: number[] = [], writeS: number[] = [], cpu: Array<number | null> = [];
+  for (let i = 0; i < repeat; i++) {
+    const rf = path.join(refDir(ctx), `durable-${i}.bin`);
+    await runIo(['write', rf, String(sizeBytes), String(ctx.seed())]);
+    log(`  ${what}: sample ${i + 1}/${repeat}: raw multipart upload (${rawPartBytes / 2 ** 20} MiB parts × ${rawConcurrency})`);
+    const rawMs = await ctx.raw.multipartUpload(`${ctx.runPrefix}raw/durable-${i}.bin`, rf, rawPartBytes, rawConcurrency);
+    rmSync(rf, { force: true });
+    await ctx.raw.deletePrefix(`${ctx.runPrefix}raw/durable-${i}.bin`);
+    log(`  ${what}: sample ${i + 1}/${repeat}: ${s.system}`);
+    const folder = `durable-${i}`;
+    mkdirSync(path.join(s.mnt, folder));
+    await s.prepare?.(folder);
+    loads.push(loadAvg()[0]);
+    const cpu0 = cpuSeconds(s.pid());
+    const w = await runIo(['write', path.join(s.mnt, folder, 'model.bin'), String(sizeBytes), String(ctx.seed())]);
+    const doneAt = await s.durable(folder);
+    const cpu1 = cpuSeconds(s.pid());
+    cpu.push(cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : null);
+    vals.push((doneAt - w.startEpochMs) / 1000);
+    writeS.push(w.ms / 1000);
+    refs.push(rawMs / 1000);
+    log(`    ${vals.at(-1)!.toFixed(2)} s (write until close ${writeS.at(-1)!.toFixed(2)} s) vs ${refs.at(-1)!.toFixed(2)} s raw upload`);
+    if (!s.keepFiles) rmSync(path.join(s.mnt, folder), { recursive: true, force: true });
+  }
+  const mem = memoryOf(s.pid());
+  add(ctx, {
+    row: 10, id: 'durable', what, system: s.system, unit: 's', value: median(vals),
+    reference: { what: `raw multipart ${rawPartBytes / 2 ** 20} MiB × ${rawConcurrency} from the cache disk`, value: median(refs) },
+    target: null, samples: { value: vals, reference: refs, load1: loads },
+    extra: { writeUntilCloseS: writeS, cpuSeconds: cpu, peakRssMiB: mem ? mem.hwmKiB / 1024 : null, ...(s.note ? { durability: s.note } : {}) },
+  });
+}
+
+// ---- Roset against JuiceFS -------------------------------------------------------------------
+
+/** The issue's targets of Roset against JuiceFS, by row id: `≥ k` for a rate, `≤ k` for a time. */
+export const JUICEFS_TARGETS: Record<string, { k: number; atLeast: boolean }> = {
+  'read-cold': { k: 1.5, atLeast: true },
+  'read-parallel': { k: 1.5, atLeast: true },
+  durable: { k: 1, atLeast: false },
+  'small-create': { k: 2, atLeast: true },
+  'small-durable': { k: 1, atLeast: false },
+};
+
+/**
+ * One row per Roset result that has a JuiceFS counterpart in this run: the same value,
+ * with JuiceFS's as the reference and the issue's ratio as the target.
+ */
+export function juicefsComparisons(ctx: BenchContext): void {
+  const jfs = ctx.results.filter((r) => r.system === 'juicefs' && r.value !== null);
+  for (const r of [...ctx.results]) {
+    const t = JUICEFS_TARGETS[r.id];
+    if (!t || !r.system.startsWith('roset') || r.value === null) continue;
+    const j = jfs.find((x) => x.id === r.id && x.what === r.what);
+    if (!j) continue;
+    const ratio = r.value / j.value!;
+    add(ctx, {
+      row: r.row, id: `${r.id}-vs-juicefs`, what: `${r.what}, against JuiceFS`, system: r.system, unit: r.unit, value: r.value,
+      reference: { what: 'JuiceFS --writeback, same run', value: j.value }, ratio,
+      target: t.atLeast ? atLeast(ratio, t.k) : atMost(ratio, t.k),
+    });
   }
 }

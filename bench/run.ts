@@ -5,22 +5,27 @@
  * also rewrites the results section of docs/BENCHMARKS.md.
  *
  * Order: peers installed (scripts/bench-setup --peers) → S3 test server leased →
- * for each Roset binding: rows 1, 2, 3, 5, 4 on one daemon (4 last: it restarts the
- * daemon with an empty cache) → s3fs and rclone: rows 1, 4, 5 → the multi-node group
+ * for each Roset binding: rows 1, 2, 3, 5, 10, 4, 9 on one daemon (4 and 9 last: they
+ * restart the daemon with an empty cache) → s3fs and rclone: rows 1, 4, 5 → JuiceFS
+ * (`--writeback`, SQLite metadata): rows 1, 5, 10, 4, 9, then the rows of Roset
+ * against JuiceFS (the issue's ratios as targets) → the multi-node group
  * on the first binding: rows 7 and 8 (PostgreSQL, `roset serve`, 3 agents, and an
  * embedded daemon as row 7's reference; cluster.ts) → for each binding: row 6 on a
  * fresh daemon (a fresh VmHWM) → report. A system none of whose selected rows
  * (`--rows`) apply is not started at all.
  *
  * Owns: the run directory (a fresh temp dir under --dir, removed at the end) and the
- * bucket prefix `bench/<runId>/`, with one sub-prefix per daemon and peer.
+ * bucket prefix `bench/<runId>/`, with one sub-prefix per daemon and peer; and
+ * `roset-bench-<id>/`, the JuiceFS volume's (JuiceFS takes its volume name as its
+ * only key prefix).
  *
  * Invariants:
  * - Whatever fails, and on SIGINT/SIGTERM, every mount, daemon and worker this run
  *   started is stopped, the run's keys are deleted, the run directory is removed and
  *   the server lease is given back (systems.ts `cleanupAll`).
  * - A system that fails records an error row and the run goes on with the others:
- *   one broken binding must not hide the numbers of the rest.
+ *   one broken binding must not hide the numbers of the rest. A peer that cannot be
+ *   installed (JuiceFS when it cannot be built) records skipped rows with the reason.
  */
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -28,15 +33,20 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { commitInfo, describeMachine, loadAvg } from './machine.js';
 import { log } from './measure.js';
-import { parseOptions, type BenchOptions, type RowName } from './options.js';
+import { parseOptions, type BenchOptions, type PeerName, type RowName } from './options.js';
 import { textTable, updateDoc, writeResults, type BenchResult } from './report.js';
 import {
-  commitRow, failed, latencyRow, peerReadRow, readRow, rssRow, smallRow, writeRow, type BenchContext, type DaemonHolder,
+  add, commitRow, durableRow, failed, JUICEFS_DURABILITY, juicefsComparisons, juicefsReadRow, latencyRow, parallelName, parallelReadRow,
+  peerReadRow, readRow, refDir, remountJuiceFS, rssRow, smallRow, writeParallelFiles, writeRow,
+  type BenchContext, type DaemonHolder, type JuiceFSHolder,
 } from './rows.js';
 import { benchCluster } from './cluster.js';
 import { acquireServer, RawS3, releaseServer, serverVersion, type S3Env } from './s3.js';
-import { cleanupAll, detectBindings, onCleanup, REPO, startRclone, startRoset, startS3fs, type Mounted, type RosetStart } from './systems.js';
-import { runIo } from './measure.js';
+import {
+  cleanupAll, detectBindings, formatJuiceFS, juicefsBinary, mountJuiceFS, onCleanup, REPO, startRclone, startRoset, startS3fs, waitDrained,
+  type Mounted, type RosetStart,
+} from './systems.js';
+import { epochNow, runIo, waitCommit } from './measure.js';
 
 const DOC = path.join(REPO, 'docs', 'BENCHMARKS.md');
 
@@ -48,11 +58,17 @@ const ROW_UNITS: Record<RowName, ['MB/s' | 's' | 'ms' | 'files/s' | 'MiB', numbe
   small: ['files/s', 5, 'small files'],
   rss: ['MiB', 6, 'daemon peak RSS'],
   cluster: ['ms', 7, 'commit() with 3 agents'],
+  'parallel-read': ['MB/s', 9, 'parallel cold read'],
+  durable: ['s', 10, 'start of writing → durable'],
 };
 
 /** The rows measured on the per-binding daemon, and through the peers. */
-const DAEMON_ROWS: RowName[] = ['write', 'commit', 'latency', 'small', 'read'];
-const PEER_ROWS: RowName[] = ['write', 'read', 'small'];
+const DAEMON_ROWS: RowName[] = ['write', 'commit', 'latency', 'small', 'durable', 'read', 'parallel-read'];
+const PEER_ROWS: Record<PeerName, RowName[]> = {
+  s3fs: ['write', 'read', 'small'],
+  rclone: ['write', 'read', 'small'],
+  juicefs: ['write', 'small', 'durable', 'read', 'parallel-read'],
+};
 
 /** Runs one row for one system, turning a failure into an error row. */
 async function attempt(ctx: BenchContext, row: RowName, system: string, fn: () => Promise<void>): Promise<boolean> {
@@ -90,9 +106,7 @@ async function benchRoset(ctx: BenchContext, binding: string, hasFlag: boolean):
   try {
     h = { d: await startRoset(start), start };
   } catch (err) {
-    for (const row of ['write', 'commit', 'latency', 'small', 'read'] as RowName[]) {
-      await attempt(ctx, row, system, async () => { throw err; });
-    }
+    for (const row of DAEMON_ROWS) await attempt(ctx, row, system, async () => { throw err; });
     return;
   }
   try {
@@ -100,7 +114,38 @@ async function benchRoset(ctx: BenchContext, binding: string, hasFlag: boolean):
     await attempt(ctx, 'commit', system, () => commitRow(ctx, h.d, system));
     await attempt(ctx, 'latency', system, () => latencyRow(ctx, h.d, system));
     await attempt(ctx, 'small', system, () => smallRow(ctx, system, path.join(h.d.mnt, 'small'), ctx.opts.smallFiles, h.d));
+    await attempt(ctx, 'durable', system, () => durableRow(ctx, {
+      system, mnt: h.d.mnt, pid: () => h.d.pid,
+      durable: async (folder) => {
+        const node = await h.d.client.resolvePath(`/${folder}`);
+        if (!node) throw new Error(`/${folder} made through the mount is unknown to the API`);
+        const c = await h.d.client.commit(node.id);
+        return (await waitCommit(h.d.client, c.id, 20, 3_600_000)).doneEpochMs;
+      },
+    }));
     await attempt(ctx, 'read', system, () => readRow(ctx, h, system, prefix));
+    await attempt(ctx, 'parallel-read', system, async () => {
+      const seeds = await writeParallelFiles(ctx, path.join(h.d.mnt, 'parallel'));
+      const node = await h.d.client.resolvePath('/parallel');
+      if (!node) throw new Error('/parallel is unknown to the API');
+      const c = await h.d.client.commit(node.id);
+      await waitCommit(h.d.client, c.id, 50, 3_600_000);
+      const manifest = await h.d.client.getManifest(c.id);
+      const keys = seeds.map((_, i) => {
+        const f = manifest.files.find((x) => x.path === parallelName(i));
+        if (!f) throw new Error(`${parallelName(i)} is not in the manifest of /parallel`);
+        return prefix + f.key;
+      });
+      await parallelReadRow(ctx, {
+        system, isRoset: true, seeds, keys,
+        files: () => seeds.map((_, i) => path.join(h.d.mnt, 'parallel', parallelName(i))),
+        coldRestart: async () => {
+          await h.d.stop();
+          rmSync(h.d.cacheDir, { recursive: true, force: true });
+          h.d = await startRoset(h.start);
+        },
+      });
+    });
   } finally {
     await h.d.stop();
     rmSync(start.dir, { recursive: true, force: true });
@@ -137,16 +182,93 @@ async function benchPeer(ctx: BenchContext, name: 's3fs' | 'rclone', readKey: st
   }
 }
 
+/** Rows for a peer that could not run at all, each saying why. */
+function skipped(ctx: BenchContext, system: string, rows: RowName[], why: string): void {
+  for (const row of rows) {
+    if (!ctx.opts.rows.has(row)) continue;
+    const [unit, n, what] = ROW_UNITS[row];
+    add(ctx, { row: n, id: row, what, system, unit, value: null, reference: { what: '', value: null }, ratio: null, target: null, skipped: why });
+  }
+}
+
+/**
+ * JuiceFS with `--writeback` and SQLite metadata on the run's S3 server: rows 1, 5, 10,
+ * 4 and 9. Its volume's keys (`roset-bench-<id>/`) are deleted whatever happens.
+ */
+async function benchJuiceFS(ctx: BenchContext, readKey: string | null, runId: string): Promise<void> {
+  const system = 'juicefs';
+  const rows = PEER_ROWS.juicefs;
+  const found = juicefsBinary();
+  if (found.bin === null) {
+    log(`JuiceFS SKIPPED: ${found.why}`);
+    skipped(ctx, system, rows, found.why);
+    return;
+  }
+  const bin = found.bin;
+  const name = `roset-bench-${runId.slice(-8).toLowerCase()}`;
+  const dir = path.join(ctx.root, 'juicefs');
+  onCleanup(`JuiceFS keys under ${name}/`, async () => { await ctx.raw.deletePrefix(`${name}/`); });
+  log(`${system}: formatting volume ${name} (SQLite metadata, trash off) on s3://${ctx.s3.bucket}/${name}/, mounting with --writeback`);
+  let h: JuiceFSHolder;
+  try {
+    const v = formatJuiceFS(bin, dir, ctx.s3, name);
+    h = { v, m: await mountJuiceFS(v) };
+  } catch (err) {
+    for (const row of rows) await attempt(ctx, row, system, async () => { throw err; });
+    await deletePrefix(ctx, `${name}/`);
+    rmSync(dir, { recursive: true, force: true });
+    return;
+  }
+  const drained = () => waitDrained(h.m, 50, 3_600_000, epochNow);
+  try {
+    await attempt(ctx, 'write', system, async () => {
+      await writeRow(ctx, system, path.join(h.m.mnt, 'write'), false);
+      await drained();
+    });
+    // Files stay until the volume goes: deleting them through JuiceFS deletes their
+    // blocks in the background, under the rows that follow.
+    await attempt(ctx, 'small', system, () => smallRow(ctx, system, path.join(h.m.mnt, 'small'), ctx.opts.smallFiles, null, h.m));
+    await attempt(ctx, 'durable', system, () => durableRow(ctx, {
+      system, mnt: h.m.mnt, pid: () => h.m.servePid, durable: async () => drained(), keepFiles: true, note: JUICEFS_DURABILITY,
+    }));
+    if (readKey) await attempt(ctx, 'read', system, () => juicefsReadRow(ctx, h, system, readKey));
+    await attempt(ctx, 'parallel-read', system, async () => {
+      const pdir = path.join(h.m.mnt, 'parallel');
+      const seeds = await writeParallelFiles(ctx, pdir);
+      // The raw reference: the same bytes, uploaded as plain objects.
+      const keys: string[] = [];
+      for (const [i, seed] of seeds.entries()) {
+        const lf = path.join(refDir(ctx), parallelName(i));
+        await runIo(['write', lf, String(ctx.opts.parallelBytes), String(seed)]);
+        keys.push(`${ctx.runPrefix}peers/${parallelName(i)}`);
+        await ctx.raw.multipartUpload(keys.at(-1)!, lf, ctx.opts.rawPartBytes, ctx.opts.rawConcurrency);
+        rmSync(lf, { force: true });
+      }
+      await parallelReadRow(ctx, {
+        system, isRoset: false, seeds, keys,
+        files: () => seeds.map((_, i) => path.join(h.m.mnt, 'parallel', parallelName(i))),
+        coldRestart: () => remountJuiceFS(h),
+      });
+    });
+  } finally {
+    await h.m.stop();
+    rmSync(dir, { recursive: true, force: true });
+    await deletePrefix(ctx, `${name}/`);
+  }
+}
+
 async function bench(opts: BenchOptions): Promise<BenchResult> {
   const startedAt = new Date();
   const loadStart = loadAvg();
   // Now, not at the end: others commit to this checkout while a long run goes on, and
   // what was measured is what `npm run build` compiled just before.
   const commit = commitInfo();
-  const peers = opts.peers && PEER_ROWS.some((r) => opts.rows.has(r));
-  if (peers) {
-    log('installing peers if missing (scripts/bench-setup --peers)');
-    const setup = spawnSync(path.join(REPO, 'scripts', 'bench-setup'), ['--peers'], { stdio: 'inherit' });
+  const peers = [...opts.peers].filter((p) => PEER_ROWS[p].some((r) => opts.rows.has(r)));
+  if (peers.length) {
+    log(`installing peers if missing (scripts/bench-setup --peers${peers.includes('juicefs') ? '; a first JuiceFS build takes about 20 minutes' : ''})`);
+    const setup = spawnSync(path.join(REPO, 'scripts', 'bench-setup'), ['--peers'], {
+      stdio: 'inherit', env: { ...process.env, ...(peers.includes('juicefs') ? {} : { ROSET_BENCH_NO_JUICEFS: '1' }) },
+    });
     if (setup.status !== 0) throw new Error('scripts/bench-setup --peers failed');
   }
 
@@ -175,21 +297,25 @@ async function bench(opts: BenchOptions): Promise<BenchResult> {
 
   for (const b of bindings) await benchRoset(ctx, b, detected.hasFlag);
 
-  if (peers) {
-    // One object for both peers to read, put there by a raw upload before they mount.
-    let readKey: string | null = null;
-    const readSeed = ctx.seed();
-    if (opts.rows.has('read')) {
-      const lf = path.join(root, 'peer-read.bin');
-      await runIo(['write', lf, String(opts.sizeBytes), String(readSeed)]);
-      readKey = `${runPrefix}peers/read.bin`;
-      log(`peers: uploading the ${(opts.sizeBytes / 2 ** 30).toFixed(2)} GiB object they will read`);
-      await raw.multipartUpload(readKey, lf, opts.rawPartBytes, opts.rawConcurrency);
-      rmSync(lf, { force: true });
-    }
-    for (const p of ['s3fs', 'rclone'] as const) await benchPeer(ctx, p, readKey, readSeed);
-    await deletePrefix(ctx, `${runPrefix}peers/`);
+  const fusePeers = peers.filter((p): p is 's3fs' | 'rclone' => p !== 'juicefs');
+  // One object for the peers to read, put there by a raw upload before they mount
+  // (s3fs and rclone read it; for JuiceFS it is the raw reference).
+  let readKey: string | null = null;
+  const readSeed = ctx.seed();
+  if (peers.length && opts.rows.has('read')) {
+    const lf = path.join(root, 'peer-read.bin');
+    await runIo(['write', lf, String(opts.sizeBytes), String(readSeed)]);
+    readKey = `${runPrefix}peers/read.bin`;
+    log(`peers: uploading the ${(opts.sizeBytes / 2 ** 30).toFixed(2)} GiB object they will read`);
+    await raw.multipartUpload(readKey, lf, opts.rawPartBytes, opts.rawConcurrency);
+    rmSync(lf, { force: true });
   }
+  for (const p of fusePeers) await benchPeer(ctx, p, readKey, readSeed);
+  if (peers.includes('juicefs')) {
+    await benchJuiceFS(ctx, readKey, runId);
+    juicefsComparisons(ctx);
+  }
+  if (peers.length) await deletePrefix(ctx, `${runPrefix}peers/`);
 
   if (opts.rows.has('cluster')) {
     const b = bindings[0] ?? detected.bindings[0]!;
@@ -225,7 +351,7 @@ async function bench(opts: BenchOptions): Promise<BenchResult> {
       start: loadStart, end: loadEnd,
       note: `1/5/15-min load averages on ${machine.cpus} CPUs; the S3 server, the daemons and other users' work share them; per-sample 1-min load is in rows[].samples.load1`,
     },
-    options: { ...opts, rows: [...opts.rows] },
+    options: { ...opts, rows: [...opts.rows], peers: [...opts.peers] },
     bindings: { available: detected.bindings, measured: bindings, flag: detected.hasFlag },
     s3: { endpoint: s3.endpoint, bucket: s3.bucket, prefix: runPrefix },
     rows: ctx.results.sort((a, b) => a.row - b.row),

@@ -1,7 +1,7 @@
 /**
  * The systems under test, as processes the benchmark starts and must take down:
- * `roset-mount` (one per FUSE binding, embedded or as an agent), `roset serve`, s3fs
- * and `rclone mount`.
+ * `roset-mount` (one per FUSE binding, embedded or as an agent), `roset serve`, s3fs,
+ * `rclone mount` and JuiceFS (`juicefs mount --writeback`, SQLite metadata).
  *
  * Owns: every child process and FUSE mount the benchmark creates, through one cleanup
  * registry.
@@ -20,7 +20,7 @@
  *   stops them while their control plane still answers.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RosetClient } from '../src/sdk/index.js';
@@ -360,6 +360,115 @@ export async function startRclone(dir: string, s3: S3Env, prefix: string): Promi
   return spawnMount('rclone', mnt, path.join(dir, 'rclone.log'), 'rclone',
     ['mount', `bench:${s3.bucket}/${prefix.replace(/\/$/, '')}`, mnt, '--config', conf, '--vfs-cache-mode', 'writes',
       '--cache-dir', path.join(dir, 'cache')], peerEnv(), true);
+}
+
+// ---- JuiceFS -------------------------------------------------------------------------------
+
+/** Where scripts/bench-setup caches the JuiceFS binary (`juicefs`, a link) or why it could not (`juicefs.failed`). */
+export const BENCH_CACHE = process.env.ROSET_BENCH_CACHE ?? '/var/cache/roset-bench';
+
+/** The JuiceFS binary to run (ROSET_BENCH_JUICEFS, else the cached build), or why there is none. */
+export function juicefsBinary(): { bin: string; why: null } | { bin: null; why: string } {
+  const bin = process.env.ROSET_BENCH_JUICEFS ?? path.join(BENCH_CACHE, 'juicefs');
+  try {
+    accessSync(bin, constants.X_OK);
+    return { bin, why: null };
+  } catch {
+    let why = `no JuiceFS binary at ${bin} (scripts/bench-setup --peers builds it)`;
+    try {
+      why = readFileSync(path.join(BENCH_CACHE, 'juicefs.failed'), 'utf8').trim() || why;
+    } catch {
+      // No record of a failed build: it was never attempted.
+    }
+    return { bin: null, why };
+  }
+}
+
+/** A JuiceFS volume: SQLite metadata in `dir`, data under `name/` in the test bucket. */
+export interface JuiceFSVolume {
+  bin: string;
+  dir: string;
+  name: string;
+  meta: string;
+  mnt: string;
+  cacheDir: string;
+  s3: S3Env;
+}
+
+function juicefsEnv(s3: S3Env): NodeJS.ProcessEnv {
+  // Credentials through the environment, not argv; format stores them in the metadata.
+  return { ...peerEnv(), ACCESS_KEY: s3.accessKeyId, SECRET_KEY: s3.secretAccessKey, AWS_REGION: s3.region };
+}
+
+/**
+ * `juicefs format` of a new volume (trash off, so a deleted file's blocks go at once).
+ * Its objects go under `name/` in the bucket: JuiceFS takes no key prefix but its name.
+ */
+export function formatJuiceFS(bin: string, dir: string, s3: S3Env, name: string): JuiceFSVolume {
+  mkdirSync(dir, { recursive: true });
+  const meta = `sqlite3://${path.join(dir, 'meta.db')}`;
+  const r = spawnSync(bin, ['format', '--storage', 's3', '--bucket', `${s3.endpoint.replace(/\/$/, '')}/${s3.bucket}`,
+    '--trash-days', '0', '--no-update', meta, name], { env: juicefsEnv(s3), encoding: 'utf8', timeout: 120_000 });
+  if (r.status !== 0) throw new Error(`juicefs format failed (${r.status ?? r.signal ?? r.error?.message}): ${`${r.stderr ?? ''}`.trim().split('\n').slice(-3).join(' | ')}`);
+  return { bin, dir, name, meta, mnt: path.join(dir, 'mnt'), cacheDir: path.join(dir, 'cache'), s3 };
+}
+
+export interface JuiceFSMount extends Mounted {
+  /** The process that serves FUSE (the mount command supervises it): measure this one. */
+  servePid: number;
+  /** True once write-back has uploaded everything: no staging block counted or on disk. */
+  drained(): boolean;
+}
+
+/** Pid of the FUSE server, from `MNT/.config`; null while it does not answer yet. */
+function juicefsServePid(mnt: string): number | null {
+  try {
+    const pid = Number(JSON.parse(readFileSync(path.join(mnt, '.config'), 'utf8')).Pid);
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Staged (not yet uploaded) blocks: the gauge in `.stats` plus any file left in rawstaging/. */
+export function juicefsStaged(mnt: string, cacheDir: string): { gauge: number; files: number } {
+  const stats = readFileSync(path.join(mnt, '.stats'), 'utf8');
+  const m = /^juicefs_staging_blocks(?:\{[^}]*\})?\s+([0-9.e+]+)/m.exec(stats);
+  if (!m) throw new Error('juicefs_staging_blocks is not in .stats');
+  let files = 0;
+  let vols: string[] = [];
+  try {
+    vols = readdirSync(cacheDir);
+  } catch {
+    // No cache directory yet: nothing staged.
+  }
+  for (const v of vols) {
+    try {
+      files += readdirSync(path.join(cacheDir, v, 'rawstaging'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).length;
+    } catch {
+      // This volume has no staging directory.
+    }
+  }
+  return { gauge: Number(m[1]), files };
+}
+
+/** `juicefs mount --writeback` of a formatted volume, in the foreground, its cache in `v.cacheDir`. */
+export async function mountJuiceFS(v: JuiceFSVolume): Promise<JuiceFSMount> {
+  const args = ['mount', v.meta, v.mnt, '--cache-dir', v.cacheDir, '--writeback', '--no-usage-report', '--metrics', '127.0.0.1:0'];
+  const m = await spawnMount('juicefs', v.mnt, path.join(v.dir, 'juicefs.log'), v.bin, args, juicefsEnv(v.s3), true,
+    () => juicefsServePid(v.mnt) !== null);
+  const servePid = juicefsServePid(v.mnt)!;
+  return { ...m, servePid, drained: () => { const s = juicefsStaged(v.mnt, v.cacheDir); return s.gauge === 0 && s.files === 0; } };
+}
+
+/** Polls until JuiceFS's write-back has drained; returns when that was first seen (epoch ms). */
+export async function waitDrained(m: JuiceFSMount, pollMs: number, timeoutMs: number, now: () => number): Promise<number> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (m.drained()) return now();
+    if (Date.now() > end) throw new Error(`JuiceFS write-back not drained after ${timeoutMs / 1000} s`);
+    await sleep(pollMs);
+  }
 }
 
 /** Whether a pid this module started is still running. */

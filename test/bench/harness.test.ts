@@ -61,7 +61,10 @@ describe('bench options', () => {
     expect(o.smallFiles).toBe(10_000);
     expect(o.smallBytes).toBe(4096);
     expect(o.repeat).toBe(3);
-    expect(o.peers).toBe(true);
+    expect([...o.peers]).toEqual(['s3fs', 'rclone', 'juicefs']);
+    expect(o.parallelFiles).toBe(8);
+    expect(o.parallelBytes).toBe(256 * 2 ** 20);
+    expect(o.rows.has('parallel-read') && o.rows.has('durable')).toBe(true);
     expect(o.rows.has('cluster')).toBe(true);
     expect(o.clusterBytes).toBe(256 * 2 ** 20);
     expect(o.clusterCommits).toBe(100);
@@ -74,6 +77,16 @@ describe('bench options', () => {
     const q = parseOptions(['--quick', '--cluster-commits', '7']);
     expect(q.clusterBytes).toBe(64 * 2 ** 20);
     expect(q.clusterCommits).toBe(7);
+  });
+
+  it('selects peers, or none', () => {
+    expect([...parseOptions(['--peers', 'juicefs']).peers]).toEqual(['juicefs']);
+    expect([...parseOptions(['--peers', 's3fs,juicefs']).peers]).toEqual(['s3fs', 'juicefs']);
+    expect(parseOptions(['--no-peers']).peers.size).toBe(0);
+    expect(() => parseOptions(['--peers', 'juicefs,nope'])).toThrow(/unknown peer/);
+    expect([...parseOptions(['--rows', 'parallel-read,durable', '--parallel-files', '4', '--parallel-mib', '64']).rows]).toEqual(['parallel-read', 'durable']);
+    expect(parseOptions(['--parallel-files', '4']).parallelFiles).toBe(4);
+    expect(parseOptions(['--quick']).parallelBytes).toBe(32 * 2 ** 20);
   });
 
   it('--quick shrinks what was not set, and an explicit flag beats it', () => {
@@ -138,6 +151,7 @@ const FAKE: BenchResult = {
     { row: 1, id: 'write', what: 'seq write', system: 'roset (fuse-native)', unit: 'MB/s', value: 300, reference: { what: 'cache disk', value: 1000 }, ratio: 0.3, target: { text: '≥ 0.9 × ref', pass: false } },
     { row: 3, id: 'latency-p99', what: 'p99', system: 'roset (fuse-native)', unit: 'ms', value: 9, reference: { what: 'health', value: 1 }, ratio: 9, target: { text: '< 50 ms', pass: true } },
     { row: 4, id: 'read', what: 'cold read', system: 's3fs', unit: 'MB/s', value: null, reference: { what: '', value: null }, ratio: null, target: null, error: 'it broke' },
+    { row: 10, id: 'durable', what: 'durable', system: 'juicefs', unit: 's', value: null, reference: { what: '', value: null }, ratio: null, target: null, skipped: 'no Go' },
   ],
   errors: ['cold read [s3fs]: it broke'],
 };
@@ -148,6 +162,8 @@ describe('report', () => {
     expect(t).toMatch(/300 MB\/s\s+1000 MB\/s \(cache disk\)\s+0\.30\s+≥ 0\.9 × ref\s+MISS/);
     expect(t).toMatch(/9\.0 ms .* pass/);
     expect(t).toMatch(/error: it broke .* ERROR/);
+    expect(t).toMatch(/skipped: no Go .* SKIPPED/);
+    expect(docSection(FAKE)).toContain('Skipped: juicefs: no Go.');
     expect(markdownTable(FAKE).split('\n')).toHaveLength(2 + FAKE.rows.length);
     const s = docSection(FAKE);
     expect(s).toContain('`abcdef012345`');
@@ -179,15 +195,15 @@ describe('bench smoke run', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'roset-bench-smoke-'));
     try {
       const args = [RUN, '--quick', '--no-peers', '--bindings', 'fuse-native', '--size-gib', '0.01', '--commit-gib', '0.01',
-        '--rss-gib', '0.02', '--small-files', '20', '--commits', '5', '--cluster-mib', '2', '--cluster-commits', '3',
+        '--rss-gib', '0.02', '--small-files', '20', '--commits', '5', '--cluster-mib', '2', '--cluster-commits', '3', '--parallel-files', '3', '--parallel-mib', '2',
         '--dir', dir, '--out', path.join(dir, 'out')];
       // The test server is the test run's (its lease); the bench uses it as an external one.
       await run(process.execPath, args, { env: { ...process.env, ...s3.env }, timeout: 600_000, maxBuffer: 64 << 20 });
       const r = JSON.parse(readFileSync(path.join(dir, 'out', 'latest.json'), 'utf8')) as BenchResult;
       expect(r.errors).toEqual([]);
       expect(r.rows.map((x) => x.id).sort()).toEqual(
-        ['cluster-commit', 'cluster-latency-p50', 'cluster-latency-p99', 'commit', 'latency-p50', 'latency-p99', 'read-cold', 'read-warm',
-          'rss-commit', 'rss-write', 'small-commit', 'small-create', 'write'].sort());
+        ['cluster-commit', 'cluster-latency-p50', 'cluster-latency-p99', 'commit', 'durable', 'latency-p50', 'latency-p99', 'read-cold',
+          'read-parallel', 'read-warm', 'rss-commit', 'rss-write', 'small-commit', 'small-create', 'small-durable', 'write'].sort());
       for (const x of r.rows) {
         expect(x.value, x.id).toBeGreaterThan(0);
         expect(x.reference.value, x.id).toBeGreaterThan(0);
