@@ -8,8 +8,8 @@
  * that hash blocks off the main thread.
  *
  * Invariants:
- * - A block's hash is BLAKE3 (256 bits, lowercase hex; `@napi-rs/blake-hash`, the
- *   reference Rust implementation with its SIMD code) of its bytes. The whole-file
+ * - A block's hash is BLAKE3 (256 bits, lowercase hex; `hash-wasm`'s
+ *   WebAssembly build of the reference C implementation) of its bytes. The whole-file
  *   SHA-256 stays the object's name; block hashes only say which bytes of it are right.
  * - `parseBlockHashes` accepts a list only if it describes exactly an object of the size
  *   the caller trusts (one hash per block, every hash well formed); anything else is
@@ -17,7 +17,7 @@
  * - The pool's workers never keep the process alive (unref), and a worker that dies
  *   fails the hashes it held; no hash is ever reported for bytes it did not see.
  */
-import { blake3 } from '@napi-rs/blake-hash';
+import { createBLAKE3 } from 'hash-wasm';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -42,8 +42,10 @@ const HEX256 = /^[0-9a-f]{64}$/;
 
 /** The hash of one block, on the calling thread. */
 export function blockDigest(bytes: Uint8Array): string {
-  return blake3(bytes).toString('hex');
+  return mainHasher.init().update(bytes).digest('hex');
 }
+// One WebAssembly instance for this thread: created once, then used synchronously.
+const mainHasher = await createBLAKE3();
 
 export const blockCount = (objectSize: number, blockSize: number): number => Math.ceil(objectSize / blockSize);
 
@@ -61,12 +63,13 @@ export function parseBlockHashes(value: unknown, objectSize: number): BlockHashe
 // it loads the hash module by the path this module resolved.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { blake3 } = require(workerData.hashModule);
+const { createBLAKE3 } = require(workerData.hashModule);
+const ready = createBLAKE3();
 parentPort.on('message', (m) => {
-  parentPort.postMessage({ id: m.id, hex: blake3(m.bytes).toString('hex') });
+  ready.then((h) => parentPort.postMessage({ id: m.id, hex: h.init().update(m.bytes).digest('hex') }));
 });
 `;
-const HASH_MODULE = createRequire(import.meta.url).resolve('@napi-rs/blake-hash');
+const HASH_MODULE = createRequire(import.meta.url).resolve('hash-wasm');
 
 interface Slot {
   worker: Worker;
