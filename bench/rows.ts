@@ -521,6 +521,8 @@ export interface DurableSubject {
    * in the background, which would compete with the next sample's upload.
    */
   keepFiles?: boolean;
+  /** How a sample's folder is removed (default: recursively; Roset: `rmdir` of the committed folder). */
+  removeFolder?: (dir: string) => void;
   note?: string;
 }
 
@@ -549,7 +551,7 @@ export async function durableRow(ctx: BenchContext, s: DurableSubject): Promise<
     writeS.push(w.ms / 1000);
     refs.push(rawMs / 1000);
     log(`    ${vals.at(-1)!.toFixed(2)} s (write until close ${writeS.at(-1)!.toFixed(2)} s) vs ${refs.at(-1)!.toFixed(2)} s raw upload`);
-    if (!s.keepFiles) rmSync(path.join(s.mnt, folder), { recursive: true, force: true });
+    if (!s.keepFiles) (s.removeFolder ?? ((dir: string) => rmSync(dir, { recursive: true, force: true })))(path.join(s.mnt, folder));
   }
   const mem = memoryOf(s.pid());
   add(ctx, {

@@ -29,7 +29,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { commitInfo, describeMachine, loadAvg } from './machine.js';
 import { log } from './measure.js';
@@ -116,6 +116,9 @@ async function benchRoset(ctx: BenchContext, binding: string, hasFlag: boolean):
     await attempt(ctx, 'small', system, () => smallRow(ctx, system, path.join(h.d.mnt, 'small'), ctx.opts.smallFiles, h.d));
     await attempt(ctx, 'durable', system, () => durableRow(ctx, {
       system, mnt: h.d.mnt, pid: () => h.d.pid,
+      // A committed folder leaves as a whole by rmdir (docs/SEMANTICS.md, "Removing
+      // committed folders"); a recursive rm would first unlink its files (EROFS).
+      removeFolder: (dir) => rmdirSync(dir),
       durable: async (folder) => {
         const node = await h.d.client.resolvePath(`/${folder}`);
         if (!node) throw new Error(`/${folder} made through the mount is unknown to the API`);
