@@ -161,16 +161,20 @@ async function readBlocks(file: string, pool: BlockHashPool, each: (block: Buffe
   let size = 0;
   let failure: unknown;
   try {
+    // A file smaller than a block (most files of a checkpoint of many small files) gets
+    // a buffer of its size, not 8 MiB; a file that grew since is a changed file, which
+    // the uploader's version check refuses whatever was hashed.
+    const known = (await fh.stat()).size;
     for (let i = 0; ; i++) {
-      const buf = Buffer.allocUnsafe(blockSize);
+      const buf = Buffer.allocUnsafe(i === 0 && known < blockSize ? Math.max(1, known) : blockSize);
       let got = 0;
-      while (got < blockSize) {
-        const { bytesRead } = await fh.read(buf, got, blockSize - got, size + got);
+      while (got < buf.length) {
+        const { bytesRead } = await fh.read(buf, got, buf.length - got, size + got);
         if (bytesRead === 0) break;
         got += bytesRead;
       }
       if (got === 0) break;
-      const block = got === blockSize ? buf : buf.subarray(0, got);
+      const block = got === buf.length ? buf : buf.subarray(0, got);
       each(block);
       size += got;
       if (got <= INLINE_BYTES) {
