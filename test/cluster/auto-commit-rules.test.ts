@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeRoot, type TestDaemon } from '../support/daemon.js';
-import { s3TestConfig, s3TestUrl } from '../support/s3.js';
+import { s3EndpointArgs, s3ProcessEnv, s3TestUrl } from '../support/s3.js';
 import { startAgent, startServe, stopCluster, type TestServe } from '../support/cluster.js';
 import { clusterDatabase, type ClusterDatabase } from '../support/cluster-db.js';
 import { until } from '../support/until.js';
@@ -33,11 +33,10 @@ describe('auto-commit rules set through roset serve', () => {
   const roots: string[] = [];
 
   beforeAll(async () => {
-    const s3 = s3TestConfig();
-    const env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_REGION: s3.region };
+    const env = s3ProcessEnv();
     db = await clusterDatabase();
     serve = await startServe({ database: db.url, store: s3TestUrl(`cluster-ac-${randomBytes(4).toString('hex')}`), env,
-      args: ['--s3-endpoint', s3.endpoint, '--s3-force-path-style'] });
+      args: s3EndpointArgs() });
     roots.push(serve.root);
     agent = await startAgent(serve, { env, args: ['--auto-commit', 'flagged/*:READY'] });
     roots.push(agent.root);

@@ -17,7 +17,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { removeRoot, waitCommit, type TestDaemon } from '../support/daemon.js';
 import { errnoOf, sha256 } from '../support/files.js';
 import { startHeldWriter } from '../support/held-writer.js';
-import { s3TestConfig, s3TestUrl } from '../support/s3.js';
+import { s3EndpointArgs, s3ProcessEnv, s3TestUrl } from '../support/s3.js';
 import { startAgent, startServe, stopCluster, type TestServe } from '../support/cluster.js';
 import { clusterDatabase, type ClusterDatabase } from '../support/cluster-db.js';
 import { sleep } from '../../src/util/sleep.js';
@@ -39,9 +39,8 @@ describe('the barrier across nodes, with its race windows widened', () => {
   const roots: string[] = [];
 
   beforeAll(() => {
-    const s3 = s3TestConfig();
-    env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_REGION: s3.region };
-    s3args = ['--s3-endpoint', s3.endpoint, '--s3-force-path-style'];
+    env = s3ProcessEnv();
+    s3args = s3EndpointArgs();
   });
 
   afterEach(async () => {

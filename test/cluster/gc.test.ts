@@ -16,7 +16,7 @@ import { S3Store } from '../../src/store/s3.js';
 import { listAll } from '../../src/store/types.js';
 import { removeRoot, waitCommit, type TestDaemon } from '../support/daemon.js';
 import { writeRandom } from '../support/files.js';
-import { s3TestConfig, s3TestUrl } from '../support/s3.js';
+import { s3EndpointArgs, s3ProcessEnv, s3TestConfig, s3TestUrl } from '../support/s3.js';
 import { startAgent, startServe, stopCluster, type TestServe } from '../support/cluster.js';
 import { clusterDatabase, type ClusterDatabase } from '../support/cluster-db.js';
 
@@ -29,11 +29,10 @@ describe('gc with an agent on another node', () => {
   const roots: string[] = [];
 
   beforeAll(async () => {
-    const s3 = s3TestConfig();
-    env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_REGION: s3.region };
+    env = s3ProcessEnv();
     db = await clusterDatabase();
     store = s3TestUrl(`gc-cluster-${randomBytes(4).toString('hex')}`);
-    serve = await startServe({ database: db.url, store, env, args: ['--s3-endpoint', s3.endpoint, '--s3-force-path-style'] });
+    serve = await startServe({ database: db.url, store, env, args: s3EndpointArgs() });
     roots.push(serve.root);
     node = await startAgent(serve, { env });
     roots.push(node.root);

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeRoot, runCli, tempRoot, waitCommit } from '../support/daemon.js';
 import { sha256 } from '../support/files.js';
-import { s3TestConfig, s3TestUrl } from '../support/s3.js';
+import { s3EndpointArgs, s3ProcessEnv, s3TestUrl } from '../support/s3.js';
 import { startAgent, startServe, stopCluster } from '../support/cluster.js';
 import { startPostgres, type PostgresServer } from '../support/postgres.js';
 
@@ -25,9 +25,8 @@ describe('recover into PostgreSQL', () => {
   });
 
   it('rebuilds commits and refs from the bucket into an empty database, and refuses one in use', async () => {
-    const s3 = s3TestConfig();
-    const env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_REGION: s3.region };
-    const s3args = ['--s3-endpoint', s3.endpoint, '--s3-force-path-style'];
+    const env = s3ProcessEnv();
+    const s3args = s3EndpointArgs();
     const store = s3TestUrl(`recover-${randomBytes(4).toString('hex')}`);
     const first = await startServe({ database: await pg.createDatabase(), store, env, args: s3args });
     const n1 = await startAgent(first, { env });

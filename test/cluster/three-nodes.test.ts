@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeRoot, waitCommit, type TestDaemon } from '../support/daemon.js';
 import { sha256, errnoOf } from '../support/files.js';
 import { startHeldWriter } from '../support/held-writer.js';
-import { s3TestConfig, s3TestUrl } from '../support/s3.js';
+import { s3EndpointArgs, s3ProcessEnv, s3TestUrl } from '../support/s3.js';
 import { startAgent, startServe, stopCluster, type TestServe } from '../support/cluster.js';
 import { clusterDatabase, type ClusterDatabase } from '../support/cluster-db.js';
 import { makeTestPki, type TestPki } from '../support/tls.js';
@@ -31,12 +31,11 @@ describe.each(['http', 'https'] as const)('three nodes, one checkpoint, over %s'
   const roots: string[] = [];
 
   beforeAll(async () => {
-    const s3 = s3TestConfig();
-    env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_REGION: s3.region };
+    env = s3ProcessEnv();
     db = await clusterDatabase();
     pki = scheme === 'https' ? makeTestPki() : undefined;
     serve = await startServe({ database: db.url, store: s3TestUrl(`cluster-${randomBytes(4).toString('hex')}`), env,
-      args: ['--s3-endpoint', s3.endpoint, '--s3-force-path-style', '--agent-timeout', '10', ...(pki ? ['--tls-cert', pki.certFile, '--tls-key', pki.keyFile] : [])],
+      args: [...s3EndpointArgs(), '--agent-timeout', '10', ...(pki ? ['--tls-cert', pki.certFile, '--tls-key', pki.keyFile] : [])],
       caFile: pki?.caFile });
     expect(serve.endpoint.startsWith(`${scheme}://`)).toBe(true);
     roots.push(serve.root);

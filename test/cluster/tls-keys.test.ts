@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeRoot, waitCommit } from '../support/daemon.js';
 import { errnoOf, sha256 } from '../support/files.js';
-import { s3TestConfig, s3TestUrl } from '../support/s3.js';
+import { s3EndpointArgs, s3ProcessEnv, s3TestUrl } from '../support/s3.js';
 import { startAgent, startServe, stopCluster, type TestServe } from '../support/cluster.js';
 import { clusterDatabase, type ClusterDatabase } from '../support/cluster-db.js';
 import { makeTestPki, type TestPki } from '../support/tls.js';
@@ -23,12 +23,11 @@ describe('TLS and keys across nodes', () => {
   const roots: string[] = [];
 
   beforeAll(async () => {
-    const s3 = s3TestConfig();
-    env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_REGION: s3.region };
+    env = s3ProcessEnv();
     db = await clusterDatabase();
     pki = makeTestPki();
     serve = await startServe({ database: db.url, store: s3TestUrl(`tls-${randomBytes(4).toString('hex')}`), env, caFile: pki.caFile,
-      args: ['--s3-endpoint', s3.endpoint, '--s3-force-path-style', '--tls-cert', pki.certFile, '--tls-key', pki.keyFile] });
+      args: [...s3EndpointArgs(), '--tls-cert', pki.certFile, '--tls-key', pki.keyFile] });
     roots.push(serve.root);
   });
 

@@ -122,3 +122,14 @@ export function s3TestUrl(name: string): string {
   const c = s3TestConfig();
   return `s3://${c.bucket}/test-runs/${name}-${Date.now().toString(36)}-${randomUUID().slice(0, 8)}`;
 }
+
+/** The S3 credentials of the test server as a process environment (roset serve, agents). */
+export function s3ProcessEnv(): NodeJS.ProcessEnv {
+  const s3 = s3TestConfig();
+  return { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_REGION: s3.region };
+}
+
+/** The command-line flags that point roset-mount or roset serve at the test server. */
+export function s3EndpointArgs(): string[] {
+  return ['--s3-endpoint', s3TestConfig().endpoint, '--s3-force-path-style'];
+}
