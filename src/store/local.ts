@@ -184,7 +184,7 @@ export class LocalStore implements ObjectStore {
       if (!range) return fs.readFile(p);
       const fh = await fs.open(p, 'r');
       try {
-        const buf = Buffer.allocUnsafe(Math.max(0, range.length));
+        const buf = range.into && range.into.length >= range.length ? range.into.subarray(0, Math.max(0, range.length)) : Buffer.allocUnsafe(Math.max(0, range.length));
         const { bytesRead } = await fh.read(buf, 0, buf.length, range.offset);
         return buf.subarray(0, bytesRead);
       } finally {

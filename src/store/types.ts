@@ -40,6 +40,12 @@ export interface ByteRange {
   offset: number;
   /** Number of bytes; the result is shorter only at the end of the object. */
   length: number;
+  /**
+   * A buffer of at least `length` bytes the store may fill and return a view of,
+   * instead of allocating one: a reader of many ranges reuses a few buffers and leaves
+   * no garbage per range. Its bytes are undefined until the result arrives.
+   */
+  into?: Buffer;
 }
 
 export interface ListPage {

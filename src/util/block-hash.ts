@@ -16,6 +16,13 @@
  *   null, and the reader falls back to the whole-file check.
  * - The pool's workers never keep the process alive (unref), and a worker that dies
  *   fails the hashes it held; no hash is ever reported for bytes it did not see.
+ * - A block goes to its worker and back by transfer, not by copy, when it owns its
+ *   whole ArrayBuffer (what `Buffer.allocUnsafeSlow` and the S3 store's `get` give):
+ *   copying 8 MiB each way, and the garbage it leaves, cost more CPU than the hash. The
+ *   caller gets the bytes back from `hashBlock`; the buffer it passed is then detached
+ *   and must not be used.
+ * - The pool also takes a local file's whole SHA-256 (`sha256File`) off the main thread,
+ *   reading it there: the object cache's check of a block-verified download.
  */
 import { createBLAKE3 } from 'hash-wasm';
 import { createHash } from 'node:crypto';
@@ -63,17 +70,59 @@ export function parseBlockHashes(value: unknown, objectSize: number): BlockHashe
 // it loads the hash module by the path this module resolved.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const fs = require('node:fs');
 const { createBLAKE3 } = require(workerData.hashModule);
 const ready = createBLAKE3();
+function sha256File(file) {
+  const h = createHash('sha256');
+  const buf = Buffer.allocUnsafe(4 << 20);
+  const fd = fs.openSync(file, 'r');
+  try {
+    for (let at = 0; ; ) {
+      const n = fs.readSync(fd, buf, 0, buf.length, at);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+      at += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest('hex');
+}
 parentPort.on('message', (m) => {
-  ready.then((h) => parentPort.postMessage({ id: m.id, hex: h.init().update(m.bytes).digest('hex') }));
+  if (m.file !== undefined) {
+    let out;
+    try { out = { id: m.id, hex: sha256File(m.file) }; } catch (err) { out = { id: m.id, error: String(err && err.message || err) }; }
+    parentPort.postMessage(out);
+    return;
+  }
+  ready.then((h) => {
+    const hex = h.init().update(m.bytes).digest('hex');
+    if (m.back) parentPort.postMessage({ id: m.id, hex, bytes: m.bytes }, [m.bytes.buffer]);
+    else parentPort.postMessage({ id: m.id, hex });
+  });
 });
 `;
 const HASH_MODULE = createRequire(import.meta.url).resolve('hash-wasm');
 
+interface Reply {
+  id: number;
+  hex?: string;
+  /** The block, transferred back (`hashBlock`). */
+  bytes?: Uint8Array;
+  /** A file the worker could not read (`sha256File`). */
+  error?: string;
+}
+
 interface Slot {
   worker: Worker;
-  pending: Map<number, { resolve: (hex: string) => void; reject: (err: Error) => void }>;
+  pending: Map<number, { resolve: (r: Reply) => void; reject: (err: Error) => void }>;
+}
+
+/** Whether a buffer can be transferred whole: it is its ArrayBuffer, not a view into a shared one. */
+function ownsBuffer(b: Uint8Array): boolean {
+  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer;
 }
 
 /** Worker threads hashing blocks in parallel; jobs go to the least busy worker. */
@@ -83,14 +132,37 @@ export class BlockHashPool {
 
   constructor(private readonly threads = Math.max(1, availableParallelism())) {}
 
-  /** The hash of `bytes`, taken on a worker thread (the bytes are copied to it). */
-  hash(bytes: Uint8Array): Promise<string> {
+  /** The hash of `bytes`, taken on a worker thread (the bytes are copied to it; the caller keeps them). */
+  async hash(bytes: Uint8Array): Promise<string> {
+    return (await this.send({ bytes }))!.hex!;
+  }
+
+  /**
+   * The hash of a block and the block itself: moved to a worker and back without a copy
+   * when it owns its ArrayBuffer (then `bytes` is detached on return and must not be
+   * used), copied there otherwise. Use the returned buffer.
+   */
+  async hashBlock(bytes: Buffer): Promise<{ hex: string; bytes: Buffer }> {
+    if (!ownsBuffer(bytes)) return { hex: await this.hash(bytes), bytes };
+    const r = await this.send({ bytes, back: true }, [bytes.buffer as ArrayBuffer]);
+    const back = r.bytes!;
+    return { hex: r.hex!, bytes: Buffer.from(back.buffer, back.byteOffset, back.byteLength) };
+  }
+
+  /** The SHA-256 of a local file, read and hashed on a worker thread. */
+  async sha256File(file: string): Promise<string> {
+    const r = await this.send({ file });
+    if (r.error !== undefined) throw new Error(`could not hash ${file}: ${r.error}`);
+    return r.hex!;
+  }
+
+  private send(message: { bytes?: Uint8Array; back?: boolean; file?: string }, transfer: ArrayBuffer[] = []): Promise<Reply> {
     const slot = this.pick();
     const id = this.nextId++;
-    return new Promise<string>((resolve, reject) => {
+    return new Promise<Reply>((resolve, reject) => {
       slot.pending.set(id, { resolve, reject });
       if (slot.pending.size === 1) slot.worker.ref();
-      slot.worker.postMessage({ id, bytes });
+      slot.worker.postMessage({ id, ...message }, transfer);
     });
   }
 
@@ -103,11 +175,11 @@ export class BlockHashPool {
     const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { hashModule: HASH_MODULE } });
     const slot: Slot = { worker, pending: new Map() };
     worker.unref();
-    worker.on('message', (m: { id: number; hex: string }) => {
+    worker.on('message', (m: Reply) => {
       const p = slot.pending.get(m.id);
       slot.pending.delete(m.id);
       if (slot.pending.size === 0) worker.unref();
-      p?.resolve(m.hex);
+      p?.resolve(m);
     });
     const fail = (err: Error): void => {
       const i = this.slots.indexOf(slot);
@@ -166,7 +238,7 @@ async function readBlocks(file: string, pool: BlockHashPool, each: (block: Buffe
     // the uploader's version check refuses whatever was hashed.
     const known = (await fh.stat()).size;
     for (let i = 0; ; i++) {
-      const buf = Buffer.allocUnsafe(i === 0 && known < blockSize ? Math.max(1, known) : blockSize);
+      const buf = Buffer.allocUnsafeSlow(i === 0 && known < blockSize ? Math.max(1, known) : blockSize);
       let got = 0;
       while (got < buf.length) {
         const { bytesRead } = await fh.read(buf, got, buf.length - got, size + got);
@@ -183,7 +255,8 @@ async function readBlocks(file: string, pool: BlockHashPool, each: (block: Buffe
         hashes[i] = blockDigest(block);
         break;
       }
-      const job: Promise<void> = pool.hash(block).then((hex) => { hashes[i] = hex; }, (err: unknown) => { failure ??= err; })
+      // `each` is done with the block: it can go to the worker without a copy.
+      const job: Promise<void> = pool.hashBlock(block).then((r) => { hashes[i] = r.hex; }, (err: unknown) => { failure ??= err; })
         .finally(() => inflight.delete(job));
       inflight.add(job);
       while (inflight.size >= limit) await Promise.race(inflight);

@@ -159,6 +159,13 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
       expect((await store.get('range/blob', { offset: body.length, length: 10 })).length).toBe(0);
       expect((await store.get('range/blob', { offset: body.length + 100, length: 10 })).length).toBe(0);
       expect((await store.get('range/blob', { offset: 5, length: 0 })).length).toBe(0);
+      // Into the caller's buffer (ByteRange.into), whole or cut short at the end: the
+      // same bytes, and a buffer used again for another range holds only the new ones.
+      const into = Buffer.alloc(2 * MiB, 0xee);
+      for (const [offset, length] of [[MiB - 7, 2 * MiB], [body.length - 10, 1000], [3, 17]] as const) {
+        const got = await store.get('range/blob', { offset, length, into });
+        expect(got.equals(body.subarray(offset, offset + length)), `range ${offset}+${length} into a buffer`).toBe(true);
+      }
     });
 
     it(`lists by prefix in order, paginating past 1,000 keys (${LIST_KEYS} keys)`, async () => {
