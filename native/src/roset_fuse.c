@@ -105,7 +105,8 @@ enum {
   OP_IOERROR = 18, /* event: a data-path syscall failed unexpectedly (for the log) */
   OP_FLUSH = 19,
   OP_ENDED = 20, /* event: the session loop returned (an unmount, ours or from outside) */
-  OP_READ = 21    /* a READ through a handle with H_GATED: JavaScript waits for its blocks */
+  OP_READ = 21,   /* a READ through a handle with H_GATED: JavaScript waits for its blocks */
+  OP_PREFIX = 22  /* event: the written-once prefix of a hashing handle passed a multiple of PREFIX_STEP */
 };
 
 /* Handle flags. H_WRITE is set by TypeScript in its open or create reply (writes
@@ -134,6 +135,10 @@ enum {
 #define HASH_PENDING 64
 
 #define MAX_WRITE (1u << 20)
+
+/* How often a hashing handle reports the growth of its written-once prefix (OP_PREFIX):
+   the core uploads the parts of a large file that prefix covers while it is written. */
+#define PREFIX_STEP ((uint64_t)8 << 20)
 
 #define CHECK(call)                                                  \
   do {                                                               \
@@ -644,8 +649,10 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     done += (size_t)n;
   }
   /* Once hashing has ended for the handle (a rewrite, a hole), WRITEs skip the lock. */
+  uint64_t prefix_report = 0;
   if (h->md && atomic_load_explicit(&h->hash_ok, memory_order_relaxed)) {
     pthread_mutex_lock(&h->mu);
+    uint64_t prefix_before = h->next_off;
     uint64_t from = (uint64_t)off, to = (uint64_t)off + done;
     if (!h->hash_ok || done == 0) {
       /* nothing to admit */
@@ -685,8 +692,17 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         else h->hash_ok = 0;
       }
       pthread_cond_signal(&h->cv_data);
+      if (h->hash_ok && h->next_off / PREFIX_STEP != prefix_before / PREFIX_STEP) prefix_report = h->next_off;
     }
     pthread_mutex_unlock(&h->mu);
+  }
+  if (prefix_report > 0) {
+    struct call *pc = call_new(OP_PREFIX, ino);
+    if (pc) {
+      pc->fh = h->ts_fh;
+      pc->a = (double)prefix_report;
+    }
+    event_to_js(rfs, pc);
   }
   if (err != 0 && done == 0) {
     reply_data_error(req, rfs, ino, err, "pwrite");

@@ -460,6 +460,7 @@ export class RosetFilesystem {
       if (h.sha?.kind === 'running' && pos === h.sha.bytes) {
         h.sha.hash.update(buf.subarray(0, n));
         h.sha.bytes += n;
+        if (h.nodeId) this.uploader.writing(fh, h.nodeId, h.sha.bytes);
       } else {
         h.sha = null;
       }
@@ -553,6 +554,7 @@ export class RosetFilesystem {
     // Only a saving (the upload hashes the file itself without it), written with the
     // next batch of records; a failed write is logged there.
     if (sha256) this.uploader.remember({ nodeId, size: st.size, mtimeMs: Math.floor(st.mtimeMs), sha256, state: 'hashed' });
+    this.uploader.writerClosed(h.fh, sha256, st.size);
     h.sha = null;
     return !this.ctx.handles.openFor(nodeId).some((o) => o.writable && o.fh !== h.fh);
   }
@@ -734,6 +736,17 @@ export class RosetFilesystem {
     if (!h || !h.writable) return;
     h.dirty = true;
     if (!hashedThere) h.sha = null;
+  }
+
+  /**
+   * The binding that writes in C reports how far the bytes written through `fh` are a
+   * final prefix of the file (written once, in order from byte 0, and hashed there),
+   * for the upload while writing. Ignored unless the core still counts on that hash.
+   */
+  writtenPrefix(fh: number, bytes: number): void {
+    const h = this.ctx.handles.get(fh);
+    if (!h || !h.writable || !h.nodeId || h.sha?.kind !== 'running' || h.sha.bytes !== 0) return;
+    this.uploader.writing(fh, h.nodeId, bytes);
   }
 
   /** The binding's sha256 of the first `bytes` bytes, written in order through `fh`. */

@@ -32,6 +32,10 @@
  *   object an upload found there and skipped sending.
  * - A background failure is logged and left for the commit, which uploads again and
  *   fails with the error if it persists: nothing is swallowed.
+ * - A large file written in order by one writer has been uploading since its prefix
+ *   passed START_BYTES (early-upload.ts): its upload publishes that, under the digest
+ *   taken while it was written, after the same pin and look-up; any change of the file
+ *   (`touch`, `bump`) stops it first.
  * - After `distrust()` (an agent of another node registering: gc may have expired its
  *   pins while it was not heard from, src/commit/gc.ts), a record made before is used
  *   only after a new pin and a new look-up in the bucket; an upload that pinned before
@@ -47,6 +51,7 @@ import { hashFile, hashFileBlocks } from '../util/block-hash.js';
 import { sleep } from '../util/sleep.js';
 import { stagingPath, type CoreContext } from './context.js';
 import type { UploadRecord } from './staging-index.js';
+import { EarlyUploads, type ClosedEarlyUpload } from './early-upload.js';
 
 /** How long an upload waits before pinning again an object gc is deleting. */
 const PIN_RETRY_MS = 50;
@@ -88,8 +93,11 @@ export class Uploader {
   private verified: Set<string> | null = null;
   /** Moves at each `distrust()`: an upload that saw another epoch at its pin is not trusted. */
   private epoch = 0;
+  /** Files uploading while written (see the header). */
+  private readonly early: EarlyUploads;
 
   constructor(private readonly ctx: CoreContext, private readonly concurrency = 2, private readonly smallConcurrency = SMALL_CONCURRENCY) {
+    this.early = new EarlyUploads(ctx.store, ctx.log, (nodeId) => stagingPath(ctx, nodeId));
     const self = new WeakRef(this);
     addUploadQueue(() => {
       const u = self.deref();
@@ -173,6 +181,25 @@ export class Uploader {
     return this.verified === null || this.verified.has(nodeId);
   }
 
+  /**
+   * The first `bytes` bytes of the node's file, written through `fh` in order from byte
+   * 0 by its only writer, are final (vouched for by the in-order hash that runs on the
+   * handle): a large file starts uploading.
+   */
+  writing(fh: number, nodeId: string, bytes: number): void {
+    this.early.grew(fh, nodeId, bytes);
+  }
+
+  /** A writer closed: `sha256`, the digest of all `size` bytes written in order through it, or null. */
+  writerClosed(fh: number, sha256: string | null, size: number): void {
+    this.early.writerClosed(fh, sha256, size);
+  }
+
+  /** Stops the uploads of files still being written (the daemon is stopping). */
+  async close(): Promise<void> {
+    await this.early.close();
+  }
+
   /** Something may change the file's bytes: past uploads no longer describe it. */
   touch(nodeId: string): void {
     this.bump(nodeId);
@@ -188,6 +215,7 @@ export class Uploader {
    */
   bump(nodeId: string): void {
     this.versions.set(nodeId, (this.versions.get(nodeId) ?? 0) + 1);
+    this.early.drop(nodeId);
   }
 
   private version(nodeId: string): number {
@@ -269,6 +297,40 @@ export class Uploader {
     }
   }
 
+  /** The end of an upload while writing: its pin, then a look-up (dedup) or its publish. */
+  private async publishEarly(nodeId: string, early: ClosedEarlyUpload, at: { version: number; epoch: number; size: number; mtimeMs: number }): Promise<UploadOutcome> {
+    const sha = early.sha256;
+    const changed = (): void => {
+      if (this.version(nodeId) !== at.version) throw new CacheError('FILE_CHANGED', `node ${nodeId} changed while it was being uploaded`);
+    };
+    try {
+      this.ctx.index.setObjectBlocks(sha, await early.blocks());
+      changed();
+      while (!(await this.ctx.control.pinObject(this.ctx.mountId, this.ctx.agentId, nodeId, sha))) {
+        changed();
+        await sleep(PIN_RETRY_MS);
+      }
+    } catch (err) {
+      await early.upload.abort();
+      throw err;
+    }
+    const key = objectKey(sha);
+    let how: UploadOutcome['how'] = 'uploaded';
+    if (await this.ctx.store.head(key).catch(async (err: unknown) => { await early.upload.abort(); throw err; })) {
+      await early.upload.abort();
+      how = 'deduped';
+    } else {
+      this.ctx.log.debug({ nodeId, size: at.size, sentBeforeClose: early.upload.sentBytes }, 'publishing a file uploaded while it was written');
+      await early.upload.publish(key, at.size, { beforeComplete: changed });
+    }
+    changed();
+    if (how === 'uploaded') uploadedBytesTotal.inc(at.size);
+    else dedupedBytesTotal.inc(at.size);
+    this.remember({ nodeId, size: at.size, mtimeMs: at.mtimeMs, sha256: sha, state: how });
+    if (this.verified && this.epoch === at.epoch) this.verified.add(nodeId);
+    return { sha256: sha, size: at.size, mtimeMs: at.mtimeMs, how };
+  }
+
   private async upload(nodeId: string, rec: UploadRecord | null): Promise<UploadOutcome> {
     const local = stagingPath(this.ctx, nodeId);
     const version = this.version(nodeId);
@@ -279,6 +341,10 @@ export class Uploader {
     // A record of these exact bytes (a hash taken while the file was written
     // sequentially, or a distrusted upload) saves reading them again.
     const same = rec !== null && rec.size === size && rec.mtimeMs === mtimeMs;
+    // Sent while it was written: only the rest, the completion and a copy are left.
+    const early = same && rec.state === 'hashed' ? this.early.take(nodeId, rec.sha256, size) : null;
+    if (!early) this.early.drop(nodeId);
+    if (early) return this.publishEarly(nodeId, early, { version, epoch, size, mtimeMs });
     // One read pass gives the object's name and its block hashes (src/util/block-hash.ts);
     // bytes named from a record still need their block hashes once, here rather than
     // on the commit's path.

@@ -359,6 +359,9 @@ export class Daemon {
       const limit = new Promise<void>((r) => { timer = setTimeout(r, Math.min(30_000, this.cfg.drainTimeoutMs)); });
       await Promise.race([Promise.all([this.core.uploader.drained(), this.core.settle()]), limit]);
       clearTimeout(timer);
+      // Files still uploading while written: their parts go (the commit that needs them
+      // uploads them whole after the restart).
+      await this.core.uploader.close();
     }
     if (this.fuse) {
       try {

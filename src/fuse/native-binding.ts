@@ -25,6 +25,8 @@ export const Op = {
   ENDED: 20,
   /** A READ through a handle with H_GATED: answered by replyRead once its bytes verified. */
   READ: 21,
+  /** Event: the written-once prefix of a handle hashed in C passed another 8 MiB (its byte count in `a`). */
+  PREFIX: 22,
 } as const;
 
 /** Per-handle flags kept in C memory; the data path reads them on every WRITE. */

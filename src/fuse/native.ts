@@ -240,6 +240,10 @@ export async function mountNative(fs: RosetFilesystem, mountpoint: string, opts:
       case Op.IOERROR:
         log.error({ ino, errno: a, syscall: name }, 'data path I/O error in the native binding');
         return;
+      case Op.PREFIX:
+        // The written-once prefix of a file hashed in C grew: its upload may start or go on.
+        fs.writtenPrefix(fh, a);
+        return;
       case Op.ENDED:
         if (!unmounting) {
           log.warn({ mountpoint }, 'the mount was unmounted from outside');

@@ -29,9 +29,10 @@ import { assertValidKey, WORK_DIR } from './keys.js';
 import {
   checkUploadOwner,
   runOnce,
-  type ByteRange, type ListPage, type MultipartUploadInfo, type ObjectInfo, type ObjectStore, type PartResult, type PutFileOptions, type PutResult,
-  type RequestRunner, type StoreCapabilities,
+  type ByteRange, type FileUpload, type FileUploadOptions, type ListPage, type MultipartUploadInfo, type ObjectInfo, type ObjectStore, type PartResult,
+  type PutFileOptions, type PutResult, type RequestRunner, type StoreCapabilities,
 } from './types.js';
+import { DeferredFileUpload } from './deferred-file-upload.js';
 
 /** Bytes per read and write when copying a file into the store. */
 const COPY_CHUNK = 1 << 20;
@@ -143,6 +144,10 @@ export class LocalStore implements ObjectStore {
       }
       return this.publish(await this.writeTemp(body), key, 'replace');
     }));
+  }
+
+  startFileUpload(filePath: string, options: FileUploadOptions = {}): FileUpload {
+    return new DeferredFileUpload(this, filePath, options);
   }
 
   async putFile(key: string, filePath: string, options: PutFileOptions = {}): Promise<PutResult> {

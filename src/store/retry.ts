@@ -30,7 +30,7 @@ import { StoreError } from '../errors/index.js';
 import { sleep } from '../util/sleep.js';
 import { storeOperation, storeRequestsTotal, storeRetriesTotal } from '../metrics/index.js';
 import type {
-  ByteRange, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PartResult, PutFileOptions, PutResult, RequestRunner, StoreCapabilities,
+  ByteRange, FileUpload, FileUploadOptions, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PartResult, PutFileOptions, PutResult, RequestRunner, StoreCapabilities,
 } from './types.js';
 
 export interface RetryPolicy {
@@ -137,6 +137,10 @@ export class RetryingStore implements ObjectStore {
   /** Not retried as a whole: each of its requests (the PUT, or each part) is. */
   putFile(key: string, filePath: string, options: PutFileOptions = {}): Promise<PutResult> {
     return this.inner.putFile(key, filePath, { ...options, request: this.request });
+  }
+  /** Not retried as a whole: each of its requests (each part, the completion, the copy) is. */
+  startFileUpload(filePath: string, options: FileUploadOptions = {}): FileUpload {
+    return this.inner.startFileUpload(filePath, { ...options, request: this.request });
   }
   get(key: string, range?: ByteRange): Promise<Buffer> { return this.retry('get', key, () => this.inner.get(key, range)); }
   head(key: string): Promise<ObjectInfo | null> { return this.retry('head', key, () => this.inner.head(key)); }

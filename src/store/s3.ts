@@ -58,6 +58,7 @@ import { sleep } from '../util/sleep.js';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
+  CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
@@ -67,17 +68,19 @@ import {
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
+  UploadPartCopyCommand,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { RosetError, StoreError } from '../errors/index.js';
 import {
   checkUploadOwner,
   runOnce,
-  type ByteRange, type ListPage, type MultipartUploadInfo, type ObjectInfo, type ObjectStore, type PartResult, type PutFileOptions, type PutResult,
+  type ByteRange, type FileUpload, type FileUploadOptions, type ListPage, type MultipartUploadInfo, type ObjectInfo, type ObjectStore, type PartResult, type PutFileOptions, type PutResult,
   type RequestRunner, type StoreCapabilities,
 } from './types.js';
 import type { StoreOptions } from './index.js';
 import { assertValidKey, WORK_DIR } from './keys.js';
+import { S3FileUpload, type PartSink } from './s3-file-upload.js';
 
 const MiB = 1024 * 1024;
 /** S3's floor for every part but the last. */
@@ -88,6 +91,12 @@ export const DEFAULT_UPLOAD_CONCURRENCY = 4;
 const DEFAULT_LIST_LIMIT = 1000;
 /** Owner tags of multipart uploads: `<UPLOAD_TAGS><owner>/<base64url(uploadId)>`. */
 const UPLOAD_TAGS = `${WORK_DIR}/uploads/`;
+/** Temporary objects of files uploaded while written: `<PARTIAL><owner>/<uuid>` (s3-file-upload.ts). */
+const PARTIAL = `${WORK_DIR}/partial/`;
+/** The largest object one CopyObject copies; a larger one is copied in parts. */
+const MAX_COPY = 5 * 1024 * MiB;
+/** Part size of a copy in parts. */
+const COPY_PART = 1024 * MiB;
 
 export interface S3StoreConfig {
   bucket: string;
@@ -708,8 +717,12 @@ export class S3Store implements ObjectStore {
     return tags;
   }
 
-  async createMultipartUpload(key: string): Promise<string> {
-    const Key = this.fullKey(key);
+  createMultipartUpload(key: string): Promise<string> {
+    return this.createAt(key, this.fullKey(key));
+  }
+
+  /** `key` for messages and the owner tag; `Key` the full key (a caller's, or a work-area one). */
+  private async createAt(key: string, Key: string): Promise<string> {
     const res = await this.send<{ UploadId?: string }>('create multipart upload', key,
       () => new CreateMultipartUploadCommand({ Bucket: this.bucket, Key }));
     if (!res.UploadId) throw new StoreError('STORAGE_ERROR', `S3 returned no upload id for ${key}`, { key });
@@ -730,8 +743,11 @@ export class S3Store implements ObjectStore {
     return uploadId;
   }
 
-  async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<PartResult> {
-    const Key = this.fullKey(key);
+  uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<PartResult> {
+    return this.partAt(key, this.fullKey(key), uploadId, partNumber, body);
+  }
+
+  private async partAt(key: string, Key: string, uploadId: string, partNumber: number, body: Buffer): Promise<PartResult> {
     if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > MAX_PARTS) {
       throw new StoreError('BAD_REQUEST', `Invalid part number ${partNumber}`);
     }
@@ -742,7 +758,16 @@ export class S3Store implements ObjectStore {
   }
 
   async completeMultipartUpload(key: string, uploadId: string, parts: PartResult[], options: { ifAbsent?: boolean } = {}): Promise<PutResult> {
-    const Key = this.fullKey(key);
+    const etag = await this.completeAt(key, this.fullKey(key), uploadId, parts, options);
+    if (etag) return { etag };
+    // Ceph RGW 16 answers CompleteMultipartUpload with an empty <ETag>.
+    const info = await this.head(key);
+    if (!info) throw new StoreError('STORAGE_ERROR', `Multipart upload of ${key} completed but the object is missing`, { key, uploadId });
+    return { etag: info.etag };
+  }
+
+  /** Completes an upload; its ETag, or '' when the server gave none (Ceph RGW 16). */
+  private async completeAt(key: string, Key: string, uploadId: string, parts: PartResult[], options: { ifAbsent?: boolean } = {}): Promise<string> {
     const sorted = [...parts].sort((a, b) => a.partNumber - b.partNumber);
     const make = () => new CompleteMultipartUploadCommand({
       Bucket: this.bucket,
@@ -757,15 +782,14 @@ export class S3Store implements ObjectStore {
     // The upload is gone: so is the need for its tag. A tag left behind (this delete
     // failed) names no upload, and the owner's next sweep deletes it.
     await this.untag(uploadId).catch(() => undefined);
-    if (res.ETag) return { etag: unquote(res.ETag) };
-    // Ceph RGW 16 answers CompleteMultipartUpload with an empty <ETag>.
-    const info = await this.head(key);
-    if (!info) throw new StoreError('STORAGE_ERROR', `Multipart upload of ${key} completed but the object is missing`, { key, uploadId });
-    return { etag: info.etag };
+    return res.ETag ? unquote(res.ETag) : '';
   }
 
-  async abortMultipartUpload(key: string, uploadId: string): Promise<void> {
-    const Key = this.fullKey(key);
+  abortMultipartUpload(key: string, uploadId: string): Promise<void> {
+    return this.abortAt(key, this.fullKey(key), uploadId);
+  }
+
+  private async abortAt(key: string, Key: string, uploadId: string): Promise<void> {
     try {
       await this.send('abort multipart upload', key, () => new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId }));
     } catch (err) {
@@ -808,10 +832,83 @@ export class S3Store implements ObjectStore {
     return out.sort((a, b) => a.key.localeCompare(b.key));
   }
 
+  startFileUpload(filePath: string, options: FileUploadOptions = {}): FileUpload {
+    return new S3FileUpload(this.partSink(), filePath, options);
+  }
+
+  private sink: PartSink | null = null;
+  private partSink(): PartSink {
+    const full = (k: string): string => this.prefix + k;
+    this.sink ??= {
+      partSize: this.partSize,
+      concurrency: this.concurrency,
+      tempKey: () => `${PARTIAL}${this.uploadOwner ?? 'unowned'}/${randomUUID()}`,
+      create: (k) => this.createAt(k, full(k)),
+      part: (k, id, n, body) => this.partAt(k, full(k), id, n, body),
+      complete: async (k, id, parts) => { await this.completeAt(k, full(k), id, parts); },
+      abort: (k, id) => this.abortAt(k, full(k), id),
+      copy: (k, key, size) => this.copyTo(k, full(k), key, size),
+      remove: async (k) => { await this.send('delete', k, () => new DeleteObjectCommand({ Bucket: this.bucket, Key: full(k) })); },
+      buffer: async (length) => {
+        const give = await this.partBuffers.take(length);
+        const buf = length <= this.partSize ? this.freeParts.pop() ?? Buffer.allocUnsafeSlow(this.partSize) : Buffer.allocUnsafeSlow(length);
+        return {
+          buf,
+          give: () => {
+            if (buf.length === this.partSize && this.freeParts.length < this.concurrency) this.freeParts.push(buf);
+            give();
+          },
+        };
+      },
+    };
+    return this.sink;
+  }
+
+  /**
+   * Copies an object of this bucket (`from`, a full key) to a caller's key on the
+   * server: one CopyObject up to 5 GiB, else a multipart upload of part copies.
+   */
+  private async copyTo(fromKey: string, from: string, key: string, size: number): Promise<PutResult> {
+    const Key = this.fullKey(key);
+    const CopySource = encodeURI(`${this.bucket}/${from}`);
+    if (size <= MAX_COPY) {
+      const res = await this.send<{ CopyObjectResult?: { ETag?: string } }>('copy', key, () => new CopyObjectCommand({ Bucket: this.bucket, Key, CopySource }));
+      const etag = unquote(res.CopyObjectResult?.ETag);
+      if (etag) return { etag };
+      const info = await this.head(key);
+      if (!info) throw new StoreError('STORAGE_ERROR', `Copy of ${fromKey} to ${key} answered but the object is missing`, { key });
+      return { etag: info.etag };
+    }
+    const uploadId = await this.createAt(key, Key);
+    try {
+      const parts: PartResult[] = [];
+      for (let i = 0, at = 0; at < size; i++, at += COPY_PART) {
+        const end = Math.min(size, at + COPY_PART) - 1;
+        const res = await this.send<{ CopyPartResult?: { ETag?: string } }>('copy part', key, () => new UploadPartCopyCommand({
+          Bucket: this.bucket, Key, UploadId: uploadId, PartNumber: i + 1, CopySource, CopySourceRange: `bytes=${at}-${end}`,
+        }));
+        parts.push({ partNumber: i + 1, etag: unquote(res.CopyPartResult?.ETag) });
+      }
+      return await this.completeMultipartUpload(key, uploadId, parts);
+    } catch (err) {
+      await this.abortAt(key, Key, uploadId).catch(() => undefined);
+      throw err;
+    }
+  }
+
   async abortOwnUploads(options: { request?: RequestRunner } = {}): Promise<MultipartUploadInfo[]> {
     const owner = this.uploadOwner;
     if (!owner) return [];
     const run = options.request ?? runOnce;
+    // Temporary objects of files uploaded while written whose publish a crash cut short.
+    const partial = `${this.prefix}${PARTIAL}${owner}/`;
+    for (;;) {
+      const res = await run('list partial uploads', PARTIAL, () => this.send<{ Contents?: { Key?: string }[] }>(
+        'list partial uploads', PARTIAL, () => new ListObjectsV2Command({ Bucket: this.bucket, Prefix: partial })));
+      const keys = (res.Contents ?? []).map((o) => o.Key).filter((k): k is string => !!k);
+      if (keys.length === 0) break;
+      for (const Key of keys) await run('delete', Key, () => this.send('delete', Key, () => new DeleteObjectCommand({ Bucket: this.bucket, Key })));
+    }
     const mine = await run('list upload tags', UPLOAD_TAGS, () => this.uploadTags(owner));
     if (mine.size === 0) return [];
     const aborted: MultipartUploadInfo[] = [];
@@ -821,7 +918,8 @@ export class S3Store implements ObjectStore {
       u.owner = owner;
       await run('abort multipart upload', u.key, async () => {
         try {
-          await this.abortMultipartUpload(u.key, u.uploadId);
+          // A key of this store's work area (an upload of a file while it was written) too.
+          await this.abortAt(u.key, this.prefix + u.key, u.uploadId);
         } catch (err) {
           // Gone between the list and the abort (an earlier attempt took it): done.
           if (!(err instanceof StoreError && err.rosetCode === 'OBJECT_NOT_FOUND')) throw err;

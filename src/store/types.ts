@@ -120,6 +120,38 @@ export interface PutFileOptions {
   request?: RequestRunner;
 }
 
+/**
+ * A file uploaded while it is still being written (`ObjectStore.startFileUpload`): its
+ * parts go as soon as the bytes they cover are final, and the object is published
+ * under its key, which is not known yet (a content address), only at `publish`.
+ *
+ * Invariants: nothing is ever visible under a caller's key before `publish`, and then
+ * only every byte of [0, size) of the file; `grow` promises that the first `bytes`
+ * bytes of the file will not change (the caller aborts otherwise); after `abort`, or a
+ * failed `publish`, nothing of the upload is left but what its owner's start-up sweep
+ * (`abortOwnUploads`) removes.
+ */
+export interface FileUpload {
+  /** The first `bytes` bytes of the file are final: the parts they cover may go now. */
+  grow(bytes: number): void;
+  /**
+   * The file is whole at `size` bytes: sends the rest and publishes every byte under
+   * `key`. `beforeComplete` throwing aborts (nothing published).
+   */
+  publish(key: string, size: number, options?: { beforeComplete?: () => void | Promise<void> }): Promise<PutResult>;
+  /** Stops, and removes what was sent. Never throws: a leftover goes to the owner's sweep. */
+  abort(): Promise<void>;
+  /** Bytes of the file sent so far, in parts the store accepted. */
+  readonly sentBytes: number;
+}
+
+export interface FileUploadOptions {
+  /** Called before each part is read; throwing stops the upload (`publish` then throws it). */
+  beforePart?: () => void;
+  /** The retry layer's runner for each request (see RequestRunner). */
+  request?: RequestRunner;
+}
+
 export interface ObjectStore {
   /** Human-readable location with no credentials in it, e.g. `file:///var/lib/roset/store`. */
   readonly description: string;
@@ -130,6 +162,12 @@ export interface ObjectStore {
   putIfMatch(key: string, body: Buffer | string, etag: string): Promise<PutResult>;
   /** Upload a local file, using multipart above `partSize`, with bounded memory. */
   putFile(key: string, filePath: string, options?: PutFileOptions): Promise<PutResult>;
+
+  /**
+   * Starts uploading a file that is still being written (see FileUpload). A store that
+   * cannot send parts before it knows the key sends everything at `publish`.
+   */
+  startFileUpload(filePath: string, options?: FileUploadOptions): FileUpload;
 
   get(key: string, range?: ByteRange): Promise<Buffer>;
   head(key: string): Promise<ObjectInfo | null>;

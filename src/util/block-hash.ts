@@ -90,7 +90,31 @@ function sha256File(file) {
   }
   return h.digest('hex');
 }
+let rangeBuf = null;
+function readRange(file, offset, length) {
+  if (!rangeBuf || rangeBuf.length < length) rangeBuf = Buffer.allocUnsafe(length);
+  const fd = fs.openSync(file, 'r');
+  try {
+    let got = 0;
+    while (got < length) {
+      const n = fs.readSync(fd, rangeBuf, got, length - got, offset + got);
+      if (n === 0) throw new Error('short read at ' + (offset + got) + ' of ' + file);
+      got += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return rangeBuf.subarray(0, length);
+}
 parentPort.on('message', (m) => {
+  if (m.range !== undefined) {
+    ready.then((h) => {
+      let out;
+      try { out = { id: m.id, hex: h.init().update(readRange(m.range.file, m.range.offset, m.range.length)).digest('hex') }; } catch (err) { out = { id: m.id, error: String(err && err.message || err) }; }
+      parentPort.postMessage(out);
+    });
+    return;
+  }
   if (m.file !== undefined) {
     let out;
     try { out = { id: m.id, hex: sha256File(m.file) }; } catch (err) { out = { id: m.id, error: String(err && err.message || err) }; }
@@ -156,7 +180,17 @@ export class BlockHashPool {
     return r.hex!;
   }
 
-  private send(message: { bytes?: Uint8Array; back?: boolean; file?: string }, transfer: ArrayBuffer[] = []): Promise<Reply> {
+  /**
+   * The block hash of `length` bytes of a local file from `offset`, read and hashed on
+   * a worker thread: the main thread neither reads nor copies them.
+   */
+  async hashFileRange(file: string, offset: number, length: number): Promise<string> {
+    const r = await this.send({ range: { file, offset, length } });
+    if (r.error !== undefined) throw new Error(`could not hash ${file}: ${r.error}`);
+    return r.hex!;
+  }
+
+  private send(message: { bytes?: Uint8Array; back?: boolean; file?: string; range?: { file: string; offset: number; length: number } }, transfer: ArrayBuffer[] = []): Promise<Reply> {
     const slot = this.pick();
     const id = this.nextId++;
     return new Promise<Reply>((resolve, reject) => {
@@ -197,6 +231,43 @@ export class BlockHashPool {
   async close(): Promise<void> {
     const slots = this.slots.splice(0);
     await Promise.all(slots.map((s) => s.worker.terminate()));
+  }
+}
+
+/**
+ * The block hashes of a file that is still being written in order, taken as its final
+ * prefix grows (`grew`), each block read back on the pool once it is whole; `finish`
+ * hashes what is left (the last, short block) once the size is known. A block is
+ * hashed only from bytes the caller declared final, so nothing is hashed twice.
+ */
+export class GrowingBlockHashes {
+  private readonly hashes: string[] = [];
+  private next = 0;
+  private readonly inflight = new Set<Promise<void>>();
+  private failure: unknown;
+
+  constructor(private readonly file: string, private readonly pool = blockHashPool()) {}
+
+  /** The first `bytes` bytes of the file are final. */
+  grew(bytes: number): void {
+    while ((this.next + 1) * BLOCK_SIZE <= bytes) this.hash(this.next++, BLOCK_SIZE);
+  }
+
+  /** Every block of a file of `size` bytes, once all are hashed. */
+  async finish(size: number): Promise<BlockHashes> {
+    this.grew(size);
+    const count = blockCount(size, BLOCK_SIZE);
+    if (this.next < count) this.hash(this.next++, size - (count - 1) * BLOCK_SIZE);
+    while (this.inflight.size > 0) await Promise.all([...this.inflight]);
+    if (this.failure !== undefined) throw this.failure;
+    return { size: BLOCK_SIZE, alg: BLOCK_ALG, hashes: this.hashes.slice(0, count) };
+  }
+
+  private hash(i: number, length: number): void {
+    const job: Promise<void> = this.pool.hashFileRange(this.file, i * BLOCK_SIZE, length)
+      .then((hex) => { this.hashes[i] = hex; }, (err: unknown) => { this.failure ??= err; })
+      .finally(() => this.inflight.delete(job));
+    this.inflight.add(job);
   }
 }
 

@@ -8,7 +8,7 @@
  * retries them one by one; each request is recorded as one `putFile` call.
  */
 import { StoreError } from '../../src/errors/index.js';
-import { runOnce, type ObjectStore, type PutFileOptions, type RequestRunner } from '../../src/store/types.js';
+import { runOnce, type FileUpload, type FileUploadOptions, type ObjectStore, type PutFileOptions, type RequestRunner } from '../../src/store/types.js';
 
 export type FaultKind = 'transient' | 'forbidden' | 'precondition';
 
@@ -69,9 +69,20 @@ export function faulty(inner: ObjectStore): FaultyStore {
     check(op, key);
     return (inner as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[op]!.apply(inner, args);
   };
+  // Each request of an upload of a file while written is checked as one
+  // `startFileUpload` call, as each request of `putFile` is.
+  const startFileUpload = (filePath: string, options: FileUploadOptions = {}): FileUpload => {
+    const outer = options.request ?? runOnce;
+    const request: RequestRunner = (rop, rkey, fn) => outer(rop, rkey, async () => {
+      check('startFileUpload', rkey);
+      return fn();
+    });
+    return inner.startFileUpload(filePath, { ...options, request });
+  };
   const ops = ['put', 'putIfAbsent', 'putIfMatch', 'putFile', 'get', 'head', 'list', 'delete', 'createMultipartUpload', 'uploadPart',
     'completeMultipartUpload', 'abortMultipartUpload', 'listMultipartUploads', 'abortOwnUploads'];
   const store = { description: `faulty ${inner.description}`, capabilities: inner.capabilities, close: () => inner.close(), rules, calls } as unknown as FaultyStore;
   for (const op of ops) (store as unknown as Record<string, unknown>)[op] = wrap(op);
+  (store as unknown as Record<string, unknown>).startFileUpload = startFileUpload;
   return store;
 }
