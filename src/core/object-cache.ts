@@ -215,7 +215,11 @@ export class ObjectCache {
   private start(sha256: string, size: number, commitId: string | null, forReader: boolean): Promise<Download> {
     const running = this.inflight.get(sha256);
     if (running) {
-      if (forReader) running.who.forReader = true;
+      if (forReader && !running.who.forReader) {
+        running.who.forReader = true;
+        // Its blocks waiting beyond prefetch's share may take free slots now.
+        this.budget.dispatch();
+      }
       return running.download;
     }
     const who = { forReader };
@@ -658,7 +662,8 @@ class BlockBudget {
     });
   }
 
-  private dispatch(): void {
+  /** Grants free slots to waiting blocks (also when a waiting block became a reader's). */
+  dispatch(): void {
     while (this.free > 0 && this.waiting.length > 0) {
       let i = this.waiting.findIndex((w) => w.forReader());
       // No reader waits: the oldest prefetch block, within its share.

@@ -5,7 +5,8 @@
  * only what fits beside the cache's content is prefetched and nothing cached is
  * evicted; staged files are untouched; a failed prefetch download is not thrown to the
  * reader and leaves nothing behind; a reader is served while a prefetch download holds
- * its share of the block budget; the option off prefetches nothing; the streaming open
+ * its share of the block budget, and a prefetch download a reader joins gets the
+ * reader's place in it; the option off prefetches nothing; the streaming open
  * prefetches too.
  */
 import * as fsSync from 'node:fs';
@@ -196,6 +197,53 @@ describe('sibling prefetch', () => {
       await prefetchStarted;
       expect((await readAll(h, '/other/r.bin', other.length)).equals(other)).toBe(true);
       release();
+      await h.core.settle();
+      expect(cached(h, sibling)).toBe(true);
+    } finally {
+      release();
+      await h.close();
+    }
+  });
+
+  it('gives a prefetch download a reader joins the reader\'s place in the block budget', async () => {
+    // The first block of the prefetched object is held: as a prefetch's, its other
+    // blocks would wait for that slot; once a reader joins, they take free slots.
+    let heldKey = '';
+    let release!: () => void;
+    const held = new Promise<void>((r) => { release = r; });
+    let started!: () => void;
+    const prefetchStarted = new Promise<void>((r) => { started = r; });
+    const hold = (s: ObjectStore): ObjectStore => {
+      const get = s.get.bind(s);
+      s.get = async (key, range) => {
+        if (key === heldKey && (range?.offset ?? 0) === 0) {
+          started();
+          await held;
+        }
+        return get(key, range);
+      };
+      return s;
+    };
+    const h = await startCore({ prefetchSiblings: true, readCache: { totalBlocks: 4 }, wrapStore: hold });
+    try {
+      const a = randomBytes(MiB);
+      const sibling = randomBytes(4 * BLOCK_SIZE);
+      await commitCold(h, '/ck', { '/ck/a.bin': a, '/ck/sibling.bin': sibling });
+      heldKey = objectKey(sha(sibling));
+      await readAll(h, '/ck/a.bin', a.length);
+      await prefetchStarted;
+      h.core.streamingReads = true;
+      const fh = await h.core.open((await h.cp.resolvePath(h.mountId, '/ck/sibling.bin'))!.id, O_RDONLY);
+      try {
+        await h.core.waitRead(fh, 3 * BLOCK_SIZE, 100);
+        const buf = Buffer.alloc(100);
+        expect(h.core.read(fh, buf, 100, 3 * BLOCK_SIZE)).toBe(100);
+        expect(buf.equals(sibling.subarray(3 * BLOCK_SIZE, 3 * BLOCK_SIZE + 100))).toBe(true);
+        release();
+        expect(await h.core.waitRead(fh, 0, sibling.length)).toBe(true);
+      } finally {
+        await h.core.release(fh);
+      }
       await h.core.settle();
       expect(cached(h, sibling)).toBe(true);
     } finally {
