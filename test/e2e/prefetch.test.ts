@@ -6,16 +6,18 @@
  * sub-folder only; the piped report has no control character; a usage error exits 2.
  * Under --cache-size: a target larger than the cache fails with PREFETCH_EXCEEDS_CACHE
  * and reads nothing; one that fits is cached whole; staged files of the node survive
- * prefetches that fill the cache (one forced past it included). Sibling prefetch: a
+ * prefetches that fill the cache (one forced past it included); a daemon whose limit
+ * the CLI cannot see is read unchecked, with a warning. Sibling prefetch: a
  * cold read of one file caches the other files of its folder, not of its sub-folders,
  * and nothing when turned off (flag or environment).
  */
 import { randomBytes, createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sleep } from '../../src/util/sleep.js';
-import { startDaemon, stopAll, type TestDaemon } from '../support/daemon.js';
+import { runCli, startDaemon, stopAll, type TestDaemon } from '../support/daemon.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -174,5 +176,17 @@ describe('roset prefetch under --cache-size', () => {
     d = await startDaemon({ root: d.root, args: ['--cache-size', String(LIMIT)] });
     expect(readFileSync(d.p('work', 'staged.bin')).equals(staged)).toBe(true);
     expect((await d.client.resolvePath('/work/staged.bin'))?.state).not.toBe('committed');
+  });
+
+  it('says so, and reads unchecked, when the daemon serving the mountpoint is not its state dir\'s', () => {
+    const elsewhere = mkdtempSync(path.join(os.tmpdir(), 'roset-cli-state-'));
+    try {
+      const r = runCli(elsewhere, ['prefetch', d.p('ck', 'big'), '--json'], { ROSET_API_URL: d.endpoint, ROSET_API_KEY: d.apiKey });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/warning: not checked against the read cache size: the daemon serving .* is not the one of state dir/);
+      expect(r.json()).toMatchObject({ files: 2, bytes: 18 * MiB });
+    } finally {
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
   });
 });

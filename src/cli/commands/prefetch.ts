@@ -56,7 +56,7 @@ export function registerPrefetch(program: Command): void {
     .argument('[path]', 'folder or file under a mountpoint of this machine (e.g. /mnt/roset/ckpt/step-9)')
     .option('--ref <name>', 'prefetch the folder of the commit this ref points at, instead of PATH')
     .addOption(new Option('--concurrency <n>', 'files read at once').default(4).argParser(parsePositiveInt))
-    .option('--force', 'read the target even if its committed files are larger than the daemon\'s --cache-size (the first read are evicted as the last are cached); without it such a target fails with PREFETCH_EXCEEDS_CACHE before anything is read')
+    .option('--force', 'read the target even if its committed files are larger than the daemon\'s --cache-size (the files read first are evicted as the last are cached); without it such a target fails with PREFETCH_EXCEEDS_CACHE before anything is read')
     .option('--json', 'print the totals as JSON')
     .action(action(async (input: string | undefined, opts: PrefetchOptions, cmd: Command) => {
       if ((input === undefined) === (opts.ref === undefined)) throw new UsageError('give either PATH or --ref NAME');
