@@ -1,6 +1,7 @@
 /**
  * The CLI's view of a local `roset-mount` daemon: `<stateDir>/daemon.json`
- * (`{"pid", "mountpoint", "endpoint"}`, written by the daemon while it runs). The
+ * (`{"pid", "mountpoint", "endpoint", "cacheMaxBytes"}`, written by the daemon while it
+ * runs; `cacheMaxBytes` absent from the file of an earlier release). The
  * /proc helpers are the daemon's own (src/util/mounts.ts).
  *
  * Invariant: a pid is trusted only while the process it names is alive *and* started
@@ -40,6 +41,7 @@ export function readDaemonState(stateDir: string): DaemonState | undefined {
     pid,
     mountpoint: rec.mountpoint,
     endpoint: typeof rec.endpoint === 'string' ? rec.endpoint : '',
+    ...(Number.isSafeInteger(rec.cacheMaxBytes) && (rec.cacheMaxBytes as number) >= 0 ? { cacheMaxBytes: rec.cacheMaxBytes } : {}),
     file,
     running: processAlive(pid) && !startedAfter(pid, mtimeMs),
   };

@@ -39,6 +39,7 @@ const program = addStoreOptions(new Command())
   .description('Mount object storage with atomic, committed checkpoints (stays in the foreground)')
   .argument('<mountpoint>', 'directory to mount on (created if missing)')
   .option('--cache-size <size>', 'committed data kept in the read cache, e.g. 50G; least recently used goes first; staged data is never evicted [env ROSET_CACHE_SIZE] (default: no limit)', size)
+  .option('--no-prefetch-siblings', 'do not prefetch the other files of a folder into the read cache when one of its committed files is read cold (prefetch starts only what fits in --cache-size without evicting) [env ROSET_PREFETCH_SIBLINGS=0]')
   .option('--cache-dir <dir>', 'local staging and read cache [env ROSET_CACHE_DIR] (default: STATE_DIR/cache)')
   .option('--state-dir <dir>', 'state directory [env ROSET_STATE_DIR] (default: /var/lib/roset as root, else ~/.local/state/roset)')
   .option('--listen <host:port>', 'where the embedded API listens; port 0 picks a free one; an address other than loopback needs --tls-cert/--tls-key or --insecure-listen. With --api-url (an agent, no API): where GET /health and GET /metrics answer, plain HTTP [env ROSET_LISTEN]', listen)
@@ -62,7 +63,7 @@ const program = addStoreOptions(new Command())
   .addOption(new Option('--log-level <level>', 'log level [env ROSET_LOG_LEVEL]').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
   .addOption(new Option('--log-format <format>', 'log lines: json, or text for people (default: text when stderr is a terminal, else json) [env ROSET_LOG_FORMAT]').choices(['json', 'text']))
   .showHelpAfterError()
-  .action(async (mountpoint: string, o: Record<string, unknown>) => {
+  .action(async (mountpoint: string, o: Record<string, unknown>, cmd: Command) => {
     const stateDir = path.resolve((o.stateDir as string | undefined) ?? defaultStateDir(env));
     const apiUrl = (o.apiUrl as string | undefined) ?? (env.ROSET_API_URL || undefined);
     const apiKey = (o.apiKey as string | undefined) ?? (env.ROSET_API_KEY || undefined);
@@ -85,6 +86,9 @@ const program = addStoreOptions(new Command())
       mountpoint: path.resolve(mountpoint),
       stateDir,
       cacheMaxBytes: (o.cacheSize as number | undefined) ?? (env.ROSET_CACHE_SIZE ? size(env.ROSET_CACHE_SIZE) : 0),
+      // Commander sets `prefetchSiblings` to true unless --no-prefetch-siblings: the flag is
+      // told from the default by where its value came from.
+      prefetchSiblings: cmd.getOptionValueSource('prefetchSiblings') === 'cli' ? (o.prefetchSiblings as boolean) : envFlag(env.ROSET_PREFETCH_SIBLINGS) ?? true,
       cacheDir: path.resolve((o.cacheDir as string | undefined) ?? env.ROSET_CACHE_DIR ?? path.join(stateDir, 'cache')),
       ...stores,
       // An agent learns the bucket from its control plane unless told otherwise.

@@ -22,6 +22,11 @@ export interface CoreContext {
   cacheMaxBytes?: number;
   /** Ranged-GET shape of downloads into the read cache, and the budget of blocks they share; defaults suit most stores. */
   readCache?: { chunkBytes?: number; concurrency?: number; totalBlocks?: number };
+  /**
+   * A cold read of a committed file prefetches the other committed files of its folder
+   * into the read cache (`sibling-prefetch.ts`); absent or false: it does not.
+   */
+  prefetchSiblings?: boolean;
   log: Logger;
   /**
    * Set by a FUSE binding whose kernel cache may hold written but unsent pages (the

@@ -28,6 +28,8 @@
  *   is served. With `streamingReads` (a binding that holds a READ until `waitRead`
  *   resolved: the native one), a cold file opens at once on its partial download and
  *   each read waits only for the blocks it covers; otherwise the open waits for all.
+ *   With `prefetchSiblings`, a cold open also sets off the prefetch of the other
+ *   committed files of its folder (`sibling-prefetch.ts`), never waited for.
  * - With the fuse-native binding, data writes are synchronous `pwrite`s done before the
  *   FUSE reply, so the kernel's buffer is never used after the call returns; the native
  *   binding writes in C and tells the core afterwards (`noteWritten`).
@@ -42,6 +44,7 @@ import { localErrorCode } from '../errors/local.js';
 import { StagingAgent } from './agent.js';
 import { stagingPath, type CoreContext } from './context.js';
 import { ObjectCache } from './object-cache.js';
+import { SiblingPrefetch } from './sibling-prefetch.js';
 import { Uploader } from './uploader.js';
 import { newWriteHash, type Handle, type WriteHash } from './handles.js';
 import { PathFilesystem } from './path-ops.js';
@@ -122,6 +125,8 @@ export class RosetFilesystem {
   readonly agent: StagingAgent;
   readonly uploader: Uploader;
   private readonly objects: ObjectCache;
+  /** Null when `prefetchSiblings` is off. */
+  private readonly siblings: SiblingPrefetch | null;
   private rootId: string | null = null;
 
   /**
@@ -134,6 +139,7 @@ export class RosetFilesystem {
   constructor(private readonly ctx: CoreContext, mountpoint: string | null) {
     this.uploader = new Uploader(ctx);
     this.objects = new ObjectCache(ctx, { maxBytes: ctx.cacheMaxBytes ?? 0, ...ctx.readCache });
+    this.siblings = ctx.prefetchSiblings ? new SiblingPrefetch(ctx, this.objects) : null;
     this.agent = new StagingAgent(ctx, mountpoint, this.uploader, this.objects);
   }
 
@@ -377,14 +383,14 @@ export class RosetFilesystem {
       throw new NamespaceError('STAGED_ON_OTHER_NODE', `${n.name} is staged on another node; it is readable here once committed`, { name: n.name, agentId: n.ownerAgent });
     }
     if (n.state === 'committed' && this.streamingReads && !this.staged(n)) return this.openStreaming(n);
-    const local = n.state !== 'committed' || this.staged(n) ? stagingPath(this.ctx, n.id) : await this.objects.localPath(n.sha256!, n.size, n.commitId);
+    const local = n.state !== 'committed' || this.staged(n) ? stagingPath(this.ctx, n.id) : await this.objects.localPath(n.sha256!, n.size, n.commitId, this.onMiss(n));
     try {
       const fd = fsSync.openSync(local, C.O_RDONLY);
       return this.ctx.handles.add({ nodeId: n.id, parentId: null, fd, writable: false, append: false, dirty: false }).fh;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT' && n.state === 'committed' && n.sha256) {
         // The staged copy was evicted after the commit: serve it from the store.
-        const fd = fsSync.openSync(await this.objects.localPath(n.sha256, n.size, n.commitId), C.O_RDONLY);
+        const fd = fsSync.openSync(await this.objects.localPath(n.sha256, n.size, n.commitId, this.onMiss(n)), C.O_RDONLY);
         return this.ctx.handles.add({ nodeId: n.id, parentId: null, fd, writable: false, append: false, dirty: false }).fh;
       }
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
@@ -394,12 +400,18 @@ export class RosetFilesystem {
     }
   }
 
+  /** What a cold open of committed file `n` sets off beside its own download: sibling prefetch, when on. */
+  private onMiss(n: NodeRecord): (() => void) | undefined {
+    const siblings = this.siblings;
+    return siblings ? () => siblings.coldRead(n) : undefined;
+  }
+
   /**
    * A committed file from the object cache, opened before its download completes: the
    * handle's gate holds every read until its blocks verified (`waitRead`).
    */
   private async openStreaming(n: NodeRecord): Promise<number> {
-    const { path: file, gate } = await this.objects.openStreaming(n.sha256!, n.size, n.commitId);
+    const { path: file, gate } = await this.objects.openStreaming(n.sha256!, n.size, n.commitId, this.onMiss(n));
     let fd: number;
     try {
       fd = fsSync.openSync(file, C.O_RDONLY);
@@ -756,9 +768,15 @@ export class RosetFilesystem {
     h.sha = { kind: 'taken', digest: sha256, bytes };
   }
 
-  /** Resolves once every download into the read cache is on disk and recorded. */
+  /** Resolves once every download into the read cache, prefetches included, is on disk and recorded. */
   async settle(): Promise<void> {
+    await this.siblings?.idle();
     await this.objects.settled();
+  }
+
+  /** For shutdown: no sibling prefetch starts any more; resolves once those running ended. */
+  async stopPrefetch(): Promise<void> {
+    await this.siblings?.stop();
   }
 
   /** Count of writable handles: the daemon drains these before unmounting. */

@@ -40,6 +40,11 @@
  * - Concurrent reads of one object share one download; a cached object is never
  *   downloaded again until it is evicted.
  * - Only committed objects are evicted (they are in the store); staged bytes never are.
+ * - Readers go before prefetch (`prefetch`, for sibling prefetch): a prefetch download
+ *   holds at most a quarter of the block budget, a freed slot goes to a reader's block
+ *   first, and a download a reader joins is a reader's from then on. A prefetch starts
+ *   only if the object fits under `maxBytes` beside every object cached or downloading,
+ *   so it never makes the cache evict anything.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import * as fsSync from 'node:fs';
@@ -78,6 +83,21 @@ interface Download {
   gate: BlockGate | null;
 }
 
+/** A download running, and who it runs for (a prefetch becomes a reader's once one joins it). */
+interface Inflight {
+  download: Promise<Download>;
+  who: { forReader: boolean };
+}
+
+/** What `prefetch` did with an object. */
+export type PrefetchStart =
+  /** Cached already, or downloading (for a reader or another prefetch). */
+  | { kind: 'present' }
+  /** It does not fit under `maxBytes` beside what is cached and downloading: not started. */
+  | { kind: 'no-room' }
+  /** A download started for the prefetch; `done` settles as a reader's would. */
+  | { kind: 'started'; done: Promise<string> };
+
 export interface ObjectCacheOptions {
   /** Bytes of committed objects to keep; 0 means no limit. */
   maxBytes: number;
@@ -94,14 +114,19 @@ export interface ObjectCacheOptions {
 }
 
 export class ObjectCache {
-  private readonly inflight = new Map<string, Promise<Download>>();
+  private readonly inflight = new Map<string, Inflight>();
+  /**
+   * Bytes of objects downloading or downloaded but not yet recorded in the index (by
+   * sha256): with the index's total, what the cache will hold once they are in.
+   */
+  private readonly unrecorded = new Map<string, number>();
   /** Published (renamed) but not yet fsynced and recorded; see `persist`. */
   private readonly unsynced = new Set<string>();
   private readonly syncing = new Set<Promise<void>>();
   /** Per commit: the block lists of its manifest by sha256 (loaded once, shared by concurrent reads). */
   private readonly manifests = new LRUCache<string, Promise<Map<string, unknown>>>({ max: MANIFESTS_KEPT });
-  /** The budget of blocks in flight across downloads (`totalBlocks`), first come first served. */
-  private readonly budget: Semaphore;
+  /** The budget of blocks in flight across downloads (`totalBlocks`): readers first, then prefetch. */
+  private readonly budget: BlockBudget;
   /** Objects whose block list lied (see the invariants): whole-file check only. */
   private readonly distrusted = new Set<string>();
   /**
@@ -112,7 +137,8 @@ export class ObjectCache {
   private readonly spare: Buffer[] = [];
 
   constructor(private readonly ctx: CoreContext, private readonly options: ObjectCacheOptions = { maxBytes: 0 }) {
-    this.budget = new Semaphore(options.totalBlocks ?? DEFAULT_TOTAL_BLOCKS);
+    const total = options.totalBlocks ?? DEFAULT_TOTAL_BLOCKS;
+    this.budget = new BlockBudget(total, Math.max(1, Math.floor(total / 4)));
     const ref = new WeakRef(this.ctx);
     addReadCache(() => {
       const c = ref.deref();
@@ -124,12 +150,14 @@ export class ObjectCache {
   /**
    * Local path of a committed object, downloading and verifying it if needed.
    * `commitId`: the commit whose manifest lists the file (its node's commit id), where
-   * its block hashes are looked up; absent, the object is verified whole.
+   * its block hashes are looked up; absent, the object is verified whole. `onMiss` is
+   * called when the object is not cached (its download starts, or is joined).
    */
-  async localPath(sha256: string, size: number, commitId?: string | null): Promise<string> {
+  async localPath(sha256: string, size: number, commitId?: string | null, onMiss?: () => void): Promise<string> {
     const hit = await this.hit(sha256, size);
     if (hit) return hit;
-    return (await this.start(sha256, size, commitId ?? null)).done;
+    onMiss?.();
+    return (await this.start(sha256, size, commitId ?? null, true)).done;
   }
 
   /**
@@ -138,11 +166,13 @@ export class ObjectCache {
    * every byte of the file is verified already. The file may be the download's
    * temporary file, renamed to `objectCachePath` when it completes (an fd open on it
    * stays valid); bytes of it are readable only once `gate.wait` resolved for them.
+   * `onMiss` as for `localPath`.
    */
-  async openStreaming(sha256: string, size: number, commitId?: string | null): Promise<{ path: string; gate: RangeGate | null }> {
+  async openStreaming(sha256: string, size: number, commitId?: string | null, onMiss?: () => void): Promise<{ path: string; gate: RangeGate | null }> {
     const hit = await this.hit(sha256, size);
     if (hit) return { path: hit, gate: null };
-    const d = await this.start(sha256, size, commitId ?? null);
+    onMiss?.();
+    const d = await this.start(sha256, size, commitId ?? null, true);
     if (!d.gate || d.gate.complete) return { path: await d.done, gate: null };
     return { path: d.gate.tmp, gate: d.gate };
   }
@@ -163,20 +193,56 @@ export class ObjectCache {
     return null;
   }
 
-  /** The download of an object: the one running, or a new one. */
-  private start(sha256: string, size: number, commitId: string | null): Promise<Download> {
-    let pending = this.inflight.get(sha256);
-    if (!pending) {
-      const d = this.download(sha256, size, objectCachePath(this.ctx, sha256), commitId);
-      pending = d;
-      this.inflight.set(sha256, d);
-      const clear = (): void => {
-        if (this.inflight.get(sha256) === d) this.inflight.delete(sha256);
-      };
-      // Whoever awaits `done` sees its failure; this only ends the sharing.
-      d.then((x) => x.done.then(clear, clear), clear);
+  /**
+   * Starts downloading an object into the cache for sibling prefetch, if it is neither
+   * cached nor downloading and fits under `maxBytes` beside everything cached or
+   * downloading (0: no limit), so that it evicts nothing. The check and the start are
+   * one synchronous step after the last await: two prefetches cannot both take the
+   * last room. It counts no hit or miss and leaves the LRU order alone.
+   */
+  async prefetch(sha256: string, size: number, commitId: string | null): Promise<PrefetchStart> {
+    if (this.inflight.has(sha256) || this.unrecorded.has(sha256)) return { kind: 'present' };
+    const st = await fs.stat(objectCachePath(this.ctx, sha256)).catch(() => null);
+    if (st?.size === size || this.inflight.has(sha256) || this.unrecorded.has(sha256)) return { kind: 'present' };
+    const max = this.options.maxBytes;
+    if (max > 0 && this.ctx.index.cachedBytes() + this.unrecordedBytes() + size > max) return { kind: 'no-room' };
+    const d = this.start(sha256, size, commitId, false);
+    return { kind: 'started', done: d.then((x) => x.done) };
+  }
+
+  private unrecordedBytes(): number {
+    let n = 0;
+    for (const b of this.unrecorded.values()) n += b;
+    return n;
+  }
+
+  /** The download of an object: the one running, or a new one. A reader joining a prefetch's download makes it a reader's. */
+  private start(sha256: string, size: number, commitId: string | null, forReader: boolean): Promise<Download> {
+    const running = this.inflight.get(sha256);
+    if (running) {
+      if (forReader && !running.who.forReader) {
+        running.who.forReader = true;
+        // Its blocks waiting beyond prefetch's share may take free slots now.
+        this.budget.dispatch();
+      }
+      return running.download;
     }
-    return pending;
+    const who = { forReader };
+    const d = this.download(sha256, size, objectCachePath(this.ctx, sha256), commitId, () => who.forReader);
+    const entry: Inflight = { download: d, who };
+    this.inflight.set(sha256, entry);
+    this.unrecorded.set(sha256, size);
+    const clear = (): void => {
+      if (this.inflight.get(sha256) === entry) this.inflight.delete(sha256);
+    };
+    // A failed download is never recorded; a published one stays counted until `persist` ends.
+    const failed = (): void => {
+      clear();
+      this.unrecorded.delete(sha256);
+    };
+    // Whoever awaits `done` sees its failure; this only ends the sharing.
+    d.then((x) => x.done.then(clear, failed), failed);
+    return d;
   }
 
   /**
@@ -209,7 +275,7 @@ export class ObjectCache {
     await this.evict();
   }
 
-  private async download(sha256: string, size: number, dest: string, commitId: string | null): Promise<Download> {
+  private async download(sha256: string, size: number, dest: string, commitId: string | null, forReader: () => boolean): Promise<Download> {
     // An object of one block or less is verified whole: one GET either way, and its
     // manifest need not be read.
     const blocks = commitId && size > BLOCK_SIZE && !this.distrusted.has(sha256) ? await this.blocksFor(commitId, sha256, size) : null;
@@ -218,7 +284,7 @@ export class ObjectCache {
       const gate = new BlockGate(path.join(cacheTmpDir(this.ctx), randomUUID()), size, blocks.size, blocks.hashes.length);
       // The file exists before any reader is told its path.
       const fh = await fs.open(gate.tmp, 'w');
-      d = { done: this.fetchBlocks(sha256, size, blocks, dest, gate, fh), gate };
+      d = { done: this.fetchBlocks(sha256, size, blocks, dest, gate, fh, forReader), gate };
     } else {
       d = { done: this.fetch(sha256, size, dest), gate: null };
     }
@@ -270,7 +336,7 @@ export class ObjectCache {
    * than `chunkBytes` is fetched as several ranged GETs (the default, 16 MiB, makes it
    * one GET per block).
    */
-  private async fetchBlocks(sha256: string, size: number, blocks: BlockHashes, dest: string, gate: BlockGate, fh: fs.FileHandle): Promise<string> {
+  private async fetchBlocks(sha256: string, size: number, blocks: BlockHashes, dest: string, gate: BlockGate, fh: fs.FileHandle, forReader: () => boolean): Promise<string> {
     const key = objectKey(sha256);
     const tmp = gate.tmp;
     const CHUNK = this.options.chunkBytes ?? DEFAULT_CHUNK;
@@ -298,7 +364,7 @@ export class ObjectCache {
     const worker = async (): Promise<void> => {
       while (failure === undefined) {
         // A block's turn in the cache-wide budget lasts until it is written.
-        const release = await this.budget.acquire();
+        const release = await this.budget.acquire(forReader);
         try {
           // Picked only now, so a block a reader asked for meanwhile goes first.
           const i = failure === undefined ? gate.pick() : null;
@@ -440,6 +506,14 @@ export class ObjectCache {
    * were verified (`wholeCheck`), its whole-file SHA-256 read back from disk first.
    */
   private async persist(sha256: string, size: number, file: string, wholeCheck: boolean): Promise<void> {
+    try {
+      await this.record(sha256, size, file, wholeCheck);
+    } finally {
+      this.unrecorded.delete(sha256);
+    }
+  }
+
+  private async record(sha256: string, size: number, file: string, wholeCheck: boolean): Promise<void> {
     try {
       if (wholeCheck) {
         // On a worker thread: 2 GiB take about a second of CPU, which readers of other
@@ -587,22 +661,51 @@ class BlockGate implements RangeGate {
   }
 }
 
-/** A counting semaphore: `acquire` resolves, in order, once one of `n` slots is free. */
-class Semaphore {
-  private waiting: Array<() => void> = [];
+/**
+ * The blocks fetched or held at once across downloads. Readers' blocks are served
+ * first come first served; a prefetch's block gets a slot only when no reader's block
+ * waits, and prefetch holds at most `prefetchMax` slots at once. So prefetch cannot
+ * starve a reader: the rest of the budget is always the readers', and a slot a
+ * prefetch block frees goes to a waiting reader's block first, so a reader waits
+ * behind prefetch for at most the one block a slot is busy with. Whose a waiting
+ * block is, is asked again at every grant (a reader may join a prefetch's download).
+ */
+class BlockBudget {
+  private waiting: Array<{ forReader: () => boolean; grant: (asPrefetch: boolean) => void }> = [];
+  private prefetchHeld = 0;
 
-  constructor(private free: number) {}
+  constructor(private free: number, private readonly prefetchMax: number) {}
 
-  async acquire(): Promise<() => void> {
-    if (this.free > 0) this.free--;
-    else await new Promise<void>((r) => this.waiting.push(r));
+  acquire(forReader: () => boolean): Promise<() => void> {
+    return new Promise((resolve) => {
+      this.waiting.push({ forReader, grant: (asPrefetch) => resolve(this.releaser(asPrefetch)) });
+      this.dispatch();
+    });
+  }
+
+  /** Grants free slots to waiting blocks (also when a waiting block became a reader's). */
+  dispatch(): void {
+    while (this.free > 0 && this.waiting.length > 0) {
+      let i = this.waiting.findIndex((w) => w.forReader());
+      // No reader waits: the oldest prefetch block, within its share.
+      if (i < 0 && this.prefetchHeld < this.prefetchMax) i = 0;
+      if (i < 0) return;
+      const [w] = this.waiting.splice(i, 1);
+      const asPrefetch = !w!.forReader();
+      this.free--;
+      if (asPrefetch) this.prefetchHeld++;
+      w!.grant(asPrefetch);
+    }
+  }
+
+  private releaser(asPrefetch: boolean): () => void {
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.free++;
+      this.free++;
+      if (asPrefetch) this.prefetchHeld--;
+      this.dispatch();
     };
   }
 }

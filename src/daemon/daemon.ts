@@ -59,6 +59,8 @@ export interface DaemonConfig {
   cacheDir: string;
   /** Bytes of committed data the read cache may keep; 0: no limit. */
   cacheMaxBytes: number;
+  /** A cold read of a committed file prefetches the other files of its folder (`--no-prefetch-siblings` turns it off). */
+  prefetchSiblings: boolean;
   /** The bucket; null for an agent, which learns it from its control plane. */
   store: string | null;
   storeOptions: StoreOptions;
@@ -189,7 +191,7 @@ export class Daemon {
     this.index = new StagingIndex(path.join(cfg.cacheDir, 'index.db'));
     const ctx: CoreContext = {
       mountId, agentId, control, store: this.store!, index: this.index, handles: new HandleTable(),
-      cacheDir: cfg.cacheDir, cacheMaxBytes: cfg.cacheMaxBytes, readOnly: cfg.readOnly, log: log.child({ component: 'fs' }),
+      cacheDir: cfg.cacheDir, cacheMaxBytes: cfg.cacheMaxBytes, prefetchSiblings: cfg.prefetchSiblings, readOnly: cfg.readOnly, log: log.child({ component: 'fs' }),
     };
     const core = new RosetFilesystem(ctx, cfg.mountpoint);
     this.core = core;
@@ -245,9 +247,9 @@ export class Daemon {
     });
     // With the native binding the kernel may hold written pages: the seal flushes them.
     if (this.fuse.flushKernelCache) ctx.flushKernelCache = this.fuse.flushKernelCache.bind(this.fuse);
-    const info: DaemonInfo = { pid: process.pid, mountpoint: cfg.mountpoint, endpoint: this.endpoint };
+    const info: DaemonInfo = { pid: process.pid, mountpoint: cfg.mountpoint, endpoint: this.endpoint, cacheMaxBytes: cfg.cacheMaxBytes };
     await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.daemon), `${JSON.stringify(info)}\n`, 0o644);
-    log.info({ mountpoint: cfg.mountpoint, fuseBinding: cfg.fuseBinding, endpoint: this.endpoint, role: cp ? 'embedded' : 'agent', store: this.store!.description, storeCapabilities: this.store!.capabilities, stateDir: cfg.stateDir, cacheDir: cfg.cacheDir, mountId, lostStagedFiles: lost.length }, 'roset-mount ready');
+    log.info({ mountpoint: cfg.mountpoint, fuseBinding: cfg.fuseBinding, endpoint: this.endpoint, role: cp ? 'embedded' : 'agent', store: this.store!.description, storeCapabilities: this.store!.capabilities, stateDir: cfg.stateDir, cacheDir: cfg.cacheDir, cacheMaxBytes: cfg.cacheMaxBytes, prefetchSiblings: cfg.prefetchSiblings, mountId, lostStagedFiles: lost.length }, 'roset-mount ready');
   }
 
   /**
@@ -353,11 +355,13 @@ export class Daemon {
       log.warn({ inFlight: this.cp.engine.inFlight }, 'drain limit reached; unfinished commits resume at next start');
     }
     // Background uploads are an optimisation (a commit uploads whatever they did not),
-    // so they get what is left of the limit and no more.
+    // so they get what is left of the limit and no more. So is sibling prefetch: none
+    // starts from now on, and those running end (or are recorded) within the limit.
     if (this.core) {
+      const core = this.core;
       let timer: NodeJS.Timeout | undefined;
       const limit = new Promise<void>((r) => { timer = setTimeout(r, Math.min(30_000, this.cfg.drainTimeoutMs)); });
-      await Promise.race([Promise.all([this.core.uploader.drained(), this.core.settle()]), limit]);
+      await Promise.race([Promise.all([core.uploader.drained(), core.stopPrefetch().then(() => core.settle())]), limit]);
       clearTimeout(timer);
       // Files still uploading while written: their parts go (the commit that needs them
       // uploads them whole after the restart).

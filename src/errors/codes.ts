@@ -97,6 +97,7 @@ export const ERROR_CODES = {
   NOT_MOUNTED: def(400, 'EINVAL', 'The path is not a Roset mountpoint'),
   UNMOUNT_FAILED: def(500, 'EBUSY', 'The mountpoint could not be unmounted'),
   PREFETCH_READ_FAILED: def(502, 'EIO', 'A file could not be read through the mount while prefetching it'),
+  PREFETCH_EXCEEDS_CACHE: def(507, 'ENOSPC', "The committed files to prefetch are larger than the read cache of the daemon serving them (--cache-size): nothing was read"),
   TLS_ERROR: def(502, 'EIO', "The TLS connection to the API failed: the server's certificate is not trusted, does not name the host or has expired, or the server does not speak TLS"),
   // Start-up of roset-mount: never sent by the server
   INSECURE_LISTEN: def(400, 'EINVAL', 'The API would listen without TLS on an address other than loopback'),

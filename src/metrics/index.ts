@@ -157,6 +157,17 @@ export const cacheDownloadedBytesTotal = new Counter({
   registers: [registry],
 });
 
+export const prefetchObjectsTotal = new Counter({
+  name: 'roset_prefetch_objects_total',
+  help: 'Objects downloaded into the read cache by sibling prefetch (a cold read of a committed file prefetches the other files of its folder).',
+  registers: [registry],
+});
+export const prefetchBytesTotal = new Counter({
+  name: 'roset_prefetch_bytes_total',
+  help: 'Bytes of the objects sibling prefetch downloaded into the read cache.',
+  registers: [registry],
+});
+
 // ---- the object store ----
 
 /** Every request name of the store layer; anything else is `other`. */

@@ -28,4 +28,9 @@ export interface DaemonInfo {
   pid: number;
   mountpoint: string;
   endpoint: string;
+  /**
+   * The daemon's `--cache-size` in bytes (0: no limit), for `roset prefetch` and
+   * `roset status`; absent in the file of a daemon of an earlier release.
+   */
+  cacheMaxBytes?: number;
 }

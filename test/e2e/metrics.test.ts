@@ -2,7 +2,8 @@
  * `GET /metrics` of a real `roset-mount`: served with no key, in the Prometheus text
  * format, and counting what happened: a commit (its phases, its bytes, its store
  * requests, the FUSE requests that wrote it), a cold read of a committed file after the
- * cache was deleted (a miss, the bytes downloaded, then a hit), a commit failed by a
+ * cache was deleted (a miss, the bytes downloaded, the other file of its folder
+ * prefetched, then hits), a commit failed by a
  * file held open past the seal timeout (OPEN_HANDLES), and an EROFS. No path, name, id
  * or key ever appears in the output. `roset serve` serves the same route, counting the
  * commits it drives for its agents.
@@ -102,7 +103,7 @@ describe('GET /metrics on a real daemon', () => {
     expect(s.value('roset_upload_queue_files')).toBe(0);
   });
 
-  it('counts a cold read (the cache deleted): a miss, the bytes downloaded, then a hit', async () => {
+  it('counts a cold read (the cache deleted): a miss, the bytes downloaded and its sibling prefetched, then a hit', async () => {
     const root = d.root;
     await d.stop();
     rmSync(d.cacheDir, { recursive: true, force: true });
@@ -111,21 +112,27 @@ describe('GET /metrics on a real daemon', () => {
     const before = await scrape(d);
     expect(before.value('roset_cache_misses_total')).toBe(0);
     expect(before.value('roset_cache_bytes')).toBe(0);
+    expect(before.value('roset_prefetch_objects_total')).toBe(0);
     expect(readFileSync(d.p('ck', 'a', 'model.bin')).equals(big)).toBe(true);
+    // The cold read prefetches meta.txt, the other file of its folder, in the background.
+    await until('meta.txt to be prefetched', async () => (await scrape(d)).value('roset_prefetch_objects_total') === 1);
     const s = await scrape(d);
     expect(s.value('roset_cache_misses_total')).toBe(1);
     expect(s.value('roset_cache_hits_total')).toBe(0);
-    expect(s.value('roset_cache_downloaded_bytes_total')).toBe(big.length);
-    expect(s.value('roset_store_requests_total', { operation: 'get', outcome: 'ok' })).toBe(1);
+    expect(s.value('roset_prefetch_bytes_total')).toBe(small.length);
+    expect(s.value('roset_cache_downloaded_bytes_total')).toBe(big.length + small.length);
+    expect(s.value('roset_store_requests_total', { operation: 'get', outcome: 'ok' })).toBe(2);
     expect(s.value('roset_fuse_requests_total', { operation: 'read' })).toBeGreaterThanOrEqual(1);
     // Recorded once its bytes are on disk, off the reader's path.
-    await until('the cached object to be recorded', async () => (await scrape(d)).value('roset_cache_bytes') === big.length);
+    await until('the cached objects to be recorded', async () => (await scrape(d)).value('roset_cache_bytes') === big.length + small.length);
 
     expect(readFileSync(d.p('ck', 'a', 'model.bin')).equals(big)).toBe(true);
+    expect(readFileSync(d.p('ck', 'a', 'meta.txt')).equals(small)).toBe(true);
     const again = await scrape(d);
     expect(again.value('roset_cache_misses_total')).toBe(1);
-    expect(again.value('roset_cache_hits_total')).toBe(1);
-    expect(again.value('roset_cache_downloaded_bytes_total')).toBe(big.length);
+    expect(again.value('roset_cache_hits_total')).toBe(2);
+    expect(again.value('roset_cache_downloaded_bytes_total')).toBe(big.length + small.length);
+    expect(again.value('roset_prefetch_objects_total')).toBe(1);
   });
 
   it('counts a failed commit by its code, and FUSE errors by errno', async () => {

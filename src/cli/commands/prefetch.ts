@@ -11,14 +11,19 @@
  * Invariants: the command only reads (a staged file is read from the local disk, which
  * costs nothing from the bucket); a file staged on another node (EREMOTE) is skipped
  * and reported, never fatal; any other read error fails the command, with the file
- * named. What stays cached is the daemon's `--cache-size` LRU's business (staged bytes
- * are never evicted): a target larger than the cache ends with its last files cached.
+ * named. Before reading anything it compares the committed bytes of the target with
+ * the `--cache-size` of the daemon serving the mountpoint (from its daemon.json): a
+ * target that cannot stay cached whole fails with PREFETCH_EXCEEDS_CACHE, and nothing
+ * is read, unless `--force` (then the LRU keeps its last files; staged bytes are never
+ * evicted). A daemon whose limit the CLI cannot see (not this state dir's daemon, or
+ * one of an earlier release) is not checked, and the command says so on stderr.
  */
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { open, readdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { RosetError } from '../../errors/index.js';
+import { readDaemonState } from '../daemon-state.js';
 import type { RosetClient } from '../../sdk/index.js';
 import { fuseMountpoints } from '../../util/mounts.js';
 import { UsageError, action, clientFor, parsePositiveInt, printJson, println } from '../context.js';
@@ -28,6 +33,7 @@ import { mapPath } from '../paths.js';
 interface PrefetchOptions {
   ref?: string;
   concurrency: number;
+  force?: boolean;
   json?: boolean;
 }
 
@@ -50,11 +56,15 @@ export function registerPrefetch(program: Command): void {
     .argument('[path]', 'folder or file under a mountpoint of this machine (e.g. /mnt/roset/ckpt/step-9)')
     .option('--ref <name>', 'prefetch the folder of the commit this ref points at, instead of PATH')
     .addOption(new Option('--concurrency <n>', 'files read at once').default(4).argParser(parsePositiveInt))
+    .option('--force', 'read the target even if its committed files are larger than the daemon\'s --cache-size (the files read first are evicted as the last are cached); without it such a target fails with PREFETCH_EXCEEDS_CACHE before anything is read')
     .option('--json', 'print the totals as JSON')
     .action(action(async (input: string | undefined, opts: PrefetchOptions, cmd: Command) => {
       if ((input === undefined) === (opts.ref === undefined)) throw new UsageError('give either PATH or --ref NAME');
-      const local = opts.ref !== undefined ? await refFolder(clientFor(cmd), opts.ref) : await localTarget(clientFor(cmd), input!);
-      const report = await prefetch(local, opts.concurrency, new ProgressLine());
+      const client = clientFor(cmd);
+      const local = opts.ref !== undefined ? await refFolder(client, opts.ref) : await localTarget(client, input!);
+      const files = await filesUnder(local);
+      if (!opts.force) checkFits(local, files, cacheLimitOf(client.config.stateDir, local));
+      const report = await prefetch(local, files, opts.concurrency, new ProgressLine());
       if (opts.json) {
         printJson(report);
         return;
@@ -89,24 +99,76 @@ async function mountpointHere(client: RosetClient, mountId: string | undefined):
   return mp;
 }
 
+interface TargetFile {
+  file: string;
+  size: number;
+  /**
+   * Shown without any write permission. Every committed file is (the mount shows them
+   * so), hence every committed file counts against the cache; a staged file counts
+   * only if it lost its write bits (or the mount is read-only), which errs towards
+   * refusing, never towards churning the cache.
+   */
+  readOnly: boolean;
+}
+
 /** The regular files under `root` (or `root` itself), with their sizes. */
-async function filesUnder(root: string): Promise<Array<{ file: string; size: number }>> {
+async function filesUnder(root: string): Promise<TargetFile[]> {
   const st = await stat(root);
-  if (st.isFile()) return [{ file: root, size: st.size }];
+  if (st.isFile()) return [{ file: root, size: st.size, readOnly: (st.mode & 0o222) === 0 }];
   if (!st.isDirectory()) throw new RosetError('INVALID_PATH', `${root} is neither a file nor a folder`);
-  const out: Array<{ file: string; size: number }> = [];
+  const out: TargetFile[] = [];
   for (const e of await readdir(root, { withFileTypes: true })) {
     const p = path.join(root, e.name);
     if (e.isDirectory()) out.push(...await filesUnder(p));
-    else if (e.isFile()) out.push({ file: p, size: (await stat(p)).size });
+    else if (e.isFile()) {
+      const s = await stat(p);
+      out.push({ file: p, size: s.size, readOnly: (s.mode & 0o222) === 0 });
+    }
   }
   return out;
 }
 
-/** Reads every file under `root`, `concurrency` at a time, drawing progress on a terminal. */
-export async function prefetch(root: string, concurrency: number, progress: ProgressLine): Promise<PrefetchReport> {
+/** What the CLI knows of the read cache of the daemon serving `target`. */
+type CacheLimit =
+  | { kind: 'known'; maxBytes: number; mountpoint: string }
+  | { kind: 'unknown'; why: string };
+
+/**
+ * The `--cache-size` of the daemon serving `target`, from the daemon.json of this state
+ * dir when that daemon runs and serves the mountpoint that holds `target`.
+ */
+function cacheLimitOf(stateDir: string, target: string): CacheLimit {
+  const mp = fuseMountpoints().filter((m) => target === m || target.startsWith(m.endsWith('/') ? m : `${m}/`)).sort((a, b) => b.length - a.length)[0];
+  if (!mp) return { kind: 'unknown', why: `${target} is under no FUSE mountpoint of this machine` };
+  const d = readDaemonState(stateDir);
+  if (!d || !d.running || d.mountpoint !== mp) return { kind: 'unknown', why: `the daemon serving ${mp} is not the one of state dir ${stateDir}` };
+  if (d.cacheMaxBytes === undefined) return { kind: 'unknown', why: `the daemon serving ${mp} (an earlier release) does not tell its cache size` };
+  return { kind: 'known', maxBytes: d.cacheMaxBytes, mountpoint: mp };
+}
+
+/** Refuses, before anything is read, a target whose committed files cannot all stay cached. */
+function checkFits(root: string, files: TargetFile[], limit: CacheLimit): void {
+  switch (limit.kind) {
+    case 'unknown':
+      process.stderr.write(`roset: warning: not checked against the read cache size: ${limit.why}\n`);
+      return;
+    case 'known': {
+      const bytes = files.reduce((n, f) => n + (f.readOnly ? f.size : 0), 0);
+      if (limit.maxBytes === 0 || bytes <= limit.maxBytes) return;
+      throw new RosetError('PREFETCH_EXCEEDS_CACHE',
+        `${root} holds ${formatBytes(bytes)} of committed files, more than the ${formatBytes(limit.maxBytes)} read cache of the daemon on ${limit.mountpoint} (--cache-size): they cannot all stay cached, so nothing was read; use --force to read them anyway, or raise --cache-size`,
+        { path: root, bytes, cacheMaxBytes: limit.maxBytes });
+    }
+    default: {
+      const never: never = limit;
+      throw new Error(`unknown cache limit ${String(never)}`);
+    }
+  }
+}
+
+/** Reads `files` (those under `root`), `concurrency` at a time, drawing progress on a terminal. */
+export async function prefetch(root: string, files: TargetFile[], concurrency: number, progress: ProgressLine): Promise<PrefetchReport> {
   const started = Date.now();
-  const files = await filesUnder(root);
   const total = files.reduce((n, f) => n + f.size, 0);
   let bytes = 0;
   let done = 0;

@@ -11,7 +11,7 @@ import { RosetError } from '../../errors/index.js';
 import { SdkError, type AgentInfo, type AutoCommitRules, type RosetClient, type Commit, type Health, type Mount } from '../../sdk/index.js';
 import { action, clientFor, parsePositiveInt, printJson, println } from '../context.js';
 import { readDaemonState } from '../daemon-state.js';
-import { describeProgress } from '../format.js';
+import { describeProgress, formatBytes } from '../format.js';
 import { resolveTarget } from '../paths.js';
 
 export function registerStatus(program: Command): void {
@@ -60,7 +60,7 @@ export function registerStatus(program: Command): void {
       }
       println(`endpoint  ${config.apiUrl} (from ${config.sources.apiUrl})`);
       println(`api       ${health.status}, version ${health.version}`);
-      if (daemon) println(`daemon    pid ${daemon.pid} on ${daemon.mountpoint} (${daemon.running ? 'running' : 'not running'})`);
+      if (daemon) println(`daemon    pid ${daemon.pid} on ${daemon.mountpoint} (${daemon.running ? 'running' : 'not running'})${cacheLimit(daemon.cacheMaxBytes)}`);
       println(mounts.length === 0 ? 'mounts    (none)' : 'mounts');
       for (const m of mounts) println(`  ${describeMount(m)}`);
       if (agents.length > 0) {
@@ -83,6 +83,12 @@ export function registerStatus(program: Command): void {
       println(pending.length === 0 ? 'pending   (none)' : 'pending commits');
       for (const c of pending) println(`  ${c.id}  ${c.path}  ${describeProgress(c)}  since ${c.createdAt}`);
     }));
+}
+
+/** The daemon's read cache limit, as `status` prints it after the daemon line. */
+function cacheLimit(bytes: number | undefined): string {
+  if (bytes === undefined) return '';
+  return `, read cache ${bytes > 0 ? `up to ${formatBytes(bytes)}` : 'without limit'}`;
 }
 
 /** A mount's auto-commit rules; null from a server of an earlier release, which keeps none (it has no such route). */
