@@ -39,6 +39,7 @@ const program = addStoreOptions(new Command())
   .description('Mount object storage with atomic, committed checkpoints (stays in the foreground)')
   .argument('<mountpoint>', 'directory to mount on (created if missing)')
   .option('--cache-size <size>', 'committed data kept in the read cache, e.g. 50G; least recently used goes first; staged data is never evicted [env ROSET_CACHE_SIZE] (default: no limit)', size)
+  .option('--upload-while-writing', 'send the parts of a large file (64 MiB or more, written in order by one writer) while it is written, not from its close: the data is in the bucket sooner, but the upload takes CPU from the writer; worth it with spare cores and a remote store (docs/STORAGE.md) [env ROSET_UPLOAD_WHILE_WRITING=1]')
   .option('--no-prefetch-siblings', 'do not prefetch the other files of a folder into the read cache when one of its committed files is read cold (prefetch starts only what fits in --cache-size without evicting) [env ROSET_PREFETCH_SIBLINGS=0]')
   .option('--cache-dir <dir>', 'local staging and read cache [env ROSET_CACHE_DIR] (default: STATE_DIR/cache)')
   .option('--state-dir <dir>', 'state directory [env ROSET_STATE_DIR] (default: /var/lib/roset as root, else ~/.local/state/roset)')
@@ -89,6 +90,7 @@ const program = addStoreOptions(new Command())
       // Commander sets `prefetchSiblings` to true unless --no-prefetch-siblings: the flag is
       // told from the default by where its value came from.
       prefetchSiblings: cmd.getOptionValueSource('prefetchSiblings') === 'cli' ? (o.prefetchSiblings as boolean) : envFlag(env.ROSET_PREFETCH_SIBLINGS) ?? true,
+      uploadWhileWriting: o.uploadWhileWriting === true || (envFlag(env.ROSET_UPLOAD_WHILE_WRITING) ?? false),
       cacheDir: path.resolve((o.cacheDir as string | undefined) ?? env.ROSET_CACHE_DIR ?? path.join(stateDir, 'cache')),
       ...stores,
       // An agent learns the bucket from its control plane unless told otherwise.

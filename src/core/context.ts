@@ -27,6 +27,11 @@ export interface CoreContext {
    * into the read cache (`sibling-prefetch.ts`); absent or false: it does not.
    */
   prefetchSiblings?: boolean;
+  /**
+   * A large file written in order by one writer uploads while it is written
+   * (`early-upload.ts`); absent or false: at its close.
+   */
+  uploadWhileWriting?: boolean;
   log: Logger;
   /**
    * Set by a FUSE binding whose kernel cache may hold written but unsent pages (the

@@ -47,7 +47,7 @@ import { objectKey } from '../commit/layout.js';
 import { CacheError, StoreError, toRosetError } from '../errors/index.js';
 import { addUploadQueue, dedupedBytesTotal, uploadedBytesTotal, type UploadQueueState } from '../metrics/index.js';
 import { delayPoint } from '../util/failpoints.js';
-import { hashFile, hashFileBlocks } from '../util/block-hash.js';
+import { hashFile, hashFileBlocks, type BlockHashes } from '../util/block-hash.js';
 import { sleep } from '../util/sleep.js';
 import { stagingPath, type CoreContext } from './context.js';
 import type { UploadRecord } from './staging-index.js';
@@ -187,7 +187,7 @@ export class Uploader {
    * handle): a large file starts uploading.
    */
   writing(fh: number, nodeId: string, bytes: number): void {
-    this.early.grew(fh, nodeId, bytes);
+    if (this.ctx.uploadWhileWriting) this.early.grew(fh, nodeId, bytes);
   }
 
   /** A writer closed: `sha256`, the digest of all `size` bytes written in order through it, or null. */
@@ -345,18 +345,33 @@ export class Uploader {
     const early = same && rec.state === 'hashed' ? this.early.take(nodeId, rec.sha256, size) : null;
     if (!early) this.early.drop(nodeId);
     if (early) return this.publishEarly(nodeId, early, { version, epoch, size, mtimeMs });
-    // One read pass gives the object's name and its block hashes (src/util/block-hash.ts);
-    // bytes named from a record still need their block hashes once, here rather than
-    // on the commit's path.
-    const hashed = same
-      ? { sha256: rec.sha256, blocks: this.ctx.index.objectBlocks(rec.sha256, size) ? null : await hashFileBlocks(local) }
-      : await hashFile(local);
+    // One read pass gives the object's name and its block hashes (src/util/block-hash.ts).
+    // Bytes named from a record (hashed while written) still need their block hashes
+    // once: taken on the hash pool while the bytes upload, not before, so that pass
+    // costs the upload no time. They are recorded before the upload counts as done.
+    const hashed = same ? { sha256: rec.sha256, blocks: null } : await hashFile(local);
     const sha = hashed.sha256;
+    const pendingBlocks = same && !this.ctx.index.objectBlocks(sha, size) ? hashFileBlocks(local) : null;
+    // Awaited on every path below; this only keeps a failure from being unhandled meanwhile.
+    pendingBlocks?.catch(() => undefined);
     const changed = (): void => {
       if (this.version(nodeId) !== version) throw new CacheError('FILE_CHANGED', `node ${nodeId} changed while it was being uploaded`);
     };
+    try {
+      return await this.send(nodeId, local, rec, { sha, size, mtimeMs, same, epoch, changed, blocks: hashed.blocks, pendingBlocks });
+    } finally {
+      await pendingBlocks?.catch(() => undefined);
+    }
+  }
+
+  /** The pin, then the look-up or the upload of one object, then its record. */
+  private async send(nodeId: string, local: string, rec: UploadRecord | null, o: {
+    sha: string; size: number; mtimeMs: number; same: boolean; epoch: number; changed: () => void;
+    blocks: BlockHashes | null; pendingBlocks: Promise<BlockHashes> | null;
+  }): Promise<UploadOutcome> {
+    const { sha, size, mtimeMs, same, epoch, changed } = o;
     changed();
-    if (hashed.blocks) this.ctx.index.setObjectBlocks(sha, hashed.blocks);
+    if (o.blocks) this.ctx.index.setObjectBlocks(sha, o.blocks);
     // The pin comes before the bucket is asked: from then on gc keeps the object, or,
     // while gc is deleting it (a tombstone), the pin waits until it is gone, and the
     // object is then uploaded again (src/commit/gc.ts).
@@ -368,13 +383,13 @@ export class Uploader {
     let how: UploadOutcome['how'] = 'uploaded';
     // A distrusted record checked again: found, it stays what it was, counted once.
     let recheck = false;
-    const known = same && rec.state !== 'hashed';
+    const known = same && rec!.state !== 'hashed';
     // A new small object: one create-only PUT, whose 412 is the dedup answer. Safe for
     // gc as the look-up was: the pin above comes before either request.
     const createOnly = !known && size <= SMALL_FILE_BYTES && this.ctx.store.capabilities.conditionalWrites;
     if (!createOnly && await this.ctx.store.head(key)) {
-      recheck = same && rec.state !== 'hashed';
-      how = same && rec.state === 'uploaded' ? 'uploaded' : 'deduped';
+      recheck = same && rec!.state !== 'hashed';
+      how = same && rec!.state === 'uploaded' ? 'uploaded' : 'deduped';
     } else {
       await delayPoint('upload.before-put', this.ctx.log);
       try {
@@ -387,6 +402,7 @@ export class Uploader {
         else throw err;
       }
     }
+    if (o.pendingBlocks) this.ctx.index.setObjectBlocks(sha, await o.pendingBlocks);
     changed();
     if (!recheck) {
       if (how === 'uploaded') uploadedBytesTotal.inc(size);

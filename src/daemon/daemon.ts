@@ -61,6 +61,8 @@ export interface DaemonConfig {
   cacheMaxBytes: number;
   /** A cold read of a committed file prefetches the other files of its folder (`--no-prefetch-siblings` turns it off). */
   prefetchSiblings: boolean;
+  /** A large file written in order uploads while it is written (`--upload-while-writing`; off by default). */
+  uploadWhileWriting: boolean;
   /** The bucket; null for an agent, which learns it from its control plane. */
   store: string | null;
   storeOptions: StoreOptions;
@@ -191,7 +193,7 @@ export class Daemon {
     this.index = new StagingIndex(path.join(cfg.cacheDir, 'index.db'));
     const ctx: CoreContext = {
       mountId, agentId, control, store: this.store!, index: this.index, handles: new HandleTable(),
-      cacheDir: cfg.cacheDir, cacheMaxBytes: cfg.cacheMaxBytes, prefetchSiblings: cfg.prefetchSiblings, readOnly: cfg.readOnly, log: log.child({ component: 'fs' }),
+      cacheDir: cfg.cacheDir, cacheMaxBytes: cfg.cacheMaxBytes, prefetchSiblings: cfg.prefetchSiblings, uploadWhileWriting: cfg.uploadWhileWriting, readOnly: cfg.readOnly, log: log.child({ component: 'fs' }),
     };
     const core = new RosetFilesystem(ctx, cfg.mountpoint);
     this.core = core;
@@ -249,7 +251,7 @@ export class Daemon {
     if (this.fuse.flushKernelCache) ctx.flushKernelCache = this.fuse.flushKernelCache.bind(this.fuse);
     const info: DaemonInfo = { pid: process.pid, mountpoint: cfg.mountpoint, endpoint: this.endpoint, cacheMaxBytes: cfg.cacheMaxBytes };
     await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.daemon), `${JSON.stringify(info)}\n`, 0o644);
-    log.info({ mountpoint: cfg.mountpoint, fuseBinding: cfg.fuseBinding, endpoint: this.endpoint, role: cp ? 'embedded' : 'agent', store: this.store!.description, storeCapabilities: this.store!.capabilities, stateDir: cfg.stateDir, cacheDir: cfg.cacheDir, cacheMaxBytes: cfg.cacheMaxBytes, prefetchSiblings: cfg.prefetchSiblings, mountId, lostStagedFiles: lost.length }, 'roset-mount ready');
+    log.info({ mountpoint: cfg.mountpoint, fuseBinding: cfg.fuseBinding, endpoint: this.endpoint, role: cp ? 'embedded' : 'agent', store: this.store!.description, storeCapabilities: this.store!.capabilities, stateDir: cfg.stateDir, cacheDir: cfg.cacheDir, cacheMaxBytes: cfg.cacheMaxBytes, prefetchSiblings: cfg.prefetchSiblings, uploadWhileWriting: cfg.uploadWhileWriting, mountId, lostStagedFiles: lost.length }, 'roset-mount ready');
   }
 
   /**

@@ -56,6 +56,14 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promis
   return out;
 }
 
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+async function listKeys(store: ObjectStore, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const o of listAll(store, prefix)) out.push(o.key);
+  return out.sort();
+}
+
 function mbps(bytes: number, ms: number): string {
   return `${(bytes / 1e6 / (ms / 1000)).toFixed(0)} MB/s`;
 }
@@ -228,7 +236,7 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
       } finally {
         await fh.close();
       }
-      const sha = hash.digest('hex');
+      const digest = hash.digest('hex');
 
       let peakArrayBuffers = 0;
       const baseline = process.memoryUsage().arrayBuffers;
@@ -268,7 +276,7 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
       const readMs = performance.now() - t1;
       const back = createHash('sha256');
       for (const p of parts) back.update(p);
-      expect(back.digest('hex')).toBe(sha);
+      expect(back.digest('hex')).toBe(digest);
       console.log(`[${name}] putFile 200 MiB (${MULTIPART_PART_SIZE / MiB} MiB parts x${MULTIPART_CONCURRENCY}): `
         + `${mbps(MULTIPART_SIZE, uploadMs)}, peak part memory ${(peakArrayBuffers / MiB).toFixed(0)} MiB; `
         + `ranged GET back: ${mbps(MULTIPART_SIZE, readMs)}`);
@@ -401,6 +409,41 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
       } finally {
         await mine.close();
         await peer.close();
+      }
+    });
+
+    it('uploads a file while it is written: nothing under the key until publish, then every byte; an abort publishes nothing', async () => {
+      const owned = new RetryingStore(await sut.withOwner('agt_early'), { attempts: 3, deadlineMs: 30_000, baseDelayMs: 1, maxDelayMs: 5 });
+      const file = path.join(tmp, 'growing.bin');
+      const data = randomBytes(80 * MiB + 12345);
+      try {
+        // Written in 10 MiB steps, each declared final as it lands.
+        const up = owned.startFileUpload(file);
+        const fh = await fs.open(file, 'w');
+        for (let at = 0; at < data.length; at += 10 * MiB) {
+          const chunk = data.subarray(at, at + 10 * MiB);
+          await fh.write(chunk, 0, chunk.length, at);
+          up.grow(at + chunk.length);
+          expect(await owned.head('early/growing.bin')).toBeNull();
+        }
+        await fh.close();
+        const r = await up.publish('early/growing.bin', data.length);
+        expect(r.etag).toBeTruthy();
+        expect(up.sentBytes).toBe(data.length);
+        expect(sha(await owned.get('early/growing.bin'))).toBe(sha(data));
+        // Nothing else of it is left: no unfinished upload, no other key.
+        expect((await owned.listMultipartUploads('')).filter((u) => u.owner === 'agt_early')).toEqual([]);
+        expect((await listKeys(owned, 'early/'))).toEqual(['early/growing.bin']);
+
+        // Aborted after its parts went: nothing is published, and publish refuses.
+        const dropped = owned.startFileUpload(file);
+        dropped.grow(data.length);
+        await dropped.abort();
+        await expectCode(dropped.publish('early/dropped.bin', data.length), 'STORAGE_ERROR');
+        expect(await owned.head('early/dropped.bin')).toBeNull();
+        expect((await owned.listMultipartUploads('')).filter((u) => u.owner === 'agt_early')).toEqual([]);
+      } finally {
+        await owned.close();
       }
     });
 

@@ -20,6 +20,10 @@ import { listAll } from '../../src/store/types.js';
 import { s3TestConfig, s3TestStoreOptions, s3TestUrl, type S3TestConfig } from '../support/s3.js';
 import { startRecordingProxy, type RecordedRequest, type RecordingProxy } from '../support/s3-proxy.js';
 import { storeConformance } from './conformance.js';
+import { until } from '../support/until.js';
+
+const MiB = 1024 * 1024;
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 let cfg: S3TestConfig;
 // Without a server every test fails with the reason (a throwing beforeAll would
@@ -57,6 +61,48 @@ describe('S3Store specifics', () => {
     for (const s of opened) {
       for await (const o of listAll(s, '')) await s.delete(o.key);
       await s.close();
+    }
+  });
+
+  it('sends the parts of a file while it is written, and the owner\'s start-up sweep removes what a crash left of such uploads', async () => {
+    const url = s3TestUrl('early');
+    const mine = await open(url, { s3ConditionalWrites: true, uploadOwner: 'agt_early' });
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'roset-early-'));
+    try {
+      const file = path.join(dir, 'growing.bin');
+      const data = randomBytes(70 * MiB);
+      await fs.writeFile(file, data.subarray(0, 64 * MiB));
+      // 64 MiB final: the first two 32 MiB parts go before anything is published.
+      const up = mine.startFileUpload(file);
+      up.grow(64 * MiB);
+      await until('two parts sent', () => (up.sentBytes >= 64 * MiB ? true : null));
+      expect((await mine.listMultipartUploads('')).map((u) => [u.key.startsWith('.roset/partial/agt_early/'), u.owner])).toEqual([[true, 'agt_early']]);
+      expect(await mine.list('')).toEqual({ objects: [] });
+      await fs.appendFile(file, data.subarray(64 * MiB));
+      await up.publish('objects/early', data.length);
+      expect(sha(await mine.get('objects/early'))).toBe(sha(data));
+
+      // A crash while parts were going, and one between the completion and the copy:
+      // an unfinished upload and a temporary object, both this owner's.
+      const cut = mine.startFileUpload(file);
+      cut.grow(data.length);
+      await until('a part sent', () => (cut.sentBytes > 0 ? true : null));
+      const s3 = parseS3Url(url);
+      const root = await open(`s3://${cfg.bucket}`, { s3ConditionalWrites: true });
+      await root.put(`${s3.prefix}.roset/partial/agt_early/left-by-a-crash`, 'completed, not copied');
+      await root.put(`${s3.prefix}.roset/partial/agt_peer/still-uploading`, 'another agent\'s');
+      // At the next start (a new store of the same owner), its sweep clears both.
+      const restarted = await open(url, { s3ConditionalWrites: true, uploadOwner: 'agt_early' });
+      const partial = async (owner: string): Promise<string[]> => (await root.list(`${s3.prefix}.roset/partial/${owner}/`)).objects.map((o) => o.key);
+      expect((await restarted.abortOwnUploads()).map((u) => u.key.startsWith('.roset/partial/agt_early/'))).toEqual([true]);
+      // The "dead" process's object, made inert: its requests now fail, and leave nothing.
+      await cut.abort();
+      expect((await mine.listMultipartUploads('')).filter((u) => u.owner === 'agt_early')).toEqual([]);
+      expect(await partial('agt_early')).toEqual([]);
+      expect(await partial('agt_peer')).toHaveLength(1);
+      await root.delete(`${s3.prefix}.roset/partial/agt_peer/still-uploading`);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
     }
   });
 
@@ -292,7 +338,6 @@ describe('S3Store specifics', () => {
   describe('requests on the wire (through a recording proxy)', () => {
     let proxy: RecordingProxy;
     let tmp: string;
-    const MiB = 1024 * 1024;
     // Emptied and closed before the proxy they talk through goes away.
     const wire: S3Store[] = [];
     beforeAll(async () => {

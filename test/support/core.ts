@@ -39,6 +39,8 @@ export interface CoreHarness {
 export async function startCore(opts: {
   sealTimeoutMs?: number; wrapStore?: (s: ObjectStore) => ObjectStore; cacheMaxBytes?: number; readCache?: CoreContext['readCache']; metadata?: CoreMetadata;
   prefetchSiblings?: boolean;
+  /** Upload large files while they are written (the daemon's default); off unless set. */
+  uploadWhileWriting?: boolean;
 } = {}): Promise<CoreHarness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'roset-core-'));
   const log = pino({ level: 'silent' });
@@ -52,7 +54,7 @@ export async function startCore(opts: {
   const cacheDir = path.join(dir, 'cache');
   await RosetFilesystem.prepareCacheDir(cacheDir);
   const index = new StagingIndex(path.join(cacheDir, 'index.db'));
-  const ctx: CoreContext = { mountId, agentId: 'agt_test', control: cp, store, index, handles: new HandleTable(), cacheDir, cacheMaxBytes: opts.cacheMaxBytes, readCache: opts.readCache, prefetchSiblings: opts.prefetchSiblings, readOnly: false, log };
+  const ctx: CoreContext = { mountId, agentId: 'agt_test', control: cp, store, index, handles: new HandleTable(), cacheDir, cacheMaxBytes: opts.cacheMaxBytes, readCache: opts.readCache, prefetchSiblings: opts.prefetchSiblings, uploadWhileWriting: opts.uploadWhileWriting, readOnly: false, log };
   const core = new RosetFilesystem(ctx, null);
   const fs = core.byPath();
   cp.registerAgent(core.agent);

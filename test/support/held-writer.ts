@@ -1,7 +1,8 @@
 /**
  * A writer process that holds one file open and writes only when told: a rank still
  * saving its shard while another node commits. Commands on stdin: `write N` (N random
- * bytes; answers `wrote`), `close` (answers `closed <sha256 of everything written>`).
+ * bytes; answers `wrote`), `sync` (fsync: the bytes reach the daemon even through a
+ * writeback cache; answers `synced`), `close` (answers `closed <sha256 of everything written>`).
  * It answers `open` once the file is open for writing, or `error CODE` if the open
  * failed, and exits after `close`.
  */
@@ -27,6 +28,9 @@ process.stdin.on('data', (d) => {
         let left = Number(arg);
         while (left > 0) { const b = crypto.randomBytes(Math.min(left, 1 << 20)); fs.writeSync(fd, b); hash.update(b); left -= b.length; }
         process.stdout.write('wrote\\n');
+      } else if (cmd === 'sync') {
+        fs.fsyncSync(fd);
+        process.stdout.write('synced\\n');
       } else if (cmd === 'close') {
         fs.closeSync(fd);
         process.stdout.write('closed ' + hash.digest('hex') + '\\n');
@@ -42,6 +46,8 @@ export interface HeldWriter {
   /** Resolves with the first line starting with `prefix`. */
   line: (prefix: string) => Promise<string>;
   write: (bytes: number) => Promise<void>;
+  /** fsync(2) of the file. */
+  sync: () => Promise<void>;
   /** Closes the file; resolves with the sha256 of every byte written. */
   close: () => Promise<string>;
   exited: Promise<number | null>;
@@ -84,6 +90,11 @@ export function startHeldWriter(file: string): HeldWriter {
     write: async (bytes) => {
       const p = line('wrote');
       proc.stdin!.write(`write ${bytes}\n`);
+      await p;
+    },
+    sync: async () => {
+      const p = line('synced');
+      proc.stdin!.write('sync\n');
       await p;
     },
     close: async () => {
