@@ -19,6 +19,7 @@ from .exceptions import (
 )
 from .models import (
     AutoCommitRules,
+    BlockHashes,
     Commit,
     CommitError,
     CommitGroup,
@@ -46,6 +47,7 @@ __all__ = [
     "AutoCommitRules",
     "CommitGroup",
     "Manifest",
+    "BlockHashes",
     "ManifestFile",
     "Mount",
     "Page",

@@ -343,8 +343,25 @@ class CommitGroup:
 
 
 @dataclass
+class BlockHashes:
+    """The file cut into ``size``-byte blocks (the last one shorter), each hashed
+    alone with ``alg`` (``"blake3"``), so a reader verifies any block it fetched."""
+
+    size: int
+    alg: str
+    hashes: List[str]
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "BlockHashes":
+        return cls(size=_int(d.get("size")), alg=d.get("alg", ""), hashes=list(d.get("hashes") or []))
+
+
+@dataclass
 class ManifestFile:
-    """One file of a commit. ``path`` is relative to the committed folder."""
+    """One file of a commit. ``path`` is relative to the committed folder.
+
+    ``blocks`` is ``None`` in manifests written before block hashes existed (0.1.0).
+    """
 
     path: str
     size: int
@@ -352,9 +369,11 @@ class ManifestFile:
     mtime: Optional[int]
     sha256: str
     key: str
+    blocks: Optional[BlockHashes] = None
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "ManifestFile":
+        blocks = d.get("blocks")
         return cls(
             path=d["path"],
             size=_int(d.get("size")),
@@ -362,6 +381,7 @@ class ManifestFile:
             mtime=d.get("mtime"),
             sha256=d.get("sha256", ""),
             key=d.get("key", ""),
+            blocks=BlockHashes.from_dict(blocks) if isinstance(blocks, dict) else None,
         )
 
 

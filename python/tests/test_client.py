@@ -151,6 +151,9 @@ def test_commit_wait_get_commit_and_manifest(client, daemon, workdir):
     assert manifest.path == f"{rel}/step-1"
     assert sorted((f.path, f.size) for f in manifest.files) == [("model.pt", 5000), ("sub/opt.pt", 300)]
     assert all(len(f.sha256) == 64 for f in manifest.files)
+    # Block hashes: one BLAKE3 digest per 8 MiB block (one block each here).
+    assert all(f.blocks is not None and f.blocks.alg == "blake3" and f.blocks.size == 8 << 20 for f in manifest.files)
+    assert all(len(f.blocks.hashes) == 1 and len(f.blocks.hashes[0]) == 64 for f in manifest.files)
 
     assert done.id in [c.id for c in client.list_commits(node_id=folder.id)]
     assert done.id in [c.id for c in client.list_commits(status="completed", limit=1)]

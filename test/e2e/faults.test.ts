@@ -3,7 +3,9 @@
  * server: commits ride out transient 5xx, SlowDown, resets, stalls and 409s within the
  * deadline; a persistent failure fails the commit cleanly (a code, the object named,
  * folder back in STAGING, `latest` unmoved) and a later commit succeeds once the fault
- * is gone; a truncated or corrupted GET gives EIO, never wrong bytes.
+ * is gone; a truncated or corrupted GET gives EIO, never wrong bytes; a ranged GET of a
+ * block-verified object that stalls past the request timeout, or is cut short, once is
+ * sent again and the read gets the right bytes.
  */
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -114,5 +116,28 @@ describe('storage faults (S3 through a fault-injecting proxy)', () => {
     expect(errnoOf(() => readFileSync(file))).toBe('EIO');
     await proxy.faults();
     expect(sha256(readFileSync(file))).toBe(sha);
+  });
+
+  it('sends again a ranged GET that stalls or is cut short once, and serves the right bytes', async () => {
+    const dir = `step-${++n}`;
+    mkdirSync(d.p('ck', dir));
+    // Three 8 MiB blocks and a bit: read block by block, each its own ranged GET.
+    const sha = writeRandom(d.p('ck', dir, 'model.pt'), 3 * (8 << 20) + 4097);
+    const id = (await d.client.resolvePath(`/ck/${dir}`))!.id;
+    const c = await waitCommit(d.client, (await d.client.commit(id)).id);
+    expect(c.status).toBe('completed');
+    const file = d.p('ck', dir, 'model.pt');
+    for (const action of ['stall', 'truncate'] as const) {
+      await d.stop();
+      rmSync(d.cacheDir, { recursive: true, force: true });
+      d = await start();
+      // Longer than --s3-request-timeout (2 s): the request fails and the retry layer sends it again.
+      await proxy.clear();
+      await proxy.faults([{ method: 'GET', pathIncludes: '/objects/', times: 1, action, seconds: 5 }]);
+      expect(sha256(readFileSync(file)), action).toBe(sha);
+      // One GET per block, and the one sent again.
+      expect((await proxy.requests()).filter((q) => q.method === 'GET' && q.url.includes('/objects/')), action).toHaveLength(5);
+      await proxy.faults();
+    }
   });
 });
