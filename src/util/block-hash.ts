@@ -290,9 +290,17 @@ export async function hashFile(file: string, pool = blockHashPool()): Promise<{ 
   return { sha256: sha.digest('hex'), size, blocks };
 }
 
-/** The block hashes of a local file whose SHA-256 is already known (taken while it was written). */
+/**
+ * The block hashes of a local file whose SHA-256 is already known (taken while it was
+ * written). Each block is read by the worker that hashes it, into that worker's one
+ * buffer: this runs beside the file's upload, whose part buffers are the memory budget,
+ * and adds none of its own on the main thread.
+ */
 export async function hashFileBlocks(file: string, pool = blockHashPool()): Promise<BlockHashes> {
-  return (await readBlocks(file, pool, () => undefined)).blocks;
+  const size = (await fs.stat(file)).size;
+  // A small file's one block: hashed here, less than a worker's round trip.
+  if (size <= INLINE_BYTES) return { size: BLOCK_SIZE, alg: BLOCK_ALG, hashes: size === 0 ? [] : [blockDigest(await fs.readFile(file))] };
+  return new GrowingBlockHashes(file, pool).finish(size);
 }
 
 async function readBlocks(file: string, pool: BlockHashPool, each: (block: Buffer) => void): Promise<{ size: number; blocks: BlockHashes }> {
