@@ -49,6 +49,7 @@ import type { CoreContext } from '../core/context.js';
 import { mountFuseBinding, type FuseBinding, type FuseMount } from '../fuse/index.js';
 import { openStore, type StoreOptions } from '../store/index.js';
 import type { ObjectStore } from '../store/types.js';
+import { blockHashImplementation } from '../util/block-hash.js';
 import { forceUnmount, isFuseMounted, processAlive } from '../util/mounts.js';
 import { STATE_FILES, type DaemonInfo } from '../util/state-dir.js';
 import { ensureApiKey, stableId, writeFileAtomic } from './state-files.js';
@@ -251,7 +252,7 @@ export class Daemon {
     if (this.fuse.flushKernelCache) ctx.flushKernelCache = this.fuse.flushKernelCache.bind(this.fuse);
     const info: DaemonInfo = { pid: process.pid, mountpoint: cfg.mountpoint, endpoint: this.endpoint, cacheMaxBytes: cfg.cacheMaxBytes };
     await writeFileAtomic(path.join(cfg.stateDir, STATE_FILES.daemon), `${JSON.stringify(info)}\n`, 0o644);
-    log.info({ mountpoint: cfg.mountpoint, fuseBinding: cfg.fuseBinding, endpoint: this.endpoint, role: cp ? 'embedded' : 'agent', store: this.store!.description, storeCapabilities: this.store!.capabilities, stateDir: cfg.stateDir, cacheDir: cfg.cacheDir, cacheMaxBytes: cfg.cacheMaxBytes, prefetchSiblings: cfg.prefetchSiblings, uploadWhileWriting: cfg.uploadWhileWriting, mountId, lostStagedFiles: lost.length }, 'roset-mount ready');
+    log.info({ mountpoint: cfg.mountpoint, fuseBinding: cfg.fuseBinding, endpoint: this.endpoint, role: cp ? 'embedded' : 'agent', store: this.store!.description, storeCapabilities: this.store!.capabilities, stateDir: cfg.stateDir, cacheDir: cfg.cacheDir, cacheMaxBytes: cfg.cacheMaxBytes, prefetchSiblings: cfg.prefetchSiblings, uploadWhileWriting: cfg.uploadWhileWriting, blockHash: blockHashImplementation, mountId, lostStagedFiles: lost.length }, 'roset-mount ready');
   }
 
   /**
