@@ -264,8 +264,10 @@ export class S3Store implements ObjectStore {
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: {
         // Idle-socket timeout: a stalled server fails the request (and the retry layer
-        // sends it again) instead of hanging a commit forever.
-        requestTimeout: config.requestTimeoutMs ?? 120_000,
+        // sends it again) instead of hanging a commit or a read forever. It is
+        // `socketTimeout`: the handler's `requestTimeout` only logs a warning (unless
+        // told to throw), and would time whole requests, which a large part may outlast.
+        socketTimeout: config.requestTimeoutMs ?? 120_000,
         connectionTimeout: 10_000,
         httpAgent: { keepAlive: true, maxSockets: Math.max(50, this.concurrency * 2) },
         httpsAgent: { keepAlive: true, maxSockets: Math.max(50, this.concurrency * 2) },
