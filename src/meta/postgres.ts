@@ -61,6 +61,11 @@
  *   METADATA_UNAVAILABLE, which callers may retry, and the pool connects again once
  *   the server is back. After such a failure in COMMIT the outcome is unknown; the
  *   caller's retry must be idempotent or read first.
+ * - A pooled connection the server terminated while it sat idle (a restart, a
+ *   failover: SQLSTATE 57P01/57P02) is found dead by the first statement sent on it,
+ *   whose answer is that notice: the statement never ran, so the transaction is sent
+ *   again on another connection, until the pool has none left from before (bounded).
+ *   Only a failure after the first statement is METADATA_UNAVAILABLE to the caller.
  */
 import pg from 'pg';
 import type { Pool, PoolClient } from 'pg';
@@ -82,6 +87,8 @@ type Row = Record<string, unknown>;
 
 /** How many times a transaction runs before a deadlock or a lost race is reported. */
 const MAX_ATTEMPTS = 10;
+/** Connections found terminated by the server before their first statement, tried past in one call. */
+const MAX_STALE = 32;
 /** Deeper than any real path (4096 bytes): a recursive walk stops here whatever the data. */
 const MAX_DEPTH = 4096;
 
@@ -213,6 +220,8 @@ class Rerun extends Error {}
 const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'ENOTFOUND', 'EAI_AGAIN']);
 /** admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections, and every connection_exception (08xxx). */
 const SERVER_GONE = new Set(['57P01', '57P02', '57P03', '53300']);
+/** admin_shutdown, crash_shutdown: the server ended the session; a statement answered with this never ran. */
+const TERMINATED = new Set(['57P01', '57P02']);
 const CLIENT_GONE = /Connection terminated|not queryable|timeout exceeded when trying to connect|Connection terminated due to connection timeout|terminating connection/i;
 
 /** Whether `err` says the server could not be reached or the connection was lost (not a refusal by SQL). */
@@ -356,14 +365,19 @@ export class PostgresMetadataStore implements MetadataStore {
    * `Rerun`, or (with `retryUnique`) a unique violation, up to MAX_ATTEMPTS times.
    */
   private async tx<T>(fn: (t: Tx) => Promise<T>, opts: { retryUnique?: boolean; single?: boolean } = {}): Promise<T> {
+    let stale = 0;
     for (let attempt = 1; ; attempt++) {
+      // Statements sent on this attempt's connection, BEGIN included.
+      let sent = 0;
+      const counted = (): void => { this.queries++; sent++; };
       try {
         return await this.withClient(async (c) => {
           // One statement is a transaction of its own: no BEGIN and COMMIT round trips.
-          if (opts.single) return await fn(new Tx(c, () => { this.queries++; }));
+          if (opts.single) return await fn(new Tx(c, counted));
+          sent++;
           await c.query('BEGIN');
           try {
-            const out = await fn(new Tx(c, () => { this.queries++; }));
+            const out = await fn(new Tx(c, counted));
             await c.query('COMMIT');
             return out;
           } catch (err) {
@@ -372,6 +386,11 @@ export class PostgresMetadataStore implements MetadataStore {
           }
         });
       } catch (err) {
+        // A connection the server had already terminated, found by its first statement.
+        if (sent === 1 && TERMINATED.has(sqlState((err as { cause?: unknown }).cause) ?? '') && ++stale <= MAX_STALE) {
+          attempt--;
+          continue;
+        }
         const state = sqlState(err);
         const again = err instanceof Rerun || state === '40001' || state === '40P01' || (opts.retryUnique === true && state === '23505');
         if (!again || attempt >= MAX_ATTEMPTS) {

@@ -194,6 +194,28 @@ describe('postgres: the server restarting', () => {
   });
 });
 
+describe('postgres: connections the server ended while they were idle', () => {
+  it('sends a call again on another connection when the pooled one it took was terminated unseen', async () => {
+    const url = await server.createDatabase();
+    const meta = await PostgresMetadataStore.open(url);
+    try {
+      await meta.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
+      const root = await meta.root('mnt_1');
+      await Promise.all([1, 2, 3, 4].map((i) => folder(meta, root.id, `idle${i}`)));
+      server.terminateSessionsSync(url);
+      // Both calls start before this process has read one notice: they take the pool's
+      // dead connections first, and must not fail for it.
+      const mount = meta.getMount('mnt_1');
+      const created = folder(meta, root.id, 'after');
+      expect((await mount)?.name).toBe('default');
+      await created;
+      expect((await meta.listChildren(root.id)).map((n) => n.name)).toEqual(['after', 'idle1', 'idle2', 'idle3', 'idle4']);
+    } finally {
+      await meta.close();
+    }
+  });
+});
+
 describe('postgres: races between store instances', () => {
   let url: string;
   let a: PostgresMetadataStore;

@@ -38,6 +38,13 @@ export interface PostgresServer {
    * `whileDown` if given, and starts the same cluster on the same port again.
    */
   restart(whileDown?: () => Promise<void>): Promise<void>;
+  /**
+   * Terminates every session of a database but its own (`pg_terminate_backend`, what a
+   * restart does to them), synchronously, through psql: the caller's event loop reads
+   * none of the notices before it next waits, as a process that slept through a
+   * restart would.
+   */
+  terminateSessionsSync(dbUrl: string): void;
   /** A new, empty database on this server; returns its URL. */
   createDatabase(): Promise<string>;
   /** Drops a database `createDatabase` made (nothing may be connected to it). */
@@ -190,6 +197,11 @@ export async function startPostgres(): Promise<PostgresServer> {
       } finally {
         start();
       }
+    },
+    terminateSessionsSync: (dbUrl) => {
+      const name = new URL(dbUrl).pathname.slice(1);
+      exec('psql', ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', name, '-v', 'ON_ERROR_STOP=1', '-c',
+        'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()']);
     },
     createDatabase: async () => {
       const name = `roset_${++databases}_${randomBytes(4).toString('hex')}`;
