@@ -327,8 +327,7 @@ export class RosetFilesystem {
         await this.ctx.control.removeChild(this.ctx.mountId, parentId, name, 'file');
         throw localError(err, `create ${name}`);
       }
-      this.ctx.index.addStaged(n.id, this.ctx.mountId);
-      this.ctx.index.addWriters(n.id, 1);
+      this.ctx.index.addStagedWriter(n.id, this.ctx.mountId);
       return { fh: h.fh, entry: { nodeId: n.id, stat: await this.statOf(n) } };
     } catch (err) {
       this.ctx.handles.remove(h.fh);
