@@ -904,13 +904,15 @@ export class S3Store implements ObjectStore {
     const run = options.request ?? runOnce;
     // Temporary objects of files uploaded while written whose publish a crash cut short.
     const partial = `${this.prefix}${PARTIAL}${owner}/`;
-    for (;;) {
-      const res = await run('list partial uploads', PARTIAL, () => this.send<{ Contents?: { Key?: string }[] }>(
-        'list partial uploads', PARTIAL, () => new ListObjectsV2Command({ Bucket: this.bucket, Prefix: partial })));
-      const keys = (res.Contents ?? []).map((o) => o.Key).filter((k): k is string => !!k);
-      if (keys.length === 0) break;
-      for (const Key of keys) await run('delete', Key, () => this.send('delete', Key, () => new DeleteObjectCommand({ Bucket: this.bucket, Key })));
-    }
+    let ContinuationToken: string | undefined;
+    do {
+      const res = await run('list partial uploads', PARTIAL, () => this.send<{ Contents?: { Key?: string }[]; IsTruncated?: boolean; NextContinuationToken?: string }>(
+        'list partial uploads', PARTIAL, () => new ListObjectsV2Command({ Bucket: this.bucket, Prefix: partial, ContinuationToken })));
+      for (const Key of (res.Contents ?? []).map((o) => o.Key).filter((k): k is string => !!k)) {
+        await run('delete', Key, () => this.send('delete', Key, () => new DeleteObjectCommand({ Bucket: this.bucket, Key })));
+      }
+      ContinuationToken = res.IsTruncated ? res.NextContinuationToken : undefined;
+    } while (ContinuationToken);
     const mine = await run('list upload tags', UPLOAD_TAGS, () => this.uploadTags(owner));
     if (mine.size === 0) return [];
     const aborted: MultipartUploadInfo[] = [];
