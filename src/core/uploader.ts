@@ -358,18 +358,20 @@ export class Uploader {
       if (this.version(nodeId) !== version) throw new CacheError('FILE_CHANGED', `node ${nodeId} changed while it was being uploaded`);
     };
     try {
-      return await this.send(nodeId, local, rec, { sha, size, mtimeMs, same, epoch, changed, blocks: hashed.blocks, pendingBlocks });
+      return await this.send(nodeId, local, { sha, size, mtimeMs, epoch, changed, recorded: same ? rec.state : null, blocks: hashed.blocks, pendingBlocks });
     } finally {
       await pendingBlocks?.catch(() => undefined);
     }
   }
 
   /** The pin, then the look-up or the upload of one object, then its record. */
-  private async send(nodeId: string, local: string, rec: UploadRecord | null, o: {
-    sha: string; size: number; mtimeMs: number; same: boolean; epoch: number; changed: () => void;
+  private async send(nodeId: string, local: string, o: {
+    /** The state of a record of these exact bytes, or null. */
+    recorded: UploadRecord['state'] | null;
+    sha: string; size: number; mtimeMs: number; epoch: number; changed: () => void;
     blocks: BlockHashes | null; pendingBlocks: Promise<BlockHashes> | null;
   }): Promise<UploadOutcome> {
-    const { sha, size, mtimeMs, same, epoch, changed } = o;
+    const { sha, size, mtimeMs, epoch, changed, recorded } = o;
     changed();
     if (o.blocks) this.ctx.index.setObjectBlocks(sha, o.blocks);
     // The pin comes before the bucket is asked: from then on gc keeps the object, or,
@@ -383,13 +385,13 @@ export class Uploader {
     let how: UploadOutcome['how'] = 'uploaded';
     // A distrusted record checked again: found, it stays what it was, counted once.
     let recheck = false;
-    const known = same && rec!.state !== 'hashed';
+    const known = recorded !== null && recorded !== 'hashed';
     // A new small object: one create-only PUT, whose 412 is the dedup answer. Safe for
     // gc as the look-up was: the pin above comes before either request.
     const createOnly = !known && size <= SMALL_FILE_BYTES && this.ctx.store.capabilities.conditionalWrites;
     if (!createOnly && await this.ctx.store.head(key)) {
-      recheck = same && rec!.state !== 'hashed';
-      how = same && rec!.state === 'uploaded' ? 'uploaded' : 'deduped';
+      recheck = known;
+      how = recorded === 'uploaded' ? 'uploaded' : 'deduped';
     } else {
       await delayPoint('upload.before-put', this.ctx.log);
       try {

@@ -21,34 +21,11 @@ import { objectKey } from '../../src/commit/layout.js';
 import { RetryingStore } from '../../src/store/retry.js';
 import type { ObjectStore } from '../../src/store/types.js';
 import { BLOCK_ALG, BLOCK_SIZE, blockDigest } from '../../src/util/block-hash.js';
-import { startCore, waitSettled, type CoreHarness } from '../support/core.js';
+import { startCore, waitSettled, type CoreHarness, readAll, writeFile } from '../support/core.js';
 import { faulty, type FaultyStore } from '../support/faulty-store.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const { O_RDONLY, O_WRONLY } = fsSync.constants;
-
-async function writeFile(h: CoreHarness, p: string, bytes: Buffer, chunk = 1 << 20): Promise<void> {
-  const fh = await h.fs.create(p, 0o644, O_WRONLY);
-  for (let off = 0; off < bytes.length; off += chunk) h.fs.write(fh, bytes.subarray(off, off + chunk), Math.min(chunk, bytes.length - off), off);
-  await h.fs.flush(fh);
-  await h.fs.release(fh);
-}
-
-async function readAll(h: CoreHarness, p: string, size: number): Promise<Buffer> {
-  const fh = await h.fs.open(p, O_RDONLY);
-  try {
-    const buf = Buffer.alloc(size);
-    let off = 0;
-    while (off < size) {
-      const n = h.fs.read(fh, buf.subarray(off), size - off, off);
-      if (n === 0) break;
-      off += n;
-    }
-    return buf.subarray(0, off);
-  } finally {
-    await h.fs.release(fh);
-  }
-}
 
 const blocksOf = (b: Buffer): string[] => {
   const out: string[] = [];

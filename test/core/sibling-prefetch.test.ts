@@ -16,35 +16,12 @@ import { objectKey } from '../../src/commit/layout.js';
 import { registry } from '../../src/metrics/index.js';
 import type { ObjectStore } from '../../src/store/types.js';
 import { BLOCK_SIZE } from '../../src/util/block-hash.js';
-import { startCore, waitSettled, type CoreHarness } from '../support/core.js';
+import { startCore, waitSettled, type CoreHarness, readAll, writeFile } from '../support/core.js';
 import { faulty } from '../support/faulty-store.js';
 
 const MiB = 1 << 20;
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const { O_RDONLY, O_WRONLY } = fsSync.constants;
-
-async function writeFile(h: CoreHarness, p: string, bytes: Buffer): Promise<void> {
-  const fh = await h.fs.create(p, 0o644, O_WRONLY);
-  for (let off = 0; off < bytes.length; off += MiB) h.fs.write(fh, bytes.subarray(off, off + MiB), Math.min(MiB, bytes.length - off), off);
-  await h.fs.flush(fh);
-  await h.fs.release(fh);
-}
-
-async function readAll(h: CoreHarness, p: string, size: number): Promise<Buffer> {
-  const fh = await h.fs.open(p, O_RDONLY);
-  try {
-    const buf = Buffer.alloc(size);
-    let off = 0;
-    while (off < size) {
-      const n = h.fs.read(fh, buf.subarray(off), size - off, off);
-      if (n === 0) break;
-      off += n;
-    }
-    return buf.subarray(0, off);
-  } finally {
-    await h.fs.release(fh);
-  }
-}
 
 /** Commits `files` (paths under `folder`), then drops their cached copies: the next reads go to the store. */
 async function commitCold(h: CoreHarness, folder: string, files: Record<string, Buffer>): Promise<void> {

@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sleep } from '../../src/util/sleep.js';
+import { until } from '../support/until.js';
 import { runCli, startDaemon, stopAll, type TestDaemon } from '../support/daemon.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -96,15 +96,6 @@ describe('roset prefetch', () => {
     expect(d.logs()).toMatch(/"prefetchSiblings":false/);
   });
 });
-
-/** Polls a condition of the daemon's cache directory (a background download has no event to wait on from outside). */
-async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 describe('roset prefetch under --cache-size', () => {
   const MiB = 1 << 20;

@@ -4,7 +4,7 @@
  * harness's directory, or a fresh database on a PostgreSQL test server
  * (`metadata: { kind: 'postgres', server }`), dropped when the harness closes.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { constants as fsConstants, mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
@@ -89,5 +89,30 @@ export async function codeOf(p: Promise<unknown>): Promise<string | null> {
     return null;
   } catch (err) {
     return (err as { rosetCode?: string }).rosetCode ?? String(err);
+  }
+}
+
+/** Creates `p` through the harness's path API and writes `bytes` in order, `chunk` at a time. */
+export async function writeFile(h: CoreHarness, p: string, bytes: Buffer, chunk = 1 << 20): Promise<void> {
+  const fh = await h.fs.create(p, 0o644, fsConstants.O_WRONLY);
+  for (let off = 0; off < bytes.length; off += chunk) h.fs.write(fh, bytes.subarray(off, off + chunk), Math.min(chunk, bytes.length - off), off);
+  await h.fs.flush(fh);
+  await h.fs.release(fh);
+}
+
+/** Reads up to `size` bytes of `p` through the harness's path API (shorter at its end). */
+export async function readAll(h: CoreHarness, p: string, size: number): Promise<Buffer> {
+  const fh = await h.fs.open(p, fsConstants.O_RDONLY);
+  try {
+    const buf = Buffer.alloc(size);
+    let off = 0;
+    while (off < size) {
+      const n = h.fs.read(fh, buf.subarray(off), size - off, off);
+      if (n === 0) break;
+      off += n;
+    }
+    return buf.subarray(0, off);
+  } finally {
+    await h.fs.release(fh);
   }
 }
