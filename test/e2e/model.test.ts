@@ -140,13 +140,13 @@ const maxLength = Number(process.env.ROSET_MODEL_LENGTH ?? 30);
 const binding = testFuseBinding() ?? 'default';
 
 /**
- * fuse-native (libfuse 2) renames a file unlinked while open to `.fuse_hidden*` until its
- * last handle is released, so listings and commits of its folder see that name: a
- * documented difference of that binding (docs/SEMANTICS.md), which the model does not
- * describe. Unlinks run on the native binding here, and on both in
- * test/e2e/unlinked-open.test.ts.
+ * fuse-native (libfuse 2) renames a file unlinked, or renamed over, while open to
+ * `.fuse_hidden*` until its last handle is released, so listings and commits of its folder
+ * see that name: a documented difference of that binding (docs/SEMANTICS.md), which the
+ * model does not describe. On that binding the runner skips those commands; they run on
+ * the native binding here, and on both in test/e2e/unlinked-open.test.ts.
  */
-const FUSE_NATIVE_EXCLUDES = process.env.ROSET_TEST_FUSE_BINDING === 'fuse-native' ? ['unlink'] : [];
+const keepOpenNames = process.env.ROSET_TEST_FUSE_BINDING === 'fuse-native';
 
 describe(`a real mount (${binding}) against the reference model`, () => {
   let d: TestDaemon;
@@ -164,11 +164,11 @@ describe(`a real mount (${binding}) against the reference model`, () => {
   it(`answers every command as the model does (${settings.runs} sequences of up to ${maxLength} commands)`, async () => {
     const stats = process.env.ROSET_MODEL_STATS ? new Map<string, number>() : undefined;
     let n = 0;
-    const prop = fc.asyncProperty(commandsArb({ maxLength, exclude: [...settings.exclude, 'storeDown', 'storeUp', ...FUSE_NATIVE_EXCLUDES], names: settings.names, race: settings.race }), async (cmds) => {
+    const prop = fc.asyncProperty(commandsArb({ maxLength, exclude: [...settings.exclude, 'storeDown', 'storeUp'], names: settings.names, race: settings.race }), async (cmds) => {
       const base = `seq${String(++n).padStart(5, '0')}`;
       await fsp.mkdir(d.p(base));
       // RELEASE reaches the daemon after close(2) returns: a generous slack on the seal's timing.
-      await runSequence(cmds, new MountTarget(d, base, { timeoutMs: SEAL_SECONDS * 1000, slackMs: 500 }), { stats, logFile: process.env.ROSET_MODEL_LOG });
+      await runSequence(cmds, new MountTarget(d, base, { timeoutMs: SEAL_SECONDS * 1000, slackMs: 500 }), { stats, logFile: process.env.ROSET_MODEL_LOG, keepOpenNames });
     });
     try {
       await checkModel(prop, settings, 'test/e2e/model.test.ts', binding === 'fuse-native' ? 'fuse-native' : 'native');

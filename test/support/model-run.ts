@@ -372,7 +372,23 @@ function resolveSpec(m: FsModel, s: PathSpec, base = '/'): string {
   }
 }
 
-function planOf(m: FsModel, c: Cmd): Plan | null {
+/**
+ * Whether an operation would take away the name of a file that has an open handle: an
+ * unlink of it, or a rename onto it.
+ */
+function removesOpenFile(m: FsModel, op: Op): boolean {
+  const p = op.k === 'unlink' ? op.p : op.k === 'rename' && op.from !== op.to ? op.to : undefined;
+  if (p === undefined) return false;
+  const n = m.lookup(p);
+  return n?.kind === 'file' && m.openHandles().some((h) => h.file === n.id);
+}
+
+function planOf(m: FsModel, c: Cmd, keepOpenNames: boolean): Plan | null {
+  const plan = planOfCmd(m, c);
+  return plan && keepOpenNames && plan.ops.some((op) => removesOpenFile(m, op)) ? null : plan;
+}
+
+function planOfCmd(m: FsModel, c: Cmd): Plan | null {
   const r = (s: PathSpec, base?: string): string => resolveSpec(m, s, base);
   const handles = m.openHandles();
   switch (c.k) {
@@ -564,6 +580,12 @@ export interface RunOptions {
   stats?: Map<string, number>;
   /** Appends every step, with a timestamp, to this file as it runs (ROSET_MODEL_LOG=FILE). */
   logFile?: string;
+  /**
+   * Skips commands that would unlink, or rename onto, a file with an open handle: for a
+   * target that keeps such a file listed under another name until its last handle is
+   * released (libfuse 2 renames it to `.fuse_hidden*`), which the model does not describe.
+   */
+  keepOpenNames?: boolean;
 }
 
 /** Prints counts gathered with `RunOptions.stats`. */
@@ -784,7 +806,7 @@ export async function runSequence<Fh>(cmds: Cmd[], target: Target<Fh>, opts: Run
         break;
       }
       default: {
-        const plan = planOf(model, c);
+        const plan = planOf(model, c, opts.keepOpenNames ?? false);
         if (plan) await step(plan.race ? `${label} (${plan.race.opFirst ? 'operation' : 'commit'} first, then ${'micro' in plan.race.gap ? `${plan.race.gap.micro} microtasks` : `${plan.race.gap.macro} event-loop turns`})` : label, plan);
       }
     }
