@@ -135,7 +135,8 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
     await waitFor(() => {
       if (!existsSync(daemonFile)) return false;
       try {
-        return JSON.parse(readFileSync(daemonFile, 'utf8')).pid === proc.pid && fuseMountpoints().includes(mnt);
+        // daemon.json comes just before the ready line: tests read the settings that line logs.
+        return JSON.parse(readFileSync(daemonFile, 'utf8')).pid === proc.pid && fuseMountpoints().includes(mnt) && out.includes('"msg":"roset-mount ready"');
       } catch {
         return false;
       }
