@@ -87,26 +87,12 @@ export class StagingIndex {
   private readonly inoCache = new LRUCache<string, number>({ max: 100_000 });
   /** Statements of the methods below, by SQL (`stmt`). */
   private readonly prepared = new Map<string, Statement>();
-  private readonly stmts: {
-    getIno: Statement; addIno: Statement; getStaged: Statement; addStaged: Statement; delStaged: Statement;
-    writers: Statement; snapFiles: Statement; snapDone: Statement;
-  };
 
   constructor(file: string) {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.migrate();
-    this.stmts = {
-      getIno: this.db.prepare('SELECT ino FROM inodes WHERE node_id = ?'),
-      addIno: this.db.prepare('INSERT INTO inodes (node_id) VALUES (?)'),
-      getStaged: this.db.prepare('SELECT node_id, open_writers FROM staged_files WHERE node_id = ?'),
-      addStaged: this.db.prepare('INSERT OR IGNORE INTO staged_files (node_id, mount_id, created_at) VALUES (?, ?, ?)'),
-      delStaged: this.db.prepare('DELETE FROM staged_files WHERE node_id = ?'),
-      writers: this.db.prepare('UPDATE staged_files SET open_writers = MAX(0, open_writers + ?) WHERE node_id = ?'),
-      snapFiles: this.db.prepare('SELECT * FROM snapshot_files WHERE commit_id = ? ORDER BY rel_path'),
-      snapDone: this.db.prepare('UPDATE snapshot_files SET sha256 = ?, state = ? WHERE commit_id = ? AND node_id = ?'),
-    };
   }
 
   private migrate(): void {
@@ -126,10 +112,11 @@ export class StagingIndex {
   ino(nodeId: string): number {
     const cached = this.inoCache.get(nodeId);
     if (cached !== undefined) return cached;
-    let r = this.stmts.getIno.get(nodeId) as { ino: number } | undefined;
+    const get = this.stmt('SELECT ino FROM inodes WHERE node_id = ?');
+    let r = get.get(nodeId) as { ino: number } | undefined;
     if (!r) {
-      this.stmts.addIno.run(nodeId);
-      r = this.stmts.getIno.get(nodeId) as { ino: number };
+      this.stmt('INSERT INTO inodes (node_id) VALUES (?)').run(nodeId);
+      r = get.get(nodeId) as { ino: number };
     }
     // Inode 1 is the FUSE root; node rows start above it.
     const ino = r.ino + 1;
@@ -138,7 +125,7 @@ export class StagingIndex {
   }
 
   hasStaged(nodeId: string): boolean {
-    return this.stmts.getStaged.get(nodeId) !== undefined;
+    return this.stmt('SELECT 1 FROM staged_files WHERE node_id = ?').get(nodeId) !== undefined;
   }
 
   /**
@@ -154,23 +141,19 @@ export class StagingIndex {
     return st;
   }
 
-  addStaged(nodeId: string, mountId: string): void {
-    this.stmts.addStaged.run(nodeId, mountId, Date.now());
-  }
-
-  /** `addStaged` and `addWriters(nodeId, 1)` in one statement: a create's two writes as one. */
+  /** A created file: staged, with one writer (a create's two writes as one statement). */
   addStagedWriter(nodeId: string, mountId: string): void {
     this.stmt(`INSERT INTO staged_files (node_id, mount_id, created_at, open_writers) VALUES (?, ?, ?, 1)
       ON CONFLICT (node_id) DO UPDATE SET open_writers = open_writers + 1`).run(nodeId, mountId, Date.now());
   }
 
   removeStaged(nodeId: string): void {
-    this.stmts.delStaged.run(nodeId);
+    this.stmt('DELETE FROM staged_files WHERE node_id = ?').run(nodeId);
   }
 
   /** Persisted so that files left open by a crash can be told apart at restart. */
   addWriters(nodeId: string, delta: number): void {
-    this.stmts.writers.run(delta, nodeId);
+    this.stmt('UPDATE staged_files SET open_writers = MAX(0, open_writers + ?) WHERE node_id = ?').run(delta, nodeId);
   }
 
   resetWriters(): number {
@@ -186,20 +169,21 @@ export class StagingIndex {
   }
 
   snapshot(commitId: string): SnapshotFile[] {
-    return (this.stmts.snapFiles.all(commitId) as Array<Record<string, unknown>>).map((r) => ({
+    return (this.stmt('SELECT * FROM snapshot_files WHERE commit_id = ? ORDER BY rel_path').all(commitId) as Array<Record<string, unknown>>).map((r) => ({
       commitId: r.commit_id as string, nodeId: r.node_id as string, relPath: r.rel_path as string, size: Number(r.size), mode: Number(r.mode),
       mtimeMs: Number(r.mtime_ms), sha256: (r.sha256 as string | null) ?? null, state: r.state as SnapshotFileState,
     }));
   }
 
   markSnapshotFile(commitId: string, nodeId: string, sha256: string, state: SnapshotFileState): void {
-    this.stmts.snapDone.run(sha256, state, commitId, nodeId);
+    this.markSnapshotFiles([{ commitId, nodeId, sha256, state }]);
   }
 
   /** Upload progress of many snapshot files in one transaction. */
   markSnapshotFiles(marks: SnapshotMark[]): void {
+    const mark = this.stmt('UPDATE snapshot_files SET sha256 = ?, state = ? WHERE commit_id = ? AND node_id = ?');
     this.db.transaction(() => {
-      for (const m of marks) this.stmts.snapDone.run(m.sha256, m.state, m.commitId, m.nodeId);
+      for (const m of marks) mark.run(m.sha256, m.state, m.commitId, m.nodeId);
     })();
   }
 

@@ -63,9 +63,10 @@
  *   caller's retry must be idempotent or read first.
  * - A pooled connection the server terminated while it sat idle (a restart, a
  *   failover: SQLSTATE 57P01/57P02) is found dead by the first statement sent on it,
- *   whose answer is that notice: the statement never ran, so the transaction is sent
- *   again on another connection, until the pool has none left from before (bounded).
- *   Only a failure after the first statement is METADATA_UNAVAILABLE to the caller.
+ *   whose answer is that notice: that statement did not run (or, ended while it ran,
+ *   was rolled back), so the transaction is sent again on another connection, until
+ *   the pool has none left from before (bounded). Only a failure after the first
+ *   statement is METADATA_UNAVAILABLE to the caller.
  */
 import pg from 'pg';
 import type { Pool, PoolClient } from 'pg';
@@ -387,6 +388,9 @@ export class PostgresMetadataStore implements MetadataStore {
         });
       } catch (err) {
         // A connection the server had already terminated, found by its first statement.
+        // Sent again only then: BEGIN changes nothing, and a lone statement the server
+        // ended while it ran was rolled back. The one case this cannot tell apart is a
+        // lone statement ended in the instant between its commit and its answer.
         if (sent === 1 && TERMINATED.has(sqlState((err as { cause?: unknown }).cause) ?? '') && ++stale <= MAX_STALE) {
           attempt--;
           continue;

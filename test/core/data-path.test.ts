@@ -9,31 +9,11 @@ import * as fsSync from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { objectKey } from '../../src/commit/layout.js';
-import { startCore, waitSettled, type CoreHarness } from '../support/core.js';
+import { readAll, startCore, waitSettled, writeFile } from '../support/core.js';
 import { faulty, type FaultyStore } from '../support/faulty-store.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-const { O_RDONLY, O_WRONLY, O_RDWR } = fsSync.constants;
-
-async function writeFile(h: CoreHarness, p: string, bytes: Buffer, chunk = 65_536): Promise<void> {
-  const fh = await h.fs.create(p, 0o644, O_WRONLY);
-  for (let off = 0; off < bytes.length; off += chunk) h.fs.write(fh, bytes.subarray(off, off + chunk), Math.min(chunk, bytes.length - off), off);
-  await h.fs.flush(fh);
-  await h.fs.release(fh);
-}
-
-async function readAll(h: CoreHarness, p: string, size: number): Promise<Buffer> {
-  const fh = await h.fs.open(p, O_RDONLY);
-  const buf = Buffer.alloc(size);
-  let off = 0;
-  while (off < size) {
-    const n = h.fs.read(fh, buf.subarray(off), size - off, off);
-    if (n === 0) break;
-    off += n;
-  }
-  await h.fs.release(fh);
-  return buf.subarray(0, off);
-}
+const { O_RDWR } = fsSync.constants;
 
 const puts = (s: FaultyStore, key: string): number => s.calls.filter((c) => c.op === 'putFile' && c.key === key && !c.failed).length;
 const gets = (s: FaultyStore, key: string): number => s.calls.filter((c) => c.op === 'get' && c.key === key && !c.failed).length;

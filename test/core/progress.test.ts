@@ -3,21 +3,11 @@
  * and the files and bytes done, kept in the metadata store (so any process answers
  * it), written at most about twice a second; and the throttle that keeps it so.
  */
-import * as fsSync from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { toCommit } from '../../src/control/service.js';
 import type { ObjectStore } from '../../src/store/types.js';
 import { LatestThrottle } from '../../src/util/throttle.js';
-import { startCore, waitSettled, type CoreHarness } from '../support/core.js';
-
-const { O_WRONLY } = fsSync.constants;
-
-async function writeFile(h: CoreHarness, p: string, bytes: Buffer): Promise<void> {
-  const fh = await h.fs.create(p, 0o644, O_WRONLY);
-  h.fs.write(fh, bytes, bytes.length, 0);
-  await h.fs.flush(fh);
-  await h.fs.release(fh);
-}
+import { startCore, waitSettled, writeFile } from '../support/core.js';
 
 /** A store whose uploads wait until the test lets them through, one by one. */
 function gated(inner: ObjectStore): { store: ObjectStore; release: (n: number) => void; waiting: () => number } {
