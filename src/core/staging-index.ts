@@ -22,7 +22,7 @@
  *   has them. A table added by `CREATE TABLE IF NOT EXISTS`: an index without it
  *   simply gains it, with no version change.
  */
-import { Database, type Database as Db, type Statement } from '../util/sqlite-driver.js';
+import { Database, statementCache, type Database as Db, type Statement } from '../util/sqlite-driver.js';
 import { LRUCache } from 'lru-cache';
 import { parseBlockHashes, type BlockHashes } from '../util/block-hash.js';
 
@@ -85,14 +85,15 @@ export class StagingIndex {
   private readonly db: Db;
   // Bounded: a mount with millions of files must not grow the daemon without limit.
   private readonly inoCache = new LRUCache<string, number>({ max: 100_000 });
-  /** Statements of the methods below, by SQL (`stmt`). */
-  private readonly prepared = new Map<string, Statement>();
+  /** The statements of the methods below, each prepared once. */
+  private readonly stmt: (sql: string) => Statement;
 
   constructor(file: string) {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.migrate();
+    this.stmt = statementCache(this.db);
   }
 
   private migrate(): void {
@@ -126,19 +127,6 @@ export class StagingIndex {
 
   hasStaged(nodeId: string): boolean {
     return this.stmt('SELECT 1 FROM staged_files WHERE node_id = ?').get(nodeId) !== undefined;
-  }
-
-  /**
-   * A statement prepared once and kept: preparing one costs more than running it, and
-   * some of these run for every file a checkpoint writes.
-   */
-  private stmt(sql: string): Statement {
-    let st = this.prepared.get(sql);
-    if (!st) {
-      st = this.db.prepare(sql);
-      this.prepared.set(sql, st);
-    }
-    return st;
   }
 
   /** A created file: staged, with one writer (a create's two writes as one statement). */

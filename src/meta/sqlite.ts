@@ -14,7 +14,7 @@
  * - The tree is edges: ancestry and subtrees are recursive queries over `parent_id`,
  *   names are compared with `=` (bytes). No path string is stored for a node.
  */
-import { Database, type Database as Db, type Statement } from '../util/sqlite-driver.js';
+import { Database, statementCache, type Database as Db, type Statement } from '../util/sqlite-driver.js';
 import { CommitError, NamespaceError } from '../errors/index.js';
 import { newId } from './ids.js';
 import { barrierError, folderDeleted, refHeld } from './barrier.js';
@@ -120,7 +120,7 @@ const isoNow = (): string => new Date().toISOString();
 
 export class SqliteMetadataStore implements MetadataStore {
   private readonly db: Db;
-  private readonly stmts = new Map<string, Statement>();
+  private readonly prepared: (sql: string) => Statement;
   /**
    * Statements executed since open: tests count the metadata queries a filesystem
    * request costs.
@@ -133,16 +133,12 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
     migrate(this.db, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
+    this.prepared = statementCache(this.db);
   }
 
   private stmt(sql: string): Statement {
-    let s = this.stmts.get(sql);
-    if (!s) {
-      s = this.db.prepare(sql);
-      this.stmts.set(sql, s);
-    }
     this.queries++;
-    return s;
+    return this.prepared(sql);
   }
 
   private all(sql: string, ...params: unknown[]): Row[] {

@@ -1,7 +1,8 @@
 /**
  * The SQLite driver, chosen by the Node.js major that runs Roset. Both the metadata
  * store (src/meta/sqlite.ts) and the staging index (src/core/staging-index.ts) open
- * their databases through `Database` from here, never from `better-sqlite3` directly.
+ * their databases through `Database` from here, never from `better-sqlite3` directly, and
+ * prepare their statements through `statementCache`.
  *
  * Why two majors of one library: no single major of better-sqlite3 runs on every
  * Node.js we support (README, "Supported Node.js").
@@ -41,3 +42,19 @@ function load(): typeof BetterSqlite3 {
 
 /** better-sqlite3's `Database` constructor for this Node.js. */
 export const Database: typeof BetterSqlite3 = load();
+
+/**
+ * `db.prepare`, once per SQL text: preparing a statement costs more than running it,
+ * and the same few run for every file a checkpoint writes.
+ */
+export function statementCache(db: Database): (sql: string) => Statement {
+  const prepared = new Map<string, Statement>();
+  return (sql) => {
+    let st = prepared.get(sql);
+    if (!st) {
+      st = db.prepare(sql);
+      prepared.set(sql, st);
+    }
+    return st;
+  };
+}
