@@ -66,6 +66,7 @@ export const ERROR_CODES = {
   INTERRUPTED: def(503, 'EIO', 'The commit was interrupted by a daemon restart'),
   AGENT_UNAVAILABLE: def(503, 'EIO', 'No data-plane agent holds the staged files for this folder'),
   METADATA_UNAVAILABLE: def(503, 'EIO', 'The metadata database is unreachable (restarting, or the network is down): retry once it is back'),
+  METADATA_CONTENDED: def(503, 'EAGAIN', 'The metadata database kept aborting the change for concurrent ones (deadlocks): nothing changed; retry'),
   CONTROL_PLANE_UNREACHABLE: def(503, 'EIO', 'The control plane could not be reached from this node (it is restarting, or the network is down)'),
   AGENT_NOT_FOUND: def(404, 'ENOENT', 'No such agent is registered: register it again'),
   TASK_NOT_FOUND: def(404, 'ENOENT', 'No such agent task (answered already, or its commit is gone)'),

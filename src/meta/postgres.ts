@@ -55,16 +55,18 @@
  * - Each interface method runs in one transaction (one statement where one suffices).
  * - Deadlocks and serialization failures (SQLSTATE 40P01, 40001), a lost race on a
  *   unique index, and a chain that moved while it was being locked rerun the whole
- *   transaction, a bounded number of times.
+ *   transaction, a bounded number of times, with a growing, jittered wait; past that
+ *   the call fails with METADATA_CONTENDED (nothing changed; callers may retry).
  * - A lost or refused connection never crashes the process (the pool's and every
- *   checked-out client's 'error' events are handled): the call fails with
+ *   client's 'error' events are handled, from the moment it connects): the call fails with
  *   METADATA_UNAVAILABLE, which callers may retry, and the pool connects again once
  *   the server is back. After such a failure in COMMIT the outcome is unknown; the
  *   caller's retry must be idempotent or read first.
  * - A pooled connection the server terminated while it sat idle (a restart, a
  *   failover: SQLSTATE 57P01/57P02) is found dead by the first statement sent on it,
- *   whose answer is that notice: that statement did not run (or, ended while it ran,
- *   was rolled back), so the transaction is sent again on another connection, until
+ *   whose answer is that notice (or, where node-postgres saw the end first, a refusal
+ *   to send it): that statement did not run (or, ended while it ran, was rolled back),
+ *   so the transaction is sent again on another connection, until
  *   the pool has none left from before (bounded). Only a failure after the first
  *   statement is METADATA_UNAVAILABLE to the caller.
  */
@@ -88,6 +90,8 @@ type Row = Record<string, unknown>;
 
 /** How many times a transaction runs before a deadlock or a lost race is reported. */
 const MAX_ATTEMPTS = 10;
+/** The longest wait before a transaction the server aborted for a concurrent one runs again. */
+const MAX_BACKOFF_MS = 1000;
 /** Connections found terminated by the server before their first statement, tried past in one call. */
 const MAX_STALE = 32;
 /** Deeper than any real path (4096 bytes): a recursive walk stops here whatever the data. */
@@ -223,6 +227,8 @@ const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EPI
 const SERVER_GONE = new Set(['57P01', '57P02', '57P03', '53300']);
 /** admin_shutdown, crash_shutdown: the server ended the session; a statement answered with this never ran. */
 const TERMINATED = new Set(['57P01', '57P02']);
+/** node-postgres refusing a statement on a connection it knows is dead: nothing was sent. */
+const NOT_QUERYABLE = /is not queryable/;
 const CLIENT_GONE = /Connection terminated|not queryable|timeout exceeded when trying to connect|Connection terminated due to connection timeout|terminating connection/i;
 
 /** Whether `err` says the server could not be reached or the connection was lost (not a refusal by SQL). */
@@ -233,6 +239,13 @@ export function isConnectionError(err: unknown): boolean {
   if (e.syscall === 'connect') return true;
   if (Array.isArray(e.errors) && e.errors.some(isConnectionError)) return true;
   return typeof e.message === 'string' && CLIENT_GONE.test(e.message);
+}
+
+/** Whether a statement's failure says it never ran: the server had ended the session, or the client knew it had. */
+function neverRan(err: unknown): boolean {
+  if (TERMINATED.has(sqlState(err) ?? '')) return true;
+  const m = (err as { message?: unknown } | null | undefined)?.message;
+  return typeof m === 'string' && NOT_QUERYABLE.test(m);
 }
 
 function sqlState(err: unknown): string | undefined {
@@ -307,6 +320,13 @@ export class PostgresMetadataStore implements MetadataStore {
     // An idle connection that the server closes (restart, failover, idle timeout) is
     // reported here; without a listener it would be an uncaught exception.
     pool.on('error', (err) => opts.log?.warn({ err: { message: err.message, code: sqlState(err) }, database: where }, 'metadata database: an idle connection was lost'));
+    // And every connection listens for its whole life. The pool's listener is off while
+    // a connection is handed out, and a new one is handed out from inside the socket read
+    // that finished its startup: a server that ends the session in that same read (a
+    // restart) makes it emit 'error' before withClient listens, an uncaught exception that
+    // ended the process. Such a connection is then not queryable: its first statement
+    // fails unsent, and tx() sends the transaction again on another.
+    pool.on('connect', (client) => client.on('error', (err) => opts.log?.debug({ err: { message: err.message, code: sqlState(err) }, database: where }, 'metadata database: a connection ended')));
     const store = new PostgresMetadataStore(pool, opts.log, where, opts.pauseAt);
     try {
       await store.withClient(async (c) => {
@@ -387,22 +407,27 @@ export class PostgresMetadataStore implements MetadataStore {
           }
         });
       } catch (err) {
-        // A connection the server had already terminated, found by its first statement.
-        // Sent again only then: BEGIN changes nothing, and a lone statement the server
+        // A connection the server had already terminated, found by its first statement
+        // (answered with the notice, or not sent at all). Sent again only then: BEGIN changes nothing, and a lone statement the server
         // ended while it ran was rolled back. The one case this cannot tell apart is a
         // lone statement ended in the instant between its commit and its answer.
-        if (sent === 1 && TERMINATED.has(sqlState((err as { cause?: unknown }).cause) ?? '') && ++stale <= MAX_STALE) {
+        if (sent === 1 && neverRan((err as { cause?: unknown }).cause) && ++stale <= MAX_STALE) {
           attempt--;
           continue;
         }
         const state = sqlState(err);
-        const again = err instanceof Rerun || state === '40001' || state === '40P01' || (opts.retryUnique === true && state === '23505');
-        if (!again || attempt >= MAX_ATTEMPTS) {
-          if (err instanceof Rerun) throw new Error(`metadata transaction could not complete: ${err.message}`);
-          throw err;
+        const contended = err instanceof Rerun || state === '40001' || state === '40P01';
+        const again = contended || (opts.retryUnique === true && state === '23505');
+        if (!again) throw err;
+        if (attempt >= MAX_ATTEMPTS) {
+          if (!contended) throw err;
+          throw new NamespaceError('METADATA_CONTENDED',
+            `The metadata database aborted this change ${MAX_ATTEMPTS} times for concurrent ones (last: ${(err as Error).message}); nothing was changed`, {}, { cause: err });
         }
-        // Back off a little, with jitter, so that two losers do not collide again.
-        await sleep(Math.random() * Math.min(50, 2 ** attempt));
+        // Back off with full jitter, up to a second: a deadlock takes the server
+        // deadlock_timeout (1 s by default) to find, and losers that come back within a
+        // few milliseconds of each other, on a busy machine, meet again.
+        await sleep(Math.random() * Math.min(MAX_BACKOFF_MS, 5 * 2 ** attempt));
       }
     }
   }

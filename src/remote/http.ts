@@ -9,7 +9,7 @@
  * `roset serve`, or waiting for its database; a training job should see a slow call,
  * not an error. A call is retried with backoff, up to `retryForMs`, when the server
  * cannot have acted on it: the connection was refused or never made, or the reply is
- * 503 METADATA_UNAVAILABLE (its transaction rolled back). A call that is safe to repeat
+ * 503 METADATA_UNAVAILABLE or METADATA_CONTENDED (its transaction rolled back). A call that is safe to repeat
  * (`idempotent`) is also retried after a reset or timeout. Any other reply is final.
  *
  * Invariant: the API key goes only into the Authorization header, never into a log or
@@ -75,7 +75,7 @@ export class ControlLink {
         if (o.signal?.aborted) throw err;
         if (err instanceof RosetError) {
           failure = err;
-          retryable = err.rosetCode === 'METADATA_UNAVAILABLE' || (err.details.transport === 'connect') || (o.idempotent && err.details.transport === 'reset');
+          retryable = err.rosetCode === 'METADATA_UNAVAILABLE' || err.rosetCode === 'METADATA_CONTENDED' || (err.details.transport === 'connect') || (o.idempotent && err.details.transport === 'reset');
         } else {
           throw err;
         }

@@ -5,6 +5,7 @@
  * locks decide between separate store instances (separate pools, as separate
  * processes would have).
  */
+import * as net from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openMetadata } from '../../src/meta/index.js';
@@ -210,6 +211,106 @@ describe('postgres: connections the server ended while they were idle', () => {
       expect((await mount)?.name).toBe('default');
       await created;
       expect((await meta.listChildren(root.id)).map((n) => n.name)).toEqual(['after', 'idle1', 'idle2', 'idle3', 'idle4']);
+    } finally {
+      await meta.close();
+    }
+  });
+});
+
+/**
+ * A TCP relay to `target` that ends the session of the next `count` connections the
+ * way a server shutting down does, at the worst moment: its FATAL 57P01 notice rides in
+ * the same write as the ReadyForQuery that completes the connection's startup.
+ */
+async function endingAfterStartup(target: URL): Promise<{ url: string; endNext: (count: number) => void; ended: () => number; close: () => Promise<void> }> {
+  let toEnd = 0;
+  let ended = 0;
+  const notice = (() => {
+    const fields = Buffer.from('SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0');
+    const head = Buffer.alloc(5);
+    head.write('E', 0);
+    head.writeInt32BE(4 + fields.length, 1);
+    return Buffer.concat([head, fields]);
+  })();
+  const sockets = new Set<net.Socket>();
+  const relay = net.createServer((client) => {
+    const server = net.connect(Number(target.port), target.hostname);
+    sockets.add(client).add(server);
+    const drop = (): void => { client.destroy(); server.destroy(); sockets.delete(client); sockets.delete(server); };
+    client.on('error', drop).on('close', drop);
+    server.on('error', drop).on('close', drop);
+    client.pipe(server);
+    if (toEnd === 0) return void server.pipe(client);
+    toEnd--;
+    // Server messages: a type byte, then a length that counts itself. Relayed whole, up
+    // to the ReadyForQuery ('Z'), which goes out with the notice; then the session ends.
+    let pending = Buffer.alloc(0);
+    server.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      for (let at = 0; at + 5 <= pending.length;) {
+        const end = at + 1 + pending.readInt32BE(at + 1);
+        if (end > pending.length) break;
+        if (pending[at] === 0x5a) {
+          ended++;
+          client.end(Buffer.concat([pending.subarray(0, end), notice]));
+          server.destroy();
+          return;
+        }
+        at = end;
+      }
+    });
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  const url = new URL(target.href);
+  url.port = String((relay.address() as net.AddressInfo).port);
+  return {
+    url: url.href,
+    endNext: (count) => { toEnd = count; },
+    ended: () => ended,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => relay.close(() => resolve()));
+    },
+  };
+}
+
+describe('postgres: connections the server ends as they open', () => {
+  it('survives a session ended in the same read that completed its startup, and sends the call again', async () => {
+    const relay = await endingAfterStartup(new URL(await server.createDatabase()));
+    const meta = await PostgresMetadataStore.open(relay.url);
+    try {
+      await meta.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
+      const root = await meta.root('mnt_1');
+      // The pool holds one idle connection; three calls at once open two more, and the
+      // server ends both as they open. An 'error' nobody listened for would have ended
+      // this process (the test run reports it); a call that failed would reject here.
+      relay.endNext(2);
+      await Promise.all([1, 2, 3].map((i) => folder(meta, root.id, `f${i}`)));
+      expect(relay.ended()).toBe(2);
+      expect((await meta.listChildren(root.id)).map((n) => n.name)).toEqual(['f1', 'f2', 'f3']);
+    } finally {
+      await meta.close();
+      await relay.close();
+    }
+  });
+});
+
+describe('postgres: a change the server keeps aborting', () => {
+  it('runs it again, then fails with METADATA_CONTENDED, having changed nothing', async () => {
+    const url = await server.createDatabase();
+    const meta = await PostgresMetadataStore.open(url);
+    try {
+      await meta.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
+      const root = await meta.root('mnt_1');
+      // Every insert of this name is a deadlock victim, as far as the store can tell.
+      await sql(url, "CREATE FUNCTION victim() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END $$ LANGUAGE plpgsql");
+      await sql(url, "CREATE TRIGGER victim BEFORE INSERT ON nodes FOR EACH ROW WHEN (NEW.name = 'victim') EXECUTE FUNCTION victim()");
+      const err = await folder(meta, root.id, 'victim').catch((e: unknown) => e);
+      expect(err).toMatchObject({ rosetCode: 'METADATA_CONTENDED' });
+      expect(String((err as Error).message)).toContain('deadlock detected');
+      // Anything else goes through; the victim was never created.
+      await folder(meta, root.id, 'other');
+      expect((await meta.listChildren(root.id)).map((n) => n.name)).toEqual(['other']);
     } finally {
       await meta.close();
     }
