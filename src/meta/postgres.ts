@@ -58,16 +58,16 @@
  *   transaction, a bounded number of times, with a growing, jittered wait; past that
  *   the call fails with METADATA_CONTENDED (nothing changed; callers may retry).
  * - A lost or refused connection never crashes the process (the pool's and every
- *   client's 'error' events are handled, from the moment it connects): the call fails with
- *   METADATA_UNAVAILABLE, which callers may retry, and the pool connects again once
- *   the server is back. After such a failure in COMMIT the outcome is unknown; the
+ *   client's 'error' events are handled, from the moment it connects): the call fails
+ *   with METADATA_UNAVAILABLE, which callers may retry, and the pool connects again
+ *   once the server is back. After such a failure in COMMIT the outcome is unknown; the
  *   caller's retry must be idempotent or read first.
  * - A pooled connection the server terminated while it sat idle (a restart, a
  *   failover: SQLSTATE 57P01/57P02) is found dead by the first statement sent on it,
  *   whose answer is that notice (or, where node-postgres saw the end first, a refusal
  *   to send it): that statement did not run (or, ended while it ran, was rolled back),
- *   so the transaction is sent again on another connection, until
- *   the pool has none left from before (bounded). Only a failure after the first
+ *   so the transaction is sent again on another connection, until the pool has none
+ *   left from before (bounded). Only a failure after the first
  *   statement is METADATA_UNAVAILABLE to the caller.
  */
 import pg from 'pg';
@@ -408,9 +408,10 @@ export class PostgresMetadataStore implements MetadataStore {
         });
       } catch (err) {
         // A connection the server had already terminated, found by its first statement
-        // (answered with the notice, or not sent at all). Sent again only then: BEGIN changes nothing, and a lone statement the server
-        // ended while it ran was rolled back. The one case this cannot tell apart is a
-        // lone statement ended in the instant between its commit and its answer.
+        // (answered with the notice, or not sent at all). Sent again only then: BEGIN
+        // changes nothing, and a lone statement the server ended while it ran was rolled
+        // back. The one case this cannot tell apart is a lone statement ended in the
+        // instant between its commit and its answer.
         if (sent === 1 && neverRan((err as { cause?: unknown }).cause) && ++stale <= MAX_STALE) {
           attempt--;
           continue;
