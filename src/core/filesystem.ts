@@ -636,15 +636,6 @@ export class RosetFilesystem {
     if (!touchesBytes && Object.keys(meta).length === 0) return this.getattr(id, fh);
     this.readOnlyMount();
     const timesOnly = !viaHandle && req.size === undefined && req.mode === undefined && req.uid === undefined && req.gid === undefined;
-    if (timesOnly) {
-      // The times the node already has: nothing changes, so nothing is refused, under a
-      // barrier too. The kernel sends such a SETATTR while a rename(2) that moved the file
-      // (a DCP marker: the rename that starts its auto-commit) is still returning, to
-      // write back the new ctime; refused, the kernel would report EIO at the file's next
-      // close(2), a reader's too.
-      const n = await this.ctx.control.lookupById(this.ctx.mountId, id);
-      if (n && sameTs(n.mtime, mtime) && sameTs(n.atime, atime)) return this.statOf(n);
-    }
     if (timesOnly && this.ctx.flushing?.has(id)) {
       // The seal's own write-back: it makes the kernel send the times it kept for writes
       // made before the seal (the writeback cache), right before the snapshot. They are
@@ -675,7 +666,14 @@ export class RosetFilesystem {
       const r = await this.ctx.control.nodeForWrite(this.ctx.mountId, id);
       if (!r) throw new NamespaceError('NODE_NOT_FOUND', `Node ${id} does not exist`);
       const n = r.node;
-      if (r.barrier) throw await this.ctx.control.barrierError(r.barrier);
+      if (r.barrier) {
+        // The times the node already has change nothing, so the barrier refuses nothing.
+        // The kernel sends them while a rename(2) of the file (a DCP marker: the rename
+        // that starts its auto-commit) returns, to write back the new ctime; refused, it
+        // would report EIO at the file's next close(2), a reader's too.
+        if (timesOnly && sameTs(n.mtime, mtime) && sameTs(n.atime, atime)) return this.statOf(n);
+        throw await this.ctx.control.barrierError(r.barrier);
+      }
       if (n.type === 'folder') {
         if (req.size !== undefined) throw new NamespaceError('IS_A_FOLDER', `${n.name} is a folder`);
         return this.statOf(await this.ctx.control.setNodeAttrs(this.ctx.mountId, id, meta, 'writable'));

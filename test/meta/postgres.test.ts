@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openMetadata } from '../../src/meta/index.js';
 import { PostgresMetadataStore } from '../../src/meta/postgres.js';
 import { PG_SCHEMA_STEPS, PG_SCHEMA_VERSION } from '../../src/meta/postgres-schema.js';
-import type { CommitRecord, MetadataStore } from '../../src/meta/types.js';
+import type { CommitRecord, MetadataStore, NodeRecord } from '../../src/meta/types.js';
 import { startPostgres, type PostgresServer } from '../support/postgres.js';
 import { metadataConformance } from './conformance.js';
 
@@ -44,6 +44,17 @@ const commitOf = (nodeId: string, path: string): CommitRecord => ({
 
 async function folder(meta: MetadataStore, parentId: string, name: string) {
   return meta.createNode({ mountId: 'mnt_1', parentId, name, type: 'folder', mode: 0o40755, uid: 0, gid: 0, ownerAgent: null });
+}
+
+/** A store on `url` with the mount `mnt_1`, given to `fn` with its root; closed after, whatever happens. */
+async function onMount(url: string, fn: (meta: PostgresMetadataStore, root: NodeRecord) => Promise<void>): Promise<void> {
+  const meta = await PostgresMetadataStore.open(url);
+  try {
+    await meta.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
+    await fn(meta, await meta.root('mnt_1'));
+  } finally {
+    await meta.close();
+  }
 }
 
 /** Outcomes of racing promises: the codes of the rejected ones, `ok` for the others. */
@@ -198,10 +209,7 @@ describe('postgres: the server restarting', () => {
 describe('postgres: connections the server ended while they were idle', () => {
   it('sends a call again on another connection when the pooled one it took was terminated unseen', async () => {
     const url = await server.createDatabase();
-    const meta = await PostgresMetadataStore.open(url);
-    try {
-      await meta.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
-      const root = await meta.root('mnt_1');
+    await onMount(url, async (meta, root) => {
       await Promise.all([1, 2, 3, 4].map((i) => folder(meta, root.id, `idle${i}`)));
       server.terminateSessionsSync(url);
       // Both calls start before this process has read one notice: they take the pool's
@@ -211,9 +219,7 @@ describe('postgres: connections the server ended while they were idle', () => {
       expect((await mount)?.name).toBe('default');
       await created;
       expect((await meta.listChildren(root.id)).map((n) => n.name)).toEqual(['after', 'idle1', 'idle2', 'idle3', 'idle4']);
-    } finally {
-      await meta.close();
-    }
+    });
   });
 });
 
@@ -277,19 +283,17 @@ async function endingAfterStartup(target: URL): Promise<{ url: string; endNext: 
 describe('postgres: connections the server ends as they open', () => {
   it('survives a session ended in the same read that completed its startup, and sends the call again', async () => {
     const relay = await endingAfterStartup(new URL(await server.createDatabase()));
-    const meta = await PostgresMetadataStore.open(relay.url);
     try {
-      await meta.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
-      const root = await meta.root('mnt_1');
-      // The pool holds one idle connection; three calls at once open two more, and the
-      // server ends both as they open. An 'error' nobody listened for would have ended
-      // this process (the test run reports it); a call that failed would reject here.
-      relay.endNext(2);
-      await Promise.all([1, 2, 3].map((i) => folder(meta, root.id, `f${i}`)));
-      expect(relay.ended()).toBe(2);
-      expect((await meta.listChildren(root.id)).map((n) => n.name)).toEqual(['f1', 'f2', 'f3']);
+      await onMount(relay.url, async (meta, root) => {
+        // The pool holds one idle connection; three calls at once open two more, and the
+        // server ends both as they open. An 'error' nobody listened for would have ended
+        // this process (the test run reports it); a call that failed would reject here.
+        relay.endNext(2);
+        await Promise.all([1, 2, 3].map((i) => folder(meta, root.id, `f${i}`)));
+        expect(relay.ended()).toBe(2);
+        expect((await meta.listChildren(root.id)).map((n) => n.name)).toEqual(['f1', 'f2', 'f3']);
+      });
     } finally {
-      await meta.close();
       await relay.close();
     }
   });
@@ -298,10 +302,7 @@ describe('postgres: connections the server ends as they open', () => {
 describe('postgres: a change the server keeps aborting', () => {
   it('runs it again, then fails with METADATA_CONTENDED, having changed nothing', async () => {
     const url = await server.createDatabase();
-    const meta = await PostgresMetadataStore.open(url);
-    try {
-      await meta.createMount({ id: 'mnt_1', name: 'default', store: 'file:///x', createdAt: now() });
-      const root = await meta.root('mnt_1');
+    await onMount(url, async (meta, root) => {
       // Every insert of this name is a deadlock victim, as far as the store can tell.
       await sql(url, "CREATE FUNCTION victim() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END $$ LANGUAGE plpgsql");
       await sql(url, "CREATE TRIGGER victim BEFORE INSERT ON nodes FOR EACH ROW WHEN (NEW.name = 'victim') EXECUTE FUNCTION victim()");
@@ -311,9 +312,7 @@ describe('postgres: a change the server keeps aborting', () => {
       // Anything else goes through; the victim was never created.
       await folder(meta, root.id, 'other');
       expect((await meta.listChildren(root.id)).map((n) => n.name)).toEqual(['other']);
-    } finally {
-      await meta.close();
-    }
+    });
   });
 });
 
